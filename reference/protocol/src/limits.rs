@@ -1,0 +1,43 @@
+//! Documented limits of the SQL API. Each mirrors a `fsync.*` SQL function of the same name; the
+//! server's integration tests assert that both sides agree.
+
+/// Longest file path, in bytes of UTF-8 (`fsync.max_path_bytes()`).
+pub const MAX_PATH_BYTES: usize = 1024;
+/// Largest content of one file, in bytes of UTF-8 (`fsync.max_content_bytes()`).
+pub const MAX_CONTENT_BYTES: usize = 5 * 1024 * 1024;
+/// Largest total content of one bulk call, in bytes (`fsync.max_bulk_bytes()`).
+pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
+/// Most entries in one bulk call (`fsync.max_bulk_files()`).
+pub const MAX_BULK_FILES: usize = 10_000;
+/// Content above this size is left out of `file:update` events (`fsync.max_inline_event_bytes()`).
+pub const MAX_INLINE_EVENT_BYTES: usize = 128 * 1024;
+/// Largest HTTP request body the server accepts: a full bulk plus JSON overhead.
+pub const MAX_REQUEST_BODY_BYTES: usize = MAX_BULK_BYTES + 16 * 1024 * 1024;
+
+/// The fixed set of `file_type` values (`fsync.file_types()`).
+pub const FILE_TYPES: &[&str] = &[
+    "typescript",
+    "javascript",
+    "json",
+    "markdown",
+    "sql",
+    "text",
+    "html",
+    "css",
+    "scss",
+    "svg",
+    "yaml",
+    "toml",
+    "xml",
+    "shell",
+    "python",
+    "env",
+    "image",
+    "font",
+    "binary",
+];
+
+/// Whether `file_type` is one of [`FILE_TYPES`].
+pub fn is_file_type(file_type: &str) -> bool {
+    FILE_TYPES.contains(&file_type)
+}

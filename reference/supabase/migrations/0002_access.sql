@@ -1,0 +1,113 @@
+-- fsync 0002: who may see and change what (plan 0.2, DESIGN §4 and §8).
+--
+-- One function decides access for RLS policies, the RPCs and Realtime authorization alike:
+-- fsync.access_role(project). Owners and editors write, every member reads, a container token
+-- reads its one project, nobody else sees anything. Writes go only through the SECURITY DEFINER
+-- RPCs (0003), which check access themselves and stamp the author, so the API roles get SELECT
+-- and nothing more on the tables.
+
+-- The caller's standing in a project: 'owner' | 'editor' | 'viewer' (membership), 'container'
+-- (a container token scoped to this project), 'service' (the service role), or NULL (nothing).
+CREATE OR REPLACE FUNCTION fsync.access_role(p_project uuid) RETURNS text
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+AS $$
+DECLARE
+  v_claims jsonb := coalesce(auth.jwt(), '{}'::jsonb);
+  v_sub text := v_claims ->> 'sub';
+  v_role text;
+BEGIN
+  IF p_project IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF v_claims ->> 'role' = 'service_role' THEN
+    RETURN 'service';
+  END IF;
+  IF v_claims ->> 'scope' = 'container' THEN
+    IF v_claims ->> 'project_id' = p_project::text THEN
+      RETURN 'container';
+    END IF;
+    RETURN NULL;
+  END IF;
+  IF v_claims ->> 'role' IS DISTINCT FROM 'authenticated'
+     OR v_sub IS NULL
+     OR v_sub !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+    RETURN NULL;
+  END IF;
+  SELECT m.role INTO v_role
+  FROM public.project_members m
+  WHERE m.project_id = p_project AND m.user_id = v_sub::uuid;
+  RETURN v_role;
+END
+$$;
+
+-- Whether the caller shares a project with a user (to read that user's profile).
+CREATE OR REPLACE FUNCTION fsync.shares_project_with(p_user uuid) RETURNS boolean
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
+AS $$
+  SELECT EXISTS (
+    SELECT 1
+    FROM public.project_members mine
+    JOIN public.project_members theirs ON theirs.project_id = mine.project_id
+    WHERE mine.user_id = auth.uid() AND theirs.user_id = p_user
+      AND coalesce(auth.jwt() ->> 'scope', '') <> 'container'
+  )
+$$;
+
+-- Whether the caller may receive broadcasts on a Realtime topic: `project:<uuid>` topics are
+-- readable by whoever may read that project.
+CREATE OR REPLACE FUNCTION fsync.can_read_topic(p_topic text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+AS $$
+BEGIN
+  IF p_topic IS NULL
+     OR p_topic !~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+    RETURN false;
+  END IF;
+  RETURN fsync.access_role(substr(p_topic, 9)::uuid) IS NOT NULL;
+END
+$$;
+
+REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
+  fsync.can_read_topic(text) FROM PUBLIC;
+GRANT USAGE ON SCHEMA fsync TO authenticated, service_role;
+GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
+  fsync.can_read_topic(text) TO authenticated, service_role;
+
+------------------------------------------------------------------------------------------------
+-- Table privileges: read-only for the API roles (Supabase's default grants are wider).
+------------------------------------------------------------------------------------------------
+REVOKE ALL ON public.user_profiles, public.projects, public.project_members, public.project_files,
+  public.project_files_current, public.legacy_project_files FROM anon, authenticated;
+GRANT SELECT ON public.user_profiles, public.projects, public.project_members, public.project_files,
+  public.project_files_current, public.legacy_project_files TO authenticated;
+GRANT ALL ON public.user_profiles, public.projects, public.project_members, public.project_files,
+  public.project_files_current, public.legacy_project_files TO service_role;
+
+------------------------------------------------------------------------------------------------
+-- Row level security.
+------------------------------------------------------------------------------------------------
+ALTER TABLE public.user_profiles ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.projects ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.project_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.project_files ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS "profiles: self and co-members read" ON public.user_profiles;
+CREATE POLICY "profiles: self and co-members read" ON public.user_profiles
+  FOR SELECT TO authenticated
+  USING (id = (SELECT auth.uid()) OR fsync.shares_project_with(id));
+
+DROP POLICY IF EXISTS "projects: members read" ON public.projects;
+CREATE POLICY "projects: members read" ON public.projects
+  FOR SELECT TO authenticated
+  USING (fsync.access_role(id) IN ('owner', 'editor', 'viewer'));
+
+DROP POLICY IF EXISTS "project_members: members read" ON public.project_members;
+CREATE POLICY "project_members: members read" ON public.project_members
+  FOR SELECT TO authenticated
+  USING (fsync.access_role(project_id) IN ('owner', 'editor', 'viewer'));
+
+-- Members read every version; a container token reads the files of its one project.
+DROP POLICY IF EXISTS "project_files: members and container read" ON public.project_files;
+CREATE POLICY "project_files: members and container read" ON public.project_files
+  FOR SELECT TO authenticated
+  USING (fsync.access_role(project_id) IN ('owner', 'editor', 'viewer', 'container'));
