@@ -1,1 +1,16 @@
+//! The fsync reference server: a stand-in for a Supabase project that serves the fsync SQL API
+//! over PostgREST's HTTP surface, so `@supabase/supabase-js` and the fsync Rust client can use it.
+//!
+//! Start at [`app::serve`] (the server on a listener), [`pg::PgStore`] (how requests reach
+//! PostgreSQL) and [`config::Config`] (what the environment sets).
 
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod pg;
+pub mod postgrest;
+pub mod store;
+
+pub use app::{router, serve, AppState};
+pub use pg::PgStore;

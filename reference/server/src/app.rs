@@ -1,0 +1,87 @@
+//! The HTTP application: routes, shared state, and [`serve`], which tests and `serve` alike use
+//! to run the server on a listener they bound (port 0 in tests).
+
+use crate::error::ApiError;
+use crate::postgrest;
+use crate::store::Store;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use fsync_protocol::jwt::Secret;
+use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// What every handler shares.
+pub struct AppState<S> {
+    pub store: Arc<S>,
+    pub secret: Secret,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState { store: self.store.clone(), secret: self.secret.clone() }
+    }
+}
+
+/// The router for every endpoint of the reference server.
+pub fn router<S: Store>(state: AppState<S>) -> Router {
+    Router::new()
+        .route("/health", get(health::<S>))
+        .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
+        .route("/rest/v1/{relation}", get(postgrest::read::<S>))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn(cors))
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` completes.
+pub async fn serve<S: Store>(
+    listener: TcpListener,
+    state: AppState<S>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {
+    match state.store.health().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok", "database": "ok"})).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable", "database": e.body.details})),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "FSYNC404", format!("no route for {method} {}", uri.path()))
+}
+
+/// Browsers call the API from another origin, as they call a Supabase project: answer preflight
+/// requests and allow any origin, as Supabase's gateway does.
+async fn cors(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    if preflight {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(
+                "authorization, apikey, content-type, content-profile, accept-profile, prefer, range, x-client-info, x-upsert",
+            ),
+        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    } else {
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("content-range, content-profile"));
+    }
+    response
+}

@@ -1,0 +1,154 @@
+//! API errors in PostgREST's shape: a JSON body `{code, message, details, hint}` and the HTTP
+//! status PostgREST derives from the SQLSTATE (or from its own `PGRSTxxx` codes).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fsync_protocol::api::ErrorBody;
+
+/// An error answered to an API client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody { code: code.to_owned(), message: message.into(), details: None, hint: None },
+        }
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.body.details = Some(details.into());
+        self
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.body.hint = Some(hint.into());
+        self
+    }
+
+    /// An error raised by the database, mapped the way PostgREST maps it. `authenticated` is
+    /// whether the request carried a JWT (it decides 401 or 403 for `42501`).
+    pub fn from_sqlstate(
+        code: &str,
+        message: &str,
+        details: Option<&str>,
+        hint: Option<&str>,
+        authenticated: bool,
+    ) -> Self {
+        let status = status_for_sqlstate(code, message, authenticated);
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.to_owned(),
+                details: details.map(str::to_owned),
+                hint: hint.map(str::to_owned),
+            },
+        }
+    }
+
+    /// The database could not be reached (PostgREST's `PGRST000`).
+    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "PGRST000", "Could not connect with the database")
+            .with_details(cause.to_string())
+    }
+
+    /// An unexpected failure inside the server.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "FSYNC500", "Internal server error")
+            .with_details(cause.to_string())
+    }
+
+    /// A request body that is not the JSON the endpoint takes (PostgREST's `PGRST102`).
+    pub fn invalid_body(details: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "PGRST102", "Empty or invalid json").with_details(details)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(&self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            let challenge = format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                self.body.message.replace('"', "'")
+            );
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+        }
+        if let Ok(value) = HeaderValue::from_str(&format!("PostgREST; error={}", self.body.code)) {
+            response.headers_mut().insert("proxy-status", value);
+        }
+        response
+    }
+}
+
+/// PostgREST's SQLSTATE → HTTP status mapping (`mapSQLtoHTTP`).
+pub fn status_for_sqlstate(code: &str, message: &str, authenticated: bool) -> StatusCode {
+    let status = |n: u16| StatusCode::from_u16(n).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Some(digits) = code.strip_prefix("PT") {
+        return digits.parse::<u16>().ok().filter(|n| (100..600).contains(n)).map(status).unwrap_or(StatusCode::BAD_REQUEST);
+    }
+    match code {
+        "23503" | "23505" => return status(409),
+        "25006" => return status(405),
+        "53400" => return status(500),
+        "57P01" => return status(503),
+        "P0001" => return status(400),
+        "42883" | "42P01" => return status(404),
+        "42P17" => return status(500),
+        "42501" => return status(if authenticated { 403 } else { 401 }),
+        "22023" => {
+            let role_missing = message.starts_with("role ") && message.ends_with("does not exist");
+            return status(if role_missing { 401 } else { 400 });
+        }
+        "21000" => {
+            return status(if message.contains("requires a WHERE clause") { 400 } else { 500 });
+        }
+        _ => {}
+    }
+    let class = code.get(..2).unwrap_or("");
+    match class {
+        "08" | "53" => status(503),
+        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV" | "P0" | "XX" => {
+            status(500)
+        }
+        "0L" | "0P" | "28" => status(403),
+        _ => status(400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_sqlstates_like_postgrest() {
+        let cases = [
+            ("PT409", "", true, 409),
+            ("PT404", "", true, 404),
+            ("PT413", "", true, 413),
+            ("PT429", "", true, 429),
+            ("22023", "p_file_path has an empty segment", true, 400),
+            ("22023", "role \"admin\" does not exist", true, 401),
+            ("42501", "", true, 403),
+            ("42501", "", false, 401),
+            ("23505", "", true, 409),
+            ("22P02", "invalid input syntax for type uuid", true, 400),
+            ("42883", "", true, 404),
+            ("08006", "", true, 503),
+            ("40001", "", true, 500),
+            ("P0001", "", true, 400),
+            ("25006", "", true, 405),
+            ("XX000", "", true, 500),
+        ];
+        for (code, message, authenticated, expected) in cases {
+            assert_eq!(status_for_sqlstate(code, message, authenticated).as_u16(), expected, "{code}");
+        }
+    }
+}

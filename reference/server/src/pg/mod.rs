@@ -1,0 +1,195 @@
+//! The PostgreSQL store: RPC calls and reads run as PostgREST runs them, one transaction per
+//! request that first sets `role` and `request.jwt.claims`.
+
+pub mod bootstrap;
+pub mod migrate;
+pub mod schema;
+pub mod sql;
+
+use crate::auth::RequestAuth;
+use crate::error::ApiError;
+use crate::store::{ReadOutput, ReadQuery, RpcCall, RpcOutput, Store};
+use axum::http::StatusCode;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use schema::SchemaCache;
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+use tokio_postgres::NoTls;
+
+/// Connections per server instance.
+pub const POOL_SIZE: usize = 16;
+
+/// The store over one PostgreSQL database.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    schema: Arc<RwLock<Arc<SchemaCache>>>,
+}
+
+impl PgStore {
+    /// Connects to `url`, applies the migrations and loads the schema cache.
+    pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
+        use anyhow::Context;
+        let config: tokio_postgres::Config = url.parse().context("parse database URL")?;
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(POOL_SIZE).build().context("build the connection pool")?;
+        let mut client = pool.get().await.context("connect to the database")?;
+        migrate::migrate(&mut client).await?;
+        let cache = SchemaCache::load(&**client).await.context("load the schema cache")?;
+        drop(client);
+        Ok(PgStore { pool, schema: Arc::new(RwLock::new(Arc::new(cache))) })
+    }
+
+    /// Reloads the schema cache (after DDL outside the migrations).
+    pub async fn reload_schema(&self) -> anyhow::Result<()> {
+        let client = self.pool.get().await?;
+        let cache = SchemaCache::load(&**client).await?;
+        *self.schema.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cache);
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn schema(&self) -> Arc<SchemaCache> {
+        self.schema.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Runs `statement` with `params` in a request transaction as `auth`, returning the first row.
+    async fn run_as(
+        &self,
+        auth: &RequestAuth,
+        read_only: bool,
+        method: &str,
+        path: &str,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, ApiError> {
+        let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
+        let tx = client
+            .build_transaction()
+            .read_only(read_only)
+            .start()
+            .await
+            .map_err(|e| db_error(e, true))?;
+        let claims = auth.claims_json();
+        let settings = tx
+            .prepare_cached(
+                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+                        set_config('request.method', $3, true), set_config('request.path', $4, true)",
+            )
+            .await
+            .map_err(|e| db_error(e, true))?;
+        let call = tx.prepare_cached(statement).await.map_err(|e| db_error(e, true))?;
+        // Both go out before either answer comes back: one round trip for the pair.
+        let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&auth.role, &claims, &method, &path];
+        let (set, row) = tokio::join!(
+            tx.query_one(&settings, &setting_params),
+            tx.query_one(&call, params)
+        );
+        set.map_err(|e| db_error(e, true))?;
+        let row = row.map_err(|e| db_error(e, true))?;
+        tx.commit().await.map_err(|e| db_error(e, true))?;
+        Ok(row)
+    }
+}
+
+/// Maps a driver error to the API error PostgREST would answer.
+fn db_error(error: tokio_postgres::Error, authenticated: bool) -> ApiError {
+    match error.as_db_error() {
+        Some(db) => ApiError::from_sqlstate(db.code().code(), db.message(), db.detail(), db.hint(), authenticated),
+        None if error.is_closed() => ApiError::unavailable(error),
+        None => ApiError::internal(error),
+    }
+}
+
+impl Store for PgStore {
+    async fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> Result<RpcOutput, ApiError> {
+        let schema = self.schema();
+        let given: Vec<&str> = call.args.keys().map(String::as_str).collect();
+        let overloads = schema.functions.get(&call.function).map(Vec::as_slice).unwrap_or(&[]);
+        let Some(function) = overloads.iter().find(|f| f.accepts(given.iter().copied())) else {
+            let mut error = ApiError::new(
+                StatusCode::NOT_FOUND,
+                "PGRST202",
+                format!(
+                    "Could not find the function public.{}({}) in the schema cache",
+                    call.function,
+                    given.join(", ")
+                ),
+            );
+            if let Some(candidate) = overloads.first() {
+                error = error.with_hint(format!("Perhaps you meant to call the function {}", candidate.signature()));
+            }
+            return Err(error);
+        };
+        let statement = sql::rpc_statement(function, &given);
+        let args = Value::Object(call.args);
+        let method = if call.read_only { "GET" } else { "POST" };
+        let path = format!("/rpc/{}", call.function);
+        let row = self.run_as(auth, call.read_only, method, &path, &statement, &[&args]).await?;
+        match function.returns {
+            schema::ReturnKind::Void => Ok(RpcOutput::NoContent),
+            _ => Ok(RpcOutput::Json(row.get::<_, Option<String>>(0).unwrap_or_else(|| "null".to_owned()))),
+        }
+    }
+
+    async fn read(&self, auth: &RequestAuth, query: ReadQuery) -> Result<ReadOutput, ApiError> {
+        let schema = self.schema();
+        let Some(columns) = schema.relations.get(&query.relation) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "PGRST205",
+                format!("Could not find the table 'public.{}' in the schema cache", query.relation),
+            ));
+        };
+        let column_type = |name: &str| columns.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
+        let mentioned = query
+            .columns
+            .iter()
+            .flatten()
+            .chain(query.filters.iter().map(|f| &f.column))
+            .chain(query.order.iter().map(|o| &o.column));
+        for column in mentioned {
+            if column_type(column).is_none() {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "42703",
+                    format!("column {}.{} does not exist", query.relation, column),
+                ));
+            }
+        }
+        let (statement, params) = sql::read_statement(
+            &query.relation,
+            query.columns.as_deref(),
+            &query.filters,
+            &query.order,
+            query.limit,
+            query.offset,
+            |c| column_type(c).unwrap_or_else(|| "text".to_owned()),
+        );
+        let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+            .into_iter()
+            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                match p {
+                    sql::Param::Text(s) => Box::new(s),
+                    sql::Param::List(v) => Box::new(v),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            owned.iter().map(|b| &**b as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let path = format!("/{}", query.relation);
+        let row = self.run_as(auth, true, "GET", &path, &statement, &refs).await?;
+        let count: i64 = row.get(1);
+        Ok(ReadOutput { rows_json: row.get(0), count: count.max(0) as u64 })
+    }
+
+    async fn health(&self) -> Result<(), ApiError> {
+        let client = self.pool.get().await.map_err(ApiError::unavailable)?;
+        client.query_one("SELECT 1", &[]).await.map_err(ApiError::unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! The seam between the HTTP surface and the source of truth.
+//!
+//! The PostgREST-compatible endpoints reach the data only through [`Store`]: an RPC call by name
+//! with named JSON arguments, and a filtered read of a relation, both as a verified caller. The
+//! PostgreSQL implementation ([`crate::pg::PgStore`]) runs them as PostgREST does; an in-memory
+//! model can stand in for it in the simulator.
+
+use crate::auth::RequestAuth;
+use crate::error::ApiError;
+use serde_json::{Map, Value};
+use std::future::Future;
+
+/// A call of `POST /rest/v1/rpc/{function}` (or `GET` with query arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcCall {
+    pub function: String,
+    pub args: Map<String, Value>,
+    /// `GET` calls run in a read-only transaction, as in PostgREST.
+    pub read_only: bool,
+}
+
+/// What an RPC returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RpcOutput {
+    /// A JSON document, as text, ready to send.
+    Json(String),
+    /// The function returns `void`: `204 No Content`.
+    NoContent,
+}
+
+/// A comparison in a read filter (`col=op.value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterOp {
+    Eq,
+    Neq,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Like,
+    Ilike,
+    Is,
+    In,
+}
+
+/// One `column=[not.]op.value` filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub column: String,
+    pub op: FilterOp,
+    pub negated: bool,
+    /// The value as written; for `in`, the list's items.
+    pub values: Vec<String>,
+}
+
+/// One `order=` term.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderTerm {
+    pub column: String,
+    pub descending: bool,
+    /// `Some(true)` for `nullsfirst`, `Some(false)` for `nullslast`.
+    pub nulls_first: Option<bool>,
+}
+
+/// A read of `GET /rest/v1/{relation}`: the subset of PostgREST's query grammar that
+/// supabase-js's `.from(..).select(..).eq(..).order(..).limit(..)` produces.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReadQuery {
+    pub relation: String,
+    /// `None` selects every column.
+    pub columns: Option<Vec<String>>,
+    pub filters: Vec<Filter>,
+    pub order: Vec<OrderTerm>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// Rows of a read, as a JSON array in text, and how many there are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadOutput {
+    pub rows_json: String,
+    pub count: u64,
+}
+
+/// The source of truth as the HTTP surface sees it.
+pub trait Store: Send + Sync + 'static {
+    /// Calls an RPC function as `auth`, in one transaction.
+    fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> impl Future<Output = Result<RpcOutput, ApiError>> + Send;
+
+    /// Reads rows of a relation as `auth`, under its row level security.
+    fn read(&self, auth: &RequestAuth, query: ReadQuery) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
+
+    /// Whether the store can serve requests.
+    fn health(&self) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
