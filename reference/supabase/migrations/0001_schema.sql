@@ -97,6 +97,7 @@ CREATE TABLE IF NOT EXISTS public.user_profiles (
 );
 ALTER TABLE public.user_profiles ADD COLUMN IF NOT EXISTS email text;
 ALTER TABLE public.user_profiles ADD COLUMN IF NOT EXISTS display_name text;
+ALTER TABLE public.user_profiles ADD COLUMN IF NOT EXISTS created_at timestamptz DEFAULT now();
 
 CREATE TABLE IF NOT EXISTS public.projects (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -108,6 +109,8 @@ CREATE TABLE IF NOT EXISTS public.projects (
 );
 -- The project change sequence (DESIGN §5): bumped by exactly 1 per write RPC.
 ALTER TABLE public.projects ADD COLUMN IF NOT EXISTS seq bigint NOT NULL DEFAULT 0;
+ALTER TABLE public.projects ADD COLUMN IF NOT EXISTS created_at timestamptz DEFAULT now();
+ALTER TABLE public.projects ADD COLUMN IF NOT EXISTS updated_at timestamptz DEFAULT now();
 
 CREATE TABLE IF NOT EXISTS public.project_members (
   project_id uuid NOT NULL REFERENCES public.projects (id) ON DELETE CASCADE,

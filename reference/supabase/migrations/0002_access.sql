@@ -76,8 +76,9 @@ GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uui
 ------------------------------------------------------------------------------------------------
 -- Table privileges: read-only for the API roles (Supabase's default grants are wider).
 ------------------------------------------------------------------------------------------------
+-- Revoke from every role first so that each run ends with the same ACL, in the same order.
 REVOKE ALL ON public.user_profiles, public.projects, public.project_members, public.project_files,
-  public.project_files_current, public.legacy_project_files FROM anon, authenticated;
+  public.project_files_current, public.legacy_project_files FROM anon, authenticated, service_role;
 GRANT SELECT ON public.user_profiles, public.projects, public.project_members, public.project_files,
   public.project_files_current, public.legacy_project_files TO authenticated;
 GRANT ALL ON public.user_profiles, public.projects, public.project_members, public.project_files,

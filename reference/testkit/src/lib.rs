@@ -1,1 +1,13 @@
+//! Test support shared by every crate's integration tests: a fresh PostgreSQL database per test
+//! ([`TestDb`]) and the reference server spawned on port 0 against it ([`spawn_app`]).
+//!
+//! The machine's PostgreSQL is used (`FSYNC_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, a superuser connection). Migrated databases are
+//! cloned from a template built once per migration checksum, which keeps a fresh database per
+//! test cheap. `TEST_LOG=1` switches server logs on.
 
+mod app;
+mod db;
+
+pub use app::{claims, spawn_app, TestApp};
+pub use db::{admin_url, TestDb};

@@ -1,0 +1,156 @@
+//! The reference server on port 0 against a fresh database, with typed helpers.
+
+use crate::db::TestDb;
+use fsync_protocol::jwt::{self, Claims, Secret};
+use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
+use fsync_reference::{AppState, PgStore};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+/// A running reference server and its database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`, the API URL clients are given.
+    pub url: String,
+    pub secret: Secret,
+    pub anon_key: String,
+    pub service_key: String,
+    pub store: PgStore,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    // Last: the database is dropped after the server stops.
+    pub db: TestDb,
+}
+
+/// Starts the server on 127.0.0.1:0 against a fresh migrated database.
+pub async fn spawn_app() -> TestApp {
+    init_test_log();
+    let db = TestDb::migrated().await.expect("create a test database");
+    let store = PgStore::connect(&db.url).await.expect("connect the store");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local address");
+    let secret = Secret::new(DEV_JWT_SECRET);
+    let state = AppState { store: Arc::new(store.clone()), secret: secret.clone() };
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(fsync_reference::serve(listener, state, async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        url: format!("http://{addr}"),
+        anon_key: anon_key(&secret),
+        service_key: service_role_key(&secret),
+        secret,
+        store,
+        http: reqwest::Client::new(),
+        shutdown: Some(shutdown),
+        db,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// A token with `claims` (plus `iat`/`exp` for an hour when absent).
+    pub fn token(&self, mut claims: Claims) -> String {
+        let now = jwt::now_s();
+        claims.entry("iat").or_insert(json!(now));
+        claims.entry("exp").or_insert(json!(now + 3600));
+        jwt::sign(&self.secret, &claims)
+    }
+
+    /// A signed-in user's token.
+    pub fn user_token(&self, user: Uuid) -> String {
+        self.token(claims(json!({"role": "authenticated", "sub": user, "email": format!("{user}@example.test")})))
+    }
+
+    /// A container token for `project` (DESIGN §8).
+    pub fn container_token(&self, project: Uuid) -> String {
+        let session = Uuid::new_v4();
+        self.token(claims(json!({
+            "role": "authenticated", "sub": session, "session_id": session,
+            "project_id": project, "scope": "container",
+        })))
+    }
+
+    /// `POST /rest/v1/rpc/{function}` with the anon apikey and `token` as Bearer (none: anon).
+    pub async fn rpc(&self, token: Option<&str>, function: &str, args: Value) -> (StatusCode, Value) {
+        self.rpc_raw(token, function, args.to_string()).await
+    }
+
+    /// Like [`TestApp::rpc`] with a raw body.
+    pub async fn rpc_raw(&self, token: Option<&str>, function: &str, body: String) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/rest/v1/rpc/{function}", self.url))
+            .header("apikey", &self.anon_key)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("send the RPC");
+        let status = response.status();
+        let text = response.text().await.expect("read the response");
+        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, value)
+    }
+
+    /// A user profile, inserted directly (as the superuser).
+    pub async fn create_user(&self) -> Uuid {
+        let id = Uuid::new_v4();
+        let client = self.db.connect().await.expect("connect");
+        client
+            .execute(
+                "INSERT INTO public.user_profiles (id, email) VALUES ($1, $2)",
+                &[&id, &format!("{id}@example.test")],
+            )
+            .await
+            .expect("insert a user profile");
+        id
+    }
+
+    /// A project owned by `owner`, created through the API.
+    pub async fn create_project(&self, owner: Uuid) -> Uuid {
+        let (status, body) =
+            self.rpc(Some(&self.user_token(owner)), "create_project", json!({"p_name": "test project"})).await;
+        assert_eq!(status, StatusCode::OK, "create_project: {body}");
+        body["id"].as_str().and_then(|id| id.parse().ok()).expect("project id")
+    }
+
+    /// Makes `user` a member of `project` with `role`, through the API as the owner.
+    pub async fn add_member(&self, owner: Uuid, project: Uuid, user: Uuid, role: &str) {
+        let (status, body) = self
+            .rpc(
+                Some(&self.user_token(owner)),
+                "add_project_member",
+                json!({"project_uuid": project, "p_user_id": user, "p_role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "add_project_member: {body}");
+    }
+}
+
+/// A JSON object literal as claims.
+pub fn claims(value: Value) -> Claims {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("claims must be a JSON object, got {other}"),
+    }
+}
+
+fn init_test_log() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("debug").with_test_writer().try_init();
+    }
+}
