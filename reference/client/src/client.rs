@@ -1,0 +1,295 @@
+//! Typed RPC calls over PostgREST, with retries.
+
+use crate::error::ClientError;
+use crate::retry::{retryable_status, RetryPolicy};
+use fsync_protocol::api::{
+    rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody, MemberRole, Project,
+    UpsertResult, UserProfile,
+};
+use fsync_protocol::limits::{is_file_type, MAX_BULK_FILES, MAX_CONTENT_BYTES};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Where and as whom a client calls.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The API URL (`http://127.0.0.1:54321`, or `https://<ref>.supabase.co`).
+    pub url: String,
+    /// The project's anon (or service_role) key, sent as `apikey`.
+    pub apikey: String,
+    /// The caller's JWT, sent as `Authorization: Bearer`; `None` sends the apikey.
+    pub token: Option<String>,
+    pub retry: RetryPolicy,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(url: impl Into<String>, apikey: impl Into<String>) -> Self {
+        ClientConfig {
+            url: url.into(),
+            apikey: apikey.into(),
+            token: None,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+}
+
+/// A client of the fsync SQL API.
+pub struct FsyncClient {
+    http: reqwest::Client,
+    base: String,
+    apikey: String,
+    token: RwLock<Option<String>>,
+    retry: RetryPolicy,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl FsyncClient {
+    pub fn new(config: ClientConfig) -> Result<FsyncClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .build()
+            .map_err(|e| ClientError::InvalidInput(format!("build the HTTP client: {e}")))?;
+        let rng = match config.retry.seed {
+            Some(seed) => fastrand::Rng::with_seed(seed),
+            None => fastrand::Rng::new(),
+        };
+        Ok(FsyncClient {
+            http,
+            base: config.url.trim_end_matches('/').to_owned(),
+            apikey: config.apikey,
+            token: RwLock::new(config.token),
+            retry: RetryPolicy { max_attempts: config.retry.max_attempts.max(1), ..config.retry },
+            rng: Mutex::new(rng),
+        })
+    }
+
+    /// Replaces the Bearer token (after a refresh).
+    pub fn set_token(&self, token: impl Into<String>) {
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(token.into());
+    }
+
+    /// Calls `function` with named `args` and decodes the result, retrying per the policy.
+    pub async fn call<T: DeserializeOwned>(&self, function: &str, args: Value) -> Result<T, ClientError> {
+        let url = format!("{}/rest/v1/rpc/{function}", self.base);
+        let body = args.to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.attempt(&url, &body).await;
+            let retry_after = match &outcome {
+                Err(Failure::Network(_)) => None,
+                Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => *retry_after,
+                _ => return outcome.map_err(Failure::into_error).and_then(|text| decode(&text)),
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(match outcome {
+                    Err(Failure::Network(source)) => ClientError::Network { attempts: attempt, source },
+                    Err(failure) => failure.into_error(),
+                    Ok(_) => unreachable!("success returns above"),
+                });
+            }
+            let jittered = {
+                let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                self.retry.delay(attempt - 1, &mut rng)
+            };
+            let wait = retry_after.map(|r| r.min(self.retry.max_delay)).unwrap_or(jittered);
+            tracing::debug!(function, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, url: &str, body: &str) -> Result<String, Failure> {
+        let token = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let response = self
+            .http
+            .post(url)
+            .header("apikey", &self.apikey)
+            .header("content-type", "application/json")
+            .header("content-profile", "public")
+            .bearer_auth(token.as_deref().unwrap_or(&self.apikey))
+            .body(body.to_owned())
+            .send()
+            .await
+            .map_err(Failure::Network)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.map_err(Failure::Network)?;
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(Failure::Status { status, text, retry_after })
+        }
+    }
+
+    // ---- typed calls, one per RPC ----
+
+    pub async fn upsert_project_file(
+        &self,
+        project: Uuid,
+        file_path: &str,
+        content: &str,
+        file_type: &str,
+        expected_version: Option<i32>,
+    ) -> Result<UpsertResult, ClientError> {
+        check_file(file_path, Some(file_type), Some(content))?;
+        self.call(
+            rpc::UPSERT_PROJECT_FILE,
+            json!({
+                "project_uuid": project, "p_file_path": file_path, "p_content": content,
+                "p_file_type": file_type, "expected_version": expected_version,
+            }),
+        )
+        .await
+    }
+
+    pub async fn delete_project_file(
+        &self,
+        project: Uuid,
+        file_path: &str,
+        expected_version: Option<i32>,
+    ) -> Result<DeleteResult, ClientError> {
+        check_file(file_path, None, None)?;
+        self.call(
+            rpc::DELETE_PROJECT_FILE,
+            json!({"project_uuid": project, "p_file_path": file_path, "expected_version": expected_version}),
+        )
+        .await
+    }
+
+    pub async fn list_current_files(&self, project: Uuid) -> Result<Vec<CurrentFile>, ClientError> {
+        self.call(rpc::LIST_CURRENT_FILES, json!({"project_uuid": project})).await
+    }
+
+    pub async fn bulk_upsert_project_files(&self, project: Uuid, files: &[BulkEntry]) -> Result<BulkResult, ClientError> {
+        if files.is_empty() || files.len() > MAX_BULK_FILES {
+            return Err(ClientError::InvalidInput(format!("a bulk takes 1 to {MAX_BULK_FILES} files, not {}", files.len())));
+        }
+        for entry in files {
+            if entry.delete {
+                check_file(&entry.file_path, None, None)?;
+            } else {
+                check_file(&entry.file_path, entry.file_type.as_deref().or(Some("")), entry.content.as_deref().or(Some("")))?;
+            }
+        }
+        self.call(rpc::BULK_UPSERT_PROJECT_FILES, json!({"project_uuid": project, "files": files})).await
+    }
+
+    pub async fn list_changes_since(&self, project: Uuid, since_seq: i64) -> Result<Changes, ClientError> {
+        self.call(rpc::LIST_CHANGES_SINCE, json!({"project_uuid": project, "since_seq": since_seq})).await
+    }
+
+    /// Creates or updates a profile: the caller's own (`user: None`), or anyone's with the
+    /// service role.
+    pub async fn ensure_user_profile(
+        &self,
+        user: Option<Uuid>,
+        email: Option<&str>,
+        display_name: Option<&str>,
+    ) -> Result<UserProfile, ClientError> {
+        self.call(
+            rpc::ENSURE_USER_PROFILE,
+            json!({"p_user_id": user, "p_email": email, "p_display_name": display_name}),
+        )
+        .await
+    }
+
+    /// Creates a project owned by the caller (or by `owner`, with the service role).
+    pub async fn create_project(&self, name: &str, owner: Option<Uuid>) -> Result<Project, ClientError> {
+        self.call(rpc::CREATE_PROJECT, json!({"p_name": name, "p_owner": owner})).await
+    }
+
+    pub async fn add_project_member(&self, project: Uuid, user: Uuid, role: MemberRole) -> Result<Value, ClientError> {
+        self.call(
+            rpc::ADD_PROJECT_MEMBER,
+            json!({"project_uuid": project, "p_user_id": user, "p_role": role.as_str()}),
+        )
+        .await
+    }
+
+    pub async fn remove_project_member(&self, project: Uuid, user: Uuid) -> Result<Value, ClientError> {
+        self.call(rpc::REMOVE_PROJECT_MEMBER, json!({"project_uuid": project, "p_user_id": user})).await
+    }
+}
+
+/// Refuses locally what the SQL API would refuse, with the same words.
+fn check_file(path: &str, file_type: Option<&str>, content: Option<&str>) -> Result<(), ClientError> {
+    fsync_protocol::check_path(path).map_err(|p| ClientError::InvalidInput(format!("file path {path:?} {p}")))?;
+    if let Some(t) = file_type {
+        if !is_file_type(t) {
+            return Err(ClientError::InvalidInput(format!("{t:?} is not a known file type")));
+        }
+    }
+    if let Some(c) = content {
+        if c.len() > MAX_CONTENT_BYTES {
+            return Err(ClientError::InvalidInput(format!(
+                "content of {path} is {} bytes, more than the limit of {MAX_CONTENT_BYTES} bytes",
+                c.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn decode<T: DeserializeOwned>(text: &str) -> Result<T, ClientError> {
+    let text = if text.is_empty() { "null" } else { text };
+    serde_json::from_str(text).map_err(|e| ClientError::Decode(format!("{e}: {}", truncate(text))))
+}
+
+fn truncate(text: &str) -> &str {
+    let mut end = text.len().min(200);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// One attempt's failure, before the retry decision.
+enum Failure {
+    Network(reqwest::Error),
+    Status { status: u16, text: String, retry_after: Option<Duration> },
+}
+
+impl Failure {
+    fn into_error(self) -> ClientError {
+        match self {
+            Failure::Network(source) => ClientError::Network { attempts: 1, source },
+            Failure::Status { status, text, .. } => {
+                let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
+                    code: status.to_string(),
+                    message: truncate(&text).to_owned(),
+                    details: None,
+                    hint: None,
+                });
+                if status == 409 {
+                    if let Some(details) =
+                        body.details.as_deref().and_then(|d| serde_json::from_str::<ConflictDetails>(d).ok())
+                    {
+                        return ClientError::Conflict { details, body };
+                    }
+                }
+                ClientError::Api { status, body }
+            }
+        }
+    }
+}
