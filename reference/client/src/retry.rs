@@ -21,14 +21,22 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 5 attempts, 50 ms base, 2 s cap, OS-seeded jitter.
     fn default() -> Self {
-        RetryPolicy { max_attempts: 5, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2), seed: None }
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+            seed: None,
+        }
     }
 }
 
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn none() -> Self {
-        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
+        RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        }
     }
 
     /// The cap of the wait before retry number `retry` (0 for the first retry).
@@ -55,11 +63,20 @@ mod tests {
 
     #[test]
     fn delays_are_jittered_under_a_growing_capped_ceiling() {
-        let policy = RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(10), max_delay: Duration::from_millis(100), seed: Some(7) };
+        let policy = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(100),
+            seed: Some(7),
+        };
         assert_eq!(policy.ceiling(0), Duration::from_millis(10));
         assert_eq!(policy.ceiling(2), Duration::from_millis(40));
         assert_eq!(policy.ceiling(5), Duration::from_millis(100), "capped");
-        assert_eq!(policy.ceiling(40), Duration::from_millis(100), "no overflow");
+        assert_eq!(
+            policy.ceiling(40),
+            Duration::from_millis(100),
+            "no overflow"
+        );
         let mut rng = fastrand::Rng::with_seed(7);
         let delays: Vec<Duration> = (0..200).map(|_| policy.delay(3, &mut rng)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(80)));
@@ -67,7 +84,12 @@ mod tests {
         assert!(distinct.len() > 100, "jittered, not fixed");
         // The same seed gives the same delays: the simulator depends on it.
         let mut again = fastrand::Rng::with_seed(7);
-        assert_eq!(delays, (0..200).map(|_| policy.delay(3, &mut again)).collect::<Vec<_>>());
+        assert_eq!(
+            delays,
+            (0..200)
+                .map(|_| policy.delay(3, &mut again))
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]

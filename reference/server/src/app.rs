@@ -24,7 +24,10 @@ pub struct AppState<S> {
 
 impl<S> Clone for AppState<S> {
     fn clone(&self) -> Self {
-        AppState { store: self.store.clone(), secret: self.secret.clone() }
+        AppState {
+            store: self.store.clone(),
+            secret: self.secret.clone(),
+        }
     }
 }
 
@@ -32,7 +35,10 @@ impl<S> Clone for AppState<S> {
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     Router::new()
         .route("/health", get(health::<S>))
-        .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
+        .route(
+            "/rest/v1/rpc/{function}",
+            get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>),
+        )
         .route("/rest/v1/{relation}", get(postgrest::read::<S>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
@@ -46,7 +52,9 @@ pub async fn serve<S: Store>(
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {
@@ -61,27 +69,47 @@ async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "FSYNC404", format!("no route for {method} {}", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "FSYNC404",
+        format!("no route for {method} {}", uri.path()),
+    )
 }
 
 /// Browsers call the API from another origin, as they call a Supabase project: answer preflight
 /// requests and allow any origin, as Supabase's gateway does.
 async fn cors(request: Request, next: Next) -> Response {
     let preflight = request.method() == Method::OPTIONS;
-    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
     let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     if preflight {
-        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"));
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static(
                 "authorization, apikey, content-type, content-profile, accept-profile, prefer, range, x-client-info, x-upsert",
             ),
         );
-        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
     } else {
-        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("content-range, content-profile"));
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("content-range, content-profile"),
+        );
     }
     response
 }

@@ -43,7 +43,9 @@ impl Config {
             database_url: non_empty("DATABASE_URL"),
             jwt_secret_is_default: secret.is_none(),
             jwt_secret: Secret::new(secret.unwrap_or_else(|| DEV_JWT_SECRET.to_owned())),
-            state_dir: non_empty("FSYNC_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            state_dir: non_empty("FSYNC_STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         }
     }
 }

@@ -85,10 +85,18 @@ pub struct ReadOutput {
 /// The source of truth as the HTTP surface sees it.
 pub trait Store: Send + Sync + 'static {
     /// Calls an RPC function as `auth`, in one transaction.
-    fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> impl Future<Output = Result<RpcOutput, ApiError>> + Send;
+    fn rpc(
+        &self,
+        auth: &RequestAuth,
+        call: RpcCall,
+    ) -> impl Future<Output = Result<RpcOutput, ApiError>> + Send;
 
     /// Reads rows of a relation as `auth`, under its row level security.
-    fn read(&self, auth: &RequestAuth, query: ReadQuery) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
+    fn read(
+        &self,
+        auth: &RequestAuth,
+        query: ReadQuery,
+    ) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
 
     /// Whether the store can serve requests.
     fn health(&self) -> impl Future<Output = Result<(), ApiError>> + Send;

@@ -55,7 +55,9 @@ pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<String>> {
         .await
         .context("take the migration lock")?;
     let result = apply_pending(client).await;
-    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await;
     let applied = result?;
     unlock.context("release the migration lock")?;
     Ok(applied)
@@ -78,7 +80,10 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
         let key = format!("{}/{}", migration.set, migration.name);
         let checksum = hex_sha256(migration.sql.as_bytes());
         let recorded: Option<String> = client
-            .query_opt("SELECT checksum FROM fsync_migrations.applied WHERE name = $1", &[&key])
+            .query_opt(
+                "SELECT checksum FROM fsync_migrations.applied WHERE name = $1",
+                &[&key],
+            )
             .await
             .context("read the migrations table")?
             .map(|row| row.get(0));
@@ -86,7 +91,9 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
             continue;
         }
         let tx = client.transaction().await.context("begin a migration")?;
-        tx.batch_execute(migration.sql).await.with_context(|| format!("apply migration {key}"))?;
+        tx.batch_execute(migration.sql)
+            .await
+            .with_context(|| format!("apply migration {key}"))?;
         tx.execute(
             "INSERT INTO fsync_migrations.applied (name, checksum) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
@@ -94,7 +101,9 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
         )
         .await
         .context("record a migration")?;
-        tx.commit().await.with_context(|| format!("commit migration {key}"))?;
+        tx.commit()
+            .await
+            .with_context(|| format!("commit migration {key}"))?;
         applied.push(key);
     }
     Ok(applied)

@@ -29,7 +29,17 @@ pub async fn rpc_post<S: Store>(
         check_profile(&headers, "content-profile")?;
         let auth = authenticate(&headers, &state.secret, fsync_protocol::jwt::now_s())?;
         let args = parse_args(&body)?;
-        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: false }).await?;
+        let output = state
+            .store
+            .rpc(
+                &auth,
+                RpcCall {
+                    function,
+                    args,
+                    read_only: false,
+                },
+            )
+            .await?;
         Ok::<_, ApiError>(rpc_response(output, &headers))
     }
     .await;
@@ -52,7 +62,17 @@ pub async fn rpc_get<S: Store>(
                 args.insert(key, Value::String(value));
             }
         }
-        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: true }).await?;
+        let output = state
+            .store
+            .rpc(
+                &auth,
+                RpcCall {
+                    function,
+                    args,
+                    read_only: true,
+                },
+            )
+            .await?;
         Ok::<_, ApiError>(rpc_response(output, &headers))
     }
     .await;
@@ -81,9 +101,14 @@ pub async fn read<S: Store>(
                 )
                 .with_details(format!("The result contains {} rows", output.count)));
             }
-            let rows: Vec<Value> = serde_json::from_str(&output.rows_json).map_err(ApiError::internal)?;
+            let rows: Vec<Value> =
+                serde_json::from_str(&output.rows_json).map_err(ApiError::internal)?;
             let object = rows.into_iter().next().unwrap_or(Value::Null);
-            return Ok(json_response(StatusCode::OK, object.to_string(), Some(PGRST_OBJECT)));
+            return Ok(json_response(
+                StatusCode::OK,
+                object.to_string(),
+                Some(PGRST_OBJECT),
+            ));
         }
         let mut response = json_response(StatusCode::OK, output.rows_json, None);
         let range = if output.count == 0 {
@@ -106,7 +131,9 @@ fn parse_args(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(args)) => Ok(args),
-        Ok(_) => Err(ApiError::invalid_body("the body must be a JSON object of named arguments")),
+        Ok(_) => Err(ApiError::invalid_body(
+            "the body must be a JSON object of named arguments",
+        )),
         Err(e) => Err(ApiError::invalid_body(e.to_string())),
     }
 }
