@@ -9,6 +9,7 @@ mod rest_read;
 mod rls;
 mod rpc_contract;
 mod serve;
+mod supabase_js;
 
 use fsync_testkit::TestApp;
 use serde_json::{json, Value};
