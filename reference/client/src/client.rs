@@ -3,8 +3,8 @@
 use crate::error::ClientError;
 use crate::retry::{retryable_status, RetryPolicy};
 use fsync_protocol::api::{
-    rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody,
-    MemberRole, Project, UpsertResult, UserProfile,
+    rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody, MemberRole, Project,
+    UpsertResult, UserProfile,
 };
 use fsync_protocol::limits::{is_file_type, MAX_BULK_FILES, MAX_CONTENT_BYTES};
 use serde::de::DeserializeOwned;
@@ -74,10 +74,7 @@ impl FsyncClient {
             base: config.url.trim_end_matches('/').to_owned(),
             apikey: config.apikey,
             token: RwLock::new(config.token),
-            retry: RetryPolicy {
-                max_attempts: config.retry.max_attempts.max(1),
-                ..config.retry
-            },
+            retry: RetryPolicy { max_attempts: config.retry.max_attempts.max(1), ..config.retry },
             rng: Mutex::new(rng),
         })
     }
@@ -88,11 +85,7 @@ impl FsyncClient {
     }
 
     /// Calls `function` with named `args` and decodes the result, retrying per the policy.
-    pub async fn call<T: DeserializeOwned>(
-        &self,
-        function: &str,
-        args: Value,
-    ) -> Result<T, ClientError> {
+    pub async fn call<T: DeserializeOwned>(&self, function: &str, args: Value) -> Result<T, ClientError> {
         let url = format!("{}/rest/v1/rpc/{function}", self.base);
         let body = args.to_string();
         let mut attempt = 0;
@@ -101,23 +94,12 @@ impl FsyncClient {
             let outcome = self.attempt(&url, &body).await;
             let retry_after = match &outcome {
                 Err(Failure::Network(_)) => None,
-                Err(Failure::Status {
-                    status,
-                    retry_after,
-                    ..
-                }) if retryable_status(*status) => *retry_after,
-                _ => {
-                    return outcome
-                        .map_err(Failure::into_error)
-                        .and_then(|text| decode(&text))
-                }
+                Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => *retry_after,
+                _ => return outcome.map_err(Failure::into_error).and_then(|text| decode(&text)),
             };
             if attempt >= self.retry.max_attempts {
                 return Err(match outcome {
-                    Err(Failure::Network(source)) => ClientError::Network {
-                        attempts: attempt,
-                        source,
-                    },
+                    Err(Failure::Network(source)) => ClientError::Network { attempts: attempt, source },
                     Err(failure) => failure.into_error(),
                     Ok(_) => unreachable!("success returns above"),
                 });
@@ -126,15 +108,8 @@ impl FsyncClient {
                 let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
                 self.retry.delay(attempt - 1, &mut rng)
             };
-            let wait = retry_after
-                .map(|r| r.min(self.retry.max_delay))
-                .unwrap_or(jittered);
-            tracing::debug!(
-                function,
-                attempt,
-                wait_ms = wait.as_millis() as u64,
-                "retrying"
-            );
+            let wait = retry_after.map(|r| r.min(self.retry.max_delay)).unwrap_or(jittered);
+            tracing::debug!(function, attempt, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
@@ -163,11 +138,7 @@ impl FsyncClient {
         if (200..300).contains(&status) {
             Ok(text)
         } else {
-            Err(Failure::Status {
-                status,
-                text,
-                retry_after,
-            })
+            Err(Failure::Status { status, text, retry_after })
         }
     }
 
@@ -207,8 +178,7 @@ impl FsyncClient {
     }
 
     pub async fn list_current_files(&self, project: Uuid) -> Result<Vec<CurrentFile>, ClientError> {
-        self.call(rpc::LIST_CURRENT_FILES, json!({"project_uuid": project}))
-            .await
+        self.call(rpc::LIST_CURRENT_FILES, json!({"project_uuid": project})).await
     }
 
     pub async fn bulk_upsert_project_files(
@@ -233,23 +203,11 @@ impl FsyncClient {
                 )?;
             }
         }
-        self.call(
-            rpc::BULK_UPSERT_PROJECT_FILES,
-            json!({"project_uuid": project, "files": files}),
-        )
-        .await
+        self.call(rpc::BULK_UPSERT_PROJECT_FILES, json!({"project_uuid": project, "files": files})).await
     }
 
-    pub async fn list_changes_since(
-        &self,
-        project: Uuid,
-        since_seq: i64,
-    ) -> Result<Changes, ClientError> {
-        self.call(
-            rpc::LIST_CHANGES_SINCE,
-            json!({"project_uuid": project, "since_seq": since_seq}),
-        )
-        .await
+    pub async fn list_changes_since(&self, project: Uuid, since_seq: i64) -> Result<Changes, ClientError> {
+        self.call(rpc::LIST_CHANGES_SINCE, json!({"project_uuid": project, "since_seq": since_seq})).await
     }
 
     /// Creates or updates a profile: the caller's own (`user: None`), or anyone's with the
@@ -268,57 +226,26 @@ impl FsyncClient {
     }
 
     /// Creates a project owned by the caller (or by `owner`, with the service role).
-    pub async fn create_project(
-        &self,
-        name: &str,
-        owner: Option<Uuid>,
-    ) -> Result<Project, ClientError> {
-        self.call(
-            rpc::CREATE_PROJECT,
-            json!({"p_name": name, "p_owner": owner}),
-        )
-        .await
+    pub async fn create_project(&self, name: &str, owner: Option<Uuid>) -> Result<Project, ClientError> {
+        self.call(rpc::CREATE_PROJECT, json!({"p_name": name, "p_owner": owner})).await
     }
 
-    pub async fn add_project_member(
-        &self,
-        project: Uuid,
-        user: Uuid,
-        role: MemberRole,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            rpc::ADD_PROJECT_MEMBER,
-            json!({"project_uuid": project, "p_user_id": user, "p_role": role.as_str()}),
-        )
-        .await
+    pub async fn add_project_member(&self, project: Uuid, user: Uuid, role: MemberRole) -> Result<Value, ClientError> {
+        self.call(rpc::ADD_PROJECT_MEMBER, json!({"project_uuid": project, "p_user_id": user, "p_role": role.as_str()}))
+            .await
     }
 
-    pub async fn remove_project_member(
-        &self,
-        project: Uuid,
-        user: Uuid,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            rpc::REMOVE_PROJECT_MEMBER,
-            json!({"project_uuid": project, "p_user_id": user}),
-        )
-        .await
+    pub async fn remove_project_member(&self, project: Uuid, user: Uuid) -> Result<Value, ClientError> {
+        self.call(rpc::REMOVE_PROJECT_MEMBER, json!({"project_uuid": project, "p_user_id": user})).await
     }
 }
 
 /// Refuses locally what the SQL API would refuse, with the same words.
-fn check_file(
-    path: &str,
-    file_type: Option<&str>,
-    content: Option<&str>,
-) -> Result<(), ClientError> {
-    fsync_protocol::check_path(path)
-        .map_err(|p| ClientError::InvalidInput(format!("file path {path:?} {p}")))?;
+fn check_file(path: &str, file_type: Option<&str>, content: Option<&str>) -> Result<(), ClientError> {
+    fsync_protocol::check_path(path).map_err(|p| ClientError::InvalidInput(format!("file path {path:?} {p}")))?;
     if let Some(t) = file_type {
         if !is_file_type(t) {
-            return Err(ClientError::InvalidInput(format!(
-                "{t:?} is not a known file type"
-            )));
+            return Err(ClientError::InvalidInput(format!("{t:?} is not a known file type")));
         }
     }
     if let Some(c) = content {
@@ -348,20 +275,13 @@ fn truncate(text: &str) -> &str {
 /// One attempt's failure, before the retry decision.
 enum Failure {
     Network(reqwest::Error),
-    Status {
-        status: u16,
-        text: String,
-        retry_after: Option<Duration>,
-    },
+    Status { status: u16, text: String, retry_after: Option<Duration> },
 }
 
 impl Failure {
     fn into_error(self) -> ClientError {
         match self {
-            Failure::Network(source) => ClientError::Network {
-                attempts: 1,
-                source,
-            },
+            Failure::Network(source) => ClientError::Network { attempts: 1, source },
             Failure::Status { status, text, .. } => {
                 let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {
                     code: status.to_string(),
@@ -370,21 +290,13 @@ impl Failure {
                     hint: None,
                 });
                 if status == 409 {
-                    if let Some(details) = body
-                        .details
-                        .as_deref()
-                        .and_then(|d| serde_json::from_str::<ConflictDetails>(d).ok())
+                    if let Some(details) =
+                        body.details.as_deref().and_then(|d| serde_json::from_str::<ConflictDetails>(d).ok())
                     {
-                        return ClientError::Conflict {
-                            details,
-                            body: Box::new(body),
-                        };
+                        return ClientError::Conflict { details, body: Box::new(body) };
                     }
                 }
-                ClientError::Api {
-                    status,
-                    body: Box::new(body),
-                }
+                ClientError::Api { status, body: Box::new(body) }
             }
         }
     }

@@ -6,10 +6,7 @@ use fsync_protocol::api::{ConflictDetails, ErrorBody};
 pub enum ClientError {
     /// The write's `expected_version` did not match the head (HTTP 409). Never retried.
     #[error("version conflict on {}: expected {}, head is {}", details.file_path, details.expected_version, details.current_version)]
-    Conflict {
-        details: ConflictDetails,
-        body: Box<ErrorBody>,
-    },
+    Conflict { details: ConflictDetails, body: Box<ErrorBody> },
     /// The API refused the call (any other 4xx), or kept failing (5xx, 429) until the retries ran out.
     #[error("{status} {}: {}", body.code, body.message)]
     Api { status: u16, body: Box<ErrorBody> },

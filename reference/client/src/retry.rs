@@ -33,10 +33,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn none() -> Self {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
     }
 
     /// The cap of the wait before retry number `retry` (0 for the first retry).
@@ -72,11 +69,7 @@ mod tests {
         assert_eq!(policy.ceiling(0), Duration::from_millis(10));
         assert_eq!(policy.ceiling(2), Duration::from_millis(40));
         assert_eq!(policy.ceiling(5), Duration::from_millis(100), "capped");
-        assert_eq!(
-            policy.ceiling(40),
-            Duration::from_millis(100),
-            "no overflow"
-        );
+        assert_eq!(policy.ceiling(40), Duration::from_millis(100), "no overflow");
         let mut rng = fastrand::Rng::with_seed(7);
         let delays: Vec<Duration> = (0..200).map(|_| policy.delay(3, &mut rng)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_millis(80)));
@@ -84,12 +77,7 @@ mod tests {
         assert!(distinct.len() > 100, "jittered, not fixed");
         // The same seed gives the same delays: the simulator depends on it.
         let mut again = fastrand::Rng::with_seed(7);
-        assert_eq!(
-            delays,
-            (0..200)
-                .map(|_| policy.delay(3, &mut again))
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(delays, (0..200).map(|_| policy.delay(3, &mut again)).collect::<Vec<_>>());
     }
 
     #[test]

@@ -31,13 +31,7 @@ pub struct ProjectStore {
 
 impl ProjectStore {
     pub fn new(client: Arc<FsyncClient>, project: Uuid) -> Self {
-        ProjectStore {
-            client,
-            project,
-            files: BTreeMap::new(),
-            last_seq: 0,
-            loaded: false,
-        }
+        ProjectStore { client, project, files: BTreeMap::new(), last_seq: 0, loaded: false }
     }
 
     pub fn project(&self) -> Uuid {
@@ -74,59 +68,27 @@ impl ProjectStore {
 
     /// Catches up with every change after the store's seq.
     pub async fn refresh(&mut self) -> Result<(), ClientError> {
-        let changes = self
-            .client
-            .list_changes_since(self.project, self.last_seq)
-            .await?;
+        let changes = self.client.list_changes_since(self.project, self.last_seq).await?;
         for change in changes.changes {
-            self.files.insert(
-                change.file_path,
-                FileState {
-                    version: change.version,
-                    deleted: change.deleted,
-                },
-            );
+            self.files.insert(change.file_path, FileState { version: change.version, deleted: change.deleted });
         }
         self.last_seq = self.last_seq.max(changes.seq);
         Ok(())
     }
 
     /// Saves `content` to `path` with the remembered version.
-    pub async fn save(
-        &mut self,
-        path: &str,
-        content: &str,
-        file_type: &str,
-    ) -> Result<UpsertResult, ClientError> {
+    pub async fn save(&mut self, path: &str, content: &str, file_type: &str) -> Result<UpsertResult, ClientError> {
         let expected = self.expected_version(path);
-        let result = self
-            .client
-            .upsert_project_file(self.project, path, content, file_type, expected)
-            .await?;
-        self.files.insert(
-            path.to_owned(),
-            FileState {
-                version: result.version,
-                deleted: false,
-            },
-        );
+        let result = self.client.upsert_project_file(self.project, path, content, file_type, expected).await?;
+        self.files.insert(path.to_owned(), FileState { version: result.version, deleted: false });
         Ok(result)
     }
 
     /// Deletes `path` with the remembered version.
     pub async fn delete(&mut self, path: &str) -> Result<DeleteResult, ClientError> {
         let expected = self.expected_version(path);
-        let result = self
-            .client
-            .delete_project_file(self.project, path, expected)
-            .await?;
-        self.files.insert(
-            path.to_owned(),
-            FileState {
-                version: result.version,
-                deleted: true,
-            },
-        );
+        let result = self.client.delete_project_file(self.project, path, expected).await?;
+        self.files.insert(path.to_owned(), FileState { version: result.version, deleted: true });
         Ok(result)
     }
 
@@ -139,22 +101,12 @@ impl ProjectStore {
         let entries: Vec<BulkEntry> = files
             .iter()
             .map(|(path, file_type, content)| {
-                BulkEntry::upsert(*path, *file_type, *content)
-                    .expecting(self.expected_version(path))
+                BulkEntry::upsert(*path, *file_type, *content).expecting(self.expected_version(path))
             })
             .collect();
-        let result = self
-            .client
-            .bulk_upsert_project_files(self.project, &entries)
-            .await?;
+        let result = self.client.bulk_upsert_project_files(self.project, &entries).await?;
         for file in &result.files {
-            self.files.insert(
-                file.file_path.clone(),
-                FileState {
-                    version: file.version,
-                    deleted: file.deleted,
-                },
-            );
+            self.files.insert(file.file_path.clone(), FileState { version: file.version, deleted: file.deleted });
         }
         Ok(result)
     }

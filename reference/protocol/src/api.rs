@@ -86,11 +86,7 @@ pub struct BulkEntry {
 
 impl BulkEntry {
     /// An entry that writes `content` to `file_path`.
-    pub fn upsert(
-        file_path: impl Into<String>,
-        file_type: impl Into<String>,
-        content: impl Into<String>,
-    ) -> Self {
+    pub fn upsert(file_path: impl Into<String>, file_type: impl Into<String>, content: impl Into<String>) -> Self {
         BulkEntry {
             file_path: file_path.into(),
             file_type: Some(file_type.into()),
@@ -102,13 +98,7 @@ impl BulkEntry {
 
     /// An entry that deletes `file_path`.
     pub fn delete(file_path: impl Into<String>) -> Self {
-        BulkEntry {
-            file_path: file_path.into(),
-            file_type: None,
-            content: None,
-            expected_version: None,
-            delete: true,
-        }
+        BulkEntry { file_path: file_path.into(), file_type: None, content: None, expected_version: None, delete: true }
     }
 
     /// The same entry with a compare-and-set version.

@@ -56,11 +56,7 @@ pub fn sign(secret: &Secret, claims: &Claims) -> String {
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
     let signing_input = format!("{header}.{payload}");
-    let signature = URL_SAFE_NO_PAD.encode(
-        mac(secret, signing_input.as_bytes())
-            .finalize()
-            .into_bytes(),
-    );
+    let signature = URL_SAFE_NO_PAD.encode(mac(secret, signing_input.as_bytes()).finalize().into_bytes());
     format!("{signing_input}.{signature}")
 }
 
@@ -74,39 +70,29 @@ pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, JwtErr
         return Err(JwtError::Malformed("expected three dot-separated parts"));
     };
 
-    let header: Value =
-        decode_json(header_b64).ok_or(JwtError::Malformed("header is not base64url JSON"))?;
+    let header: Value = decode_json(header_b64).ok_or(JwtError::Malformed("header is not base64url JSON"))?;
     match header.get("alg").and_then(Value::as_str) {
         Some("HS256") => {}
         Some(other) => return Err(JwtError::Algorithm(other.to_owned())),
         None => return Err(JwtError::Malformed("header has no alg")),
     }
 
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| JwtError::Malformed("signature is not base64url"))?;
+    let signature =
+        URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| JwtError::Malformed("signature is not base64url"))?;
     let signing_input_len = header_b64.len() + 1 + payload_b64.len();
-    mac(secret, &token.as_bytes()[..signing_input_len])
-        .verify_slice(&signature)
-        .map_err(|_| JwtError::Signature)?;
+    mac(secret, &token.as_bytes()[..signing_input_len]).verify_slice(&signature).map_err(|_| JwtError::Signature)?;
 
     let Some(Value::Object(claims)) = decode_json(payload_b64) else {
-        return Err(JwtError::Malformed(
-            "payload is not a base64url JSON object",
-        ));
+        return Err(JwtError::Malformed("payload is not a base64url JSON object"));
     };
     if let Some(exp) = claims.get("exp") {
-        let exp = exp
-            .as_f64()
-            .ok_or(JwtError::Malformed("exp is not a number"))?;
+        let exp = exp.as_f64().ok_or(JwtError::Malformed("exp is not a number"))?;
         if exp <= now_s as f64 {
             return Err(JwtError::Expired);
         }
     }
     if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf
-            .as_f64()
-            .ok_or(JwtError::Malformed("nbf is not a number"))?;
+        let nbf = nbf.as_f64().ok_or(JwtError::Malformed("nbf is not a number"))?;
         if nbf > now_s as f64 {
             return Err(JwtError::NotYetValid);
         }
@@ -129,15 +115,11 @@ pub fn claims_for(role: &str, now_s: u64, ttl_s: u64) -> Claims {
 
 /// Seconds since the Unix epoch by the system clock.
 pub fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn mac(secret: &Secret, input: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC accepts keys of any length");
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(input);
     mac
 }
@@ -174,10 +156,7 @@ mod tests {
 
     #[test]
     fn refuses_a_token_signed_with_another_secret() {
-        let token = sign(
-            &Secret::new("another secret"),
-            &claims_for("service_role", 1_000, 60),
-        );
+        let token = sign(&Secret::new("another secret"), &claims_for("service_role", 1_000, 60));
         assert_eq!(verify(&secret(), &token, 1_001), Err(JwtError::Signature));
     }
 
@@ -187,10 +166,7 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let forged = URL_SAFE_NO_PAD.encode(r#"{"role":"service_role","exp":99999999999}"#);
         let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
-        assert_eq!(
-            verify(&secret(), &tampered, 1_001),
-            Err(JwtError::Signature)
-        );
+        assert_eq!(verify(&secret(), &tampered, 1_001), Err(JwtError::Signature));
     }
 
     #[test]
@@ -199,20 +175,14 @@ mod tests {
         for alg in ["none", "HS512", "RS256"] {
             let header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
             let token = format!("{header}.{payload}.");
-            assert_eq!(
-                verify(&secret(), &token, 1),
-                Err(JwtError::Algorithm(alg.into()))
-            );
+            assert_eq!(verify(&secret(), &token, 1), Err(JwtError::Algorithm(alg.into())));
         }
     }
 
     #[test]
     fn refuses_malformed_tokens() {
         for token in ["", "abc", "a.b", "a.b.c.d", "!!.??.**"] {
-            assert!(
-                matches!(verify(&secret(), token, 1), Err(JwtError::Malformed(_))),
-                "{token}"
-            );
+            assert!(matches!(verify(&secret(), token, 1), Err(JwtError::Malformed(_))), "{token}");
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::postgrest;
+use crate::realtime::{self, hub::Hub, RealtimeConfig};
 use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -20,6 +21,8 @@ use tokio::net::TcpListener;
 pub struct AppState<S> {
     pub store: Arc<S>,
     pub secret: Secret,
+    pub hub: Arc<Hub>,
+    pub realtime: RealtimeConfig,
 }
 
 impl<S> Clone for AppState<S> {
@@ -27,7 +30,20 @@ impl<S> Clone for AppState<S> {
         AppState {
             store: self.store.clone(),
             secret: self.secret.clone(),
+            hub: self.hub.clone(),
+            realtime: self.realtime.clone(),
         }
+    }
+}
+
+impl<S: Store> AppState<S> {
+    /// The state of a running instance: starts listening for the store's broadcasts and feeding
+    /// them to this instance's sockets. Once it returns, every later commit is delivered.
+    pub async fn start(store: Arc<S>, secret: Secret, realtime: RealtimeConfig) -> Result<AppState<S>, ApiError> {
+        let messages = store.listen().await?;
+        let hub = Arc::new(Hub::default());
+        tokio::spawn(hub.clone().run(messages));
+        Ok(AppState { store, secret, hub, realtime })
     }
 }
 
@@ -35,11 +51,9 @@ impl<S> Clone for AppState<S> {
 pub fn router<S: Store>(state: AppState<S>) -> Router {
     Router::new()
         .route("/health", get(health::<S>))
-        .route(
-            "/rest/v1/rpc/{function}",
-            get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>),
-        )
+        .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
         .route("/rest/v1/{relation}", get(postgrest::read::<S>))
+        .route("/realtime/v1/websocket", get(realtime::websocket::<S>))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(cors))
@@ -52,9 +66,7 @@ pub async fn serve<S: Store>(
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {
@@ -69,27 +81,16 @@ async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {
 }
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "FSYNC404",
-        format!("no route for {method} {}", uri.path()),
-    )
+    ApiError::new(StatusCode::NOT_FOUND, "FSYNC404", format!("no route for {method} {}", uri.path()))
 }
 
 /// Browsers call the API from another origin, as they call a Supabase project: answer preflight
 /// requests and allow any origin, as Supabase's gateway does.
 async fn cors(request: Request, next: Next) -> Response {
     let preflight = request.method() == Method::OPTIONS;
-    let mut response = if preflight {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        next.run(request).await
-    };
+    let mut response = if preflight { StatusCode::NO_CONTENT.into_response() } else { next.run(request).await };
     let headers = response.headers_mut();
-    headers.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     if preflight {
         headers.insert(
             header::ACCESS_CONTROL_ALLOW_METHODS,
@@ -101,15 +102,10 @@ async fn cors(request: Request, next: Next) -> Response {
                 "authorization, apikey, content-type, content-profile, accept-profile, prefer, range, x-client-info, x-upsert",
             ),
         );
-        headers.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("86400"),
-        );
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     } else {
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("content-range, content-profile"),
-        );
+        headers
+            .insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("content-range, content-profile"));
     }
     response
 }

@@ -31,27 +31,16 @@ impl RequestAuth {
 }
 
 /// Verifies the request's apikey and token at `now_s`.
-pub fn authenticate(
-    headers: &HeaderMap,
-    secret: &Secret,
-    now_s: u64,
-) -> Result<RequestAuth, ApiError> {
-    let apikey = headers
-        .get("apikey")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "PGRST301",
-                "No API key found in request",
-            )
-            .with_hint("Send the anon or service_role key in the apikey header.")
-        })?;
+pub fn authenticate(headers: &HeaderMap, secret: &Secret, now_s: u64) -> Result<RequestAuth, ApiError> {
+    let apikey =
+        headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(
+            || {
+                ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "No API key found in request")
+                    .with_hint("Send the anon or service_role key in the apikey header.")
+            },
+        )?;
     jwt::verify(secret, apikey, now_s).map_err(|e| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "Invalid API key")
-            .with_details(e.to_string())
+        ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "Invalid API key").with_details(e.to_string())
     })?;
 
     let token = match headers.get(header::AUTHORIZATION) {
@@ -59,9 +48,7 @@ pub fn authenticate(
         Some(value) => {
             let value = value.to_str().unwrap_or("");
             match value.split_once(' ') {
-                Some((scheme, token))
-                    if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-                {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
                     token.trim()
                 }
                 _ => {
@@ -88,20 +75,10 @@ pub fn verify_token(secret: &Secret, token: &str, now_s: u64) -> Result<RequestA
     })?;
     let role = match claims.get("role") {
         Some(Value::String(role)) => role.clone(),
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "PGRST303",
-                "JWT claim role is not a string",
-            ))
-        }
+        Some(_) => return Err(ApiError::new(StatusCode::UNAUTHORIZED, "PGRST303", "JWT claim role is not a string")),
         None => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "PGRST303",
-                "JWT has no role claim",
-            )
-            .with_hint("Tokens must carry role: anon, authenticated or service_role."))
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "PGRST303", "JWT has no role claim")
+                .with_hint("Tokens must carry role: anon, authenticated or service_role."))
         }
     };
     if !API_ROLES.contains(&role.as_str()) {
@@ -143,12 +120,7 @@ mod tests {
 
         let as_anon = authenticate(&headers(Some(&anon), None), &secret(), 101).unwrap();
         assert_eq!(as_anon.role, "anon");
-        let as_user = authenticate(
-            &headers(Some(&anon), Some(&format!("Bearer {user}"))),
-            &secret(),
-            101,
-        )
-        .unwrap();
+        let as_user = authenticate(&headers(Some(&anon), Some(&format!("Bearer {user}"))), &secret(), 101).unwrap();
         assert_eq!(as_user.role, "authenticated");
         assert_eq!(as_user.claims, user_claims);
     }
@@ -164,14 +136,8 @@ mod tests {
         let cases: Vec<(HeaderMap, &str)> = vec![
             (headers(None, None), "No API key found in request"),
             (headers(Some("garbage"), None), "Invalid API key"),
-            (
-                headers(Some(&anon), Some("Basic abc")),
-                "Authorization header must be 'Bearer <JWT>'",
-            ),
-            (
-                headers(Some(&anon), Some(&format!("Bearer {no_role}"))),
-                "JWT has no role claim",
-            ),
+            (headers(Some(&anon), Some("Basic abc")), "Authorization header must be 'Bearer <JWT>'"),
+            (headers(Some(&anon), Some(&format!("Bearer {no_role}"))), "JWT has no role claim"),
             (
                 headers(Some(&anon), Some(&format!("Bearer {admin}"))),
                 "JWT role \"postgres\" is not one of anon, authenticated, service_role",
@@ -183,9 +149,6 @@ mod tests {
             assert_eq!(err.body.message, message);
         }
         let err = authenticate(&headers(Some(&anon), None), &secret(), 161).unwrap_err();
-        assert_eq!(
-            (err.body.code.as_str(), err.body.message.as_str()),
-            ("PGRST301", "Invalid API key")
-        );
+        assert_eq!((err.body.code.as_str(), err.body.message.as_str()), ("PGRST301", "Invalid API key"));
     }
 }

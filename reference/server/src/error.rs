@@ -16,12 +16,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         ApiError {
             status,
-            body: ErrorBody {
-                code: code.to_owned(),
-                message: message.into(),
-                details: None,
-                hint: None,
-            },
+            body: ErrorBody { code: code.to_owned(), message: message.into(), details: None, hint: None },
         }
     }
 
@@ -58,28 +53,19 @@ impl ApiError {
 
     /// The database could not be reached (PostgREST's `PGRST000`).
     pub fn unavailable(cause: impl std::fmt::Display) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "PGRST000",
-            "Could not connect with the database",
-        )
-        .with_details(cause.to_string())
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "PGRST000", "Could not connect with the database")
+            .with_details(cause.to_string())
     }
 
     /// An unexpected failure inside the server.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "FSYNC500",
-            "Internal server error",
-        )
-        .with_details(cause.to_string())
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "FSYNC500", "Internal server error")
+            .with_details(cause.to_string())
     }
 
     /// A request body that is not the JSON the endpoint takes (PostgREST's `PGRST102`).
     pub fn invalid_body(details: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "PGRST102", "Empty or invalid json")
-            .with_details(details)
+        ApiError::new(StatusCode::BAD_REQUEST, "PGRST102", "Empty or invalid json").with_details(details)
     }
 }
 
@@ -92,9 +78,7 @@ impl IntoResponse for ApiError {
                 self.body.message.replace('"', "'")
             );
             if let Ok(value) = HeaderValue::from_str(&challenge) {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, value);
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
         }
         if let Ok(value) = HeaderValue::from_str(&format!("PostgREST; error={}", self.body.code)) {
@@ -129,19 +113,16 @@ pub fn status_for_sqlstate(code: &str, message: &str, authenticated: bool) -> St
             return status(if role_missing { 401 } else { 400 });
         }
         "21000" => {
-            return status(if message.contains("requires a WHERE clause") {
-                400
-            } else {
-                500
-            });
+            return status(if message.contains("requires a WHERE clause") { 400 } else { 500 });
         }
         _ => {}
     }
     let class = code.get(..2).unwrap_or("");
     match class {
         "08" | "53" => status(503),
-        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0"
-        | "HV" | "P0" | "XX" => status(500),
+        "09" | "25" | "2D" | "38" | "39" | "3B" | "40" | "54" | "55" | "57" | "58" | "F0" | "HV" | "P0" | "XX" => {
+            status(500)
+        }
         "0L" | "0P" | "28" => status(403),
         _ => status(400),
     }
@@ -172,11 +153,7 @@ mod tests {
             ("XX000", "", true, 500),
         ];
         for (code, message, authenticated, expected) in cases {
-            assert_eq!(
-                status_for_sqlstate(code, message, authenticated).as_u16(),
-                expected,
-                "{code}"
-            );
+            assert_eq!(status_for_sqlstate(code, message, authenticated).as_u16(), expected, "{code}");
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod pg;
 pub mod postgrest;
+pub mod realtime;
 pub mod store;
 
 pub use app::{router, serve, AppState};

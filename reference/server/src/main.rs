@@ -48,41 +48,26 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Token {
-            sub,
-            role,
-            ttl,
-            claims,
-        } => {
+        Command::Token { sub, role, ttl, claims } => {
             let config = Config::from_env();
             println!("{}", mint(&config, sub, &role, ttl, &claims)?);
             Ok(())
         }
         Command::Serve { addr } => {
             init_tracing();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(serve(Config::from_env(), addr))
         }
     }
 }
 
-fn mint(
-    config: &Config,
-    sub: Option<String>,
-    role: &str,
-    ttl: u64,
-    extra: &[String],
-) -> anyhow::Result<String> {
+fn mint(config: &Config, sub: Option<String>, role: &str, ttl: u64, extra: &[String]) -> anyhow::Result<String> {
     let mut claims: Claims = jwt::claims_for(role, jwt::now_s(), ttl);
     if let Some(sub) = sub {
         claims.insert("sub".into(), Value::String(sub));
     }
     for item in extra {
-        let (key, value) = item
-            .split_once('=')
-            .with_context(|| format!("--claim {item:?} is not KEY=VALUE"))?;
+        let (key, value) = item.split_once('=').with_context(|| format!("--claim {item:?} is not KEY=VALUE"))?;
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         claims.insert(key.to_owned(), value);
     }
@@ -92,15 +77,8 @@ fn mint(
 async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
     let database = bootstrap::resolve(config.database_url.clone(), &config.state_dir).await?;
     match &database.source {
-        Source::Url => println!(
-            "Database: {} (DATABASE_URL)",
-            bootstrap::redact(&database.url)
-        ),
-        Source::Machine => println!(
-            "Database: {} (the PostgreSQL on {})",
-            database.url,
-            bootstrap::MACHINE_ADDR
-        ),
+        Source::Url => println!("Database: {} (DATABASE_URL)", bootstrap::redact(&database.url)),
+        Source::Machine => println!("Database: {} (the PostgreSQL on {})", database.url, bootstrap::MACHINE_ADDR),
         Source::Private(cluster) => println!(
             "Database: {} (no DATABASE_URL and nothing on {}: started a private PostgreSQL in {})",
             database.url,
@@ -109,16 +87,11 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
         ),
     }
     let store = PgStore::connect(&database.url).await?;
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listen on {addr}"))?;
     let local = listener.local_addr()?;
     println!("API URL: http://{local}");
     println!("anon key: {}", config::anon_key(&config.jwt_secret));
-    println!(
-        "service_role key: {}",
-        config::service_role_key(&config.jwt_secret)
-    );
+    println!("service_role key: {}", config::service_role_key(&config.jwt_secret));
     println!(
         "JWT secret: {}",
         if config.jwt_secret_is_default {
@@ -127,10 +100,10 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
             "from FSYNC_JWT_SECRET"
         }
     );
-    let state = AppState {
-        store: Arc::new(store),
-        secret: config.jwt_secret.clone(),
-    };
+    let realtime = fsync_reference::realtime::RealtimeConfig::from_lookup(|name| std::env::var(name).ok());
+    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime)
+        .await
+        .map_err(|e| anyhow::anyhow!("start realtime: {} {:?}", e.body.message, e.body.details))?;
     fsync_reference::serve(listener, state, shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);
@@ -141,14 +114,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -161,8 +133,5 @@ async fn shutdown_signal() {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -9,6 +9,7 @@ use crate::auth::RequestAuth;
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 use std::future::Future;
+use tokio::sync::mpsc;
 
 /// A call of `POST /rest/v1/rpc/{function}` (or `GET` with query arguments).
 #[derive(Debug, Clone, PartialEq)]
@@ -82,21 +83,51 @@ pub struct ReadOutput {
     pub count: u64,
 }
 
+/// A Realtime broadcast as stored in `realtime.messages`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealtimeMessage {
+    pub id: String,
+    /// The channel name without the `realtime:` prefix (`project:<uuid>`).
+    pub topic: String,
+    pub event: String,
+    /// The payload as JSON text.
+    pub payload_json: String,
+    pub private: bool,
+}
+
+/// What a caller may do on a private Realtime topic, as the `realtime.messages` policies decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicAccess {
+    pub read: bool,
+    pub write: bool,
+}
+
 /// The source of truth as the HTTP surface sees it.
 pub trait Store: Send + Sync + 'static {
     /// Calls an RPC function as `auth`, in one transaction.
-    fn rpc(
-        &self,
-        auth: &RequestAuth,
-        call: RpcCall,
-    ) -> impl Future<Output = Result<RpcOutput, ApiError>> + Send;
+    fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> impl Future<Output = Result<RpcOutput, ApiError>> + Send;
 
     /// Reads rows of a relation as `auth`, under its row level security.
-    fn read(
+    fn read(&self, auth: &RequestAuth, query: ReadQuery) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
+
+    /// Decides what `auth` may do on private topic `topic` (without `realtime:`), by evaluating
+    /// the `realtime.messages` policies the way Supabase Realtime does.
+    fn authorize_topic(
         &self,
         auth: &RequestAuth,
-        query: ReadQuery,
-    ) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
+        topic: &str,
+    ) -> impl Future<Output = Result<TopicAccess, ApiError>> + Send;
+
+    /// Stores a client broadcast as `auth` (policies apply on private topics) and delivers it
+    /// through [`Store::listen`] to every instance.
+    fn publish(
+        &self,
+        auth: &RequestAuth,
+        message: &RealtimeMessage,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+
+    /// Every committed broadcast, in commit order, from the moment the returned future resolves.
+    fn listen(&self) -> impl Future<Output = Result<mpsc::Receiver<RealtimeMessage>, ApiError>> + Send;
 
     /// Whether the store can serve requests.
     fn health(&self) -> impl Future<Output = Result<(), ApiError>> + Send;

@@ -67,11 +67,24 @@ BEGIN
 END
 $$;
 
+-- Whether the caller may send broadcasts on a topic: owners and editors of the project.
+CREATE OR REPLACE FUNCTION fsync.can_write_topic(p_topic text) RETURNS boolean
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+AS $$
+BEGIN
+  IF p_topic IS NULL
+     OR p_topic !~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+    RETURN false;
+  END IF;
+  RETURN coalesce(fsync.access_role(substr(p_topic, 9)::uuid) IN ('owner', 'editor', 'service'), false);
+END
+$$;
+
 REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text) FROM PUBLIC;
+  fsync.can_read_topic(text), fsync.can_write_topic(text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA fsync TO authenticated, service_role;
 GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text) TO authenticated, service_role;
+  fsync.can_read_topic(text), fsync.can_write_topic(text) TO authenticated, service_role;
 
 ------------------------------------------------------------------------------------------------
 -- Table privileges: read-only for the API roles (Supabase's default grants are wider).

@@ -676,4 +676,4 @@ GRANT EXECUTE ON FUNCTION
 -- The helpers run inside the RPCs as their owner; nobody calls them directly.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fsync FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text) TO authenticated, service_role;
+  fsync.can_read_topic(text), fsync.can_write_topic(text) TO authenticated, service_role;

@@ -34,3 +34,11 @@ DROP POLICY IF EXISTS "project topics: members and container read" ON realtime.m
 CREATE POLICY "project topics: members and container read" ON realtime.messages
   FOR SELECT TO authenticated
   USING (realtime.messages.extension = 'broadcast' AND fsync.can_read_topic((SELECT realtime.topic())));
+
+-- Client broadcasts on `project:<uuid>` (plan 3.3, only when a server keeps them): owners and
+-- editors may send, viewers and container tokens may not. Realtime checks this INSERT policy
+-- before relaying a client's broadcast on a private channel.
+DROP POLICY IF EXISTS "project topics: writers broadcast" ON realtime.messages;
+CREATE POLICY "project topics: writers broadcast" ON realtime.messages
+  FOR INSERT TO authenticated
+  WITH CHECK (realtime.messages.extension = 'broadcast' AND fsync.can_write_topic((SELECT realtime.topic())));

@@ -3,6 +3,7 @@
 use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
+use fsync_reference::realtime::RealtimeConfig;
 use fsync_reference::{AppState, PgStore};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -23,23 +24,28 @@ pub struct TestApp {
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     // Last: the database is dropped after the server stops.
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
 }
 
 /// Starts the server on 127.0.0.1:0 against a fresh migrated database.
 pub async fn spawn_app() -> TestApp {
-    init_test_log();
+    spawn_app_with(RealtimeConfig::default()).await
+}
+
+/// Like [`spawn_app`] with realtime settings.
+pub async fn spawn_app_with(realtime: RealtimeConfig) -> TestApp {
     let db = TestDb::migrated().await.expect("create a test database");
+    spawn_app_on(Arc::new(db), realtime).await
+}
+
+/// Starts another server instance on an existing database (for multi-instance tests).
+pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp {
+    init_test_log();
     let store = PgStore::connect(&db.url).await.expect("connect the store");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let secret = Secret::new(DEV_JWT_SECRET);
-    let state = AppState {
-        store: Arc::new(store.clone()),
-        secret: secret.clone(),
-    };
+    let state = AppState::start(Arc::new(store.clone()), secret.clone(), realtime).await.expect("start the app state");
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(fsync_reference::serve(listener, state, async {
         let _ = stopped.await;
@@ -76,9 +82,7 @@ impl TestApp {
 
     /// A signed-in user's token.
     pub fn user_token(&self, user: Uuid) -> String {
-        self.token(claims(
-            json!({"role": "authenticated", "sub": user, "email": format!("{user}@example.test")}),
-        ))
+        self.token(claims(json!({"role": "authenticated", "sub": user, "email": format!("{user}@example.test")})))
     }
 
     /// A container token for `project` (DESIGN §8).
@@ -91,22 +95,12 @@ impl TestApp {
     }
 
     /// `POST /rest/v1/rpc/{function}` with the anon apikey and `token` as Bearer (none: anon).
-    pub async fn rpc(
-        &self,
-        token: Option<&str>,
-        function: &str,
-        args: Value,
-    ) -> (StatusCode, Value) {
+    pub async fn rpc(&self, token: Option<&str>, function: &str, args: Value) -> (StatusCode, Value) {
         self.rpc_raw(token, function, args.to_string()).await
     }
 
     /// Like [`TestApp::rpc`] with a raw body.
-    pub async fn rpc_raw(
-        &self,
-        token: Option<&str>,
-        function: &str,
-        body: String,
-    ) -> (StatusCode, Value) {
+    pub async fn rpc_raw(&self, token: Option<&str>, function: &str, body: String) -> (StatusCode, Value) {
         let mut request = self
             .http
             .post(format!("{}/rest/v1/rpc/{function}", self.url))
@@ -119,11 +113,8 @@ impl TestApp {
         let response = request.send().await.expect("send the RPC");
         let status = response.status();
         let text = response.text().await.expect("read the response");
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, value)
     }
 
@@ -143,18 +134,10 @@ impl TestApp {
 
     /// A project owned by `owner`, created through the API.
     pub async fn create_project(&self, owner: Uuid) -> Uuid {
-        let (status, body) = self
-            .rpc(
-                Some(&self.user_token(owner)),
-                "create_project",
-                json!({"p_name": "test project"}),
-            )
-            .await;
+        let (status, body) =
+            self.rpc(Some(&self.user_token(owner)), "create_project", json!({"p_name": "test project"})).await;
         assert_eq!(status, StatusCode::OK, "create_project: {body}");
-        body["id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .expect("project id")
+        body["id"].as_str().and_then(|id| id.parse().ok()).expect("project id")
     }
 
     /// Makes `user` a member of `project` with `role`, through the API as the owner.
@@ -180,9 +163,6 @@ pub fn claims(value: Value) -> Claims {
 
 fn init_test_log() {
     if std::env::var_os("TEST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_test_writer()
-            .try_init();
+        let _ = tracing_subscriber::fmt().with_env_filter("debug").with_test_writer().try_init();
     }
 }

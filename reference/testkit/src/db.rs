@@ -38,14 +38,8 @@ impl TestDb {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        admin
-            .batch_execute(&statement)
-            .await
-            .with_context(|| format!("create test database {name}"))?;
-        Ok(TestDb {
-            url: url_for(&name),
-            name,
-        })
+        admin.batch_execute(&statement).await.with_context(|| format!("create test database {name}"))?;
+        Ok(TestDb { url: url_for(&name), name })
     }
 
     /// A superuser connection to this database (bypasses RLS: use it to seed and inspect).
@@ -59,17 +53,12 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
         let _ = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
                 if let Ok(admin) = connect(&admin_url()).await {
-                    let _ = admin
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .await;
+                    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 }
             });
         })
@@ -81,9 +70,7 @@ impl Drop for TestDb {
 fn url_for(name: &str) -> String {
     let admin = admin_url();
     match admin.rfind('/') {
-        Some(slash)
-            if admin[..slash].contains("://") && slash > admin.find("://").unwrap_or(0) + 2 =>
-        {
+        Some(slash) if admin[..slash].contains("://") && slash > admin.find("://").unwrap_or(0) + 2 => {
             let (base, rest) = admin.split_at(slash);
             let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
             format!("{base}/{name}{query}")
@@ -93,9 +80,8 @@ fn url_for(name: &str) -> String {
 }
 
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("connect to {url}"))?;
+    let (client, connection) =
+        tokio_postgres::connect(url, NoTls).await.with_context(|| format!("connect to {url}"))?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -106,56 +92,31 @@ async fn ensure_template() -> anyhow::Result<String> {
     let all: String = migrate::all().map(|m| m.sql).collect();
     let name = format!("fsync_tmpl_{}", &hex_sha256(all.as_bytes())[..16]);
     let admin = connect(&admin_url()).await?;
-    admin
-        .execute("SELECT pg_advisory_lock(7340123)", &[])
-        .await?;
+    admin.execute("SELECT pg_advisory_lock(7340123)", &[]).await?;
     let result = async {
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .await?
-            .is_some();
+        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
         if !exists {
             // Templates of older migrations are of no further use.
-            for row in admin
-                .query(
-                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'fsync\\_tmpl\\_%'",
-                    &[],
-                )
-                .await?
+            for row in
+                admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'fsync\\_tmpl\\_%'", &[]).await?
             {
                 let old: String = row.get(0);
-                admin
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)"))
-                    .await?;
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)")).await?;
             }
             let building = format!("{name}_building");
-            admin
-                .batch_execute(&format!(
-                    "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-                ))
-                .await?;
-            admin
-                .batch_execute(&format!("CREATE DATABASE \"{building}\""))
-                .await?;
+            admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await?;
+            admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
             {
                 let mut client = connect(&url_for(&building)).await?;
-                migrate::migrate(&mut client)
-                    .await
-                    .context("migrate the template database")?;
+                migrate::migrate(&mut client).await.context("migrate the template database")?;
             }
             // The connection above must be gone before the rename.
-            admin
-                .batch_execute(&format!(
-                    "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-                ))
-                .await?;
+            admin.batch_execute(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).await?;
         }
         anyhow::Ok(())
     }
     .await;
-    admin
-        .execute("SELECT pg_advisory_unlock(7340123)", &[])
-        .await?;
+    admin.execute("SELECT pg_advisory_unlock(7340123)", &[]).await?;
     result?;
     Ok(name)
 }

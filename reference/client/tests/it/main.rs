@@ -12,9 +12,7 @@ use uuid::Uuid;
 
 /// A client for `user` on `app`.
 pub fn client_for(app: &TestApp, token: String) -> Arc<FsyncClient> {
-    let config = ClientConfig::new(&app.url, &app.anon_key)
-        .token(token)
-        .retry(RetryPolicy::none());
+    let config = ClientConfig::new(&app.url, &app.anon_key).token(token).retry(RetryPolicy::none());
     Arc::new(FsyncClient::new(config).expect("client"))
 }
 

@@ -57,12 +57,9 @@ async fn scripted_peer(script: Vec<Step>) -> (String, Arc<AtomicUsize>) {
             }
             let (status, body) = match step {
                 Step::Drop => continue, // dropping the socket closes the connection unanswered
-                Step::Status(s) => (
-                    s,
-                    format!(
-                        r#"{{"code":"T{s}","message":"scripted {s}","details":null,"hint":null}}"#
-                    ),
-                ),
+                Step::Status(s) => {
+                    (s, format!(r#"{{"code":"T{s}","message":"scripted {s}","details":null,"hint":null}}"#))
+                }
                 Step::Ok => (200, r#"{"seq":7,"changes":[]}"#.to_owned()),
             };
             let response = format!(
@@ -88,18 +85,9 @@ fn client(url: &str, attempts: u32) -> FsyncClient {
 
 #[tokio::test]
 async fn network_errors_429_and_5xx_are_retried_until_success() {
-    let (url, count) = scripted_peer(vec![
-        Step::Drop,
-        Step::Status(503),
-        Step::Status(429),
-        Step::Status(500),
-        Step::Ok,
-    ])
-    .await;
-    let changes = client(&url, 5)
-        .list_changes_since(uuid::Uuid::nil(), 0)
-        .await
-        .unwrap();
+    let (url, count) =
+        scripted_peer(vec![Step::Drop, Step::Status(503), Step::Status(429), Step::Status(500), Step::Ok]).await;
+    let changes = client(&url, 5).list_changes_since(uuid::Uuid::nil(), 0).await.unwrap();
     assert_eq!(changes.seq, 7);
     assert_eq!(count.load(Ordering::SeqCst), 5);
 }
@@ -108,10 +96,7 @@ async fn network_errors_429_and_5xx_are_retried_until_success() {
 async fn conflicts_and_other_4xx_are_never_retried() {
     for status in [409, 400, 401, 403, 404, 413] {
         let (url, count) = scripted_peer(vec![Step::Status(status), Step::Ok]).await;
-        let err = client(&url, 5)
-            .list_changes_since(uuid::Uuid::nil(), 0)
-            .await
-            .unwrap_err();
+        let err = client(&url, 5).list_changes_since(uuid::Uuid::nil(), 0).await.unwrap_err();
         assert_eq!(err.status(), Some(status));
         assert_eq!(count.load(Ordering::SeqCst), 1, "{status} is not retried");
     }
@@ -120,21 +105,12 @@ async fn conflicts_and_other_4xx_are_never_retried() {
 #[tokio::test]
 async fn retries_stop_at_the_attempt_limit() {
     let (url, count) = scripted_peer(vec![Step::Status(503)]).await;
-    let err = client(&url, 3)
-        .list_changes_since(uuid::Uuid::nil(), 0)
-        .await
-        .unwrap_err();
+    let err = client(&url, 3).list_changes_since(uuid::Uuid::nil(), 0).await.unwrap_err();
     assert!(matches!(err, ClientError::Api { status: 503, .. }), "{err}");
     assert_eq!(count.load(Ordering::SeqCst), 3);
 
     let (url, count) = scripted_peer(vec![Step::Drop]).await;
-    let err = client(&url, 4)
-        .list_changes_since(uuid::Uuid::nil(), 0)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ClientError::Network { attempts: 4, .. }),
-        "{err}"
-    );
+    let err = client(&url, 4).list_changes_since(uuid::Uuid::nil(), 0).await.unwrap_err();
+    assert!(matches!(err, ClientError::Network { attempts: 4, .. }), "{err}");
     assert_eq!(count.load(Ordering::SeqCst), 4);
 }

@@ -15,54 +15,25 @@ async fn the_store_sends_what_it_knows_and_a_stale_store_gets_a_conflict() {
     // Unknown path after load: create-only.
     assert_eq!(alice.expected_version("a.ts"), Some(0));
     alice.save("a.ts", "alice 1", "typescript").await.unwrap();
-    assert_eq!(
-        alice.file("a.ts"),
-        Some(FileState {
-            version: 1,
-            deleted: false
-        })
-    );
+    assert_eq!(alice.file("a.ts"), Some(FileState { version: 1, deleted: false }));
     alice.save("a.ts", "alice 2", "typescript").await.unwrap();
     assert_eq!(alice.expected_version("a.ts"), Some(2));
 
     // Bob never saw a.ts: his create-only write conflicts instead of overwriting Alice.
     let err = bob.save("a.ts", "bob", "typescript").await.unwrap_err();
     assert!(matches!(err, ClientError::Conflict { .. }), "{err}");
-    assert_eq!(
-        bob.expected_version("a.ts"),
-        Some(0),
-        "a conflict does not teach the store a version"
-    );
+    assert_eq!(bob.expected_version("a.ts"), Some(0), "a conflict does not teach the store a version");
     bob.refresh().await.unwrap();
     assert_eq!(bob.last_seq(), 2);
-    assert_eq!(
-        bob.save("a.ts", "bob", "typescript").await.unwrap().version,
-        3
-    );
+    assert_eq!(bob.save("a.ts", "bob", "typescript").await.unwrap().version, 3);
 
     // Deletes carry the version too, and the tombstone's version is remembered.
-    assert!(matches!(
-        alice.delete("a.ts").await,
-        Err(ClientError::Conflict { .. })
-    ));
+    assert!(matches!(alice.delete("a.ts").await, Err(ClientError::Conflict { .. })));
     alice.refresh().await.unwrap();
     alice.delete("a.ts").await.unwrap();
-    assert_eq!(
-        alice.file("a.ts"),
-        Some(FileState {
-            version: 4,
-            deleted: true
-        })
-    );
+    assert_eq!(alice.file("a.ts"), Some(FileState { version: 4, deleted: true }));
     // Re-creating after the delete sends the tombstone's version.
-    assert_eq!(
-        alice
-            .save("a.ts", "again", "typescript")
-            .await
-            .unwrap()
-            .version,
-        5
-    );
+    assert_eq!(alice.save("a.ts", "again", "typescript").await.unwrap().version, 5);
 }
 
 #[tokio::test]
@@ -78,13 +49,7 @@ async fn generation_goes_through_one_bulk() {
     let result = store.generate_project_structure(&files).await.unwrap();
     assert_eq!(result.seq, 1, "one seq for the whole generation");
     for (path, _, _) in files {
-        assert_eq!(
-            store.file(path),
-            Some(FileState {
-                version: 1,
-                deleted: false
-            })
-        );
+        assert_eq!(store.file(path), Some(FileState { version: 1, deleted: false }));
     }
     // Regenerating with one change: the store's versions make it a valid compare-and-set.
     let files2 = [

@@ -34,30 +34,21 @@ pub struct Database {
 /// Resolves the database as described in the module docs and makes sure it exists.
 pub async fn resolve(database_url: Option<String>, state_dir: &Path) -> anyhow::Result<Database> {
     let database = match database_url {
-        Some(url) => Database {
-            url,
-            source: Source::Url,
-        },
+        Some(url) => Database { url, source: Source::Url },
         None => {
-            let reachable = tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio::net::TcpStream::connect(MACHINE_ADDR),
-            )
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false);
+            let reachable =
+                tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(MACHINE_ADDR))
+                    .await
+                    .map(|r| r.is_ok())
+                    .unwrap_or(false);
             if reachable {
                 Database {
                     url: format!("postgres://postgres@{MACHINE_ADDR}/{DEFAULT_DATABASE}"),
                     source: Source::Machine,
                 }
             } else {
-                let cluster = PrivateCluster::start(&state_dir.join("pg"))
-                    .context("start a private PostgreSQL")?;
-                Database {
-                    url: cluster.url(DEFAULT_DATABASE),
-                    source: Source::Private(cluster),
-                }
+                let cluster = PrivateCluster::start(&state_dir.join("pg")).context("start a private PostgreSQL")?;
+                Database { url: cluster.url(DEFAULT_DATABASE), source: Source::Private(cluster) }
             }
         }
     };
@@ -68,21 +59,14 @@ pub async fn resolve(database_url: Option<String>, state_dir: &Path) -> anyhow::
 /// Creates the database named in `url` when it does not exist, connecting to `postgres` on the
 /// same server to do it.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    let config: tokio_postgres::Config = url
-        .parse()
-        .with_context(|| format!("parse database URL {}", redact(url)))?;
+    let config: tokio_postgres::Config = url.parse().with_context(|| format!("parse database URL {}", redact(url)))?;
     let name = config.get_dbname().unwrap_or("postgres").to_owned();
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let (client, connection) = admin
-        .connect(NoTls)
-        .await
-        .with_context(|| format!("connect to PostgreSQL at {}", redact(url)))?;
+    let (client, connection) =
+        admin.connect(NoTls).await.with_context(|| format!("connect to PostgreSQL at {}", redact(url)))?;
     let driver = tokio::spawn(connection);
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some();
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
     if !exists {
         let statement = format!("CREATE DATABASE {}", super::sql::ident(&name));
         if let Err(e) = client.batch_execute(&statement).await {
@@ -126,38 +110,19 @@ impl PrivateCluster {
     pub fn start(data_dir: &Path) -> anyhow::Result<PrivateCluster> {
         let bin_dir = find_bin_dir()?;
         // initdb and postgres refuse to run as root; run them as the `postgres` system user.
-        let run_as = if is_root() {
-            Some("postgres".to_owned())
-        } else {
-            None
-        };
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("create {}", data_dir.display()))?;
+        let run_as = if is_root() { Some("postgres".to_owned()) } else { None };
+        std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
         let data_dir = data_dir.canonicalize()?;
         if let Some(user) = &run_as {
-            run(
-                Command::new("chown").arg("-R").arg(user).arg(&data_dir),
-                "chown the private cluster",
-            )?;
+            run(Command::new("chown").arg("-R").arg(user).arg(&data_dir), "chown the private cluster")?;
         }
         let port = free_port()?;
-        let cluster = PrivateCluster {
-            data_dir,
-            port,
-            bin_dir,
-            run_as,
-        };
+        let cluster = PrivateCluster { data_dir, port, bin_dir, run_as };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             let initdb = cluster.bin_dir.join("initdb");
             let mut cmd = cluster.command(&initdb);
-            cmd.args([
-                "--auth=trust",
-                "--username=postgres",
-                "--encoding=UTF8",
-                "--locale=C",
-                "-D",
-            ])
-            .arg(&cluster.data_dir);
+            cmd.args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "-D"])
+                .arg(&cluster.data_dir);
             run(&mut cmd, "initdb")?;
         }
         let pg_ctl = cluster.bin_dir.join("pg_ctl");
@@ -167,11 +132,7 @@ impl PrivateCluster {
             .arg("-l")
             .arg(cluster.data_dir.join("server.log"))
             .arg("-o")
-            .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
-                cluster.port,
-                cluster.data_dir.display()
-            ))
+            .arg(format!("-p {} -c listen_addresses=127.0.0.1 -k {}", cluster.port, cluster.data_dir.display()))
             .args(["-w", "-t", "60", "start"]);
         run(&mut cmd, "pg_ctl start")?;
         Ok(cluster)
@@ -198,9 +159,7 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let pg_ctl = self.bin_dir.join("pg_ctl");
         let mut cmd = self.command(&pg_ctl);
-        cmd.arg("-D")
-            .arg(&self.data_dir)
-            .args(["-m", "fast", "-w", "stop"]);
+        cmd.arg("-D").arg(&self.data_dir).args(["-m", "fast", "-w", "stop"]);
         let _ = cmd.output();
     }
 }
@@ -237,9 +196,10 @@ fn find_bin_dir() -> anyhow::Result<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
-        anyhow::anyhow!("no PostgreSQL binaries found (pg_config, /usr/lib/postgresql/*/bin)")
-    })
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| anyhow::anyhow!("no PostgreSQL binaries found (pg_config, /usr/lib/postgresql/*/bin)"))
 }
 
 fn is_root() -> bool {
@@ -265,10 +225,7 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

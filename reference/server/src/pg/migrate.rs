@@ -22,11 +22,7 @@ pub struct Migration {
 
 macro_rules! migration {
     ($set:literal, $dir:literal, $name:literal) => {
-        Migration {
-            set: $set,
-            name: $name,
-            sql: include_str!(concat!("../../../supabase/", $dir, "/", $name)),
-        }
+        Migration { set: $set, name: $name, sql: include_str!(concat!("../../../supabase/", $dir, "/", $name)) }
     };
 }
 
@@ -50,14 +46,9 @@ const LOCK_KEY: i64 = 0x6673_796e_635f_6d67; // "fsync_mg"
 
 /// Applies every pending migration; returns the names applied this time.
 pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<String>> {
-    client
-        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
-        .await
-        .context("take the migration lock")?;
+    client.execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY]).await.context("take the migration lock")?;
     let result = apply_pending(client).await;
-    let unlock = client
-        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
-        .await;
+    let unlock = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY]).await;
     let applied = result?;
     unlock.context("release the migration lock")?;
     Ok(applied)
@@ -80,10 +71,7 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
         let key = format!("{}/{}", migration.set, migration.name);
         let checksum = hex_sha256(migration.sql.as_bytes());
         let recorded: Option<String> = client
-            .query_opt(
-                "SELECT checksum FROM fsync_migrations.applied WHERE name = $1",
-                &[&key],
-            )
+            .query_opt("SELECT checksum FROM fsync_migrations.applied WHERE name = $1", &[&key])
             .await
             .context("read the migrations table")?
             .map(|row| row.get(0));
@@ -91,9 +79,7 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
             continue;
         }
         let tx = client.transaction().await.context("begin a migration")?;
-        tx.batch_execute(migration.sql)
-            .await
-            .with_context(|| format!("apply migration {key}"))?;
+        tx.batch_execute(migration.sql).await.with_context(|| format!("apply migration {key}"))?;
         tx.execute(
             "INSERT INTO fsync_migrations.applied (name, checksum) VALUES ($1, $2)
              ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
@@ -101,9 +87,7 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<String>> {
         )
         .await
         .context("record a migration")?;
-        tx.commit()
-            .await
-            .with_context(|| format!("commit migration {key}"))?;
+        tx.commit().await.with_context(|| format!("commit migration {key}"))?;
         applied.push(key);
     }
     Ok(applied)

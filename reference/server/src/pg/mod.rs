@@ -3,12 +3,13 @@
 
 pub mod bootstrap;
 pub mod migrate;
+pub mod realtime;
 pub mod schema;
 pub mod sql;
 
 use crate::auth::RequestAuth;
 use crate::error::ApiError;
-use crate::store::{ReadOutput, ReadQuery, RpcCall, RpcOutput, Store};
+use crate::store::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use axum::http::StatusCode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use schema::SchemaCache;
@@ -23,6 +24,7 @@ pub const POOL_SIZE: usize = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    config: tokio_postgres::Config,
     schema: Arc<RwLock<Arc<SchemaCache>>>,
 }
 
@@ -31,27 +33,13 @@ impl PgStore {
     pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
         use anyhow::Context;
         let config: tokio_postgres::Config = url.parse().context("parse database URL")?;
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .build()
-            .context("build the connection pool")?;
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(POOL_SIZE).build().context("build the connection pool")?;
         let mut client = pool.get().await.context("connect to the database")?;
         migrate::migrate(&mut client).await?;
-        let cache = SchemaCache::load(&**client)
-            .await
-            .context("load the schema cache")?;
+        let cache = SchemaCache::load(&**client).await.context("load the schema cache")?;
         drop(client);
-        Ok(PgStore {
-            pool,
-            schema: Arc::new(RwLock::new(Arc::new(cache))),
-        })
+        Ok(PgStore { pool, config, schema: Arc::new(RwLock::new(Arc::new(cache))) })
     }
 
     /// Reloads the schema cache (after DDL outside the migrations).
@@ -67,10 +55,7 @@ impl PgStore {
     }
 
     fn schema(&self) -> Arc<SchemaCache> {
-        self.schema
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.schema.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Runs `statement` with `params` in a request transaction as `auth`, returning the first row.
@@ -84,12 +69,7 @@ impl PgStore {
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, ApiError> {
         let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
-        let tx = client
-            .build_transaction()
-            .read_only(read_only)
-            .start()
-            .await
-            .map_err(|e| db_error(e, true))?;
+        let tx = client.build_transaction().read_only(read_only).start().await.map_err(|e| db_error(e, true))?;
         let claims = auth.claims_json();
         let settings = tx
             .prepare_cached(
@@ -98,17 +78,10 @@ impl PgStore {
             )
             .await
             .map_err(|e| db_error(e, true))?;
-        let call = tx
-            .prepare_cached(statement)
-            .await
-            .map_err(|e| db_error(e, true))?;
+        let call = tx.prepare_cached(statement).await.map_err(|e| db_error(e, true))?;
         // Both go out before either answer comes back: one round trip for the pair.
-        let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-            [&auth.role, &claims, &method, &path];
-        let (set, row) = tokio::join!(
-            tx.query_one(&settings, &setting_params),
-            tx.query_one(&call, params)
-        );
+        let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&auth.role, &claims, &method, &path];
+        let (set, row) = tokio::join!(tx.query_one(&settings, &setting_params), tx.query_one(&call, params));
         set.map_err(|e| db_error(e, true))?;
         let row = row.map_err(|e| db_error(e, true))?;
         tx.commit().await.map_err(|e| db_error(e, true))?;
@@ -119,13 +92,7 @@ impl PgStore {
 /// Maps a driver error to the API error PostgREST would answer.
 fn db_error(error: tokio_postgres::Error, authenticated: bool) -> ApiError {
     match error.as_db_error() {
-        Some(db) => ApiError::from_sqlstate(
-            db.code().code(),
-            db.message(),
-            db.detail(),
-            db.hint(),
-            authenticated,
-        ),
+        Some(db) => ApiError::from_sqlstate(db.code().code(), db.message(), db.detail(), db.hint(), authenticated),
         None if error.is_closed() => ApiError::unavailable(error),
         None => ApiError::internal(error),
     }
@@ -135,11 +102,7 @@ impl Store for PgStore {
     async fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> Result<RpcOutput, ApiError> {
         let schema = self.schema();
         let given: Vec<&str> = call.args.keys().map(String::as_str).collect();
-        let overloads = schema
-            .functions
-            .get(&call.function)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let overloads = schema.functions.get(&call.function).map(Vec::as_slice).unwrap_or(&[]);
         let Some(function) = overloads.iter().find(|f| f.accepts(given.iter().copied())) else {
             let mut error = ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -151,10 +114,7 @@ impl Store for PgStore {
                 ),
             );
             if let Some(candidate) = overloads.first() {
-                error = error.with_hint(format!(
-                    "Perhaps you meant to call the function {}",
-                    candidate.signature()
-                ));
+                error = error.with_hint(format!("Perhaps you meant to call the function {}", candidate.signature()));
             }
             return Err(error);
         };
@@ -162,15 +122,10 @@ impl Store for PgStore {
         let args = Value::Object(call.args);
         let method = if call.read_only { "GET" } else { "POST" };
         let path = format!("/rpc/{}", call.function);
-        let row = self
-            .run_as(auth, call.read_only, method, &path, &statement, &[&args])
-            .await?;
+        let row = self.run_as(auth, call.read_only, method, &path, &statement, &[&args]).await?;
         match function.returns {
             schema::ReturnKind::Void => Ok(RpcOutput::NoContent),
-            _ => Ok(RpcOutput::Json(
-                row.get::<_, Option<String>>(0)
-                    .unwrap_or_else(|| "null".to_owned()),
-            )),
+            _ => Ok(RpcOutput::Json(row.get::<_, Option<String>>(0).unwrap_or_else(|| "null".to_owned()))),
         }
     }
 
@@ -180,18 +135,10 @@ impl Store for PgStore {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "PGRST205",
-                format!(
-                    "Could not find the table 'public.{}' in the schema cache",
-                    query.relation
-                ),
+                format!("Could not find the table 'public.{}' in the schema cache", query.relation),
             ));
         };
-        let column_type = |name: &str| {
-            columns
-                .iter()
-                .find(|(c, _)| c == name)
-                .map(|(_, t)| t.clone())
-        };
+        let column_type = |name: &str| columns.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
         let mentioned = query
             .columns
             .iter()
@@ -225,27 +172,29 @@ impl Store for PgStore {
                 }
             })
             .collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
-            .iter()
-            .map(|b| &**b as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            owned.iter().map(|b| &**b as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
         let path = format!("/{}", query.relation);
-        let row = self
-            .run_as(auth, true, "GET", &path, &statement, &refs)
-            .await?;
+        let row = self.run_as(auth, true, "GET", &path, &statement, &refs).await?;
         let count: i64 = row.get(1);
-        Ok(ReadOutput {
-            rows_json: row.get(0),
-            count: count.max(0) as u64,
-        })
+        Ok(ReadOutput { rows_json: row.get(0), count: count.max(0) as u64 })
+    }
+
+    async fn authorize_topic(&self, auth: &RequestAuth, topic: &str) -> Result<TopicAccess, ApiError> {
+        self.authorize_topic_pg(auth, topic).await
+    }
+
+    async fn publish(&self, auth: &RequestAuth, message: &RealtimeMessage) -> Result<(), ApiError> {
+        self.publish_pg(auth, message).await
+    }
+
+    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<RealtimeMessage>, ApiError> {
+        self.listen_pg().await
     }
 
     async fn health(&self) -> Result<(), ApiError> {
         let client = self.pool.get().await.map_err(ApiError::unavailable)?;
-        client
-            .query_one("SELECT 1", &[])
-            .await
-            .map_err(ApiError::unavailable)?;
+        client.query_one("SELECT 1", &[]).await.map_err(ApiError::unavailable)?;
         Ok(())
     }
 }

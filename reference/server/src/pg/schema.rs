@@ -35,9 +35,7 @@ impl Function {
         let known = |name: &str| self.args.iter().any(|(arg, _)| arg == name);
         let required = &self.args[..self.args.len().saturating_sub(self.defaults)];
         given.clone().into_iter().all(known)
-            && required
-                .iter()
-                .all(|(arg, _)| given.clone().into_iter().any(|g| g == arg))
+            && required.iter().all(|(arg, _)| given.clone().into_iter().any(|g| g == arg))
     }
 
     pub fn signature(&self) -> String {
@@ -109,16 +107,12 @@ impl SchemaCache {
             } else {
                 ReturnKind::Scalar
             };
-            cache
-                .functions
-                .entry(name.clone())
-                .or_default()
-                .push(Function {
-                    name,
-                    args: input_names.into_iter().zip(arg_types).collect(),
-                    defaults: defaults.max(0) as usize,
-                    returns,
-                });
+            cache.functions.entry(name.clone()).or_default().push(Function {
+                name,
+                args: input_names.into_iter().zip(arg_types).collect(),
+                defaults: defaults.max(0) as usize,
+                returns,
+            });
         }
 
         let rows = client
@@ -134,11 +128,7 @@ impl SchemaCache {
             )
             .await?;
         for row in rows {
-            cache
-                .relations
-                .entry(row.get(0))
-                .or_default()
-                .push((row.get(1), row.get(2)));
+            cache.relations.entry(row.get(0)).or_default().push((row.get(1), row.get(2)));
         }
         Ok(cache)
     }
@@ -152,38 +142,17 @@ mod tests {
     fn overload_matching_by_argument_names() {
         let f = Function {
             name: "upsert_project_file".into(),
-            args: [
-                "project_uuid",
-                "p_file_path",
-                "p_content",
-                "p_file_type",
-                "expected_version",
-            ]
-            .iter()
-            .map(|n| (n.to_string(), "text".to_string()))
-            .collect(),
+            args: ["project_uuid", "p_file_path", "p_content", "p_file_type", "expected_version"]
+                .iter()
+                .map(|n| (n.to_string(), "text".to_string()))
+                .collect(),
             defaults: 1,
             returns: ReturnKind::Scalar,
         };
-        let all = [
-            "project_uuid",
-            "p_file_path",
-            "p_content",
-            "p_file_type",
-            "expected_version",
-        ];
+        let all = ["project_uuid", "p_file_path", "p_content", "p_file_type", "expected_version"];
         assert!(f.accepts(all));
         assert!(f.accepts(all[..4].iter().copied()));
-        assert!(
-            !f.accepts(all[..3].iter().copied()),
-            "a required argument is missing"
-        );
-        assert!(!f.accepts([
-            "project_uuid",
-            "p_file_path",
-            "p_content",
-            "p_file_type",
-            "bogus"
-        ]));
+        assert!(!f.accepts(all[..3].iter().copied()), "a required argument is missing");
+        assert!(!f.accepts(["project_uuid", "p_file_path", "p_content", "p_file_type", "bogus"]));
     }
 }

@@ -17,28 +17,18 @@ pub fn ident(name: &str) -> String {
 /// Arguments are typed by `json_to_record`, so a mistyped value fails with the same error a
 /// PostgREST call gets (`22P02` and friends), and arguments not given keep their defaults.
 pub fn rpc_statement(function: &Function, given: &[&str]) -> String {
-    let args: Vec<&(String, String)> = function
-        .args
-        .iter()
-        .filter(|(n, _)| given.contains(&n.as_str()))
-        .collect();
+    let args: Vec<&(String, String)> = function.args.iter().filter(|(n, _)| given.contains(&n.as_str())).collect();
     let call = format!(
         "public.{}({})",
         ident(&function.name),
-        args.iter()
-            .map(|(n, _)| format!("{0} := _args.{0}", ident(n)))
-            .collect::<Vec<_>>()
-            .join(", ")
+        args.iter().map(|(n, _)| format!("{0} := _args.{0}", ident(n))).collect::<Vec<_>>().join(", ")
     );
     let from_args = if args.is_empty() {
         "(SELECT $1::json) AS _args(_unused)".to_owned()
     } else {
         format!(
             "json_to_record($1::json) AS _args({})",
-            args.iter()
-                .map(|(n, t)| format!("{} {}", ident(n), t))
-                .collect::<Vec<_>>()
-                .join(", ")
+            args.iter().map(|(n, t)| format!("{} {}", ident(n), t)).collect::<Vec<_>>().join(", ")
         )
     };
     match function.returns {
@@ -47,9 +37,9 @@ pub fn rpc_statement(function: &Function, given: &[&str]) -> String {
         ReturnKind::Row => {
             format!("SELECT to_json(_r)::text FROM {from_args}, LATERAL {call} AS _r")
         }
-        ReturnKind::Set => format!(
-            "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM {from_args}, LATERAL {call} AS _r"
-        ),
+        ReturnKind::Set => {
+            format!("SELECT coalesce(json_agg(_r), '[]'::json)::text FROM {from_args}, LATERAL {call} AS _r")
+        }
     }
 }
 
@@ -84,24 +74,13 @@ pub fn read_statement(
                 format!("{col} = ANY((${}::text[])::{ty}[])", params.len())
             }
             FilterOp::Like | FilterOp::Ilike => {
-                let pattern = filter
-                    .values
-                    .first()
-                    .cloned()
-                    .unwrap_or_default()
-                    .replace('*', "%");
+                let pattern = filter.values.first().cloned().unwrap_or_default().replace('*', "%");
                 params.push(Param::Text(pattern));
-                let op = if filter.op == FilterOp::Like {
-                    "LIKE"
-                } else {
-                    "ILIKE"
-                };
+                let op = if filter.op == FilterOp::Like { "LIKE" } else { "ILIKE" };
                 format!("{col}::text {op} ${}::text", params.len())
             }
             op => {
-                params.push(Param::Text(
-                    filter.values.first().cloned().unwrap_or_default(),
-                ));
+                params.push(Param::Text(filter.values.first().cloned().unwrap_or_default()));
                 let sql_op = match op {
                     FilterOp::Eq => "=",
                     FilterOp::Neq => "<>",
@@ -113,11 +92,7 @@ pub fn read_statement(
                 format!("{col} {sql_op} (${}::text)::{ty}", params.len())
             }
         };
-        conditions.push(if filter.negated {
-            format!("NOT ({condition})")
-        } else {
-            condition
-        });
+        conditions.push(if filter.negated { format!("NOT ({condition})") } else { condition });
     }
     let mut sql = format!("SELECT {columns} FROM public.{}", ident(relation));
     if !conditions.is_empty() {
@@ -128,11 +103,7 @@ pub fn read_statement(
         let terms: Vec<String> = order
             .iter()
             .map(|t| {
-                let mut term = format!(
-                    "{} {}",
-                    ident(&t.column),
-                    if t.descending { "DESC" } else { "ASC" }
-                );
+                let mut term = format!("{} {}", ident(&t.column), if t.descending { "DESC" } else { "ASC" });
                 match t.nulls_first {
                     Some(true) => term.push_str(" NULLS FIRST"),
                     Some(false) => term.push_str(" NULLS LAST"),
@@ -150,10 +121,7 @@ pub fn read_statement(
     if let Some(offset) = offset {
         sql.push_str(&format!(" OFFSET {offset}"));
     }
-    (
-        format!("SELECT coalesce(json_agg(_r), '[]'::json)::text, count(*) FROM ({sql}) AS _r"),
-        params,
-    )
+    (format!("SELECT coalesce(json_agg(_r), '[]'::json)::text, count(*) FROM ({sql}) AS _r"), params)
 }
 
 /// A bind parameter of a read.
@@ -170,10 +138,7 @@ mod tests {
     fn upsert() -> Function {
         Function {
             name: "upsert_project_file".into(),
-            args: vec![
-                ("project_uuid".into(), "uuid".into()),
-                ("expected_version".into(), "integer".into()),
-            ],
+            args: vec![("project_uuid".into(), "uuid".into()), ("expected_version".into(), "integer".into())],
             defaults: 1,
             returns: ReturnKind::Scalar,
         }
@@ -190,12 +155,7 @@ mod tests {
 
     #[test]
     fn set_returning_functions_aggregate_to_an_array() {
-        let f = Function {
-            name: "list_current_files".into(),
-            args: vec![],
-            defaults: 0,
-            returns: ReturnKind::Set,
-        };
+        let f = Function { name: "list_current_files".into(), args: vec![], defaults: 0, returns: ReturnKind::Set };
         assert_eq!(
             rpc_statement(&f, &[]),
             "SELECT coalesce(json_agg(_r), '[]'::json)::text FROM (SELECT $1::json) AS _args(_unused), \
@@ -211,54 +171,27 @@ mod tests {
     #[test]
     fn read_binds_every_value() {
         let filters = vec![
-            Filter {
-                column: "project_id".into(),
-                op: FilterOp::Eq,
-                negated: false,
-                values: vec!["x".into()],
-            },
+            Filter { column: "project_id".into(), op: FilterOp::Eq, negated: false, values: vec!["x".into()] },
             Filter {
                 column: "file_path".into(),
                 op: FilterOp::In,
                 negated: true,
                 values: vec!["a".into(), "b".into()],
             },
-            Filter {
-                column: "content".into(),
-                op: FilterOp::Is,
-                negated: false,
-                values: vec!["null".into()],
-            },
+            Filter { column: "content".into(), op: FilterOp::Is, negated: false, values: vec!["null".into()] },
         ];
-        let order = vec![OrderTerm {
-            column: "file_path".into(),
-            descending: true,
-            nulls_first: Some(false),
-        }];
-        let (sql, params) = read_statement(
-            "project_files_current",
-            None,
-            &filters,
-            &order,
-            Some(10),
-            Some(5),
-            |c| match c {
+        let order = vec![OrderTerm { column: "file_path".into(), descending: true, nulls_first: Some(false) }];
+        let (sql, params) =
+            read_statement("project_files_current", None, &filters, &order, Some(10), Some(5), |c| match c {
                 "project_id" => "uuid".into(),
                 _ => "text".into(),
-            },
-        );
+            });
         assert_eq!(
             sql,
             "SELECT coalesce(json_agg(_r), '[]'::json)::text, count(*) FROM (SELECT * FROM public.\"project_files_current\" \
              WHERE \"project_id\" = ($1::text)::uuid AND NOT (\"file_path\" = ANY(($2::text[])::text[])) AND \"content\" IS NULL \
              ORDER BY \"file_path\" DESC NULLS LAST LIMIT 10 OFFSET 5) AS _r"
         );
-        assert_eq!(
-            params,
-            vec![
-                Param::Text("x".into()),
-                Param::List(vec!["a".into(), "b".into()])
-            ]
-        );
+        assert_eq!(params, vec![Param::Text("x".into()), Param::List(vec!["a".into(), "b".into()])]);
     }
 }

@@ -29,17 +29,7 @@ pub async fn rpc_post<S: Store>(
         check_profile(&headers, "content-profile")?;
         let auth = authenticate(&headers, &state.secret, fsync_protocol::jwt::now_s())?;
         let args = parse_args(&body)?;
-        let output = state
-            .store
-            .rpc(
-                &auth,
-                RpcCall {
-                    function,
-                    args,
-                    read_only: false,
-                },
-            )
-            .await?;
+        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: false }).await?;
         Ok::<_, ApiError>(rpc_response(output, &headers))
     }
     .await;
@@ -62,17 +52,7 @@ pub async fn rpc_get<S: Store>(
                 args.insert(key, Value::String(value));
             }
         }
-        let output = state
-            .store
-            .rpc(
-                &auth,
-                RpcCall {
-                    function,
-                    args,
-                    read_only: true,
-                },
-            )
-            .await?;
+        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: true }).await?;
         Ok::<_, ApiError>(rpc_response(output, &headers))
     }
     .await;
@@ -101,21 +81,13 @@ pub async fn read<S: Store>(
                 )
                 .with_details(format!("The result contains {} rows", output.count)));
             }
-            let rows: Vec<Value> =
-                serde_json::from_str(&output.rows_json).map_err(ApiError::internal)?;
+            let rows: Vec<Value> = serde_json::from_str(&output.rows_json).map_err(ApiError::internal)?;
             let object = rows.into_iter().next().unwrap_or(Value::Null);
-            return Ok(json_response(
-                StatusCode::OK,
-                object.to_string(),
-                Some(PGRST_OBJECT),
-            ));
+            return Ok(json_response(StatusCode::OK, object.to_string(), Some(PGRST_OBJECT)));
         }
         let mut response = json_response(StatusCode::OK, output.rows_json, None);
-        let range = if output.count == 0 {
-            "*/*".to_owned()
-        } else {
-            format!("{}-{}/*", offset, offset + output.count - 1)
-        };
+        let range =
+            if output.count == 0 { "*/*".to_owned() } else { format!("{}-{}/*", offset, offset + output.count - 1) };
         if let Ok(value) = HeaderValue::from_str(&range) {
             response.headers_mut().insert(header::CONTENT_RANGE, value);
         }
@@ -131,9 +103,7 @@ fn parse_args(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(args)) => Ok(args),
-        Ok(_) => Err(ApiError::invalid_body(
-            "the body must be a JSON object of named arguments",
-        )),
+        Ok(_) => Err(ApiError::invalid_body("the body must be a JSON object of named arguments")),
         Err(e) => Err(ApiError::invalid_body(e.to_string())),
     }
 }
@@ -151,10 +121,7 @@ fn check_profile(headers: &HeaderMap, name: &str) -> Result<(), ApiError> {
 }
 
 fn wants_object(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains(PGRST_OBJECT))
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains(PGRST_OBJECT))
 }
 
 fn rpc_response(output: RpcOutput, headers: &HeaderMap) -> Response {
@@ -162,9 +129,7 @@ fn rpc_response(output: RpcOutput, headers: &HeaderMap) -> Response {
         RpcOutput::NoContent => StatusCode::NO_CONTENT.into_response(),
         RpcOutput::Json(body) if wants_object(headers) && body.starts_with('[') => {
             match serde_json::from_str::<Vec<Value>>(&body) {
-                Ok(rows) if rows.len() == 1 => {
-                    json_response(StatusCode::OK, rows[0].to_string(), Some(PGRST_OBJECT))
-                }
+                Ok(rows) if rows.len() == 1 => json_response(StatusCode::OK, rows[0].to_string(), Some(PGRST_OBJECT)),
                 Ok(rows) => ApiError::new(
                     StatusCode::NOT_ACCEPTABLE,
                     "PGRST116",

@@ -6,15 +6,7 @@ use crate::store::{Filter, FilterOp, OrderTerm, ReadQuery};
 use axum::http::StatusCode;
 
 /// Query parameters that are not filters.
-const RESERVED: &[&str] = &[
-    "select",
-    "order",
-    "limit",
-    "offset",
-    "apikey",
-    "columns",
-    "on_conflict",
-];
+const RESERVED: &[&str] = &["select", "order", "limit", "offset", "apikey", "columns", "on_conflict"];
 
 fn parse_error(message: impl Into<String>, details: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "PGRST100", message).with_details(details)
@@ -22,10 +14,7 @@ fn parse_error(message: impl Into<String>, details: impl Into<String>) -> ApiErr
 
 /// Parses the query string pairs of `GET /rest/v1/{relation}`.
 pub fn parse(relation: &str, pairs: &[(String, String)]) -> Result<ReadQuery, ApiError> {
-    let mut query = ReadQuery {
-        relation: relation.to_owned(),
-        ..ReadQuery::default()
-    };
+    let mut query = ReadQuery { relation: relation.to_owned(), ..ReadQuery::default() };
     for (key, value) in pairs {
         match key.as_str() {
             "select" => query.columns = parse_select(value)?,
@@ -68,16 +57,9 @@ fn parse_order(value: &str) -> Result<Vec<OrderTerm>, ApiError> {
             let mut parts = term.trim().split('.');
             let column = parts.next().unwrap_or("").to_owned();
             if column.is_empty() {
-                return Err(parse_error(
-                    format!("failed to parse order ({value})"),
-                    "empty column",
-                ));
+                return Err(parse_error(format!("failed to parse order ({value})"), "empty column"));
             }
-            let mut order = OrderTerm {
-                column,
-                descending: false,
-                nulls_first: None,
-            };
+            let mut order = OrderTerm { column, descending: false, nulls_first: None };
             for modifier in parts {
                 match modifier {
                     "asc" => order.descending = false,
@@ -98,28 +80,19 @@ fn parse_order(value: &str) -> Result<Vec<OrderTerm>, ApiError> {
 }
 
 fn parse_count(name: &str, value: &str) -> Result<u64, ApiError> {
-    value.trim().parse::<u64>().map_err(|_| {
-        parse_error(
-            format!("failed to parse {name} ({value})"),
-            "expected a non-negative integer",
-        )
-    })
+    value
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| parse_error(format!("failed to parse {name} ({value})"), "expected a non-negative integer"))
 }
 
 fn parse_filter(column: &str, value: &str) -> Result<Filter, ApiError> {
-    let bad = |why: &str| {
-        parse_error(
-            format!("failed to parse filter ({column}={value})"),
-            why.to_owned(),
-        )
-    };
+    let bad = |why: &str| parse_error(format!("failed to parse filter ({column}={value})"), why.to_owned());
     let (negated, rest) = match value.strip_prefix("not.") {
         Some(rest) => (true, rest),
         None => (false, value),
     };
-    let (op, operand) = rest
-        .split_once('.')
-        .ok_or_else(|| bad("expected op.value"))?;
+    let (op, operand) = rest.split_once('.').ok_or_else(|| bad("expected op.value"))?;
     let op = match op {
         "eq" => FilterOp::Eq,
         "neq" => FilterOp::Neq,
@@ -150,12 +123,7 @@ fn parse_filter(column: &str, value: &str) -> Result<Filter, ApiError> {
         }
         _ => vec![operand.to_owned()],
     };
-    Ok(Filter {
-        column: column.to_owned(),
-        op,
-        negated,
-        values,
-    })
+    Ok(Filter { column: column.to_owned(), op, negated, values })
 }
 
 /// Splits an `in.(...)` list on commas, honouring double-quoted items.
@@ -187,10 +155,7 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -209,26 +174,11 @@ mod tests {
         assert_eq!(q.columns, None);
         assert_eq!(
             q.filters[0],
-            Filter {
-                column: "project_id".into(),
-                op: FilterOp::Eq,
-                negated: false,
-                values: vec!["6f1c".into()]
-            }
+            Filter { column: "project_id".into(), op: FilterOp::Eq, negated: false, values: vec!["6f1c".into()] }
         );
-        assert_eq!(
-            q.filters[1].values,
-            vec!["a,b".to_string(), "c".to_string()]
-        );
+        assert_eq!(q.filters[1].values, vec!["a,b".to_string(), "c".to_string()]);
         assert!(q.filters[1].negated);
-        assert_eq!(
-            q.order,
-            vec![OrderTerm {
-                column: "file_path".into(),
-                descending: true,
-                nulls_first: Some(false)
-            }]
-        );
+        assert_eq!(q.order, vec![OrderTerm { column: "file_path".into(), descending: true, nulls_first: Some(false) }]);
         assert_eq!(q.limit, Some(10));
     }
 

@@ -29,17 +29,9 @@ async fn every_path_rule_is_enforced_with_the_same_words_as_the_client() {
     ];
     for path in bad_paths {
         let (status, body) = f.upsert(path, "x", None).await;
-        assert_eq!(
-            (status.as_u16(), body["code"].as_str()),
-            (400, Some("22023")),
-            "{path:?}: {body}"
-        );
+        assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("22023")), "{path:?}: {body}");
         let problem = fsync_protocol::check_path(path).expect_err("the client refuses it too");
-        assert_eq!(
-            body["message"],
-            format!("p_file_path {problem}"),
-            "{path:?}"
-        );
+        assert_eq!(body["message"], format!("p_file_path {problem}"), "{path:?}");
         let (status, _) = f.delete(path, None).await;
         assert_eq!(status, 400, "{path:?}");
     }
@@ -53,17 +45,9 @@ async fn every_path_rule_is_enforced_with_the_same_words_as_the_client() {
 #[tokio::test]
 async fn oversized_content_gets_413_and_unknown_file_types_400() {
     let f = fixture().await;
-    let (status, body) = f
-        .upsert("big.txt", &"x".repeat(MAX_CONTENT_BYTES + 1), None)
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (413, Some("PT413")),
-        "{body}"
-    );
-    let (status, body) = f
-        .upsert("exact.txt", &"x".repeat(MAX_CONTENT_BYTES), None)
-        .await;
+    let (status, body) = f.upsert("big.txt", &"x".repeat(MAX_CONTENT_BYTES + 1), None).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (413, Some("PT413")), "{body}");
+    let (status, body) = f.upsert("exact.txt", &"x".repeat(MAX_CONTENT_BYTES), None).await;
     assert_eq!(status, 200, "the limit itself is allowed: {body}");
 
     let (status, body) = f
@@ -75,17 +59,8 @@ async fn oversized_content_gets_413_and_unknown_file_types_400() {
         )
         .await;
     assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("not a known file type"),
-        "{body}"
-    );
-    assert!(
-        body["hint"].as_str().unwrap().contains("typescript"),
-        "the hint lists the types: {body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("not a known file type"), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("typescript"), "the hint lists the types: {body}");
     assert_eq!(f.row_count().await, 1);
 }
 
@@ -93,63 +68,33 @@ async fn oversized_content_gets_413_and_unknown_file_types_400() {
 async fn malformed_missing_and_mistyped_arguments() {
     let f = fixture().await;
     let t = Some(f.owner_token.as_str());
-    let (status, body) = f
-        .app
-        .rpc_raw(t, "upsert_project_file", "{not json".into())
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (400, Some("PGRST102")),
-        "{body}"
-    );
-    let (status, body) = f
-        .app
-        .rpc_raw(t, "upsert_project_file", "[1, 2]".into())
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (400, Some("PGRST102")),
-        "{body}"
-    );
+    let (status, body) = f.app.rpc_raw(t, "upsert_project_file", "{not json".into()).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("PGRST102")), "{body}");
+    let (status, body) = f.app.rpc_raw(t, "upsert_project_file", "[1, 2]".into()).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("PGRST102")), "{body}");
 
     // A missing required argument or an unknown one: no such function (PostgREST's PGRST202).
-    let (status, body) = f
-        .app
-        .rpc(
-            t,
-            "upsert_project_file",
-            json!({"project_uuid": f.project, "p_file_path": "a"}),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (404, Some("PGRST202")),
-        "{body}"
-    );
-    assert!(
-        body["hint"].as_str().unwrap().contains("p_content"),
-        "{body}"
-    );
+    let (status, body) =
+        f.app.rpc(t, "upsert_project_file", json!({"project_uuid": f.project, "p_file_path": "a"})).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (404, Some("PGRST202")), "{body}");
+    assert!(body["hint"].as_str().unwrap().contains("p_content"), "{body}");
     let mut args = json!({"project_uuid": f.project, "p_file_path": "a", "p_content": "x", "p_file_type": "text"});
     args["colour"] = json!("red");
     let (status, _) = f.app.rpc(t, "upsert_project_file", args).await;
     assert_eq!(status, 404);
     let (status, body) = f.app.rpc(t, "no_such_function", json!({})).await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (404, Some("PGRST202"))
-    );
+    assert_eq!((status.as_u16(), body["code"].as_str()), (404, Some("PGRST202")));
 
     // Mistyped values.
     let (status, body) = f
         .app
-        .rpc(t, "upsert_project_file", json!({"project_uuid": "not-a-uuid", "p_file_path": "a", "p_content": "x", "p_file_type": "text"}))
+        .rpc(
+            t,
+            "upsert_project_file",
+            json!({"project_uuid": "not-a-uuid", "p_file_path": "a", "p_content": "x", "p_file_type": "text"}),
+        )
         .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (400, Some("22P02")),
-        "{body}"
-    );
+    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("22P02")), "{body}");
     let (status, body) = f
         .app
         .rpc(t, "upsert_project_file", json!({"project_uuid": f.project, "p_file_path": "a", "p_content": "x", "p_file_type": "text", "expected_version": "two"}))
@@ -157,20 +102,15 @@ async fn malformed_missing_and_mistyped_arguments() {
     assert_eq!(status, 400, "{body}");
     let (status, body) = f
         .app
-        .rpc(t, "upsert_project_file", json!({"project_uuid": f.project, "p_file_path": "a", "p_content": null, "p_file_type": "text"}))
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["message"].as_str()),
-        (400, Some("p_content is required"))
-    );
-    let (status, _) = f
-        .app
         .rpc(
             t,
-            "bulk_upsert_project_files",
-            json!({"project_uuid": f.project, "files": "nope"}),
+            "upsert_project_file",
+            json!({"project_uuid": f.project, "p_file_path": "a", "p_content": null, "p_file_type": "text"}),
         )
         .await;
+    assert_eq!((status.as_u16(), body["message"].as_str()), (400, Some("p_content is required")));
+    let (status, _) =
+        f.app.rpc(t, "bulk_upsert_project_files", json!({"project_uuid": f.project, "files": "nope"})).await;
     assert_eq!(status, 400);
     assert_eq!(f.row_count().await, 0);
 }
@@ -203,15 +143,8 @@ async fn bad_tokens_get_401_and_change_nothing() {
         ("non-API role", superuser, "PGRST303"),
         ("garbage", "abc.def".to_owned(), "PGRST301"),
     ] {
-        let (status, body) = f
-            .app
-            .rpc(Some(&token), "upsert_project_file", args.clone())
-            .await;
-        assert_eq!(
-            (status.as_u16(), body["code"].as_str()),
-            (401, Some(code)),
-            "{name}: {body}"
-        );
+        let (status, body) = f.app.rpc(Some(&token), "upsert_project_file", args.clone()).await;
+        assert_eq!((status.as_u16(), body["code"].as_str()), (401, Some(code)), "{name}: {body}");
     }
 
     // No apikey at all.

@@ -30,30 +30,19 @@ async fn a_bulk_writes_every_file_under_one_seq_and_one_event() {
     );
     let client = f.app.db.connect().await.unwrap();
     let seqs: Vec<i64> = client
-        .query(
-            "SELECT DISTINCT seq FROM public.project_files WHERE project_id = $1 AND seq > 2",
-            &[&f.project],
-        )
+        .query("SELECT DISTINCT seq FROM public.project_files WHERE project_id = $1 AND seq > 2", &[&f.project])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        seqs,
-        vec![3],
-        "every row of the bulk carries the bulk's one seq"
-    );
+    assert_eq!(seqs, vec![3], "every row of the bulk carries the bulk's one seq");
 
     let events = f.events().await;
     let bulk_events: Vec<_> = events.iter().filter(|(e, _)| e == "bulk:apply").collect();
     assert_eq!(bulk_events.len(), 1, "one broadcast per bulk");
     assert_eq!(bulk_events[0].1["seq"], 3);
-    assert_eq!(
-        bulk_events[0].1["files"].as_array().unwrap().len(),
-        3,
-        "no-op entries are not in the event"
-    );
+    assert_eq!(bulk_events[0].1["files"].as_array().unwrap().len(), 3, "no-op entries are not in the event");
 }
 
 #[tokio::test]
@@ -64,31 +53,13 @@ async fn one_invalid_entry_writes_nothing_and_takes_no_seq() {
     let events_before = f.events().await.len();
     let good = json!({"file_path": "fine.txt", "file_type": "text", "content": "fine"});
     let cases = [
-        (
-            json!({"file_path": "../escape", "file_type": "text", "content": "x"}),
-            400,
-        ),
-        (
-            json!({"file_path": "x.bin", "file_type": "exe", "content": "x"}),
-            400,
-        ),
+        (json!({"file_path": "../escape", "file_type": "text", "content": "x"}), 400),
+        (json!({"file_path": "x.bin", "file_type": "exe", "content": "x"}), 400),
         (json!({"file_path": "x.txt", "file_type": "text"}), 400),
-        (
-            json!({"file_path": "x.txt", "file_type": "text", "content": "x", "colour": "red"}),
-            400,
-        ),
-        (
-            json!({"file_path": "x.txt", "file_type": "text", "content": "x", "expected_version": "one"}),
-            400,
-        ),
-        (
-            json!({"file_path": "x.txt", "file_type": "text", "content": "x", "delete": "yes"}),
-            400,
-        ),
-        (
-            json!({"file_path": "exists.txt", "file_type": "text", "content": "v2", "expected_version": 5}),
-            409,
-        ),
+        (json!({"file_path": "x.txt", "file_type": "text", "content": "x", "colour": "red"}), 400),
+        (json!({"file_path": "x.txt", "file_type": "text", "content": "x", "expected_version": "one"}), 400),
+        (json!({"file_path": "x.txt", "file_type": "text", "content": "x", "delete": "yes"}), 400),
+        (json!({"file_path": "exists.txt", "file_type": "text", "content": "v2", "expected_version": 5}), 409),
         (json!({"file_path": "never.txt", "delete": true}), 404),
         (
             json!({"file_path": "huge.txt", "file_type": "text", "content": "x".repeat(fsync_protocol::limits::MAX_CONTENT_BYTES + 1)}),
@@ -99,10 +70,7 @@ async fn one_invalid_entry_writes_nothing_and_takes_no_seq() {
     for (bad, want) in cases {
         let (status, body) = f.bulk(json!([good, bad])).await;
         assert_eq!(status.as_u16(), want, "{bad}: {body}");
-        assert!(
-            body["message"].as_str().unwrap().len() > 5,
-            "a clear message: {body}"
-        );
+        assert!(body["message"].as_str().unwrap().len() > 5, "a clear message: {body}");
     }
     assert_eq!(f.row_count().await, rows_before, "nothing written");
     assert_eq!(f.seq().await, 1, "seq unchanged");
@@ -115,13 +83,7 @@ async fn duplicate_paths_and_empty_or_non_array_bulks_are_refused() {
     let entry = json!({"file_path": "a.txt", "file_type": "text", "content": "a"});
     let (status, body) = f.bulk(json!([entry, entry])).await;
     assert_eq!(status, 400);
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("appears more than once"),
-        "{body}"
-    );
+    assert!(body["message"].as_str().unwrap().contains("appears more than once"), "{body}");
     let (status, _) = f.bulk(json!([])).await;
     assert_eq!(status, 400);
     let (status, _) = f.bulk(json!({"file_path": "a.txt"})).await;
@@ -133,9 +95,7 @@ async fn duplicate_paths_and_empty_or_non_array_bulks_are_refused() {
 async fn a_bulk_of_noops_takes_no_seq_and_sends_nothing() {
     let f = fixture().await;
     f.upsert("a.txt", "a", None).await;
-    let (status, body) = f
-        .bulk(json!([{"file_path": "a.txt", "file_type": "text", "content": "a"}]))
-        .await;
+    let (status, body) = f.bulk(json!([{"file_path": "a.txt", "file_type": "text", "content": "a"}])).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["seq"], 1);
     assert_eq!(body["files"][0]["noop"], true);

@@ -19,12 +19,7 @@ async fn sixteen_writers_with_the_same_expected_version_exactly_one_wins() {
             let f = f.clone();
             tasks.push(tokio::spawn(async move {
                 // Every writer writes different content, so none of them is a no-op.
-                f.upsert(
-                    "race.txt",
-                    &format!("round {round} writer {writer}"),
-                    Some(expected),
-                )
-                .await
+                f.upsert("race.txt", &format!("round {round} writer {writer}"), Some(expected)).await
             }));
         }
         let mut winners = 0;
@@ -36,13 +31,8 @@ async fn sixteen_writers_with_the_same_expected_version_exactly_one_wins() {
                     assert_eq!(body["version"], expected + 1, "{body}");
                 }
                 409 => {
-                    let details: serde_json::Value =
-                        serde_json::from_str(body["details"].as_str().unwrap()).unwrap();
-                    assert_eq!(
-                        details["current_version"],
-                        expected + 1,
-                        "losers see the winner's version"
-                    );
+                    let details: serde_json::Value = serde_json::from_str(body["details"].as_str().unwrap()).unwrap();
+                    assert_eq!(details["current_version"], expected + 1, "losers see the winner's version");
                 }
                 other => panic!("round {round}: unexpected status {other}: {body}"),
             }
@@ -60,13 +50,9 @@ async fn sixteen_writers_with_the_same_expected_version_exactly_one_wins() {
         )
         .await
         .unwrap();
-    let history: Vec<(i32, i64, bool)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
-    let want: Vec<(i32, i64, bool)> = (1..=(ROUNDS as i32 + 1))
-        .map(|v| (v, v as i64, v == ROUNDS as i32 + 1))
-        .collect();
+    let history: Vec<(i32, i64, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let want: Vec<(i32, i64, bool)> =
+        (1..=(ROUNDS as i32 + 1)).map(|v| (v, v as i64, v == ROUNDS as i32 + 1)).collect();
     assert_eq!(history, want);
     assert_eq!(f.seq().await, ROUNDS as i64 + 1);
 }
@@ -80,9 +66,7 @@ async fn concurrent_writers_on_different_paths_get_a_gapless_seq() {
         tasks.push(tokio::spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..10 {
-                let (status, body) = f
-                    .upsert(&format!("w{writer}.txt"), &format!("{i}"), None)
-                    .await;
+                let (status, body) = f.upsert(&format!("w{writer}.txt"), &format!("{i}"), None).await;
                 assert_eq!(status, 200, "{body}");
                 seqs.push(body["seq"].as_i64().unwrap());
             }
@@ -92,22 +76,12 @@ async fn concurrent_writers_on_different_paths_get_a_gapless_seq() {
     let mut all = Vec::new();
     for task in tasks {
         let seqs = task.await.unwrap();
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "one writer's seqs increase: {seqs:?}"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one writer's seqs increase: {seqs:?}");
         all.extend(seqs);
     }
     all.sort();
-    assert_eq!(
-        all,
-        (1..=80).collect::<Vec<i64>>(),
-        "every seq used exactly once"
-    );
+    assert_eq!(all, (1..=80).collect::<Vec<i64>>(), "every seq used exactly once");
     let events = f.events().await;
-    let event_seqs: Vec<i64> = events
-        .iter()
-        .map(|(_, p)| p["seq"].as_i64().unwrap())
-        .collect();
+    let event_seqs: Vec<i64> = events.iter().map(|(_, p)| p["seq"].as_i64().unwrap()).collect();
     assert_eq!(event_seqs, (1..=80).collect::<Vec<i64>>());
 }

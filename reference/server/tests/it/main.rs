@@ -28,30 +28,18 @@ pub async fn fixture() -> Fixture {
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let owner_token = app.user_token(owner);
-    Fixture {
-        app,
-        owner,
-        owner_token,
-        project,
-    }
+    Fixture { app, owner, owner_token, project }
 }
 
 impl Fixture {
-    pub async fn upsert(
-        &self,
-        path: &str,
-        content: &str,
-        expected: Option<i64>,
-    ) -> (reqwest::StatusCode, Value) {
+    pub async fn upsert(&self, path: &str, content: &str, expected: Option<i64>) -> (reqwest::StatusCode, Value) {
         let mut args = json!({
             "project_uuid": self.project, "p_file_path": path, "p_content": content, "p_file_type": "text",
         });
         if let Some(v) = expected {
             args["expected_version"] = json!(v);
         }
-        self.app
-            .rpc(Some(&self.owner_token), "upsert_project_file", args)
-            .await
+        self.app.rpc(Some(&self.owner_token), "upsert_project_file", args).await
     }
 
     pub async fn delete(&self, path: &str, expected: Option<i64>) -> (reqwest::StatusCode, Value) {
@@ -59,9 +47,7 @@ impl Fixture {
         if let Some(v) = expected {
             args["expected_version"] = json!(v);
         }
-        self.app
-            .rpc(Some(&self.owner_token), "delete_project_file", args)
-            .await
+        self.app.rpc(Some(&self.owner_token), "delete_project_file", args).await
     }
 
     pub async fn bulk(&self, files: Value) -> (reqwest::StatusCode, Value) {
@@ -75,14 +61,8 @@ impl Fixture {
     }
 
     pub async fn current_files(&self) -> Value {
-        let (status, body) = self
-            .app
-            .rpc(
-                Some(&self.owner_token),
-                "list_current_files",
-                json!({"project_uuid": self.project}),
-            )
-            .await;
+        let (status, body) =
+            self.app.rpc(Some(&self.owner_token), "list_current_files", json!({"project_uuid": self.project})).await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -90,24 +70,14 @@ impl Fixture {
     /// The project's seq, read directly.
     pub async fn seq(&self) -> i64 {
         let client = self.app.db.connect().await.unwrap();
-        client
-            .query_one(
-                "SELECT seq FROM public.projects WHERE id = $1",
-                &[&self.project],
-            )
-            .await
-            .unwrap()
-            .get(0)
+        client.query_one("SELECT seq FROM public.projects WHERE id = $1", &[&self.project]).await.unwrap().get(0)
     }
 
     /// Every row of the project's files (all versions), read directly.
     pub async fn row_count(&self) -> i64 {
         let client = self.app.db.connect().await.unwrap();
         client
-            .query_one(
-                "SELECT count(*) FROM public.project_files WHERE project_id = $1",
-                &[&self.project],
-            )
+            .query_one("SELECT count(*) FROM public.project_files WHERE project_id = $1", &[&self.project])
             .await
             .unwrap()
             .get(0)

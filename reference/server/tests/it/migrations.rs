@@ -11,15 +11,8 @@ const LEGACY_SHAPE: &str = include_str!("../../../../fixtures/legacy/legacy_shap
 
 /// Everything in the database, schema and data, as `pg_dump` prints it.
 fn dump(db: &TestDb) -> String {
-    let output = Command::new("pg_dump")
-        .args(["--no-comments", "-d", &db.url])
-        .output()
-        .expect("run pg_dump");
-    assert!(
-        output.status.success(),
-        "pg_dump: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = Command::new("pg_dump").args(["--no-comments", "-d", &db.url]).output().expect("run pg_dump");
+    assert!(output.status.success(), "pg_dump: {}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).expect("utf-8 dump");
     // pg_dump brackets its output with a random \restrict key; everything else is the state.
     text.lines()
@@ -30,32 +23,17 @@ fn dump(db: &TestDb) -> String {
 
 /// Asserts two dumps are equal, showing the first differing line rather than both dumps.
 fn assert_same(after: &str, before: &str) {
-    if let Some((i, (a, b))) = after
-        .lines()
-        .zip(before.lines())
-        .enumerate()
-        .find(|(_, (a, b))| a != b)
-    {
-        panic!(
-            "the state changed at dump line {}: now {a:?}, was {b:?}",
-            i + 1
-        );
+    if let Some((i, (a, b))) = after.lines().zip(before.lines()).enumerate().find(|(_, (a, b))| a != b) {
+        panic!("the state changed at dump line {}: now {a:?}, was {b:?}", i + 1);
     }
-    assert_eq!(
-        after.lines().count(),
-        before.lines().count(),
-        "the dumps differ in length"
-    );
+    assert_eq!(after.lines().count(), before.lines().count(), "the dumps differ in length");
 }
 
 /// Applies every migration file directly, without the runner's bookkeeping.
 async fn apply_files_raw(db: &TestDb) {
     let client = db.connect().await.unwrap();
     for m in migrate::all() {
-        client
-            .batch_execute(m.sql)
-            .await
-            .unwrap_or_else(|e| panic!("{}/{}: {e:?}", m.set, m.name));
+        client.batch_execute(m.sql).await.unwrap_or_else(|e| panic!("{}/{}: {e:?}", m.set, m.name));
     }
 }
 
@@ -66,20 +44,13 @@ async fn apply_to_an_empty_database_and_twice_changes_nothing() {
     let applied = migrate::migrate(&mut client).await.unwrap();
     assert_eq!(applied.len(), migrate::all().count(), "{applied:?}");
     let once = dump(&db);
-    assert!(
-        migrate::migrate(&mut client).await.unwrap().is_empty(),
-        "the runner skips what it applied"
-    );
+    assert!(migrate::migrate(&mut client).await.unwrap().is_empty(), "the runner skips what it applied");
     assert_same(&dump(&db), &once);
     // The files themselves are idempotent, with no bookkeeping to lean on.
     apply_files_raw(&db).await;
     assert_same(&dump(&db), &once);
 
-    let current: i64 = client
-        .query_one("SELECT count(*) FROM public.project_files_current", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let current: i64 = client.query_one("SELECT count(*) FROM public.project_files_current", &[]).await.unwrap().get(0);
     assert_eq!(current, 0, "the view works");
 }
 
@@ -110,32 +81,10 @@ async fn a_legacy_database_is_migrated_and_backfilled() {
     type Backfilled = (String, String, String, i32, i64, bool, bool, bool, bool);
     let got: Vec<Backfilled> = rows
         .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                r.get(1),
-                r.get(2),
-                r.get(3),
-                r.get(4),
-                r.get(5),
-                r.get(6),
-                r.get(7),
-                r.get(8),
-            )
-        })
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6), r.get(7), r.get(8)))
         .collect();
     let row = |p: &str, path: &str, t: &str, seq: i64| {
-        (
-            p.to_owned(),
-            path.to_owned(),
-            t.to_owned(),
-            1,
-            seq,
-            true,
-            true,
-            true,
-            true,
-        )
+        (p.to_owned(), path.to_owned(), t.to_owned(), 1, seq, true, true, true, true)
     };
     assert_eq!(
         got,
@@ -165,21 +114,12 @@ async fn a_legacy_database_is_migrated_and_backfilled() {
         .unwrap()
         .get(0);
     assert_eq!(nulls, 0, "no NULLs in required columns of current rows");
-    let owners: i64 = client
-        .query_one(
-            "SELECT count(*) FROM public.project_members WHERE role = 'owner'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let owners: i64 =
+        client.query_one("SELECT count(*) FROM public.project_members WHERE role = 'owner'", &[]).await.unwrap().get(0);
     assert_eq!(owners, 2, "each legacy owner became a member");
     // The old frontend still reads through the compatibility view.
     let legacy: Vec<(String, String)> = client
-        .query(
-            "SELECT path, type FROM public.legacy_project_files ORDER BY path",
-            &[],
-        )
+        .query("SELECT path, type FROM public.legacy_project_files ORDER BY path", &[])
         .await
         .unwrap()
         .iter()
@@ -198,33 +138,22 @@ async fn a_legacy_database_is_migrated_and_backfilled() {
         .await
         .unwrap()
         .get(1);
-    assert_eq!(
-        (result["version"].as_i64(), result["seq"].as_i64()),
-        (Some(2), Some(4))
-    );
+    assert_eq!((result["version"].as_i64(), result["seq"].as_i64()), (Some(2), Some(4)));
 }
 
 #[tokio::test]
 async fn concurrent_migrations_are_race_safe() {
     // Roles are cluster-wide: several databases migrating at once must not trip over each other,
     // and several instances migrating one database at once must apply everything exactly once.
-    let dbs = vec![
-        TestDb::empty().await.unwrap(),
-        TestDb::empty().await.unwrap(),
-        TestDb::empty().await.unwrap(),
-    ];
+    let dbs = vec![TestDb::empty().await.unwrap(), TestDb::empty().await.unwrap(), TestDb::empty().await.unwrap()];
     let mut tasks = Vec::new();
     for db in &dbs {
         for _ in 0..2 {
             let url = db.url.clone();
             tasks.push(tokio::spawn(async move {
-                let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
+                let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
                 tokio::spawn(connection);
-                migrate::migrate(&mut client)
-                    .await
-                    .map(|applied| applied.len())
+                migrate::migrate(&mut client).await.map(|applied| applied.len())
             }));
         }
     }
@@ -232,11 +161,7 @@ async fn concurrent_migrations_are_race_safe() {
     for task in tasks {
         applied += task.await.unwrap().expect("migrate");
     }
-    assert_eq!(
-        applied,
-        dbs.len() * migrate::all().count(),
-        "each database migrated exactly once"
-    );
+    assert_eq!(applied, dbs.len() * migrate::all().count(), "each database migrated exactly once");
 }
 
 #[tokio::test]
@@ -255,10 +180,7 @@ async fn sql_and_rust_agree_on_limits_types_paths_and_hashes() {
     assert_eq!(row.get::<_, i32>(1) as usize, limits::MAX_CONTENT_BYTES);
     assert_eq!(row.get::<_, i32>(2) as usize, limits::MAX_BULK_BYTES);
     assert_eq!(row.get::<_, i32>(3) as usize, limits::MAX_BULK_FILES);
-    assert_eq!(
-        row.get::<_, i32>(4) as usize,
-        limits::MAX_INLINE_EVENT_BYTES
-    );
+    assert_eq!(row.get::<_, i32>(4) as usize, limits::MAX_INLINE_EVENT_BYTES);
     assert_eq!(row.get::<_, Vec<String>>(5), limits::FILE_TYPES);
 
     let long = "é".repeat(limits::MAX_PATH_BYTES / 2 + 1);
@@ -283,22 +205,12 @@ async fn sql_and_rust_agree_on_limits_types_paths_and_hashes() {
         long.as_str(),
     ];
     for path in paths {
-        let sql: Option<String> = client
-            .query_one("SELECT fsync.path_problem($1)", &[&path])
-            .await
-            .unwrap()
-            .get(0);
-        let rust = fsync_protocol::check_path(path)
-            .err()
-            .map(|p| p.to_string());
+        let sql: Option<String> = client.query_one("SELECT fsync.path_problem($1)", &[&path]).await.unwrap().get(0);
+        let rust = fsync_protocol::check_path(path).err().map(|p| p.to_string());
         assert_eq!(sql, rust, "{path:?}");
     }
     for content in ["", "hello", "ünïcödé ✓", "line\nbreak\r\n"] {
-        let sql: String = client
-            .query_one("SELECT fsync.content_hash($1)", &[&content])
-            .await
-            .unwrap()
-            .get(0);
+        let sql: String = client.query_one("SELECT fsync.content_hash($1)", &[&content]).await.unwrap().get(0);
         assert_eq!(sql, fsync_protocol::content_hash(content), "{content:?}");
     }
 }

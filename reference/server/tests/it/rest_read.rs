@@ -4,12 +4,7 @@
 use crate::fixture;
 use serde_json::Value;
 
-async fn get(
-    f: &crate::Fixture,
-    token: &str,
-    query: &str,
-    accept: Option<&str>,
-) -> (u16, Value, Option<String>) {
+async fn get(f: &crate::Fixture, token: &str, query: &str, accept: Option<&str>) -> (u16, Value, Option<String>) {
     let mut request = f
         .app
         .http
@@ -22,10 +17,7 @@ async fn get(
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
-    let range = response
-        .headers()
-        .get("content-range")
-        .map(|v| v.to_str().unwrap().to_owned());
+    let range = response.headers().get("content-range").map(|v| v.to_str().unwrap().to_owned());
     (status, response.json().await.unwrap(), range)
 }
 
@@ -38,30 +30,17 @@ async fn select_star_eq_project_id_returns_current_files_under_rls() {
     f.upsert("gone.txt", "g", None).await;
     f.delete("gone.txt", None).await;
 
-    let query = format!(
-        "project_files_current?select=*&project_id=eq.{}&order=file_path.asc",
-        f.project
-    );
+    let query = format!("project_files_current?select=*&project_id=eq.{}&order=file_path.asc", f.project);
     let (status, rows, range) = get(&f, &f.owner_token, &query, None).await;
     assert_eq!(status, 200, "{rows}");
     let rows = rows.as_array().unwrap();
-    let paths: Vec<&str> = rows
-        .iter()
-        .map(|r| r["file_path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = rows.iter().map(|r| r["file_path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["a.txt", "b.txt"]);
     assert_eq!(rows[0]["content"], "a2");
     assert_eq!(rows[0]["version"], 2);
-    for column in [
-        "id",
-        "project_id",
-        "file_type",
-        "content_hash",
-        "is_current_version",
-        "created_by",
-        "seq",
-        "is_deleted",
-    ] {
+    for column in
+        ["id", "project_id", "file_type", "content_hash", "is_current_version", "created_by", "seq", "is_deleted"]
+    {
         assert!(rows[0].get(column).is_some(), "select=* returns {column}");
     }
     assert_eq!(range.as_deref(), Some("0-1/*"));
@@ -86,50 +65,21 @@ async fn column_lists_filters_limits_and_single_objects() {
         None,
     )
     .await;
-    assert_eq!(
-        rows,
-        serde_json::json!([{"file_path": "b.ts", "version": 1}, {"file_path": "a.ts", "version": 1}])
-    );
-    let (_, rows, range) = get(
-        &f,
-        &f.owner_token,
-        &format!("{base}&select=file_path&order=file_path&limit=1&offset=1"),
-        None,
-    )
-    .await;
+    assert_eq!(rows, serde_json::json!([{"file_path": "b.ts", "version": 1}, {"file_path": "a.ts", "version": 1}]));
+    let (_, rows, range) =
+        get(&f, &f.owner_token, &format!("{base}&select=file_path&order=file_path&limit=1&offset=1"), None).await;
     assert_eq!(rows, serde_json::json!([{"file_path": "b.ts"}]));
     assert_eq!(range.as_deref(), Some("1-1/*"));
-    let (_, rows, _) = get(
-        &f,
-        &f.owner_token,
-        &format!("{base}&select=file_path&file_path=in.(a.ts,c.md)&order=file_path"),
-        None,
-    )
-    .await;
-    assert_eq!(
-        rows,
-        serde_json::json!([{"file_path": "a.ts"}, {"file_path": "c.md"}])
-    );
+    let (_, rows, _) =
+        get(&f, &f.owner_token, &format!("{base}&select=file_path&file_path=in.(a.ts,c.md)&order=file_path"), None)
+            .await;
+    assert_eq!(rows, serde_json::json!([{"file_path": "a.ts"}, {"file_path": "c.md"}]));
 
     let single = "application/vnd.pgrst.object+json";
-    let (status, row, _) = get(
-        &f,
-        &f.owner_token,
-        &format!("{base}&select=file_path&file_path=eq.c.md"),
-        Some(single),
-    )
-    .await;
-    assert_eq!(
-        (status, row),
-        (200, serde_json::json!({"file_path": "c.md"}))
-    );
-    let (status, body, _) = get(
-        &f,
-        &f.owner_token,
-        &format!("{base}&select=file_path"),
-        Some(single),
-    )
-    .await;
+    let (status, row, _) =
+        get(&f, &f.owner_token, &format!("{base}&select=file_path&file_path=eq.c.md"), Some(single)).await;
+    assert_eq!((status, row), (200, serde_json::json!({"file_path": "c.md"})));
+    let (status, body, _) = get(&f, &f.owner_token, &format!("{base}&select=file_path"), Some(single)).await;
     assert_eq!((status, body["code"].as_str()), (406, Some("PGRST116")));
 }
 
@@ -138,28 +88,10 @@ async fn unknown_relations_columns_and_bad_values_are_clear_errors() {
     let f = fixture().await;
     let (status, body, _) = get(&f, &f.owner_token, "no_such_table?select=*", None).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("PGRST205")));
-    let (status, body, _) = get(
-        &f,
-        &f.owner_token,
-        "project_files_current?select=nope",
-        None,
-    )
-    .await;
+    let (status, body, _) = get(&f, &f.owner_token, "project_files_current?select=nope", None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("42703")));
-    let (status, body, _) = get(
-        &f,
-        &f.owner_token,
-        "project_files_current?project_id=eq.not-a-uuid",
-        None,
-    )
-    .await;
+    let (status, body, _) = get(&f, &f.owner_token, "project_files_current?project_id=eq.not-a-uuid", None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("22P02")));
-    let (status, body, _) = get(
-        &f,
-        &f.owner_token,
-        "project_files_current?project_id=approx.1",
-        None,
-    )
-    .await;
+    let (status, body, _) = get(&f, &f.owner_token, "project_files_current?project_id=approx.1", None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("PGRST100")));
 }

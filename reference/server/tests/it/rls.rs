@@ -9,12 +9,7 @@ use uuid::Uuid;
 
 /// Runs `sql` as database role `role` with `claims`, the way PostgREST runs a request, and
 /// returns the first column of the first row, or the error's SQLSTATE.
-async fn as_role(
-    client: &mut Client,
-    role: &str,
-    claims: &Value,
-    sql: &str,
-) -> Result<i64, String> {
+async fn as_role(client: &mut Client, role: &str, claims: &Value, sql: &str) -> Result<i64, String> {
     as_role_on_topic(client, role, claims, "", sql).await
 }
 
@@ -27,25 +22,13 @@ async fn as_role_on_topic(
     sql: &str,
 ) -> Result<i64, String> {
     let tx = client.transaction().await.unwrap();
-    tx.execute(
-        "SELECT set_config('request.jwt.claims', $1, true)",
-        &[&claims.to_string()],
-    )
-    .await
-    .unwrap();
-    tx.execute("SELECT set_config('realtime.topic', $1, true)", &[&topic])
-        .await
-        .unwrap();
-    tx.batch_execute(&format!("SET LOCAL ROLE {role}"))
-        .await
-        .unwrap();
+    tx.execute("SELECT set_config('request.jwt.claims', $1, true)", &[&claims.to_string()]).await.unwrap();
+    tx.execute("SELECT set_config('realtime.topic', $1, true)", &[&topic]).await.unwrap();
+    tx.batch_execute(&format!("SET LOCAL ROLE {role}")).await.unwrap();
     let result = tx.query_one(sql, &[]).await;
     let out = match result {
         Ok(row) => Ok(row.get::<_, i64>(0)),
-        Err(e) => Err(e
-            .code()
-            .map(|c| c.code().to_owned())
-            .unwrap_or_else(|| e.to_string())),
+        Err(e) => Err(e.code().map(|c| c.code().to_owned()).unwrap_or_else(|| e.to_string())),
     };
     tx.rollback().await.unwrap();
     out
@@ -67,74 +50,33 @@ async fn table_reads_follow_membership_under_the_authenticated_role() {
     f.upsert("a.txt", "a2", None).await;
 
     let mut client = f.app.db.connect().await.unwrap();
-    let files = format!(
-        "SELECT count(*) FROM public.project_files WHERE project_id = '{}'",
-        f.project
-    );
-    let current = format!(
-        "SELECT count(*) FROM public.project_files_current WHERE project_id = '{}'",
-        f.project
-    );
-    let legacy = format!(
-        "SELECT count(*) FROM public.legacy_project_files WHERE project_id = '{}'",
-        f.project
-    );
+    let files = format!("SELECT count(*) FROM public.project_files WHERE project_id = '{}'", f.project);
+    let current = format!("SELECT count(*) FROM public.project_files_current WHERE project_id = '{}'", f.project);
+    let legacy = format!("SELECT count(*) FROM public.legacy_project_files WHERE project_id = '{}'", f.project);
     let projects = "SELECT count(*) FROM public.projects".to_owned();
     let members = "SELECT count(*) FROM public.project_members".to_owned();
 
     for who in [f.owner, editor, viewer] {
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(who), &files).await,
-            Ok(2),
-            "every version"
-        );
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(who), &current).await,
-            Ok(1)
-        );
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(who), &legacy).await,
-            Ok(1)
-        );
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(who), &projects).await,
-            Ok(1)
-        );
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(who), &members).await,
-            Ok(3)
-        );
+        assert_eq!(as_role(&mut client, "authenticated", &user(who), &files).await, Ok(2), "every version");
+        assert_eq!(as_role(&mut client, "authenticated", &user(who), &current).await, Ok(1));
+        assert_eq!(as_role(&mut client, "authenticated", &user(who), &legacy).await, Ok(1));
+        assert_eq!(as_role(&mut client, "authenticated", &user(who), &projects).await, Ok(1));
+        assert_eq!(as_role(&mut client, "authenticated", &user(who), &members).await, Ok(3));
     }
     // A non-member sees nothing at all.
     for sql in [&files, &current, &legacy, &projects, &members] {
-        assert_eq!(
-            as_role(&mut client, "authenticated", &user(stranger), sql).await,
-            Ok(0),
-            "{sql}"
-        );
+        assert_eq!(as_role(&mut client, "authenticated", &user(stranger), sql).await, Ok(0), "{sql}");
     }
     // anon has no privilege on the tables.
     for sql in [&files, &current, &projects] {
-        assert_eq!(
-            as_role(&mut client, "anon", &json!({"role": "anon"}), sql).await,
-            Err("42501".into()),
-            "{sql}"
-        );
+        assert_eq!(as_role(&mut client, "anon", &json!({"role": "anon"}), sql).await, Err("42501".into()), "{sql}");
     }
     // A container token reads its project's files, and nothing about members or other projects.
-    let container = json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
-    assert_eq!(
-        as_role(&mut client, "authenticated", &container, &current).await,
-        Ok(1)
-    );
-    assert_eq!(
-        as_role(&mut client, "authenticated", &container, &members).await,
-        Ok(0)
-    );
-    assert_eq!(
-        as_role(&mut client, "authenticated", &container, &projects).await,
-        Ok(0)
-    );
+    let container =
+        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
+    assert_eq!(as_role(&mut client, "authenticated", &container, &current).await, Ok(1));
+    assert_eq!(as_role(&mut client, "authenticated", &container, &members).await, Ok(0));
+    assert_eq!(as_role(&mut client, "authenticated", &container, &projects).await, Ok(0));
 }
 
 #[tokio::test]
@@ -146,16 +88,9 @@ async fn direct_table_writes_are_refused_even_to_owners() {
          VALUES ('{}', 'x', 'text', 'x', '{}', 99) RETURNING 1) SELECT count(*) FROM i",
         f.project, f.owner
     );
-    assert_eq!(
-        as_role(&mut client, "authenticated", &user(f.owner), &insert).await,
-        Err("42501".into())
-    );
-    let update =
-        "WITH u AS (UPDATE public.projects SET seq = 100 RETURNING 1) SELECT count(*) FROM u";
-    assert_eq!(
-        as_role(&mut client, "authenticated", &user(f.owner), update).await,
-        Err("42501".into())
-    );
+    assert_eq!(as_role(&mut client, "authenticated", &user(f.owner), &insert).await, Err("42501".into()));
+    let update = "WITH u AS (UPDATE public.projects SET seq = 100 RETURNING 1) SELECT count(*) FROM u";
+    assert_eq!(as_role(&mut client, "authenticated", &user(f.owner), update).await, Err("42501".into()));
 }
 
 #[tokio::test]
@@ -166,55 +101,32 @@ async fn owners_and_editors_write_viewers_get_403_strangers_404() {
     let stranger = f.app.create_user().await;
     f.app.add_member(f.owner, f.project, editor, "editor").await;
     f.app.add_member(f.owner, f.project, viewer, "viewer").await;
-    let args = |path: &str| json!({"project_uuid": f.project, "p_file_path": path, "p_content": path, "p_file_type": "text"});
+    let args =
+        |path: &str| json!({"project_uuid": f.project, "p_file_path": path, "p_content": path, "p_file_type": "text"});
 
-    let (status, body) = f
-        .app
-        .rpc(
-            Some(&f.app.user_token(editor)),
-            "upsert_project_file",
-            args("e.txt"),
-        )
-        .await;
+    let (status, body) = f.app.rpc(Some(&f.app.user_token(editor)), "upsert_project_file", args("e.txt")).await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = f
-        .app
-        .rpc(Some(&f.owner_token), "upsert_project_file", args("o.txt"))
-        .await;
+    let (status, body) = f.app.rpc(Some(&f.owner_token), "upsert_project_file", args("o.txt")).await;
     assert_eq!(status, 200, "{body}");
 
     let viewer_token = f.app.user_token(viewer);
-    let (status, body) = f
-        .app
-        .rpc(Some(&viewer_token), "upsert_project_file", args("v.txt"))
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (403, Some("42501")),
-        "{body}"
-    );
+    let (status, body) = f.app.rpc(Some(&viewer_token), "upsert_project_file", args("v.txt")).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (403, Some("42501")), "{body}");
     let (status, _) = f
         .app
-        .rpc(
-            Some(&viewer_token),
-            "delete_project_file",
-            json!({"project_uuid": f.project, "p_file_path": "o.txt"}),
-        )
+        .rpc(Some(&viewer_token), "delete_project_file", json!({"project_uuid": f.project, "p_file_path": "o.txt"}))
         .await;
     assert_eq!(status, 403);
     let (status, _) = f
         .app
-        .rpc(Some(&viewer_token), "bulk_upsert_project_files", json!({"project_uuid": f.project, "files": [{"file_path": "v", "file_type": "text", "content": "v"}]}))
-        .await;
-    assert_eq!(status, 403);
-    let (status, body) = f
-        .app
         .rpc(
             Some(&viewer_token),
-            "list_current_files",
-            json!({"project_uuid": f.project}),
+            "bulk_upsert_project_files",
+            json!({"project_uuid": f.project, "files": [{"file_path": "v", "file_type": "text", "content": "v"}]}),
         )
         .await;
+    assert_eq!(status, 403);
+    let (status, body) = f.app.rpc(Some(&viewer_token), "list_current_files", json!({"project_uuid": f.project})).await;
     assert_eq!(status, 200);
     assert_eq!(body.as_array().unwrap().len(), 2, "viewers read");
 
@@ -223,32 +135,14 @@ async fn owners_and_editors_write_viewers_get_403_strangers_404() {
     for (function, args) in [
         ("upsert_project_file", args("s.txt")),
         ("list_current_files", json!({"project_uuid": f.project})),
-        (
-            "list_changes_since",
-            json!({"project_uuid": f.project, "since_seq": 0}),
-        ),
+        ("list_changes_since", json!({"project_uuid": f.project, "since_seq": 0})),
     ] {
         let (status, body) = f.app.rpc(Some(&stranger_token), function, args).await;
-        assert_eq!(
-            (status.as_u16(), body["code"].as_str()),
-            (404, Some("PT404")),
-            "{function}: {body}"
-        );
+        assert_eq!((status.as_u16(), body["code"].as_str()), (404, Some("PT404")), "{function}: {body}");
     }
     // anon cannot call the RPCs at all.
-    let (status, body) = f
-        .app
-        .rpc(
-            None,
-            "list_current_files",
-            json!({"project_uuid": f.project}),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (403, Some("42501")),
-        "{body}"
-    );
+    let (status, body) = f.app.rpc(None, "list_current_files", json!({"project_uuid": f.project})).await;
+    assert_eq!((status.as_u16(), body["code"].as_str()), (403, Some("42501")), "{body}");
 
     // Only the owner manages members.
     let (status, _) = f
@@ -260,11 +154,7 @@ async fn owners_and_editors_write_viewers_get_403_strangers_404() {
         )
         .await;
     assert_eq!(status, 403);
-    assert_eq!(
-        f.row_count().await,
-        2,
-        "only the owner's and the editor's writes landed"
-    );
+    assert_eq!(f.row_count().await, 2, "only the owner's and the editor's writes landed");
 }
 
 #[tokio::test]
@@ -275,63 +165,30 @@ async fn a_container_token_reads_its_project_only_and_writes_nothing() {
     let other = f.app.create_project(other_owner).await;
     let token = f.app.container_token(f.project);
 
-    let (status, body) = f
-        .app
-        .rpc(
-            Some(&token),
-            "list_current_files",
-            json!({"project_uuid": f.project}),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), body.as_array().map(Vec::len)),
-        (200, Some(1)),
-        "{body}"
-    );
-    let (status, _) = f
-        .app
-        .rpc(
-            Some(&token),
-            "list_changes_since",
-            json!({"project_uuid": f.project, "since_seq": 0}),
-        )
-        .await;
+    let (status, body) = f.app.rpc(Some(&token), "list_current_files", json!({"project_uuid": f.project})).await;
+    assert_eq!((status.as_u16(), body.as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    let (status, _) =
+        f.app.rpc(Some(&token), "list_changes_since", json!({"project_uuid": f.project, "since_seq": 0})).await;
     assert_eq!(status, 200);
 
     let (status, body) = f
         .app
-        .rpc(Some(&token), "upsert_project_file", json!({"project_uuid": f.project, "p_file_path": "c", "p_content": "c", "p_file_type": "text"}))
-        .await;
-    assert_eq!(
-        (status.as_u16(), body["message"].as_str()),
-        (403, Some("container tokens cannot write"))
-    );
-    let (status, _) = f
-        .app
         .rpc(
             Some(&token),
-            "delete_project_file",
-            json!({"project_uuid": f.project, "p_file_path": "a.txt"}),
+            "upsert_project_file",
+            json!({"project_uuid": f.project, "p_file_path": "c", "p_content": "c", "p_file_type": "text"}),
         )
         .await;
-    assert_eq!(status, 403);
+    assert_eq!((status.as_u16(), body["message"].as_str()), (403, Some("container tokens cannot write")));
     let (status, _) = f
         .app
-        .rpc(Some(&token), "create_project", json!({"p_name": "x"}))
+        .rpc(Some(&token), "delete_project_file", json!({"project_uuid": f.project, "p_file_path": "a.txt"}))
         .await;
     assert_eq!(status, 403);
-    let (status, _) = f
-        .app
-        .rpc(
-            Some(&token),
-            "list_current_files",
-            json!({"project_uuid": other}),
-        )
-        .await;
-    assert_eq!(
-        status, 404,
-        "another project does not exist for a container token"
-    );
+    let (status, _) = f.app.rpc(Some(&token), "create_project", json!({"p_name": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, _) = f.app.rpc(Some(&token), "list_current_files", json!({"project_uuid": other})).await;
+    assert_eq!(status, 404, "another project does not exist for a container token");
     assert_eq!(f.row_count().await, 1);
 }
 
@@ -340,40 +197,19 @@ async fn snapshot_bucket_takes_writes_only_from_the_service_role() {
     let f = fixture().await;
     let mut client = f.app.db.connect().await.unwrap();
     let insert = "WITH i AS (INSERT INTO storage.objects (bucket_id, name) VALUES ('project-snapshots', 'p/s.zip') RETURNING 1) SELECT count(*) FROM i";
-    assert_eq!(
-        as_role(&mut client, "authenticated", &user(f.owner), insert).await,
-        Err("42501".into())
-    );
-    assert_eq!(
-        as_role(&mut client, "anon", &json!({"role": "anon"}), insert).await,
-        Err("42501".into())
-    );
-    assert_eq!(
-        as_role(
-            &mut client,
-            "service_role",
-            &json!({"role": "service_role"}),
-            insert
-        )
-        .await,
-        Ok(1)
-    );
+    assert_eq!(as_role(&mut client, "authenticated", &user(f.owner), insert).await, Err("42501".into()));
+    assert_eq!(as_role(&mut client, "anon", &json!({"role": "anon"}), insert).await, Err("42501".into()));
+    assert_eq!(as_role(&mut client, "service_role", &json!({"role": "service_role"}), insert).await, Ok(1));
     // Public reads fail: nobody but the service role sees the bucket's objects.
-    client.execute("INSERT INTO storage.objects (bucket_id, name) VALUES ('project-snapshots', 'p/kept.zip')", &[]).await.unwrap();
+    client
+        .execute("INSERT INTO storage.objects (bucket_id, name) VALUES ('project-snapshots', 'p/kept.zip')", &[])
+        .await
+        .unwrap();
     let read = "SELECT count(*) FROM storage.objects WHERE bucket_id = 'project-snapshots'";
-    assert_eq!(
-        as_role(&mut client, "authenticated", &user(f.owner), read).await,
-        Ok(0)
-    );
-    assert_eq!(
-        as_role(&mut client, "anon", &json!({"role": "anon"}), read).await,
-        Ok(0)
-    );
+    assert_eq!(as_role(&mut client, "authenticated", &user(f.owner), read).await, Ok(0));
+    assert_eq!(as_role(&mut client, "anon", &json!({"role": "anon"}), read).await, Ok(0));
     let public: bool = client
-        .query_one(
-            "SELECT public FROM storage.buckets WHERE id = 'project-snapshots'",
-            &[],
-        )
+        .query_one("SELECT public FROM storage.buckets WHERE id = 'project-snapshots'", &[])
         .await
         .unwrap()
         .get(0);
@@ -393,31 +229,15 @@ async fn realtime_topic_policy_admits_members_and_the_scoped_container_only() {
     // Realtime's join check: with realtime.topic set, can the caller select the topic's messages?
     let topic = format!("project:{}", f.project);
     let probe = format!("SELECT count(*) FROM realtime.messages WHERE topic = '{topic}'");
-    let container = json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
+    let container =
+        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
     let foreign = json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": other});
-    for (claims, want) in [
-        (user(f.owner), 1),
-        (user(viewer), 1),
-        (user(stranger), 0),
-        (container, 1),
-        (foreign, 0),
-    ] {
-        assert_eq!(
-            as_role_on_topic(&mut client, "authenticated", &claims, &topic, &probe).await,
-            Ok(want),
-            "{claims}"
-        );
+    for (claims, want) in [(user(f.owner), 1), (user(viewer), 1), (user(stranger), 0), (container, 1), (foreign, 0)] {
+        assert_eq!(as_role_on_topic(&mut client, "authenticated", &claims, &topic, &probe).await, Ok(want), "{claims}");
     }
     // The same caller on another topic name is refused: the policy reads realtime.topic().
     assert_eq!(
-        as_role_on_topic(
-            &mut client,
-            "authenticated",
-            &user(f.owner),
-            &format!("project:{other}"),
-            &probe
-        )
-        .await,
+        as_role_on_topic(&mut client, "authenticated", &user(f.owner), &format!("project:{other}"), &probe).await,
         Ok(0)
     );
 }

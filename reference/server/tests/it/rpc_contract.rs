@@ -16,15 +16,9 @@ async fn upsert_creates_versions_and_bumps_seq_by_one() {
     );
 
     let (_, second) = f.upsert("src/a.ts", "two", None).await;
-    assert_eq!(
-        (second["version"].as_i64(), second["seq"].as_i64()),
-        (Some(2), Some(2))
-    );
+    assert_eq!((second["version"].as_i64(), second["seq"].as_i64()), (Some(2), Some(2)));
     let (_, other) = f.upsert("src/b.ts", "b", None).await;
-    assert_eq!(
-        (other["version"].as_i64(), other["seq"].as_i64()),
-        (Some(1), Some(3))
-    );
+    assert_eq!((other["version"].as_i64(), other["seq"].as_i64()), (Some(1), Some(3)));
     assert_eq!(f.seq().await, 3);
 
     // Exactly one head per path, the newest; older versions keep their rows.
@@ -37,17 +31,10 @@ async fn upsert_creates_versions_and_bumps_seq_by_one() {
         )
         .await
         .unwrap();
-    let shape: Vec<(i32, bool, bool)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let shape: Vec<(i32, bool, bool)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
     assert_eq!(shape, vec![(1, false, false), (2, true, true)]);
     for row in &rows {
-        assert_eq!(
-            row.get::<_, uuid::Uuid>(3),
-            f.owner,
-            "created_by is stamped from auth.uid()"
-        );
+        assert_eq!(row.get::<_, uuid::Uuid>(3), f.owner, "created_by is stamped from auth.uid()");
         assert_eq!(row.get::<_, uuid::Uuid>(4), f.owner);
     }
 }
@@ -78,26 +65,12 @@ async fn delete_writes_a_tombstone_and_recreation_continues_the_versions() {
     f.upsert("a.txt", "v1", None).await;
     let (status, deleted) = f.delete("a.txt", Some(1)).await;
     assert_eq!(status, 200, "{deleted}");
-    assert_eq!(
-        deleted,
-        json!({"file_path": "a.txt", "version": 2, "seq": 2, "noop": false})
-    );
-    assert_eq!(
-        f.current_files().await,
-        json!([]),
-        "a deleted file is not current"
-    );
+    assert_eq!(deleted, json!({"file_path": "a.txt", "version": 2, "seq": 2, "noop": false}));
+    assert_eq!(f.current_files().await, json!([]), "a deleted file is not current");
 
     // Deleting again is a no-op; deleting a path never written is 404.
     let (status, again) = f.delete("a.txt", None).await;
-    assert_eq!(
-        (
-            status.as_u16(),
-            again["noop"].clone(),
-            again["version"].clone()
-        ),
-        (200, json!(true), json!(2))
-    );
+    assert_eq!((status.as_u16(), again["noop"].clone(), again["version"].clone()), (200, json!(true), json!(2)));
     let (status, missing) = f.delete("never.txt", None).await;
     assert_eq!(status, 404, "{missing}");
     assert_eq!(missing["code"], "PT404");
@@ -105,10 +78,7 @@ async fn delete_writes_a_tombstone_and_recreation_continues_the_versions() {
     // Re-creation: the tombstone's version counts.
     let (status, recreated) = f.upsert("a.txt", "v3", Some(2)).await;
     assert_eq!(status, 200, "{recreated}");
-    assert_eq!(
-        (recreated["version"].as_i64(), recreated["seq"].as_i64()),
-        (Some(3), Some(3))
-    );
+    assert_eq!((recreated["version"].as_i64(), recreated["seq"].as_i64()), (Some(3), Some(3)));
     let files = f.current_files().await;
     assert_eq!(files[0]["content"], "v3");
     assert_eq!(files[0]["version"], 3);
@@ -122,14 +92,8 @@ async fn delete_writes_a_tombstone_and_recreation_continues_the_versions() {
         )
         .await
         .unwrap();
-    assert!(
-        tombstone.get::<_, bool>(0) && tombstone.get::<_, bool>(1) && tombstone.get::<_, bool>(2)
-    );
-    assert_eq!(
-        tombstone.get::<_, String>(3),
-        "text",
-        "a tombstone keeps the file type"
-    );
+    assert!(tombstone.get::<_, bool>(0) && tombstone.get::<_, bool>(1) && tombstone.get::<_, bool>(2));
+    assert_eq!(tombstone.get::<_, String>(3), "text", "a tombstone keeps the file type");
 }
 
 #[tokio::test]
@@ -142,11 +106,7 @@ async fn expected_version_null_zero_and_n() {
     // n: the head must be version n.
     assert_eq!(f.upsert("a", "2", Some(1)).await.0, 200);
     assert_eq!(f.upsert("a", "3", Some(1)).await.0, 409);
-    assert_eq!(
-        f.upsert("a", "3", Some(3)).await.0,
-        409,
-        "a version from the future conflicts too"
-    );
+    assert_eq!(f.upsert("a", "3", Some(3)).await.0, 409, "a version from the future conflicts too");
     // null: last writer wins.
     let (status, body) = f.upsert("a", "3", None).await;
     assert_eq!((status.as_u16(), body["version"].as_i64()), (200, Some(3)));
@@ -157,10 +117,7 @@ async fn expected_version_null_zero_and_n() {
     // Delete with a stale version conflicts; negative versions are invalid input.
     assert_eq!(f.delete("a", Some(4)).await.0, 409);
     let (status, body) = f.upsert("a", "6", Some(-1)).await;
-    assert_eq!(
-        (status.as_u16(), body["code"].as_str()),
-        (400, Some("22023"))
-    );
+    assert_eq!((status.as_u16(), body["code"].as_str()), (400, Some("22023")));
 }
 
 #[tokio::test]
@@ -183,15 +140,8 @@ async fn a_stale_expected_version_gets_409_with_the_head_in_details() {
             deleted: false
         }
     );
-    assert!(body["hint"]
-        .as_str()
-        .unwrap()
-        .contains("expected_version 2"));
-    assert_eq!(
-        f.row_count().await,
-        rows_before,
-        "a conflict writes nothing"
-    );
+    assert!(body["hint"].as_str().unwrap().contains("expected_version 2"));
+    assert_eq!(f.row_count().await, rows_before, "a conflict writes nothing");
     assert_eq!(f.seq().await, 2, "a conflict takes no seq");
 }
 
@@ -200,21 +150,14 @@ async fn every_write_sends_one_event_with_its_seq() {
     let f = fixture().await;
     f.upsert("a.ts", "x", None).await;
     f.delete("a.ts", None).await;
-    f.bulk(json!([{"file_path": "b.ts", "file_type": "typescript", "content": "b"}]))
-        .await;
+    f.bulk(json!([{"file_path": "b.ts", "file_type": "typescript", "content": "b"}])).await;
     let big = "z".repeat(fsync_protocol::limits::MAX_INLINE_EVENT_BYTES + 1);
     f.upsert("big.txt", &big, None).await;
 
     let events = f.events().await;
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
-    assert_eq!(
-        names,
-        ["file:update", "file:delete", "bulk:apply", "file:update"]
-    );
-    let seqs: Vec<i64> = events
-        .iter()
-        .map(|(_, p)| p["seq"].as_i64().unwrap())
-        .collect();
+    assert_eq!(names, ["file:update", "file:delete", "bulk:apply", "file:update"]);
+    let seqs: Vec<i64> = events.iter().map(|(_, p)| p["seq"].as_i64().unwrap()).collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
 
     let update = &events[0].1;
@@ -263,11 +206,7 @@ async fn list_changes_since_returns_the_latest_row_per_path_after_a_seq() {
         let f = &f;
         async move {
             f.app
-                .rpc(
-                    Some(&f.owner_token),
-                    "list_changes_since",
-                    json!({"project_uuid": f.project, "since_seq": since}),
-                )
+                .rpc(Some(&f.owner_token), "list_changes_since", json!({"project_uuid": f.project, "since_seq": since}))
                 .await
         }
     };
@@ -287,10 +226,7 @@ async fn list_changes_since_returns_the_latest_row_per_path_after_a_seq() {
             )
         })
         .collect();
-    assert_eq!(
-        changes,
-        vec![("a".into(), 2, false, 3), ("b".into(), 2, true, 4)]
-    );
+    assert_eq!(changes, vec![("a".into(), 2, false, 3), ("b".into(), 2, true, 4)]);
     assert_eq!(all["changes"][0]["content"], "a2");
 
     let (_, tail) = call(3).await;
@@ -298,10 +234,7 @@ async fn list_changes_since_returns_the_latest_row_per_path_after_a_seq() {
     let (_, none) = call(4).await;
     assert_eq!(none, json!({"seq": 4, "changes": []}));
     let (status, ahead) = call(5).await;
-    assert_eq!(
-        (status.as_u16(), ahead["code"].as_str()),
-        (400, Some("22023"))
-    );
+    assert_eq!((status.as_u16(), ahead["code"].as_str()), (400, Some("22023")));
     let (status, _) = call(-1).await;
     assert_eq!(status, 400);
 }
@@ -313,22 +246,10 @@ async fn list_current_files_returns_heads_in_path_order() {
     f.upsert("a.txt", "a", None).await;
     f.upsert("a.txt", "a2", None).await;
     let files = f.current_files().await;
-    let paths: Vec<&str> = files
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["file_path"].as_str().unwrap())
-        .collect();
+    let paths: Vec<&str> = files.as_array().unwrap().iter().map(|r| r["file_path"].as_str().unwrap()).collect();
     assert_eq!(paths, ["a.txt", "z.txt"]);
     let a = &files[0];
-    assert_eq!(
-        (
-            a["version"].as_i64(),
-            a["seq"].as_i64(),
-            a["content"].as_str()
-        ),
-        (Some(2), Some(3), Some("a2"))
-    );
+    assert_eq!((a["version"].as_i64(), a["seq"].as_i64(), a["content"].as_str()), (Some(2), Some(3), Some("a2")));
     for key in ["file_type", "content_hash", "updated_at"] {
         assert!(a.get(key).is_some(), "{key} present");
     }
@@ -348,10 +269,7 @@ async fn the_service_role_writes_as_the_project_owner() {
     assert_eq!(status, 200, "{body}");
     let client = f.app.db.connect().await.unwrap();
     let by: uuid::Uuid = client
-        .query_one(
-            "SELECT created_by FROM public.project_files WHERE file_path = 'gen.ts'",
-            &[],
-        )
+        .query_one("SELECT created_by FROM public.project_files WHERE file_path = 'gen.ts'", &[])
         .await
         .unwrap()
         .get(0);

@@ -14,14 +14,9 @@ fn missing_database_url() -> (String, String) {
 }
 
 async fn drop_database(name: &str) {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
 }
 
 #[tokio::test]
@@ -43,35 +38,19 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
             _ => break,
         }
     }
-    let find = |prefix: &str| {
-        printed
-            .iter()
-            .find_map(|l| l.strip_prefix(prefix))
-            .map(str::to_owned)
-    };
+    let find = |prefix: &str| printed.iter().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
     let api = find("API URL: ").unwrap_or_else(|| panic!("no API URL line in {printed:?}"));
     let anon = find("anon key: ").expect("anon key line");
     let service = find("service_role key: ").expect("service_role key line");
-    assert!(find("JWT secret: ")
-        .unwrap()
-        .contains("development default"));
+    assert!(find("JWT secret: ").unwrap().contains("development default"));
     let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
+    assert_eq!(fsync_protocol::jwt::verify(&secret, &anon, fsync_protocol::jwt::now_s()).unwrap()["role"], "anon");
     assert_eq!(
-        fsync_protocol::jwt::verify(&secret, &anon, fsync_protocol::jwt::now_s()).unwrap()["role"],
-        "anon"
-    );
-    assert_eq!(
-        fsync_protocol::jwt::verify(&secret, &service, fsync_protocol::jwt::now_s()).unwrap()
-            ["role"],
+        fsync_protocol::jwt::verify(&secret, &service, fsync_protocol::jwt::now_s()).unwrap()["role"],
         "service_role"
     );
 
-    let health: serde_json::Value = reqwest::get(format!("{api}/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = reqwest::get(format!("{api}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     let response = reqwest::Client::new()
         .post(format!("{api}/rest/v1/rpc/list_changes_since"))
@@ -84,10 +63,7 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
     assert_eq!(response.status(), 404, "the API is live and migrated");
 
     // SIGTERM stops it cleanly.
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
     drop_database(&name).await;
@@ -96,15 +72,7 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
 #[tokio::test]
 async fn token_mints_a_signed_jwt_with_extra_claims() {
     let output = Command::new(env!("CARGO_BIN_EXE_fsync-reference"))
-        .args([
-            "token",
-            "--sub",
-            "11111111-1111-1111-1111-111111111111",
-            "--role",
-            "authenticated",
-            "--ttl",
-            "60",
-        ])
+        .args(["token", "--sub", "11111111-1111-1111-1111-111111111111", "--role", "authenticated", "--ttl", "60"])
         .args(["--claim", "scope=container", "--claim", "n=3"])
         .env_remove("FSYNC_JWT_SECRET")
         .output()
@@ -112,18 +80,15 @@ async fn token_mints_a_signed_jwt_with_extra_claims() {
     assert!(output.status.success());
     let token = String::from_utf8(output.stdout).unwrap();
     let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
-    let claims =
-        fsync_protocol::jwt::verify(&secret, token.trim(), fsync_protocol::jwt::now_s()).unwrap();
+    let claims = fsync_protocol::jwt::verify(&secret, token.trim(), fsync_protocol::jwt::now_s()).unwrap();
     assert_eq!(claims["sub"], "11111111-1111-1111-1111-111111111111");
     assert_eq!(claims["scope"], "container");
     assert_eq!(claims["n"], 3);
     let ttl = claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap();
     assert_eq!(ttl, 60);
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_fsync-reference"))
-        .args(["token", "--claim", "novalue"])
-        .output()
-        .unwrap();
+    let bad =
+        Command::new(env!("CARGO_BIN_EXE_fsync-reference")).args(["token", "--claim", "novalue"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("KEY=VALUE"));
 }
@@ -131,20 +96,15 @@ async fn token_mints_a_signed_jwt_with_extra_claims() {
 #[tokio::test]
 async fn resolve_creates_a_missing_database() {
     let (url, name) = missing_database_url();
-    let database = bootstrap::resolve(Some(url.clone()), std::path::Path::new("/nonexistent"))
-        .await
-        .unwrap();
+    let database = bootstrap::resolve(Some(url.clone()), std::path::Path::new("/nonexistent")).await.unwrap();
     assert!(matches!(database.source, bootstrap::Source::Url));
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("the database exists now");
+    let (client, connection) =
+        tokio_postgres::connect(&url, tokio_postgres::NoTls).await.expect("the database exists now");
     tokio::spawn(connection);
     client.query_one("SELECT 1", &[]).await.unwrap();
     drop(client);
     // A second resolve finds it and leaves it alone.
-    bootstrap::resolve(Some(url), std::path::Path::new("/nonexistent"))
-        .await
-        .unwrap();
+    bootstrap::resolve(Some(url), std::path::Path::new("/nonexistent")).await.unwrap();
     drop_database(&name).await;
 }
 
@@ -160,17 +120,10 @@ async fn a_private_cluster_starts_from_the_installed_binaries_and_stops_on_drop(
     .expect("start a private cluster");
     let url = cluster.url("fsync");
     bootstrap::create_database_if_missing(&url).await.unwrap();
-    let store = fsync_reference::PgStore::connect(&url)
-        .await
-        .expect("migrate the private cluster");
+    let store = fsync_reference::PgStore::connect(&url).await.expect("migrate the private cluster");
     drop(store);
     let port = cluster.port;
-    tokio::task::spawn_blocking(move || drop(cluster))
-        .await
-        .unwrap();
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "the cluster stopped when dropped"
-    );
+    tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the cluster stopped when dropped");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,0 +1,208 @@
+//! Realtime on PostgreSQL: join authorization by the `realtime.messages` policies, client
+//! broadcasts stored as messages, and the LISTEN loop that turns the shim's notifications into
+//! messages in commit order.
+
+use super::{db_error, PgStore};
+use crate::auth::RequestAuth;
+use crate::error::ApiError;
+use crate::store::{RealtimeMessage, TopicAccess};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// The channel the shim's `realtime.send` notifies on (`realtime.fsync_notify_channel()`).
+pub const NOTIFY_CHANNEL: &str = "fsync_realtime";
+/// Most notifications loaded in one query.
+const LOAD_BATCH: usize = 512;
+/// Messages buffered between the LISTEN loop and the hub.
+const LISTEN_QUEUE: usize = 4096;
+
+/// Sets the request settings Realtime sets before evaluating policies.
+const SETTINGS: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+        set_config('realtime.topic', $3, true), set_config('request.jwt.claim.sub', $4, true),
+        set_config('request.jwt.claim.role', $1, true)";
+
+impl PgStore {
+    pub(super) async fn authorize_topic_pg(&self, auth: &RequestAuth, topic: &str) -> Result<TopicAccess, ApiError> {
+        let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
+        let tx = client.transaction().await.map_err(|e| db_error(e, true))?;
+        // A probe row, written as the server, that the caller's SELECT policy must admit.
+        let probe = uuid::Uuid::new_v4();
+        tx.execute(
+            "INSERT INTO realtime.messages (id, topic, extension, private) VALUES ($1, $2, 'broadcast', true)",
+            &[&probe, &topic],
+        )
+        .await
+        .map_err(|e| db_error(e, true))?;
+        let sub = auth.claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+        tx.query_one(SETTINGS, &[&auth.role, &auth.claims_json(), &topic, &sub])
+            .await
+            .map_err(|e| db_error(e, true))?;
+        let read: i64 = tx
+            .query_one("SELECT count(*) FROM realtime.messages WHERE id = $1", &[&probe])
+            .await
+            .map_err(|e| db_error(e, true))?
+            .get(0);
+        tx.batch_execute("SAVEPOINT fsync_write_probe").await.map_err(|e| db_error(e, true))?;
+        let write = match tx
+            .execute(
+                "INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, 'broadcast', true)",
+                &[&topic],
+            )
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => false,
+            Err(e) => return Err(db_error(e, true)),
+        };
+        tx.rollback().await.map_err(|e| db_error(e, true))?;
+        Ok(TopicAccess { read: read > 0, write })
+    }
+
+    pub(super) async fn publish_pg(&self, auth: &RequestAuth, message: &RealtimeMessage) -> Result<(), ApiError> {
+        let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
+        let tx = client.transaction().await.map_err(|e| db_error(e, true))?;
+        let id: uuid::Uuid = message.id.parse().map_err(ApiError::internal)?;
+        if message.private {
+            // As the caller: the INSERT policy on realtime.messages decides.
+            let sub = auth.claims.get("sub").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+            tx.query_one(SETTINGS, &[&auth.role, &auth.claims_json(), &message.topic, &sub])
+                .await
+                .map_err(|e| db_error(e, true))?;
+        }
+        tx.execute(
+            "INSERT INTO realtime.messages (id, topic, extension, payload, event, private)
+             VALUES ($1, $2, 'broadcast', $3::text::jsonb, $4, $5)",
+            &[&id, &message.topic, &message.payload_json, &message.event, &message.private],
+        )
+        .await
+        .map_err(|e| db_error(e, true))?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&NOTIFY_CHANNEL, &message.id]).await.map_err(|e| db_error(e, true))?;
+        tx.commit().await.map_err(|e| db_error(e, true))?;
+        Ok(())
+    }
+
+    pub(super) async fn listen_pg(&self) -> Result<mpsc::Receiver<RealtimeMessage>, ApiError> {
+        let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        tokio::spawn(listen_loop(self.config.clone(), tx, ready_tx));
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(rx),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ApiError::internal("the LISTEN task ended before it was ready")),
+        }
+    }
+}
+
+/// Keeps a LISTEN connection open (reconnecting with backoff) and forwards every notified
+/// message, loaded in notification (= commit) order. Messages committed while the connection is
+/// down are not delivered live: consumers notice the `seq` gap and catch up.
+async fn listen_loop(
+    config: tokio_postgres::Config,
+    out: mpsc::Sender<RealtimeMessage>,
+    ready: oneshot::Sender<Result<(), ApiError>>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen_once(&config, &out, &mut ready).await {
+            ListenEnd::ConsumerGone => return,
+            ListenEnd::Lost(error) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(error));
+                    return;
+                }
+                tracing::warn!(error = %error.body.message, details = ?error.body.details, "realtime LISTEN connection lost; reconnecting");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+enum ListenEnd {
+    ConsumerGone,
+    Lost(ApiError),
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    out: &mpsc::Sender<RealtimeMessage>,
+    ready: &mut Option<oneshot::Sender<Result<(), ApiError>>>,
+) -> ListenEnd {
+    let (client, mut connection) = match config.connect(NoTls).await {
+        Ok(pair) => pair,
+        Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
+    };
+    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if notify_tx.send(n.payload().to_owned()).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    if let Err(e) = client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
+        driver.abort();
+        return ListenEnd::Lost(ApiError::unavailable(e));
+    }
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(Ok(()));
+    }
+    let statement = match client
+        .prepare(
+            "SELECT m.id::text, m.topic, coalesce(m.event, ''), coalesce(m.payload, 'null'::jsonb)::text, coalesce(m.private, false)
+             FROM realtime.messages m WHERE m.id = ANY($1::uuid[])",
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
+    };
+    let end = loop {
+        let Some(first) = notify_rx.recv().await else {
+            break ListenEnd::Lost(ApiError::unavailable("the LISTEN connection closed"));
+        };
+        let mut ids = vec![first];
+        while ids.len() < LOAD_BATCH {
+            match notify_rx.try_recv() {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+        }
+        let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        let rows = match client.query(&statement, &[&uuids]).await {
+            Ok(rows) => rows,
+            Err(e) => break ListenEnd::Lost(ApiError::unavailable(e)),
+        };
+        let mut by_id: std::collections::HashMap<String, RealtimeMessage> = rows
+            .into_iter()
+            .map(|row| {
+                let message = RealtimeMessage {
+                    id: row.get(0),
+                    topic: row.get(1),
+                    event: row.get(2),
+                    payload_json: row.get(3),
+                    private: row.get(4),
+                };
+                (message.id.clone(), message)
+            })
+            .collect();
+        for id in ids {
+            if let Some(message) = by_id.remove(&id) {
+                if out.send(message).await.is_err() {
+                    driver.abort();
+                    return ListenEnd::ConsumerGone;
+                }
+            }
+        }
+    };
+    driver.abort();
+    end
+}

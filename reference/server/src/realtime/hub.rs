@@ -1,0 +1,224 @@
+//! The fan-out: which socket listens on which topic, and delivery of each committed message to
+//! them, in the order the store delivers messages (commit order).
+//!
+//! Delivery never waits on a socket: each socket has a bounded send queue, and a socket whose
+//! queue is full is kicked (disconnected with a `system` message by its writer) instead of
+//! stalling everyone else. It catches up by `seq` when it reconnects.
+
+use super::wire::{encode_broadcast, Vsn};
+use crate::store::RealtimeMessage;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, Notify};
+
+/// Identifies one WebSocket connection on this instance.
+pub type SocketId = u64;
+
+/// The sending half of a socket: its bounded queue of encoded frames and its kick switch.
+#[derive(Clone)]
+pub struct SocketOut {
+    tx: mpsc::Sender<Arc<str>>,
+    kicked: Arc<AtomicBool>,
+    kick: Arc<Notify>,
+}
+
+impl SocketOut {
+    pub fn new(capacity: usize) -> (SocketOut, mpsc::Receiver<Arc<str>>, Arc<Notify>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let kick = Arc::new(Notify::new());
+        (SocketOut { tx, kicked: Arc::new(AtomicBool::new(false)), kick: kick.clone() }, rx, kick)
+    }
+
+    /// Queues a frame; a full queue kicks the socket. Returns whether the frame was queued.
+    pub fn push(&self, frame: Arc<str>) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kick_out();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Disconnects the socket (its writer sends the `system` message and closes).
+    pub fn kick_out(&self) {
+        if !self.kicked.swap(true, Ordering::SeqCst) {
+            self.kick.notify_one();
+        }
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.load(Ordering::SeqCst)
+    }
+}
+
+/// One joined channel of one socket.
+#[derive(Clone)]
+pub struct Subscription {
+    pub socket: SocketId,
+    pub private: bool,
+    /// `config.broadcast.self`: receive one's own client broadcasts.
+    pub receive_own: bool,
+    pub vsn: Vsn,
+    pub out: SocketOut,
+}
+
+#[derive(Default)]
+struct State {
+    /// Wire topic (`realtime:...`) → socket → subscription.
+    topics: BTreeMap<String, BTreeMap<SocketId, Subscription>>,
+    /// Client broadcasts in flight: message id → the socket that sent it.
+    sent_by: HashMap<String, SocketId>,
+}
+
+/// The fan-out of one server instance.
+#[derive(Default)]
+pub struct Hub {
+    state: Mutex<State>,
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes, and under the same lock queues `reply` to the socket, so that no broadcast
+    /// for the channel can reach the socket before the join's reply.
+    pub fn subscribe(&self, topic: &str, subscription: Subscription, reply: Arc<str>) {
+        let mut state = self.lock();
+        subscription.out.push(reply);
+        state.topics.entry(topic.to_owned()).or_default().insert(subscription.socket, subscription);
+    }
+
+    pub fn unsubscribe(&self, topic: &str, socket: SocketId) {
+        let mut state = self.lock();
+        if let Some(subs) = state.topics.get_mut(topic) {
+            subs.remove(&socket);
+            if subs.is_empty() {
+                state.topics.remove(topic);
+            }
+        }
+    }
+
+    /// Forgets a socket entirely (it disconnected).
+    pub fn remove_socket(&self, socket: SocketId, topics: impl IntoIterator<Item = String>) {
+        for topic in topics {
+            self.unsubscribe(&topic, socket);
+        }
+        self.lock().sent_by.retain(|_, s| *s != socket);
+    }
+
+    /// Notes that `socket` is about to publish message `id` (for `config.broadcast.self`).
+    pub fn mark_sent(&self, id: &str, socket: SocketId) {
+        self.lock().sent_by.insert(id.to_owned(), socket);
+    }
+
+    pub fn unmark_sent(&self, id: &str) {
+        self.lock().sent_by.remove(id);
+    }
+
+    /// Delivers one message to every subscriber of its topic with the same privacy.
+    pub fn fan_out(&self, message: &RealtimeMessage) {
+        let topic = format!("realtime:{}", message.topic);
+        let mut state = self.lock();
+        let sender = state.sent_by.remove(&message.id);
+        let Some(subs) = state.topics.get(&topic) else { return };
+        let mut encoded: [Option<Arc<str>>; 2] = [None, None];
+        for sub in subs.values() {
+            if sub.private != message.private || (Some(sub.socket) == sender && !sub.receive_own) {
+                continue;
+            }
+            let slot = &mut encoded[sub.vsn as usize];
+            let frame = slot
+                .get_or_insert_with(|| {
+                    Arc::from(encode_broadcast(sub.vsn, &topic, &message.event, &message.payload_json, &message.id))
+                })
+                .clone();
+            sub.out.push(frame);
+        }
+    }
+
+    /// Feeds every message from the store to the sockets until the store's stream ends.
+    pub async fn run(self: Arc<Self>, mut messages: mpsc::Receiver<RealtimeMessage>) {
+        while let Some(message) = messages.recv().await {
+            self.fan_out(&message);
+        }
+    }
+
+    /// How many sockets are subscribed to `topic` (wire topic).
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.lock().topics.get(topic).map_or(0, BTreeMap::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(topic: &str, id: &str, private: bool) -> RealtimeMessage {
+        RealtimeMessage {
+            id: id.into(),
+            topic: topic.into(),
+            event: "file:update".into(),
+            payload_json: "{\"seq\":1}".into(),
+            private,
+        }
+    }
+
+    #[test]
+    fn delivers_by_topic_and_privacy_and_kicks_a_full_queue() {
+        let hub = Hub::default();
+        let (fast, mut fast_rx, _) = SocketOut::new(8);
+        let (slow, _slow_rx, slow_kick) = SocketOut::new(1);
+        let (public, mut public_rx, _) = SocketOut::new(8);
+        let sub = |socket, private, out: &SocketOut| Subscription {
+            socket,
+            private,
+            receive_own: false,
+            vsn: Vsn::V2,
+            out: out.clone(),
+        };
+        hub.subscribe("realtime:project:a", sub(1, true, &fast), Arc::from("ok1"));
+        hub.subscribe("realtime:project:a", sub(2, true, &slow), Arc::from("ok2"));
+        hub.subscribe("realtime:project:a", sub(3, false, &public), Arc::from("ok3"));
+        assert_eq!(&*fast_rx.try_recv().unwrap(), "ok1", "the join reply comes first");
+        assert_eq!(&*public_rx.try_recv().unwrap(), "ok3");
+
+        hub.fan_out(&message("project:a", "m1", true));
+        hub.fan_out(&message("project:b", "m2", true));
+        let delivered = fast_rx.try_recv().unwrap();
+        assert!(delivered.contains("\"m1\""));
+        assert!(fast_rx.try_recv().is_err(), "nothing from another topic");
+        assert!(public_rx.try_recv().is_err(), "a private message does not reach a public channel");
+        assert!(slow.is_kicked(), "the slow socket's one-slot queue held the join reply");
+        drop(slow_kick);
+    }
+
+    #[test]
+    fn a_sender_does_not_receive_its_own_broadcast_unless_it_asked() {
+        let hub = Hub::default();
+        let (me, mut me_rx, _) = SocketOut::new(8);
+        let (echo, mut echo_rx, _) = SocketOut::new(8);
+        hub.subscribe(
+            "realtime:r",
+            Subscription { socket: 1, private: false, receive_own: false, vsn: Vsn::V1, out: me },
+            Arc::from("ok"),
+        );
+        hub.subscribe(
+            "realtime:r",
+            Subscription { socket: 2, private: false, receive_own: true, vsn: Vsn::V2, out: echo },
+            Arc::from("ok"),
+        );
+        let _ = (me_rx.try_recv(), echo_rx.try_recv());
+        hub.mark_sent("x", 1);
+        hub.fan_out(&message("r", "x", false));
+        assert!(me_rx.try_recv().is_err());
+        assert!(echo_rx.try_recv().is_ok());
+        hub.mark_sent("y", 2);
+        hub.fan_out(&message("r", "y", false));
+        assert!(me_rx.try_recv().is_ok());
+        assert!(echo_rx.try_recv().is_ok(), "self: true receives its own");
+    }
+}

@@ -1,0 +1,119 @@
+//! Supabase Realtime at `/realtime/v1/websocket`: Phoenix channels over WebSocket, private
+//! channels authorized by the `realtime.messages` policies, and server-authored broadcasts fanned
+//! out in commit order (DESIGN §7).
+
+pub mod hub;
+mod socket;
+pub mod wire;
+
+use crate::app::AppState;
+use crate::auth::RequestAuth;
+use crate::store::Store;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use fsync_protocol::jwt::{self, JwtError, Secret};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Realtime settings.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// A socket that sends nothing for this long is closed (Phoenix's default is 60 s).
+    pub idle_timeout: Duration,
+    /// Frames queued for one socket before it counts as too slow and is disconnected.
+    pub queue_capacity: usize,
+    /// Incoming frames above this size are dropped (the connection carries on).
+    pub max_frame_bytes: usize,
+    /// Channels one socket may join.
+    pub max_channels: usize,
+    /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
+    /// the server authors every event.
+    pub keep_client_broadcast: bool,
+}
+
+impl Default for RealtimeConfig {
+    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, client broadcasts off.
+    fn default() -> Self {
+        RealtimeConfig {
+            idle_timeout: Duration::from_secs(60),
+            queue_capacity: 1024,
+            max_frame_bytes: 1024 * 1024,
+            max_channels: 100,
+            keep_client_broadcast: false,
+        }
+    }
+}
+
+impl RealtimeConfig {
+    /// The defaults, with `FSYNC_KEEP_CLIENT_BROADCAST` read through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        RealtimeConfig { keep_client_broadcast: flag(lookup("FSYNC_KEEP_CLIENT_BROADCAST")), ..Self::default() }
+    }
+}
+
+/// A feature flag's value: on for `1`, `true`, `yes`, `on` (any case); off otherwise.
+pub fn flag(value: Option<String>) -> bool {
+    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// Hard cap on one WebSocket message; beyond it the connection itself fails.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// `GET /realtime/v1/websocket?apikey=..&vsn=..`: checks the key the way Supabase does before the
+/// upgrade (errors are HTTP responses `{"error": ...}`), then runs the socket.
+pub async fn websocket<S: Store>(
+    State(state): State<AppState<S>>,
+    Query(params): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let Some(vsn) = wire::Vsn::parse(param("vsn")) else {
+        return connect_error(StatusCode::BAD_REQUEST, "Unsupported vsn: use 1.0.0 or 2.0.0");
+    };
+    let apikey = headers.get("x-api-key").and_then(|v| v.to_str().ok()).or_else(|| param("apikey"));
+    let Some(apikey) = apikey.filter(|k| !k.is_empty()) else {
+        return connect_error(StatusCode::UNAUTHORIZED, "API key is missing");
+    };
+    let auth = match verify_realtime_token(&state.secret, apikey, jwt::now_s()) {
+        Ok(auth) => auth,
+        Err(message) => return connect_error(StatusCode::UNAUTHORIZED, &message),
+    };
+    let config = state.realtime.clone();
+    upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |ws| socket::run(ws, state, vsn, auth, config))
+}
+
+fn connect_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// A verified Realtime token: claims with `role` and `exp`, as Supabase requires.
+pub(crate) fn verify_realtime_token(secret: &Secret, token: &str, now_s: u64) -> Result<RealtimeAuth, String> {
+    let claims = jwt::verify(secret, token, now_s).map_err(|e| match e {
+        JwtError::Expired => "Token has expired".to_owned(),
+        _ => "The token provided is not a valid JWT".to_owned(),
+    })?;
+    let role = claims.get("role").and_then(Value::as_str).map(str::to_owned);
+    let exp = claims.get("exp").and_then(Value::as_u64);
+    let (Some(role), Some(exp)) = (role, exp) else {
+        return Err("Fields `role` and `exp` are required in JWT".to_owned());
+    };
+    if !crate::auth::API_ROLES.contains(&role.as_str()) {
+        return Err(format!("Role {role:?} is not allowed"));
+    }
+    Ok(RealtimeAuth { request: RequestAuth { role, claims }, exp_s: exp, token: token.to_owned() })
+}
+
+/// The identity a socket or channel acts as.
+#[derive(Debug, Clone)]
+pub(crate) struct RealtimeAuth {
+    pub request: RequestAuth,
+    pub exp_s: u64,
+    pub token: String,
+}

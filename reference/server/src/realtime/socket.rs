@@ -1,0 +1,406 @@
+//! One WebSocket connection: a reader that handles the client's frames (heartbeats, joins,
+//! leaves, token refreshes, client broadcasts) and a writer that drains the socket's bounded
+//! queue. Every reply and delivery goes through the queue, in order.
+
+use super::hub::{SocketId, SocketOut, Subscription};
+use super::wire::{self, Frame, Vsn};
+use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
+use crate::app::AppState;
+use crate::store::{RealtimeMessage, Store};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
+
+/// How long the writer waits on a stuck connection before giving up on it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A joined channel.
+struct Channel {
+    join_ref: Option<String>,
+    private: bool,
+    may_write: bool,
+    ack: bool,
+    auth: RealtimeAuth,
+}
+
+/// Joined channels by wire topic, shared with the writer so that it can close them all when the
+/// socket is kicked.
+type Joined = Arc<Mutex<BTreeMap<String, Option<String>>>>;
+
+pub(super) async fn run<S: Store>(
+    ws: WebSocket,
+    state: AppState<S>,
+    vsn: Vsn,
+    connect: RealtimeAuth,
+    config: RealtimeConfig,
+) {
+    let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let (sink, stream) = ws.split();
+    let (out, queue, kick) = SocketOut::new(config.queue_capacity);
+    let joined: Joined = Arc::default();
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let writer = tokio::spawn(write_loop(sink, queue, kick, joined.clone(), vsn, config.queue_capacity, done_tx));
+    let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new() };
+    socket.read_loop(stream, done_rx).await;
+    let topics: Vec<String> = socket.channels.keys().cloned().collect();
+    socket.state.hub.remove_socket(id, topics);
+    drop(socket);
+    let _ = writer.await;
+}
+
+async fn write_loop(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut queue: tokio::sync::mpsc::Receiver<Arc<str>>,
+    kick: Arc<tokio::sync::Notify>,
+    joined: Joined,
+    vsn: Vsn,
+    capacity: usize,
+    done: tokio::sync::watch::Sender<bool>,
+) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = kick.notified() => {
+                // Too slow for its queue: tell each channel why, then hang up. The client
+                // reconnects and catches up by seq.
+                let message = format!(
+                    "Disconnected: this client fell {capacity} messages behind; reconnect and catch up by seq"
+                );
+                let channels: Vec<(String, Option<String>)> =
+                    joined.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, j)| (t.clone(), j.clone())).collect();
+                let mut frames: Vec<Frame> = channels
+                    .iter()
+                    .flat_map(|(topic, join_ref)| {
+                        [wire::system(join_ref.clone(), topic, "error", &message), wire::close(join_ref.clone(), topic)]
+                    })
+                    .collect();
+                if frames.is_empty() {
+                    frames.push(wire::system(None, "phoenix", "error", &message));
+                }
+                for frame in frames {
+                    let text = wire::encode(vsn, &frame);
+                    if tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.into()))).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+                break;
+            }
+            next = queue.recv() => match next {
+                Some(text) => {
+                    let sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::Text(text.as_ref().into()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                None => {
+                    let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
+                    break;
+                }
+            },
+        }
+    }
+    let _ = done.send(true);
+}
+
+struct Socket<S> {
+    id: SocketId,
+    vsn: Vsn,
+    state: AppState<S>,
+    config: RealtimeConfig,
+    /// The connect-time apikey's identity: channels use it unless they bring their own token.
+    connect: RealtimeAuth,
+    out: SocketOut,
+    joined: Joined,
+    channels: BTreeMap<String, Channel>,
+}
+
+impl<S: Store> Socket<S> {
+    async fn read_loop(
+        &mut self,
+        mut stream: futures_util::stream::SplitStream<WebSocket>,
+        mut done: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut idle_deadline = Instant::now() + self.config.idle_timeout;
+        loop {
+            let expiry = self.next_expiry();
+            tokio::select! {
+                incoming = stream.next() => {
+                    let Some(Ok(message)) = incoming else { return };
+                    idle_deadline = Instant::now() + self.config.idle_timeout;
+                    match message {
+                        Message::Text(text) => {
+                            if text.len() > self.config.max_frame_bytes {
+                                tracing::warn!(socket = self.id, bytes = text.len(), "dropped an oversized frame");
+                                continue;
+                            }
+                            match wire::decode_text(self.vsn, text.as_str()) {
+                                Ok(frame) => self.handle(frame).await,
+                                Err(e) => tracing::warn!(socket = self.id, error = %e, "dropped a malformed frame"),
+                            }
+                        }
+                        Message::Binary(bytes) => {
+                            if self.vsn != Vsn::V2 || bytes.len() > self.config.max_frame_bytes {
+                                tracing::warn!(socket = self.id, bytes = bytes.len(), "dropped a binary frame");
+                                continue;
+                            }
+                            match wire::decode_binary(&bytes) {
+                                Ok(frame) => self.handle(frame).await,
+                                Err(e) => tracing::warn!(socket = self.id, error = %e, "dropped a binary frame"),
+                            }
+                        }
+                        Message::Close(_) => return,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                    if self.out.is_kicked() {
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_deadline) => {
+                    tracing::debug!(socket = self.id, "idle timeout");
+                    return;
+                }
+                _ = sleep_until_opt(expiry) => self.expire_channels(),
+                _ = done.changed() => return,
+            }
+        }
+    }
+
+    fn send(&self, frame: &Frame) {
+        self.out.push(Arc::from(wire::encode(self.vsn, frame)));
+    }
+
+    fn reply(&self, request: &Frame, status: &str, response: Value) {
+        self.send(&wire::reply(request, status, response));
+    }
+
+    fn reply_error(&self, request: &Frame, reason: impl Into<String>) {
+        if request.msg_ref.is_some() {
+            self.reply(request, "error", json!({"reason": reason.into()}));
+        }
+    }
+
+    async fn handle(&mut self, frame: Frame) {
+        match (frame.topic.as_str(), frame.event.as_str()) {
+            ("phoenix", "heartbeat") => self.reply(&frame, "ok", json!({})),
+            (_, "phx_join") => self.join(frame).await,
+            (topic, _) if !self.channels.contains_key(topic) => self.reply_error(&frame, "unmatched topic"),
+            (_, "phx_leave") => {
+                self.leave(&frame.topic);
+                self.reply(&frame, "ok", json!({}));
+                self.send(&wire::close(frame.join_ref.clone(), &frame.topic));
+            }
+            (_, "access_token") => self.refresh_token(frame).await,
+            (_, "broadcast") => self.client_broadcast(frame).await,
+            (_, "presence") => self.reply_error(&frame, "presence is not supported by the fsync reference server"),
+            (_, event) => {
+                let reason = format!("unknown event {event:?}");
+                self.reply_error(&frame, reason);
+            }
+        }
+    }
+
+    async fn join(&mut self, frame: Frame) {
+        let Some(subtopic) = frame.topic.strip_prefix("realtime:") else {
+            return self.reply_error(&frame, "unmatched topic");
+        };
+        if subtopic.is_empty() {
+            return self.reply_error(&frame, "TopicNameRequired: You must provide a topic name");
+        }
+        let subtopic = subtopic.to_owned();
+        let config = frame.payload.get("config").cloned().unwrap_or(Value::Null);
+        let private = flexible_bool(config.get("private"));
+        let ack = flexible_bool(config.pointer("/broadcast/ack"));
+        let receive_own = flexible_bool(config.pointer("/broadcast/self"));
+        if config.get("postgres_changes").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+            return self.reply_error(
+                &frame,
+                "PostgresChangesNotSupported: the fsync reference server delivers Broadcast only; subscribe to project:<uuid> broadcasts",
+            );
+        }
+        if !self.channels.contains_key(&frame.topic) && self.channels.len() >= self.config.max_channels {
+            return self.reply_error(&frame, "ChannelRateLimitReached: Too many channels");
+        }
+        let auth = match channel_token(&frame.payload) {
+            Some(token) => match verify_realtime_token(&self.state.secret, token, fsync_protocol::jwt::now_s()) {
+                Ok(auth) => auth,
+                Err(message) => return self.reply_error(&frame, format!("InvalidJWTToken: {message}")),
+            },
+            None => self.connect.clone(),
+        };
+        if auth.exp_s <= fsync_protocol::jwt::now_s() {
+            return self.reply_error(&frame, "InvalidJWTToken: Token has expired");
+        }
+        let mut may_write = !private;
+        if private {
+            match self.state.store.authorize_topic(&auth.request, &subtopic).await {
+                Ok(access) if access.read => may_write = access.write,
+                Ok(_) => {
+                    return self.reply_error(
+                        &frame,
+                        format!(
+                            "Unauthorized: You do not have permissions to read from this Channel topic: {subtopic}"
+                        ),
+                    )
+                }
+                Err(e) => {
+                    tracing::error!(socket = self.id, error = %e.body.message, "channel authorization failed");
+                    return self.reply_error(&frame, "Unknown Error on Channel");
+                }
+            }
+        }
+        // Joining a topic again replaces the earlier join.
+        if let Some(old) = self.channels.remove(&frame.topic) {
+            self.state.hub.unsubscribe(&frame.topic, self.id);
+            self.send(&wire::close(old.join_ref, &frame.topic));
+        }
+        let reply = wire::encode(self.vsn, &wire::reply(&frame, "ok", json!({"postgres_changes": []})));
+        let subscription = Subscription { socket: self.id, private, receive_own, vsn: self.vsn, out: self.out.clone() };
+        self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply));
+        self.joined_set().insert(frame.topic.clone(), frame.join_ref.clone());
+        self.channels.insert(frame.topic, Channel { join_ref: frame.join_ref, private, may_write, ack, auth });
+    }
+
+    fn leave(&mut self, topic: &str) {
+        self.channels.remove(topic);
+        self.joined_set().remove(topic);
+        self.state.hub.unsubscribe(topic, self.id);
+    }
+
+    /// Ends a channel with a `system` error and `phx_close`, as Supabase does.
+    fn close_channel(&mut self, topic: &str, message: &str) {
+        if let Some(channel) = self.channels.get(topic) {
+            let join_ref = channel.join_ref.clone();
+            self.send(&wire::system(join_ref.clone(), topic, "error", message));
+            self.send(&wire::close(join_ref, topic));
+        }
+        self.leave(topic);
+    }
+
+    async fn refresh_token(&mut self, frame: Frame) {
+        let Some(token) = frame.payload.get("access_token").and_then(Value::as_str) else { return };
+        let Some(channel) = self.channels.get(&frame.topic) else { return };
+        if token.starts_with("sb_") || token == channel.auth.token {
+            return;
+        }
+        let auth = match verify_realtime_token(&self.state.secret, token, fsync_protocol::jwt::now_s()) {
+            Ok(auth) => auth,
+            Err(message) => return self.close_channel(&frame.topic, &message),
+        };
+        let private = channel.private;
+        let subtopic = frame.topic.trim_start_matches("realtime:").to_owned();
+        let mut may_write = !private;
+        if private {
+            match self.state.store.authorize_topic(&auth.request, &subtopic).await {
+                Ok(access) if access.read => may_write = access.write,
+                Ok(_) => {
+                    let message = format!("You no longer have permission to read from this Channel topic: {subtopic}");
+                    return self.close_channel(&frame.topic, &message);
+                }
+                Err(e) => {
+                    tracing::error!(socket = self.id, error = %e.body.message, "channel re-authorization failed");
+                    return self.close_channel(&frame.topic, "Unknown Error on Channel");
+                }
+            }
+        }
+        if let Some(channel) = self.channels.get_mut(&frame.topic) {
+            channel.auth = auth;
+            channel.may_write = may_write;
+        }
+    }
+
+    async fn client_broadcast(&mut self, frame: Frame) {
+        let Some(channel) = self.channels.get(&frame.topic) else { return };
+        if !self.config.keep_client_broadcast {
+            return self.reply_error(
+                &frame,
+                "ClientBroadcastDisabled: the server authors every event (FSYNC_KEEP_CLIENT_BROADCAST is off)",
+            );
+        }
+        let event = frame.payload.get("event").and_then(Value::as_str);
+        let (Some("broadcast"), Some(event)) = (frame.payload.get("type").and_then(Value::as_str), event) else {
+            return self.reply_error(&frame, "a broadcast is {type: \"broadcast\", event, payload}");
+        };
+        let payload_json = frame.payload.get("payload").cloned().unwrap_or(Value::Null).to_string();
+        if payload_json.len() > self.config.max_frame_bytes {
+            return self.reply(&frame, "error", json!({"error": "payload_size_exceeded"}));
+        }
+        if channel.private && !channel.may_write {
+            let subtopic = frame.topic.trim_start_matches("realtime:");
+            return self.reply_error(
+                &frame,
+                format!("Unauthorized: You do not have permissions to write to this Channel topic: {subtopic}"),
+            );
+        }
+        let message = RealtimeMessage {
+            id: uuid::Uuid::new_v4().to_string(),
+            topic: frame.topic.trim_start_matches("realtime:").to_owned(),
+            event: event.to_owned(),
+            payload_json,
+            private: channel.private,
+        };
+        let (ack, auth) = (channel.ack, channel.auth.request.clone());
+        self.state.hub.mark_sent(&message.id, self.id);
+        match self.state.store.publish(&auth, &message).await {
+            Ok(()) if ack => self.reply(&frame, "ok", json!({})),
+            Ok(()) => {}
+            Err(e) => {
+                self.state.hub.unmark_sent(&message.id);
+                self.reply_error(&frame, e.body.message);
+            }
+        }
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        let exp = self.channels.values().map(|c| c.auth.exp_s).min()?;
+        let now = fsync_protocol::jwt::now_s();
+        Some(Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
+    }
+
+    /// Closes every channel whose token has expired.
+    fn expire_channels(&mut self) {
+        let now = fsync_protocol::jwt::now_s();
+        let expired: Vec<(String, u64)> =
+            self.channels.iter().filter(|(_, c)| c.auth.exp_s <= now).map(|(t, c)| (t.clone(), c.auth.exp_s)).collect();
+        for (topic, exp) in expired {
+            let message = format!("Token has expired {} seconds ago", now.saturating_sub(exp));
+            self.close_channel(&topic, &message);
+        }
+    }
+
+    fn joined_set(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
+        self.joined.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The token a join brings: `access_token` (or `user_token`), unless it is an `sb_` key.
+fn channel_token(payload: &Value) -> Option<&str> {
+    ["access_token", "user_token"]
+        .iter()
+        .find_map(|key| payload.get(*key).and_then(Value::as_str))
+        .filter(|t| !t.is_empty() && !t.starts_with("sb_"))
+}
+
+/// Supabase's FlexibleBoolean: `true`, `"true"`, `1`.
+fn flexible_bool(value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        _ => false,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
