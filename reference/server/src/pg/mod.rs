@@ -33,7 +33,8 @@ impl PgStore {
     pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
         use anyhow::Context;
         let config: tokio_postgres::Config = url.parse().context("parse database URL")?;
-        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(POOL_SIZE).build().context("build the connection pool")?;
         let mut client = pool.get().await.context("connect to the database")?;
         migrate::migrate(&mut client).await?;

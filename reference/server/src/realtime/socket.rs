@@ -191,6 +191,9 @@ impl<S: Store> Socket<S> {
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.reply(&frame, "ok", json!({})),
             (_, "phx_join") => self.join(frame).await,
+            // Phoenix answers a leave of a topic it does not know with ok, so a client can tear
+            // down a channel whose join failed.
+            (topic, "phx_leave") if !self.channels.contains_key(topic) => self.reply(&frame, "ok", json!({})),
             (topic, _) if !self.channels.contains_key(topic) => self.reply_error(&frame, "unmatched topic"),
             (_, "phx_leave") => {
                 self.leave(&frame.topic);
@@ -240,7 +243,9 @@ impl<S: Store> Socket<S> {
         }
         let mut may_write = !private;
         if private {
-            match self.state.store.authorize_topic(&auth.request, &subtopic).await {
+            let decision = self.state.store.authorize_topic(&auth.request, &subtopic).await;
+            tracing::debug!(socket = self.id, topic = %frame.topic, role = %auth.request.role, ?decision, "join");
+            match decision {
                 Ok(access) if access.read => may_write = access.write,
                 Ok(_) => {
                     return self.reply_error(
