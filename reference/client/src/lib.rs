@@ -7,6 +7,7 @@
 
 mod client;
 mod error;
+pub mod realtime;
 mod retry;
 mod store;
 

@@ -5,10 +5,12 @@
 //! the same rule lives here with the same wording, and a test compares the two sides.
 
 pub mod api;
+pub mod events;
 pub mod hash;
 pub mod jwt;
 pub mod limits;
 pub mod path;
+pub mod realtime;
 
 pub use hash::content_hash;
 pub use path::{check_path, PathProblem};

@@ -66,7 +66,11 @@ pub async fn serve<S: Store>(
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let hub = state.hub.clone();
+    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    // WebSockets outlive graceful shutdown (they are upgraded connections): close them now.
+    hub.close_all();
+    served
 }
 
 async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {

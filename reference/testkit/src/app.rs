@@ -3,7 +3,7 @@
 use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
-use fsync_reference::realtime::RealtimeConfig;
+use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::{AppState, PgStore};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -21,6 +21,8 @@ pub struct TestApp {
     pub anon_key: String,
     pub service_key: String,
     pub store: PgStore,
+    /// This instance's realtime fan-out.
+    pub hub: Arc<Hub>,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     // Last: the database is dropped after the server stops.
@@ -46,6 +48,7 @@ pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp 
     let addr = listener.local_addr().expect("local address");
     let secret = Secret::new(DEV_JWT_SECRET);
     let state = AppState::start(Arc::new(store.clone()), secret.clone(), realtime).await.expect("start the app state");
+    let hub = state.hub.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(fsync_reference::serve(listener, state, async {
         let _ = stopped.await;
@@ -57,6 +60,7 @@ pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp 
         service_key: service_role_key(&secret),
         secret,
         store,
+        hub,
         http: reqwest::Client::new(),
         shutdown: Some(shutdown),
         db,
@@ -72,6 +76,16 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Open realtime sockets on this instance.
+    pub fn state_sockets(&self) -> usize {
+        self.hub.sockets()
+    }
+
+    /// Disconnects every realtime socket, as a server shutting down does.
+    pub fn close_realtime(&self) {
+        self.hub.close_all();
+    }
+
     /// A token with `claims` (plus `iat`/`exp` for an hour when absent).
     pub fn token(&self, mut claims: Claims) -> String {
         let now = jwt::now_s();

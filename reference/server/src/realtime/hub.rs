@@ -5,8 +5,8 @@
 //! queue is full is kicked (disconnected with a `system` message by its writer) instead of
 //! stalling everyone else. It catches up by `seq` when it reconnects.
 
-use super::wire::{encode_broadcast, Vsn};
 use crate::store::RealtimeMessage;
+use fsync_protocol::realtime::{encode_broadcast, Vsn};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,13 +21,22 @@ pub struct SocketOut {
     tx: mpsc::Sender<Arc<str>>,
     kicked: Arc<AtomicBool>,
     kick: Arc<Notify>,
+    /// Why the socket was kicked: (`system` status, message).
+    reason: Arc<Mutex<Option<(&'static str, String)>>>,
+}
+
+/// What the writer of a kicked socket tells the client.
+pub fn slow_consumer_message(capacity: usize) -> String {
+    format!("Disconnected: this client fell {capacity} messages behind; reconnect and catch up by seq")
 }
 
 impl SocketOut {
     pub fn new(capacity: usize) -> (SocketOut, mpsc::Receiver<Arc<str>>, Arc<Notify>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let kick = Arc::new(Notify::new());
-        (SocketOut { tx, kicked: Arc::new(AtomicBool::new(false)), kick: kick.clone() }, rx, kick)
+        let out =
+            SocketOut { tx, kicked: Arc::new(AtomicBool::new(false)), kick: kick.clone(), reason: Arc::default() };
+        (out, rx, kick)
     }
 
     /// Queues a frame; a full queue kicks the socket. Returns whether the frame was queued.
@@ -35,18 +44,25 @@ impl SocketOut {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.kick_out();
+                self.kick_out("error", slow_consumer_message(self.tx.max_capacity()));
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
     }
 
-    /// Disconnects the socket (its writer sends the `system` message and closes).
-    pub fn kick_out(&self) {
+    /// Disconnects the socket: its writer sends a `system` message with `status` and `message`
+    /// on every joined channel, then closes.
+    pub fn kick_out(&self, status: &'static str, message: String) {
         if !self.kicked.swap(true, Ordering::SeqCst) {
+            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some((status, message));
             self.kick.notify_one();
         }
+    }
+
+    /// Why the socket was kicked.
+    pub fn kick_reason(&self) -> Option<(&'static str, String)> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -71,6 +87,8 @@ struct State {
     topics: BTreeMap<String, BTreeMap<SocketId, Subscription>>,
     /// Client broadcasts in flight: message id → the socket that sent it.
     sent_by: HashMap<String, SocketId>,
+    /// Every open socket.
+    sockets: BTreeMap<SocketId, SocketOut>,
 }
 
 /// The fan-out of one server instance.
@@ -102,12 +120,32 @@ impl Hub {
         }
     }
 
+    /// Notes an open socket.
+    pub fn register(&self, socket: SocketId, out: SocketOut) {
+        self.lock().sockets.insert(socket, out);
+    }
+
     /// Forgets a socket entirely (it disconnected).
     pub fn remove_socket(&self, socket: SocketId, topics: impl IntoIterator<Item = String>) {
         for topic in topics {
             self.unsubscribe(&topic, socket);
         }
-        self.lock().sent_by.retain(|_, s| *s != socket);
+        let mut state = self.lock();
+        state.sent_by.retain(|_, s| *s != socket);
+        state.sockets.remove(&socket);
+    }
+
+    /// Disconnects every socket, as Supabase does when a server goes away ("Server requested
+    /// disconnect"); clients reconnect and catch up.
+    pub fn close_all(&self) {
+        for out in self.lock().sockets.values() {
+            out.kick_out("ok", "Server requested disconnect".to_owned());
+        }
+    }
+
+    /// Open sockets.
+    pub fn sockets(&self) -> usize {
+        self.lock().sockets.len()
     }
 
     /// Notes that `socket` is about to publish message `id` (for `config.broadcast.self`).

@@ -4,7 +4,8 @@
 
 pub mod hub;
 mod socket;
-pub mod wire;
+
+pub use fsync_protocol::realtime as wire;
 
 use crate::app::AppState;
 use crate::auth::RequestAuth;

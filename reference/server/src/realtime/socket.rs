@@ -3,11 +3,11 @@
 //! queue. Every reply and delivery goes through the queue, in order.
 
 use super::hub::{SocketId, SocketOut, Subscription};
-use super::wire::{self, Frame, Vsn};
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::app::AppState;
 use crate::store::{RealtimeMessage, Store};
 use axum::extract::ws::{Message, WebSocket};
+use fsync_protocol::realtime::{self as wire, Frame, Vsn};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -46,7 +46,8 @@ pub(super) async fn run<S: Store>(
     let (out, queue, kick) = SocketOut::new(config.queue_capacity);
     let joined: Joined = Arc::default();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
-    let writer = tokio::spawn(write_loop(sink, queue, kick, joined.clone(), vsn, config.queue_capacity, done_tx));
+    state.hub.register(id, out.clone());
+    let writer = tokio::spawn(write_loop(sink, queue, kick, out.clone(), joined.clone(), vsn, done_tx));
     let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new() };
     socket.read_loop(stream, done_rx).await;
     let topics: Vec<String> = socket.channels.keys().cloned().collect();
@@ -59,30 +60,28 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut queue: tokio::sync::mpsc::Receiver<Arc<str>>,
     kick: Arc<tokio::sync::Notify>,
+    out: SocketOut,
     joined: Joined,
     vsn: Vsn,
-    capacity: usize,
     done: tokio::sync::watch::Sender<bool>,
 ) {
     loop {
         tokio::select! {
             biased;
             _ = kick.notified() => {
-                // Too slow for its queue: tell each channel why, then hang up. The client
-                // reconnects and catches up by seq.
-                let message = format!(
-                    "Disconnected: this client fell {capacity} messages behind; reconnect and catch up by seq"
-                );
+                // Too slow for its queue, or the server is going away: tell each channel why,
+                // then hang up. The client reconnects and catches up by seq.
+                let (status, message) = out.kick_reason().unwrap_or(("error", "Disconnected".to_owned()));
                 let channels: Vec<(String, Option<String>)> =
                     joined.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, j)| (t.clone(), j.clone())).collect();
                 let mut frames: Vec<Frame> = channels
                     .iter()
                     .flat_map(|(topic, join_ref)| {
-                        [wire::system(join_ref.clone(), topic, "error", &message), wire::close(join_ref.clone(), topic)]
+                        [wire::system(join_ref.clone(), topic, status, &message), wire::close(join_ref.clone(), topic)]
                     })
                     .collect();
                 if frames.is_empty() {
-                    frames.push(wire::system(None, "phoenix", "error", &message));
+                    frames.push(wire::system(None, "phoenix", status, &message));
                 }
                 for frame in frames {
                     let text = wire::encode(vsn, &frame);

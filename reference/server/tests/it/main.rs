@@ -5,6 +5,7 @@ mod bad_input;
 mod bulk;
 mod concurrency;
 mod migrations;
+mod realtime;
 mod rest_read;
 mod rls;
 mod rpc_contract;

@@ -1,0 +1,404 @@
+//! [`ProjectFeed`]: one project's changes, in `seq` order, with no gap and no repeat, whatever
+//! the connection does (DESIGN §5.3).
+//!
+//! It joins the private channel `project:<uuid>`, keeps `last_seq`, applies an event whose seq
+//! is `last_seq + 1`, ignores older ones, and on a gap (or a `bulk:apply`, or content left out of
+//! an event) fetches `list_changes_since(last_seq)` instead. Until the consumer sets a base seq
+//! (the snapshot's), events are buffered. After every (re)join it catches up from `last_seq`, so
+//! writes made while it was not listening arrive too. It reconnects with jittered backoff,
+//! heartbeats, and pushes a refreshed token to the channel.
+
+use super::socket::{private_join_payload, RealtimeError, RealtimeSocket};
+use crate::{FsyncClient, RetryPolicy};
+use fsync_protocol::events::{FileChange, ProjectEvent};
+use fsync_protocol::realtime::{Frame, Vsn};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+/// How a feed connects.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    pub api_url: String,
+    pub apikey: String,
+    /// The token the channel is joined with (a container token, or a member's).
+    pub token: String,
+    pub project: Uuid,
+    pub vsn: Vsn,
+    /// How often to heartbeat; a heartbeat unanswered by the next one ends the connection.
+    pub heartbeat_interval: Duration,
+    /// Backoff between reconnects (`max_attempts` is ignored: the feed never gives up).
+    pub reconnect: RetryPolicy,
+    /// Events held before a base seq is set; beyond it the buffer is dropped (the catch-up on
+    /// setting the base covers them).
+    pub buffer_limit: usize,
+    /// How long to wait for the join's reply.
+    pub join_timeout: Duration,
+}
+
+impl FeedConfig {
+    /// 25 s heartbeats (realtime-js's), 2.0.0 frames, reconnect backoff 100 ms .. 5 s.
+    pub fn new(api_url: impl Into<String>, apikey: impl Into<String>, token: impl Into<String>, project: Uuid) -> Self {
+        FeedConfig {
+            api_url: api_url.into(),
+            apikey: apikey.into(),
+            token: token.into(),
+            project,
+            vsn: Vsn::V2,
+            heartbeat_interval: Duration::from_secs(25),
+            reconnect: RetryPolicy {
+                max_attempts: u32::MAX,
+                base_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(5),
+                seed: None,
+            },
+            buffer_limit: 10_000,
+            join_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a batch of changes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSource {
+    /// One realtime event, applied as it came.
+    Live,
+    /// `list_changes_since`: after a gap, a bulk, omitted content, a (re)join, or the base seq.
+    CatchUp,
+}
+
+/// What a feed reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// The channel is joined; events flow from here.
+    Subscribed,
+    /// Changes to apply as one unit; afterwards the consumer is at `seq`.
+    Changes { seq: i64, changes: Vec<FileChange>, source: ChangeSource },
+    /// The connection ended; the feed reconnects by itself.
+    Disconnected { reason: String },
+}
+
+enum Command {
+    SetBase(i64),
+    SetToken(String),
+}
+
+/// Controls a running feed. Dropping every handle stops the feed.
+#[derive(Clone)]
+pub struct FeedHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    last_seq: watch::Receiver<Option<i64>>,
+}
+
+impl FeedHandle {
+    /// Sets the seq the consumer's state reflects (the snapshot's), once: buffered and later
+    /// events apply from there, after a catch-up.
+    pub fn set_base_seq(&self, seq: i64) {
+        let _ = self.commands.send(Command::SetBase(seq));
+    }
+
+    /// Uses `token` from now on: pushed to the joined channel and used for catch-up calls.
+    pub fn set_token(&self, token: impl Into<String>) {
+        let _ = self.commands.send(Command::SetToken(token.into()));
+    }
+
+    /// The seq of the last change batch delivered.
+    pub fn last_seq(&self) -> Option<i64> {
+        *self.last_seq.borrow()
+    }
+}
+
+/// A running feed.
+pub struct ProjectFeed;
+
+impl ProjectFeed {
+    /// Starts a feed; `base_seq` may be given now or later with [`FeedHandle::set_base_seq`].
+    /// Events come out of the receiver, which holds at most `capacity` undelivered ones (a slow
+    /// consumer slows the feed, and the server drops a connection that falls too far behind).
+    pub fn start(
+        config: FeedConfig,
+        api: Arc<FsyncClient>,
+        base_seq: Option<i64>,
+        capacity: usize,
+    ) -> (FeedHandle, mpsc::Receiver<FeedEvent>) {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (events, event_rx) = mpsc::channel(capacity.max(1));
+        let (seq_tx, seq_rx) = watch::channel(base_seq);
+        let feed = Feed {
+            topic: format!("realtime:project:{}", config.project),
+            rng: match config.reconnect.seed {
+                Some(seed) => fastrand::Rng::with_seed(seed),
+                None => fastrand::Rng::new(),
+            },
+            config,
+            api,
+            last_seq: base_seq,
+            buffer: Vec::new(),
+            commands: command_rx,
+            events,
+            seq_tx,
+        };
+        tokio::spawn(feed.run());
+        (FeedHandle { commands, last_seq: seq_rx }, event_rx)
+    }
+}
+
+struct Feed {
+    config: FeedConfig,
+    topic: String,
+    api: Arc<FsyncClient>,
+    last_seq: Option<i64>,
+    /// Events received before the base seq was known.
+    buffer: Vec<ProjectEvent>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::Sender<FeedEvent>,
+    seq_tx: watch::Sender<Option<i64>>,
+    rng: fastrand::Rng,
+}
+
+/// Why a session ended.
+enum End {
+    /// Every handle is gone, or the consumer dropped the receiver.
+    Stop,
+    /// The connection was lost or refused; reconnect.
+    Lost(String),
+}
+
+impl Feed {
+    async fn run(mut self) {
+        let mut retry = 0u32;
+        loop {
+            let (end, subscribed) = self.session().await;
+            let reason = match end {
+                End::Stop => return,
+                End::Lost(reason) => reason,
+            };
+            tracing::debug!(project = %self.config.project, %reason, "realtime feed disconnected");
+            if self.events.send(FeedEvent::Disconnected { reason }).await.is_err() {
+                return;
+            }
+            retry = if subscribed { 0 } else { retry.saturating_add(1) };
+            let delay = self.config.reconnect.delay(retry, &mut self.rng);
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    command = self.commands.recv() => match command {
+                        None => return,
+                        Some(command) => {
+                            // Nothing is joined: remember, and the next session uses it.
+                            if let Err(End::Stop) = self.command(command, None).await {
+                                return;
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// One connection: join, catch up, then follow events until the connection ends. Returns
+    /// how it ended and whether the join succeeded.
+    async fn session(&mut self) -> (End, bool) {
+        let mut socket = match RealtimeSocket::connect(&self.config.api_url, &self.config.apikey, self.config.vsn).await
+        {
+            Ok(socket) => socket,
+            Err(e) => return (End::Lost(format!("connect: {e}")), false),
+        };
+        let join_ref = match self.join(&mut socket).await {
+            Ok(join_ref) => join_ref,
+            Err(reason) => return (End::Lost(reason), false),
+        };
+        if self.events.send(FeedEvent::Subscribed).await.is_err() {
+            return (End::Stop, true);
+        }
+        if self.last_seq.is_some() {
+            if let Err(end) = self.catch_up().await {
+                return (end, true);
+            }
+        }
+        let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let mut pending_heartbeat: Option<String> = None;
+        loop {
+            tokio::select! {
+                frame = socket.recv() => {
+                    let frame = match frame {
+                        Ok(Some(frame)) => frame,
+                        Ok(None) => return (End::Lost("the server closed the connection".into()), true),
+                        Err(e) => return (End::Lost(e.to_string()), true),
+                    };
+                    if frame.topic == "phoenix" {
+                        if frame.event == "phx_reply" && frame.msg_ref.is_some() && frame.msg_ref == pending_heartbeat {
+                            pending_heartbeat = None;
+                        }
+                        continue;
+                    }
+                    if frame.topic != self.topic {
+                        continue;
+                    }
+                    match frame.event.as_str() {
+                        "broadcast" => {
+                            if let Err(end) = self.on_broadcast(&frame).await {
+                                return (end, true);
+                            }
+                        }
+                        "phx_close" => return (End::Lost("the server closed the channel".into()), true),
+                        "system" if frame.payload.get("status").and_then(Value::as_str) == Some("error") => {
+                            let message = frame.payload.get("message").and_then(Value::as_str).unwrap_or("system error");
+                            return (End::Lost(message.to_owned()), true);
+                        }
+                        _ => {}
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if pending_heartbeat.is_some() {
+                        return (End::Lost("heartbeat timeout".into()), true);
+                    }
+                    match socket.push_heartbeat().await {
+                        Ok(msg_ref) => pending_heartbeat = Some(msg_ref),
+                        Err(e) => return (End::Lost(e.to_string()), true),
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => {
+                        socket.close().await;
+                        return (End::Stop, true);
+                    }
+                    Some(command) => {
+                        if let Err(end) = self.command(command, Some((&mut socket, &join_ref))).await {
+                            return (end, true);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn join(&mut self, socket: &mut RealtimeSocket) -> Result<String, String> {
+        let join_ref = socket
+            .push_join(&self.topic, private_join_payload(&self.config.token))
+            .await
+            .map_err(|e| format!("join: {e}"))?;
+        let reply = tokio::time::timeout(self.config.join_timeout, socket.await_reply(&join_ref))
+            .await
+            .map_err(|_| "join: no reply in time".to_owned())?
+            .map_err(|e: RealtimeError| format!("join: {e}"))?
+            .0;
+        match reply.payload.get("status").and_then(Value::as_str) {
+            Some("ok") => Ok(join_ref),
+            _ => {
+                let reason = reply.payload.pointer("/response/reason").and_then(Value::as_str).unwrap_or("refused");
+                Err(format!("join refused: {reason}"))
+            }
+        }
+    }
+
+    /// Handles a command; on a joined socket, pushes what the server must know.
+    async fn command(&mut self, command: Command, joined: Option<(&mut RealtimeSocket, &String)>) -> Result<(), End> {
+        match command {
+            Command::SetToken(token) => {
+                self.api.set_token(token.clone());
+                self.config.token = token.clone();
+                if let Some((socket, join_ref)) = joined {
+                    let topic = self.topic.clone();
+                    socket
+                        .push(&topic, join_ref, "access_token", json!({"access_token": token}))
+                        .await
+                        .map_err(|e| End::Lost(e.to_string()))?;
+                }
+            }
+            Command::SetBase(seq) => {
+                if self.last_seq.is_none() {
+                    self.set_last_seq(seq);
+                    if joined.is_some() {
+                        self.catch_up().await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_broadcast(&mut self, frame: &Frame) -> Result<(), End> {
+        let Some(event_name) = frame.payload.get("event").and_then(Value::as_str) else { return Ok(()) };
+        let payload = frame.payload.get("payload").cloned().unwrap_or(Value::Null);
+        let event = match ProjectEvent::parse(event_name, &payload) {
+            None => return Ok(()),
+            Some(Ok(event)) => event,
+            Some(Err(e)) => {
+                tracing::warn!(event = event_name, error = %e, "ignored a malformed project event");
+                return Ok(());
+            }
+        };
+        if self.last_seq.is_none() {
+            if self.buffer.len() >= self.config.buffer_limit {
+                self.buffer.clear();
+            }
+            self.buffer.push(event);
+            return Ok(());
+        }
+        self.apply(event).await
+    }
+
+    /// Applies one event at or after the base: in order, or through a catch-up.
+    async fn apply(&mut self, event: ProjectEvent) -> Result<(), End> {
+        let last = self.last_seq.unwrap_or(0);
+        let seq = event.seq();
+        if seq <= last {
+            return Ok(());
+        }
+        if seq > last + 1 {
+            return self.catch_up().await;
+        }
+        let change = match event {
+            ProjectEvent::Update(update) if !update.content_omitted && update.content.is_some() => FileChange::Write {
+                path: update.file_path,
+                file_type: update.file_type,
+                content: update.content,
+                content_hash: Some(update.content_hash),
+                version: update.version,
+            },
+            ProjectEvent::Delete(delete) => FileChange::Delete { path: delete.file_path, version: delete.version },
+            // Content left out of the event, or a bulk: fetch what changed.
+            ProjectEvent::Update(_) | ProjectEvent::Bulk(_) => return self.catch_up().await,
+        };
+        self.deliver(seq, vec![change], ChangeSource::Live).await
+    }
+
+    /// Fetches every change after `last_seq`, delivers them as one batch, then applies what was
+    /// buffered.
+    async fn catch_up(&mut self) -> Result<(), End> {
+        let last = self.last_seq.unwrap_or(0);
+        let changes = self
+            .api
+            .list_changes_since(self.config.project, last)
+            .await
+            .map_err(|e| End::Lost(format!("catch up from seq {last}: {e}")))?;
+        if changes.seq > last {
+            let batch = changes.changes.into_iter().map(FileChange::from_change).collect();
+            self.deliver(changes.seq, batch, ChangeSource::CatchUp).await?;
+        }
+        let buffered = std::mem::take(&mut self.buffer);
+        for event in buffered {
+            Box::pin(self.apply(event)).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&mut self, seq: i64, changes: Vec<FileChange>, source: ChangeSource) -> Result<(), End> {
+        self.set_last_seq(seq);
+        self.events.send(FeedEvent::Changes { seq, changes, source }).await.map_err(|_| End::Stop)
+    }
+
+    fn set_last_seq(&mut self, seq: i64) {
+        // Architecture invariant: a consumer's last_seq never goes backwards.
+        assert!(self.last_seq.is_none_or(|last| seq >= last), "last_seq went backwards: {:?} -> {seq}", self.last_seq);
+        self.last_seq = Some(seq);
+        let _ = self.seq_tx.send(Some(seq));
+    }
+}

@@ -1,0 +1,127 @@
+//! The server-authored Realtime events on `realtime:project:{uuid}` (DESIGN §7), and the file
+//! changes a consumer applies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `file:update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileUpdate {
+    pub file_path: String,
+    pub file_type: String,
+    /// `None` when the content was above the inline limit (`content_omitted`).
+    pub content: Option<String>,
+    #[serde(default)]
+    pub content_omitted: bool,
+    pub content_hash: String,
+    pub version: i32,
+    pub seq: i64,
+    pub timestamp: String,
+}
+
+/// `file:delete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDelete {
+    pub file_path: String,
+    pub version: i32,
+    pub seq: i64,
+    pub timestamp: String,
+}
+
+/// `bulk:apply`: the files of one bulk write; contents come from `list_changes_since(seq - 1)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkApply {
+    pub seq: i64,
+    pub files: Vec<BulkFile>,
+    pub timestamp: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkFile {
+    pub file_path: String,
+    pub version: i32,
+    pub content_hash: Option<String>,
+    pub deleted: bool,
+}
+
+/// One project event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectEvent {
+    Update(FileUpdate),
+    Delete(FileDelete),
+    Bulk(BulkApply),
+}
+
+impl ProjectEvent {
+    pub const UPDATE: &'static str = "file:update";
+    pub const DELETE: &'static str = "file:delete";
+    pub const BULK: &'static str = "bulk:apply";
+
+    /// Parses an event by its broadcast name; `None` for names that are not project events.
+    pub fn parse(event: &str, payload: &Value) -> Option<Result<ProjectEvent, serde_json::Error>> {
+        let parsed = match event {
+            Self::UPDATE => serde_json::from_value(payload.clone()).map(ProjectEvent::Update),
+            Self::DELETE => serde_json::from_value(payload.clone()).map(ProjectEvent::Delete),
+            Self::BULK => serde_json::from_value(payload.clone()).map(ProjectEvent::Bulk),
+            _ => return None,
+        };
+        Some(parsed)
+    }
+
+    pub fn seq(&self) -> i64 {
+        match self {
+            ProjectEvent::Update(e) => e.seq,
+            ProjectEvent::Delete(e) => e.seq,
+            ProjectEvent::Bulk(e) => e.seq,
+        }
+    }
+}
+
+/// One file's change, as a consumer applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileChange {
+    Write { path: String, file_type: String, content: Option<String>, content_hash: Option<String>, version: i32 },
+    Delete { path: String, version: i32 },
+}
+
+impl FileChange {
+    pub fn path(&self) -> &str {
+        match self {
+            FileChange::Write { path, .. } | FileChange::Delete { path, .. } => path,
+        }
+    }
+
+    /// The change a `list_changes_since` row stands for.
+    pub fn from_change(change: crate::api::Change) -> FileChange {
+        if change.deleted {
+            FileChange::Delete { path: change.file_path, version: change.version }
+        } else {
+            FileChange::Write {
+                path: change.file_path,
+                file_type: change.file_type,
+                content: change.content,
+                content_hash: change.content_hash,
+                version: change.version,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_the_three_events() {
+        let update = json!({"file_path": "a", "file_type": "text", "content": "x", "content_omitted": false,
+            "content_hash": "h", "version": 1, "seq": 4, "timestamp": "t", "id": "injected by realtime.send"});
+        assert_eq!(ProjectEvent::parse("file:update", &update).unwrap().unwrap().seq(), 4);
+        let delete = json!({"file_path": "a", "version": 2, "seq": 5, "timestamp": "t"});
+        assert!(matches!(ProjectEvent::parse("file:delete", &delete), Some(Ok(ProjectEvent::Delete(_)))));
+        let bulk = json!({"seq": 6, "files": [{"file_path": "a", "version": 3, "content_hash": null, "deleted": true}], "timestamp": "t"});
+        assert!(matches!(ProjectEvent::parse("bulk:apply", &bulk), Some(Ok(ProjectEvent::Bulk(_)))));
+        assert!(ProjectEvent::parse("cursor", &json!({})).is_none());
+        assert!(ProjectEvent::parse("file:update", &json!({"seq": "x"})).unwrap().is_err());
+    }
+}
