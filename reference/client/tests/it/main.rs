@@ -1,6 +1,7 @@
 //! The client against the real reference server and PostgreSQL, and its retry policy against a
 //! scripted HTTP peer.
 
+mod feed;
 mod retries;
 mod rpcs;
 mod store;
