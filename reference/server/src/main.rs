@@ -45,6 +45,17 @@ enum Command {
     },
 }
 
+/// Prints a line to stdout, ignoring a closed stdout: the server must not die because whoever
+/// started it stopped reading.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($arg)*);
+        let _ = out.flush();
+    }};
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -77,9 +88,9 @@ fn mint(config: &Config, sub: Option<String>, role: &str, ttl: u64, extra: &[Str
 async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
     let database = bootstrap::resolve(config.database_url.clone(), &config.state_dir).await?;
     match &database.source {
-        Source::Url => println!("Database: {} (DATABASE_URL)", bootstrap::redact(&database.url)),
-        Source::Machine => println!("Database: {} (the PostgreSQL on {})", database.url, bootstrap::MACHINE_ADDR),
-        Source::Private(cluster) => println!(
+        Source::Url => say!("Database: {} (DATABASE_URL)", bootstrap::redact(&database.url)),
+        Source::Machine => say!("Database: {} (the PostgreSQL on {})", database.url, bootstrap::MACHINE_ADDR),
+        Source::Private(cluster) => say!(
             "Database: {} (no DATABASE_URL and nothing on {}: started a private PostgreSQL in {})",
             database.url,
             bootstrap::MACHINE_ADDR,
@@ -89,10 +100,10 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
     let store = PgStore::connect(&database.url).await?;
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("listen on {addr}"))?;
     let local = listener.local_addr()?;
-    println!("API URL: http://{local}");
-    println!("anon key: {}", config::anon_key(&config.jwt_secret));
-    println!("service_role key: {}", config::service_role_key(&config.jwt_secret));
-    println!(
+    say!("API URL: http://{local}");
+    say!("anon key: {}", config::anon_key(&config.jwt_secret));
+    say!("service_role key: {}", config::service_role_key(&config.jwt_secret));
+    say!(
         "JWT secret: {}",
         if config.jwt_secret_is_default {
             "development default (FSYNC_JWT_SECRET is unset)"

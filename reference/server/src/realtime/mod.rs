@@ -62,6 +62,8 @@ pub fn flag(value: Option<String>) -> bool {
 
 /// Hard cap on one WebSocket message; beyond it the connection itself fails.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The read buffer a socket starts with (it grows for larger frames).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// `GET /realtime/v1/websocket?apikey=..&vsn=..`: checks the key the way Supabase does before the
 /// upgrade (errors are HTTP responses `{"error": ...}`), then runs the socket.
@@ -87,6 +89,10 @@ pub async fn websocket<S: Store>(
     upgrade
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        // tungstenite's 128 KiB defaults cost 250 KiB per idle socket; frames are written out
+        // at once anyway (the writer flushes each one).
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
         .on_upgrade(move |ws| socket::run(ws, state, vsn, auth, config))
 }
 
