@@ -25,6 +25,16 @@ pub struct SocketOut {
     reason: Arc<Mutex<Option<(&'static str, String)>>>,
 }
 
+/// Why a socket was kicked, once it is.
+pub struct KickReason(Arc<Mutex<Option<(&'static str, String)>>>);
+
+impl KickReason {
+    /// (`system` status, message).
+    pub fn get(&self) -> Option<(&'static str, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// What the writer of a kicked socket tells the client.
 pub fn slow_consumer_message(capacity: usize) -> String {
     format!("Disconnected: this client fell {capacity} messages behind; reconnect and catch up by seq")
@@ -60,9 +70,10 @@ impl SocketOut {
         }
     }
 
-    /// Why the socket was kicked.
-    pub fn kick_reason(&self) -> Option<(&'static str, String)> {
-        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Where the kick reason will be: the writer holds this, not the sender (holding a sender
+    /// would keep the queue open after the reader is gone).
+    pub fn kick_reason(&self) -> KickReason {
+        KickReason(self.reason.clone())
     }
 
     pub fn is_kicked(&self) -> bool {

@@ -2,7 +2,7 @@
 //! leaves, token refreshes, client broadcasts) and a writer that drains the socket's bounded
 //! queue. Every reply and delivery goes through the queue, in order.
 
-use super::hub::{SocketId, SocketOut, Subscription};
+use super::hub::{KickReason, SocketId, SocketOut, Subscription};
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::app::AppState;
 use crate::store::{RealtimeMessage, Store};
@@ -47,7 +47,7 @@ pub(super) async fn run<S: Store>(
     let joined: Joined = Arc::default();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     state.hub.register(id, out.clone());
-    let writer = tokio::spawn(write_loop(sink, queue, kick, out.clone(), joined.clone(), vsn, done_tx));
+    let writer = tokio::spawn(write_loop(sink, queue, kick, out.kick_reason(), joined.clone(), vsn, done_tx));
     let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new() };
     socket.read_loop(stream, done_rx).await;
     let topics: Vec<String> = socket.channels.keys().cloned().collect();
@@ -60,7 +60,7 @@ async fn write_loop(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut queue: tokio::sync::mpsc::Receiver<Arc<str>>,
     kick: Arc<tokio::sync::Notify>,
-    out: SocketOut,
+    reason: KickReason,
     joined: Joined,
     vsn: Vsn,
     done: tokio::sync::watch::Sender<bool>,
@@ -71,7 +71,7 @@ async fn write_loop(
             _ = kick.notified() => {
                 // Too slow for its queue, or the server is going away: tell each channel why,
                 // then hang up. The client reconnects and catches up by seq.
-                let (status, message) = out.kick_reason().unwrap_or(("error", "Disconnected".to_owned()));
+                let (status, message) = reason.get().unwrap_or(("error", "Disconnected".to_owned()));
                 let channels: Vec<(String, Option<String>)> =
                     joined.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, j)| (t.clone(), j.clone())).collect();
                 let mut frames: Vec<Frame> = channels

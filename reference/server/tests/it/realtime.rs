@@ -380,6 +380,15 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     assert_eq!((event.as_str(), payload), ("cursor", json!({"x": 7})));
     assert_eq!(next_broadcast(&mut sender, Duration::from_millis(300)).await, None, "self: false");
 
+    // realtime-js under 2.0.0 sends `channel.send()` as a binary kind-3 frame: relayed the same.
+    let mut frame = vec![3u8, sender_ref.len() as u8, 2, topic(project).len() as u8, 4, 0, 1];
+    for part in [sender_ref.as_bytes(), b"99", topic(project).as_bytes(), b"draw", br#"{"y":2}"#] {
+        frame.extend_from_slice(part);
+    }
+    sender.send_binary(frame).await.unwrap();
+    let (event, payload) = next_broadcast(&mut receiver, WAIT).await.expect("a binary push, relayed");
+    assert_eq!((event.as_str(), payload), ("draw", json!({"y": 2})));
+
     let push = viewer_socket
         .push(&topic(project), &viewer_ref, "broadcast", json!({"type": "broadcast", "event": "cursor", "payload": {}}))
         .await
@@ -400,4 +409,21 @@ async fn a_server_going_away_tells_its_sockets() {
     assert_eq!(system.payload["message"], "Server requested disconnect");
     assert_eq!(next_frame(&mut socket, WAIT).await.unwrap().event, "phx_close");
     assert!(next_frame(&mut socket, WAIT).await.is_none(), "then the connection closes");
+}
+
+#[tokio::test]
+async fn an_idle_socket_is_closed() {
+    let config = RealtimeConfig { idle_timeout: Duration::from_millis(300), ..RealtimeConfig::default() };
+    let app = fsync_testkit::spawn_app_with(config).await;
+    let mut socket = connect(&app, Vsn::V2).await;
+    // Heartbeats keep it open...
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let hb = socket.push_heartbeat().await.unwrap();
+        socket.await_reply(&hb).await.unwrap();
+    }
+    // ...silence closes it.
+    let started = std::time::Instant::now();
+    assert!(next_frame(&mut socket, WAIT).await.is_none());
+    assert!(started.elapsed() < Duration::from_secs(2), "closed by the idle timeout, not the wait");
 }
