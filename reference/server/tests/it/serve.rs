@@ -19,12 +19,11 @@ async fn drop_database(name: &str) {
     client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
 }
 
-#[tokio::test]
-async fn serve_creates_its_database_migrates_and_prints_the_keys() {
-    let (url, name) = missing_database_url();
+/// Starts `fsync-reference serve` on `url` and returns it with the lines it printed.
+fn start_serve(url: &str) -> (std::process::Child, Vec<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fsync-reference"))
         .args(["serve", "--addr", "127.0.0.1:0"])
-        .env("DATABASE_URL", &url)
+        .env("DATABASE_URL", url)
         .env_remove("FSYNC_JWT_SECRET")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -38,6 +37,87 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
             _ => break,
         }
     }
+    std::thread::spawn(move || for _ in lines {});
+    (child, printed)
+}
+
+fn printed_value(printed: &[String], prefix: &str) -> String {
+    printed
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no {prefix:?} in {printed:?}"))
+}
+
+#[tokio::test]
+async fn two_server_processes_on_one_database_deliver_each_others_writes() {
+    use fsync_client::realtime::RealtimeSocket;
+    use fsync_protocol::realtime::Vsn;
+    let db = fsync_testkit::TestDb::migrated().await.unwrap();
+    let (mut first, printed_first) = start_serve(&db.url);
+    let (mut second, printed_second) = start_serve(&db.url);
+    let urls = [printed_value(&printed_first, "API URL: "), printed_value(&printed_second, "API URL: ")];
+    let anon = printed_value(&printed_first, "anon key: ");
+
+    let owner = uuid::Uuid::new_v4();
+    let client = db.connect().await.unwrap();
+    client.execute("INSERT INTO public.user_profiles (id) VALUES ($1)", &[&owner]).await.unwrap();
+    let project: uuid::Uuid = client
+        .query_one("INSERT INTO public.projects (name, owner_id) VALUES ('p', $1) RETURNING id", &[&owner])
+        .await
+        .unwrap()
+        .get(0);
+    let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
+    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_protocol::jwt::now_s(), 600);
+    claims.insert("sub".into(), serde_json::json!(owner));
+    let token = fsync_protocol::jwt::sign(&secret, &claims);
+    let topic = format!("realtime:project:{project}");
+
+    let mut sockets = Vec::new();
+    for url in &urls {
+        let mut socket = RealtimeSocket::connect(url, &anon, Vsn::V2).await.unwrap();
+        let join_ref = socket
+            .push_join(&topic, serde_json::json!({"config": {"private": true}, "access_token": token}))
+            .await
+            .unwrap();
+        let (reply, _) = socket.await_reply(&join_ref).await.unwrap();
+        assert_eq!(reply.payload["status"], "ok");
+        sockets.push(socket);
+    }
+    for (seq, url) in urls.iter().enumerate() {
+        let response = reqwest::Client::new()
+            .post(format!("{url}/rest/v1/rpc/upsert_project_file"))
+            .header("apikey", &anon)
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"project_uuid": project, "p_file_path": "a.txt", "p_content": url, "p_file_type": "text"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        for socket in &mut sockets {
+            let frame = loop {
+                let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if frame.event == "broadcast" {
+                    break frame;
+                }
+            };
+            assert_eq!(frame.payload["payload"]["seq"], seq as i64 + 1, "a write through either process reaches both");
+        }
+    }
+    for child in [&mut first, &mut second] {
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[tokio::test]
+async fn serve_creates_its_database_migrates_and_prints_the_keys() {
+    let (url, name) = missing_database_url();
+    let (mut child, printed) = start_serve(&url);
     let find = |prefix: &str| printed.iter().find_map(|l| l.strip_prefix(prefix)).map(str::to_owned);
     let api = find("API URL: ").unwrap_or_else(|| panic!("no API URL line in {printed:?}"));
     let anon = find("anon key: ").expect("anon key line");
