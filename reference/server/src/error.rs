@@ -1,7 +1,8 @@
 //! API errors in PostgREST's shape: a JSON body `{code, message, details, hint}` and the HTTP
 //! status PostgREST derives from the SQLSTATE (or from its own `PGRSTxxx` codes).
 
-use axum::http::{header, HeaderValue, StatusCode};
+pub use axum::http::StatusCode;
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use fsync_protocol::api::ErrorBody;
 

@@ -305,7 +305,8 @@ BEGIN
     SELECT f.file_path, f.file_type, f.content, f.content_hash, f.version, f.updated_at, f.seq
     FROM public.project_files f
     WHERE f.project_id = project_uuid AND f.is_current_version AND NOT f.is_deleted
-    ORDER BY f.file_path;
+    -- Byte order, whatever the database's locale: consumers get the same order everywhere.
+    ORDER BY f.file_path COLLATE "C";
 END
 $$;
 
@@ -506,7 +507,7 @@ BEGIN
   SELECT coalesce(jsonb_agg(jsonb_build_object(
            'file_path', c.file_path, 'file_type', c.file_type, 'content', c.content,
            'content_hash', c.content_hash, 'version', c.version, 'deleted', c.is_deleted,
-           'seq', c.seq) ORDER BY c.seq, c.file_path), '[]'::jsonb)
+           'seq', c.seq) ORDER BY c.seq, c.file_path COLLATE "C"), '[]'::jsonb)
   INTO v_changes
   FROM (
     SELECT DISTINCT ON (f.file_path) f.*

@@ -1,0 +1,170 @@
+//! An executable model of the fsync SQL API: the whole read/write API (versions, tombstones,
+//! compare-and-set, no-op writes, `seq`, bulk atomicity, `list_changes_since`, membership and
+//! roles, the validation errors) in memory, behind the same [`Store`] trait through which the
+//! server reaches PostgreSQL — so the reference server runs on either, and the simulator can run
+//! it with no database.
+//!
+//! The model is only worth trusting because the differential property tests
+//! (`tests/it/differential.rs`) hold it to PostgreSQL: same results, same errors, same final
+//! state, for random operation sequences.
+
+pub mod args;
+mod read;
+pub mod state;
+
+use fsync_reference::auth::RequestAuth;
+use fsync_reference::error::ApiError;
+use fsync_reference::store::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use state::{Caller, Outcome, State};
+use std::sync::Mutex;
+use tokio::sync::mpsc;
+
+/// Messages buffered for one listener.
+const LISTEN_QUEUE: usize = 4096;
+
+/// The in-memory store.
+#[derive(Default)]
+pub struct MemStore {
+    state: Mutex<State>,
+    listeners: Mutex<Vec<mpsc::Sender<RealtimeMessage>>>,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        MemStore::default()
+    }
+
+    /// Changes the state directly (tests seed users and projects with known ids this way).
+    pub fn seed(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+    }
+
+    /// A copy of the whole state.
+    pub fn snapshot(&self) -> State {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands committed messages to every listener, in commit order (called under the state lock).
+    fn deliver(&self, messages: Vec<RealtimeMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        listeners.retain(|tx| !tx.is_closed());
+        for message in messages {
+            for tx in listeners.iter() {
+                // A listener that fell 4,096 messages behind loses messages, as a LISTEN
+                // connection that drops does; consumers notice the seq gap.
+                let _ = tx.try_send(message.clone());
+            }
+        }
+    }
+
+    /// Runs one RPC against the state; the same dispatch the server's PostgreSQL store does by name.
+    pub fn call(&self, auth: &RequestAuth, call: &RpcCall) -> Result<RpcOutput, ApiError> {
+        let signature = args::resolve(&call.function, &call.args)?;
+        if auth.role == "anon" {
+            return Err(ApiError::from_sqlstate(
+                "42501",
+                &format!("permission denied for function {}", signature.name),
+                None,
+                None,
+                true,
+            ));
+        }
+        let writes = !matches!(signature.name, "list_current_files" | "list_changes_since");
+        if call.read_only && writes {
+            return Err(ApiError::from_sqlstate(
+                "25006",
+                "cannot execute SELECT FOR UPDATE in a read-only transaction",
+                None,
+                None,
+                true,
+            ));
+        }
+        let a = args::bind(signature, &call.args)?;
+        let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
+        let mut state = self.lock();
+        let Outcome { result, messages } = match signature.name {
+            "upsert_project_file" => state.upsert_project_file(
+                &caller,
+                a.uuid("project_uuid"),
+                a.text("p_file_path").as_deref(),
+                a.text("p_content").as_deref(),
+                a.text("p_file_type").as_deref(),
+                a.int("expected_version"),
+            ),
+            "delete_project_file" => state.delete_project_file(
+                &caller,
+                a.uuid("project_uuid"),
+                a.text("p_file_path").as_deref(),
+                a.int("expected_version"),
+            ),
+            "list_current_files" => state.list_current_files(&caller, a.uuid("project_uuid")),
+            "bulk_upsert_project_files" => {
+                state.bulk_upsert_project_files(&caller, a.uuid("project_uuid"), a.jsonb("files").as_ref())
+            }
+            "list_changes_since" => state.list_changes_since(&caller, a.uuid("project_uuid"), a.bigint("since_seq")),
+            "ensure_user_profile" => {
+                state.ensure_user_profile(&caller, a.uuid("p_user_id"), a.text("p_email"), a.text("p_display_name"))
+            }
+            "create_project" => state.create_project(&caller, a.text("p_name"), a.uuid("p_owner")),
+            "add_project_member" => {
+                state.add_project_member(&caller, a.uuid("project_uuid"), a.uuid("p_user_id"), a.text("p_role"))
+            }
+            "remove_project_member" => {
+                state.remove_project_member(&caller, a.uuid("project_uuid"), a.uuid("p_user_id"))
+            }
+            other => unreachable!("{other} has a signature but no implementation"),
+        }?;
+        self.deliver(messages);
+        drop(state);
+        Ok(RpcOutput::Json(result.to_string()))
+    }
+}
+
+impl Store for MemStore {
+    async fn rpc(&self, auth: &RequestAuth, call: RpcCall) -> Result<RpcOutput, ApiError> {
+        self.call(auth, &call)
+    }
+
+    async fn read(&self, auth: &RequestAuth, query: ReadQuery) -> Result<ReadOutput, ApiError> {
+        read::read(&self.lock(), auth, &query)
+    }
+
+    async fn authorize_topic(&self, auth: &RequestAuth, topic: &str) -> Result<TopicAccess, ApiError> {
+        let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
+        let (read, write) = self.lock().topic_access(&caller, topic);
+        Ok(TopicAccess { read, write })
+    }
+
+    async fn publish(&self, auth: &RequestAuth, message: &RealtimeMessage) -> Result<(), ApiError> {
+        let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
+        let state = self.lock();
+        if message.private && !state.topic_access(&caller, &message.topic).1 {
+            return Err(ApiError::from_sqlstate(
+                "42501",
+                "new row violates row-level security policy for table \"messages\"",
+                None,
+                None,
+                true,
+            ));
+        }
+        self.deliver(vec![message.clone()]);
+        Ok(())
+    }
+
+    async fn listen(&self) -> Result<mpsc::Receiver<RealtimeMessage>, ApiError> {
+        let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        Ok(rx)
+    }
+
+    async fn health(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,389 @@
+//! Differential state-machine test: random operation sequences run against PostgreSQL and the
+//! model must agree on every result (value or error) and on the final history and events.
+//! Failing sequences shrink to minimal ones; proptest saves them under `proptest-regressions/`
+//! and replays them first on every run.
+
+use crate::{both, cases, model_history, normalize, pg_events, pg_history, shared, Seen, Who, World, EVERYONE};
+use fsync_reference::store::{Filter, FilterOp, OrderTerm, ReadQuery, Store};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
+use serde_json::{json, Value};
+use tokio::sync::mpsc::Receiver;
+
+const PATHS: &[&str] = &["a.txt", "src/b.ts", "src/c/d.json", "e.md"];
+const BAD_PATHS: &[&str] = &["", "../x", "/abs", "a//b", "x\\y", "a\u{1}b", "./a", "a/"];
+const CONTENTS: &[&str] = &["", "one", "two", "three"];
+const TYPES: &[&str] = &["text", "typescript", "markdown"];
+
+#[derive(Debug, Clone)]
+enum PathGen {
+    Good(usize),
+    Bad(usize),
+}
+
+#[derive(Debug, Clone)]
+enum ContentGen {
+    Pool(usize),
+    /// Above the inline event limit: the event omits it.
+    Large(usize),
+    Null,
+}
+
+#[derive(Debug, Clone)]
+enum TypeGen {
+    Pool(usize),
+    Unknown,
+    Null,
+}
+
+#[derive(Debug, Clone)]
+enum ExpectedGen {
+    Absent,
+    Null,
+    Zero,
+    /// The head's version as the model sees it (likely to succeed).
+    Head,
+    /// One less than the head (stale).
+    Stale,
+    Fixed(i32),
+}
+
+#[derive(Debug, Clone)]
+enum EntryGen {
+    Upsert { path: PathGen, content: ContentGen, file_type: TypeGen, expected: ExpectedGen },
+    Delete { path: PathGen, expected: ExpectedGen },
+    UnknownKey,
+    NotObject,
+    ExpectedAsString,
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Upsert { who: Who, path: PathGen, content: ContentGen, file_type: TypeGen, expected: ExpectedGen },
+    Delete { who: Who, path: PathGen, expected: ExpectedGen },
+    Bulk { who: Who, entries: Vec<EntryGen>, duplicate: bool },
+    ListCurrent { who: Who },
+    ChangesSince { who: Who, since: i64 },
+    Read { who: Who },
+    SetRole { target: Who, role: &'static str },
+    Remove { target: Who },
+    Raw { who: Who, case: usize },
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    prop_oneof![
+        6 => Just(Who::Owner),
+        4 => Just(Who::Editor),
+        2 => Just(Who::Viewer),
+        1 => Just(Who::Stranger),
+        1 => Just(Who::Container),
+        1 => Just(Who::OtherContainer),
+        1 => Just(Who::Service),
+        1 => Just(Who::Anon),
+    ]
+}
+
+fn path() -> impl Strategy<Value = PathGen> {
+    prop_oneof![10 => (0..PATHS.len()).prop_map(PathGen::Good), 1 => (0..BAD_PATHS.len()).prop_map(PathGen::Bad)]
+}
+
+fn content() -> impl Strategy<Value = ContentGen> {
+    prop_oneof![12 => (0..CONTENTS.len()).prop_map(ContentGen::Pool), 1 => (0..2usize).prop_map(ContentGen::Large), 1 => Just(ContentGen::Null)]
+}
+
+fn file_type() -> impl Strategy<Value = TypeGen> {
+    prop_oneof![12 => (0..TYPES.len()).prop_map(TypeGen::Pool), 1 => Just(TypeGen::Unknown), 1 => Just(TypeGen::Null)]
+}
+
+fn expected() -> impl Strategy<Value = ExpectedGen> {
+    prop_oneof![
+        3 => Just(ExpectedGen::Absent),
+        1 => Just(ExpectedGen::Null),
+        2 => Just(ExpectedGen::Zero),
+        4 => Just(ExpectedGen::Head),
+        2 => Just(ExpectedGen::Stale),
+        1 => (-1..5i32).prop_map(ExpectedGen::Fixed),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = EntryGen> {
+    prop_oneof![
+        8 => (path(), content(), file_type(), expected())
+            .prop_map(|(path, content, file_type, expected)| EntryGen::Upsert { path, content, file_type, expected }),
+        3 => (path(), expected()).prop_map(|(path, expected)| EntryGen::Delete { path, expected }),
+        1 => Just(EntryGen::UnknownKey),
+        1 => Just(EntryGen::NotObject),
+        1 => Just(EntryGen::ExpectedAsString),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        10 => (who(), path(), content(), file_type(), expected())
+            .prop_map(|(who, path, content, file_type, expected)| Op::Upsert { who, path, content, file_type, expected }),
+        4 => (who(), path(), expected()).prop_map(|(who, path, expected)| Op::Delete { who, path, expected }),
+        3 => (who(), prop::collection::vec(entry(), 0..5), prop::bool::weighted(0.1))
+            .prop_map(|(who, entries, duplicate)| Op::Bulk { who, entries, duplicate }),
+        2 => who().prop_map(|who| Op::ListCurrent { who }),
+        2 => (who(), -1..12i64).prop_map(|(who, since)| Op::ChangesSince { who, since }),
+        1 => who().prop_map(|who| Op::Read { who }),
+        1 => (prop_oneof![Just(Who::Editor), Just(Who::Viewer), Just(Who::Stranger), Just(Who::Owner)],
+              prop_oneof![Just("editor"), Just("viewer"), Just("owner")])
+            .prop_map(|(target, role)| Op::SetRole { target, role }),
+        1 => prop_oneof![Just(Who::Editor), Just(Who::Viewer), Just(Who::Owner)].prop_map(|target| Op::Remove { target }),
+        2 => (who(), 0..RAW_CASES).prop_map(|(who, case)| Op::Raw { who, case }),
+    ]
+}
+
+const RAW_CASES: usize = 10;
+
+/// Malformed, missing and mistyped arguments.
+fn raw(world: &World, case: usize) -> (&'static str, Value) {
+    let p = world.project;
+    match case {
+        0 => (
+            "upsert_project_file",
+            json!({"project_uuid": "not-a-uuid", "p_file_path": "a.txt", "p_content": "x", "p_file_type": "text"}),
+        ),
+        1 => (
+            "upsert_project_file",
+            json!({"project_uuid": p, "p_file_path": "a.txt", "p_content": "x", "p_file_type": "text", "expected_version": "two"}),
+        ),
+        2 => (
+            "upsert_project_file",
+            json!({"project_uuid": p, "p_file_path": "a.txt", "p_content": "x", "p_file_type": "text", "expected_version": 99_999_999_999i64}),
+        ),
+        3 => ("upsert_project_file", json!({"project_uuid": p, "p_file_path": "a.txt"})),
+        4 => (
+            "upsert_project_file",
+            json!({"project_uuid": p, "p_file_path": "a\u{0}b", "p_content": "x", "p_file_type": "text"}),
+        ),
+        5 => (
+            "upsert_project_file",
+            json!({"project_uuid": p, "p_file_path": "a.txt", "p_content": 5, "p_file_type": "text", "expected_version": "1"}),
+        ),
+        6 => ("bulk_upsert_project_files", json!({"project_uuid": p, "files": "nope"})),
+        7 => ("bulk_upsert_project_files", json!({"project_uuid": p, "files": []})),
+        8 => ("no_such_function", json!({})),
+        _ => ("list_changes_since", json!({"project_uuid": null, "since_seq": 0})),
+    }
+}
+
+fn expected_value(world: &World, path: &str, e: &ExpectedGen) -> Option<Value> {
+    let head = world
+        .model
+        .snapshot()
+        .files
+        .get(&(world.project, path.to_owned()))
+        .and_then(|rows| rows.last().map(|r| r.version))
+        .unwrap_or(0);
+    match e {
+        ExpectedGen::Absent => None,
+        ExpectedGen::Null => Some(Value::Null),
+        ExpectedGen::Zero => Some(json!(0)),
+        ExpectedGen::Head => Some(json!(head)),
+        ExpectedGen::Stale => Some(json!(head - 1)),
+        ExpectedGen::Fixed(v) => Some(json!(v)),
+    }
+}
+
+fn path_value(p: &PathGen) -> &'static str {
+    match p {
+        PathGen::Good(i) => PATHS[*i],
+        PathGen::Bad(i) => BAD_PATHS[*i],
+    }
+}
+
+fn content_value(c: &ContentGen) -> Value {
+    match c {
+        ContentGen::Pool(i) => json!(CONTENTS[*i]),
+        ContentGen::Large(i) => json!(format!("{i}").repeat(fsync_protocol::limits::MAX_INLINE_EVENT_BYTES + 1)),
+        ContentGen::Null => Value::Null,
+    }
+}
+
+fn type_value(t: &TypeGen) -> Value {
+    match t {
+        TypeGen::Pool(i) => json!(TYPES[*i]),
+        TypeGen::Unknown => json!("exe"),
+        TypeGen::Null => Value::Null,
+    }
+}
+
+/// The user a role change targets.
+fn target_user(world: &World, who: Who) -> uuid::Uuid {
+    match who {
+        Who::Owner => world.owner,
+        Who::Editor => world.editor,
+        Who::Viewer => world.viewer,
+        _ => world.stranger,
+    }
+}
+
+/// Runs one op on both stores and returns a description and both outcomes.
+async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
+    let pg = &shared().pg;
+    let p = world.project;
+    let (label, (a, b)) = match op {
+        Op::Upsert { who, path, content, file_type, expected } => {
+            let path = path_value(path);
+            let mut args = json!({"project_uuid": p, "p_file_path": path, "p_content": content_value(content), "p_file_type": type_value(file_type)});
+            if let Some(e) = expected_value(world, path, expected) {
+                args["expected_version"] = e;
+            }
+            (format!("{who:?} upsert {args}"), both(world, pg, *who, "upsert_project_file", args).await)
+        }
+        Op::Delete { who, path, expected } => {
+            let path = path_value(path);
+            let mut args = json!({"project_uuid": p, "p_file_path": path});
+            if let Some(e) = expected_value(world, path, expected) {
+                args["expected_version"] = e;
+            }
+            (format!("{who:?} delete {args}"), both(world, pg, *who, "delete_project_file", args).await)
+        }
+        Op::Bulk { who, entries, duplicate } => {
+            let mut files: Vec<Value> = entries
+                .iter()
+                .map(|e| match e {
+                    EntryGen::Upsert { path, content, file_type, expected } => {
+                        let path = path_value(path);
+                        let mut v = json!({"file_path": path, "file_type": type_value(file_type), "content": content_value(content)});
+                        if let Some(e) = expected_value(world, path, expected) {
+                            v["expected_version"] = e;
+                        }
+                        v
+                    }
+                    EntryGen::Delete { path, expected } => {
+                        let path = path_value(path);
+                        let mut v = json!({"file_path": path, "delete": true});
+                        if let Some(e) = expected_value(world, path, expected) {
+                            v["expected_version"] = e;
+                        }
+                        v
+                    }
+                    EntryGen::UnknownKey => json!({"file_path": "a.txt", "file_type": "text", "content": "x", "colour": 1, "zz": 2}),
+                    EntryGen::NotObject => json!(["a.txt"]),
+                    EntryGen::ExpectedAsString => json!({"file_path": "e.md", "file_type": "markdown", "content": "x", "expected_version": "1"}),
+                })
+                .collect();
+            if *duplicate {
+                if let Some(first) = files.first().cloned() {
+                    files.push(first);
+                }
+            }
+            let args = json!({"project_uuid": p, "files": files});
+            (format!("{who:?} bulk {args}"), both(world, pg, *who, "bulk_upsert_project_files", args).await)
+        }
+        Op::ListCurrent { who } => (
+            format!("{who:?} list_current_files"),
+            both(world, pg, *who, "list_current_files", json!({"project_uuid": p})).await,
+        ),
+        Op::ChangesSince { who, since } => (
+            format!("{who:?} list_changes_since {since}"),
+            both(world, pg, *who, "list_changes_since", json!({"project_uuid": p, "since_seq": since})).await,
+        ),
+        Op::Read { who } => {
+            let query = ReadQuery {
+                relation: "project_files_current".into(),
+                columns: None,
+                filters: vec![Filter {
+                    column: "project_id".into(),
+                    op: FilterOp::Eq,
+                    negated: false,
+                    values: vec![p.to_string()],
+                }],
+                order: vec![OrderTerm { column: "file_path".into(), descending: false, nulls_first: None }],
+                limit: None,
+                offset: None,
+            };
+            let auth = world.auth(*who);
+            let read = |r: Result<fsync_reference::store::ReadOutput, fsync_reference::error::ApiError>| {
+                crate::seen(r.map(|o| fsync_reference::store::RpcOutput::Json(o.rows_json)))
+            };
+            let a = read(pg.read(&auth, query.clone()).await);
+            let b = read(world.model.read(&auth, query).await);
+            (format!("{who:?} GET project_files_current"), (a, b))
+        }
+        Op::SetRole { target, role } => {
+            let args = json!({"project_uuid": p, "p_user_id": target_user(world, *target), "p_role": role});
+            (format!("owner sets {target:?} to {role}"), both(world, pg, Who::Owner, "add_project_member", args).await)
+        }
+        Op::Remove { target } => {
+            let args = json!({"project_uuid": p, "p_user_id": target_user(world, *target)});
+            (format!("owner removes {target:?}"), both(world, pg, Who::Owner, "remove_project_member", args).await)
+        }
+        Op::Raw { who, case } => {
+            let (function, args) = raw(world, *case);
+            (format!("{who:?} {function} {args}"), both(world, pg, *who, function, args).await)
+        }
+    };
+    (label, a, b)
+}
+
+fn drain(rx: &mut Receiver<fsync_reference::store::RealtimeMessage>) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    while let Ok(m) = rx.try_recv() {
+        if m.topic.starts_with("project:") {
+            out.push((m.event, normalize(serde_json::from_str(&m.payload_json).unwrap())));
+        }
+    }
+    out
+}
+
+async fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let shared = shared();
+    let world = World::new(&shared.db).await;
+    let mut model_events = world.model.listen().await.unwrap();
+    for (i, op) in ops.iter().enumerate() {
+        let (label, on_pg, on_model) = step(&world, op).await;
+        prop_assert_eq!(&on_pg, &on_model, "op {} ({}): PostgreSQL and the model disagree", i, label);
+    }
+    let (pg_rows, pg_seq) = pg_history(&shared.db, world.project).await;
+    let (model_rows, model_seq) = model_history(&world.model, world.project);
+    prop_assert_eq!(pg_seq, model_seq, "final project seq");
+    prop_assert_eq!(pg_rows, model_rows, "final history");
+    prop_assert_eq!(pg_events(&shared.db, world.project).await, drain(&mut model_events), "broadcasts");
+    Ok(())
+}
+
+#[test]
+fn postgres_and_the_model_agree_on_random_operation_sequences() {
+    let config = Config {
+        cases: cases(40),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        source_file: Some(file!()),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
+    let strategy = prop::collection::vec(op(), 1..30);
+    let result = runner.run(&strategy, |ops| shared().runtime.block_on(run_case(ops)));
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Every caller kind against every read and write, once: the access matrix agrees.
+#[test]
+fn postgres_and_the_model_agree_on_who_may_do_what() {
+    shared().runtime.block_on(async {
+        let world = World::new(&shared().db).await;
+        for who in EVERYONE {
+            for op in [
+                Op::Upsert {
+                    who,
+                    path: PathGen::Good(0),
+                    content: ContentGen::Pool(1),
+                    file_type: TypeGen::Pool(0),
+                    expected: ExpectedGen::Absent,
+                },
+                Op::ListCurrent { who },
+                Op::ChangesSince { who, since: 0 },
+                Op::Read { who },
+                Op::Delete { who, path: PathGen::Good(0), expected: ExpectedGen::Absent },
+            ] {
+                let (label, a, b) = step(&world, &op).await;
+                assert_eq!(a, b, "{label}");
+            }
+        }
+    });
+}
