@@ -6,16 +6,8 @@
 //   FSYNC_OWNER_TOKEN, FSYNC_STRANGER_TOKEN, FSYNC_CONTAINER_TOKEN
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from '@supabase/supabase-js';
-import ws from 'ws';
+import { clientFor, env } from './client.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through the Rust test (bash ci/test)`);
-  return value;
-};
-const url = env('FSYNC_API_URL');
-const anonKey = env('FSYNC_ANON_KEY');
 const project = env('FSYNC_PROJECT_ID');
 const otherProject = env('FSYNC_OTHER_PROJECT_ID');
 
@@ -23,11 +15,7 @@ const clients = [];
 // As Supabase's docs say for private channels: `await supabase.realtime.setAuth()` before
 // subscribing, so that the join carries the user's token.
 const as = async (token, vsn) => {
-  const client = createClient(url, anonKey, {
-    accessToken: async () => token,
-    auth: { persistSession: false },
-    realtime: { transport: ws, ...(vsn ? { vsn } : {}) },
-  });
+  const client = clientFor(token, vsn);
   clients.push(client);
   await client.realtime.setAuth();
   return client;

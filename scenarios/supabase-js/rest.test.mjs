@@ -5,26 +5,10 @@
 //   FSYNC_OWNER_TOKEN, FSYNC_VIEWER_TOKEN, FSYNC_STRANGER_TOKEN
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createClient } from '@supabase/supabase-js';
-import ws from 'ws';
+import { clientFor, env } from './client.mjs';
 
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set: run this through the Rust test (bash ci/test)`);
-  return value;
-};
-const url = env('FSYNC_API_URL');
-const anonKey = env('FSYNC_ANON_KEY');
 const project = env('FSYNC_PROJECT_ID');
-
-// supabase-js with a third-party token: the same callback feeds REST and Realtime. Node 20 has
-// no native WebSocket, so realtime-js is given `ws` as its transport.
-const as = (token) =>
-  createClient(url, anonKey, {
-    accessToken: async () => token,
-    auth: { persistSession: false },
-    realtime: { transport: ws },
-  });
+const as = (token) => clientFor(token);
 const owner = as(env('FSYNC_OWNER_TOKEN'));
 const viewer = as(env('FSYNC_VIEWER_TOKEN'));
 const stranger = as(env('FSYNC_STRANGER_TOKEN'));

@@ -4,7 +4,7 @@
 
 use crate::state::{Access, Caller, State};
 use fsync_reference::auth::RequestAuth;
-use fsync_reference::error::{ApiError, StatusCode};
+use fsync_reference::error::ApiError;
 use fsync_reference::store::{Filter, FilterOp, ReadOutput, ReadQuery};
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
@@ -280,29 +280,9 @@ fn passes(row: &Map<String, Value>, filter: &Filter, ty: Ty) -> Result<bool, Api
 }
 
 pub fn read(state: &State, auth: &RequestAuth, query: &ReadQuery) -> Result<ReadOutput, ApiError> {
-    let Some((is_view, columns)) = relation(&query.relation) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "PGRST205",
-            format!("Could not find the table 'public.{}' in the schema cache", query.relation),
-        ));
-    };
+    let Some((is_view, columns)) = relation(&query.relation) else { return Err(query.unknown_relation()) };
     let ty_of = |name: &str| columns.iter().find(|(c, _)| *c == name).map(|(_, t)| *t);
-    let mentioned = query
-        .columns
-        .iter()
-        .flatten()
-        .chain(query.filters.iter().map(|f| &f.column))
-        .chain(query.order.iter().map(|o| &o.column));
-    for column in mentioned {
-        if ty_of(column).is_none() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "42703",
-                format!("column {}.{} does not exist", query.relation, column),
-            ));
-        }
-    }
+    query.check_columns(|c| ty_of(c).is_some())?;
     if auth.role == "anon" {
         let kind = if is_view { "view" } else { "table" };
         return Err(error("42501", format!("permission denied for {kind} {}", query.relation)));

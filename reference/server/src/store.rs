@@ -76,6 +76,38 @@ pub struct ReadQuery {
     pub offset: Option<u64>,
 }
 
+impl ReadQuery {
+    /// The error for a relation that is not exposed (PostgREST's `PGRST205`).
+    pub fn unknown_relation(&self) -> ApiError {
+        ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "PGRST205",
+            format!("Could not find the table 'public.{}' in the schema cache", self.relation),
+        )
+    }
+
+    /// Checks that every column the query names (selected, filtered or ordered) exists, failing
+    /// on the first that does not as PostgreSQL does (`42703`).
+    pub fn check_columns(&self, exists: impl Fn(&str) -> bool) -> Result<(), ApiError> {
+        let named = self
+            .columns
+            .iter()
+            .flatten()
+            .chain(self.filters.iter().map(|f| &f.column))
+            .chain(self.order.iter().map(|o| &o.column));
+        for column in named {
+            if !exists(column) {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "42703",
+                    format!("column {}.{} does not exist", self.relation, column),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Rows of a read, as a JSON array in text, and how many there are.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadOutput {

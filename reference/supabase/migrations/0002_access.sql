@@ -53,31 +53,27 @@ AS $$
   )
 $$;
 
+-- The project a Realtime topic `project:<uuid>` belongs to, or NULL for any other topic.
+CREATE OR REPLACE FUNCTION fsync.topic_project(p_topic text) RETURNS uuid
+  LANGUAGE sql IMMUTABLE
+AS $$
+  SELECT CASE WHEN p_topic ~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+              THEN substr(p_topic, 9)::uuid END
+$$;
+
 -- Whether the caller may receive broadcasts on a Realtime topic: `project:<uuid>` topics are
 -- readable by whoever may read that project.
 CREATE OR REPLACE FUNCTION fsync.can_read_topic(p_topic text) RETURNS boolean
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
-BEGIN
-  IF p_topic IS NULL
-     OR p_topic !~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-    RETURN false;
-  END IF;
-  RETURN fsync.access_role(substr(p_topic, 9)::uuid) IS NOT NULL;
-END
+  SELECT fsync.access_role(fsync.topic_project(p_topic)) IS NOT NULL
 $$;
 
 -- Whether the caller may send broadcasts on a topic: owners and editors of the project.
 CREATE OR REPLACE FUNCTION fsync.can_write_topic(p_topic text) RETURNS boolean
-  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
-BEGIN
-  IF p_topic IS NULL
-     OR p_topic !~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-    RETURN false;
-  END IF;
-  RETURN coalesce(fsync.access_role(substr(p_topic, 9)::uuid) IN ('owner', 'editor', 'service'), false);
-END
+  SELECT coalesce(fsync.access_role(fsync.topic_project(p_topic)) IN ('owner', 'editor', 'service'), false)
 $$;
 
 REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),

@@ -132,29 +132,9 @@ impl Store for PgStore {
 
     async fn read(&self, auth: &RequestAuth, query: ReadQuery) -> Result<ReadOutput, ApiError> {
         let schema = self.schema();
-        let Some(columns) = schema.relations.get(&query.relation) else {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "PGRST205",
-                format!("Could not find the table 'public.{}' in the schema cache", query.relation),
-            ));
-        };
+        let Some(columns) = schema.relations.get(&query.relation) else { return Err(query.unknown_relation()) };
         let column_type = |name: &str| columns.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
-        let mentioned = query
-            .columns
-            .iter()
-            .flatten()
-            .chain(query.filters.iter().map(|f| &f.column))
-            .chain(query.order.iter().map(|o| &o.column));
-        for column in mentioned {
-            if column_type(column).is_none() {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "42703",
-                    format!("column {}.{} does not exist", query.relation, column),
-                ));
-            }
-        }
+        query.check_columns(|c| column_type(c).is_some())?;
         let (statement, params) = sql::read_statement(
             &query.relation,
             query.columns.as_deref(),

@@ -25,15 +25,8 @@ pub async fn rpc_post<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let result = async {
-        check_profile(&headers, "content-profile")?;
-        let auth = authenticate(&headers, &state.secret, fsync_protocol::jwt::now_s())?;
-        let args = parse_args(&body)?;
-        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: false }).await?;
-        Ok::<_, ApiError>(rpc_response(output, &headers))
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let args = parse_args(&body);
+    call(&state, &headers, "content-profile", function, args, false).await
 }
 
 /// `GET /rest/v1/rpc/{function}?arg=value`: a read-only call with text arguments.
@@ -43,17 +36,24 @@ pub async fn rpc_get<S: Store>(
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
+    let args = pairs.into_iter().filter(|(key, _)| key != "apikey").map(|(k, v)| (k, Value::String(v))).collect();
+    call(&state, &headers, "accept-profile", function, Ok(args), true).await
+}
+
+/// One RPC call, as PostgREST runs it: schema header, caller, then the store.
+async fn call<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    profile_header: &str,
+    function: String,
+    args: Result<Map<String, Value>, ApiError>,
+    read_only: bool,
+) -> Response {
     let result = async {
-        check_profile(&headers, "accept-profile")?;
-        let auth = authenticate(&headers, &state.secret, fsync_protocol::jwt::now_s())?;
-        let mut args = Map::new();
-        for (key, value) in pairs {
-            if key != "apikey" {
-                args.insert(key, Value::String(value));
-            }
-        }
-        let output = state.store.rpc(&auth, RpcCall { function, args, read_only: true }).await?;
-        Ok::<_, ApiError>(rpc_response(output, &headers))
+        check_profile(headers, profile_header)?;
+        let auth = authenticate(headers, &state.secret, fsync_protocol::jwt::now_s())?;
+        let output = state.store.rpc(&auth, RpcCall { function, args: args?, read_only }).await?;
+        Ok::<_, ApiError>(rpc_response(output, headers))
     }
     .await;
     result.unwrap_or_else(IntoResponse::into_response)
