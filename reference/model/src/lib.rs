@@ -14,7 +14,9 @@ pub mod state;
 
 use fsync_reference::auth::RequestAuth;
 use fsync_reference::error::ApiError;
-use fsync_reference::store::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use fsync_reference::store::{
+    Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess,
+};
 use state::{Caller, Outcome, State};
 use std::sync::Mutex;
 use tokio::sync::mpsc;
@@ -26,7 +28,7 @@ const LISTEN_QUEUE: usize = 4096;
 #[derive(Default)]
 pub struct MemStore {
     state: Mutex<State>,
-    listeners: Mutex<Vec<mpsc::Sender<RealtimeMessage>>>,
+    listeners: Mutex<Vec<mpsc::Sender<Delivery>>>,
 }
 
 impl MemStore {
@@ -59,7 +61,7 @@ impl MemStore {
             for tx in listeners.iter() {
                 // A listener that fell 4,096 messages behind loses messages, as a LISTEN
                 // connection that drops does; consumers notice the seq gap.
-                let _ = tx.try_send(message.clone());
+                let _ = tx.try_send(Delivery::Message(message.clone()));
             }
         }
     }
@@ -158,7 +160,7 @@ impl Store for MemStore {
         Ok(())
     }
 
-    async fn listen(&self) -> Result<mpsc::Receiver<RealtimeMessage>, ApiError> {
+    async fn listen(&self) -> Result<mpsc::Receiver<Delivery>, ApiError> {
         let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
         self.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
         Ok(rx)

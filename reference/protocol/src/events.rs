@@ -57,6 +57,11 @@ impl ProjectEvent {
     pub const DELETE: &'static str = "file:delete";
     pub const BULK: &'static str = "bulk:apply";
 
+    /// Whether `event` is one of the names only the server sends.
+    pub fn is_server_event(event: &str) -> bool {
+        matches!(event, Self::UPDATE | Self::DELETE | Self::BULK)
+    }
+
     /// Parses an event by its broadcast name; `None` for names that are not project events.
     pub fn parse(event: &str, payload: &Value) -> Option<Result<ProjectEvent, serde_json::Error>> {
         let parsed = match event {

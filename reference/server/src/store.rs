@@ -127,6 +127,16 @@ pub struct RealtimeMessage {
     pub private: bool,
 }
 
+/// What [`Store::listen`] yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery {
+    /// A committed broadcast, in commit order.
+    Message(RealtimeMessage),
+    /// Broadcasts may have been missed (the store lost and regained its feed): every consumer
+    /// must catch up by seq.
+    Resync,
+}
+
 /// What a caller may do on a private Realtime topic, as the `realtime.messages` policies decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TopicAccess {
@@ -158,8 +168,9 @@ pub trait Store: Send + Sync + 'static {
         message: &RealtimeMessage,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 
-    /// Every committed broadcast, in commit order, from the moment the returned future resolves.
-    fn listen(&self) -> impl Future<Output = Result<mpsc::Receiver<RealtimeMessage>, ApiError>> + Send;
+    /// Every committed broadcast, in commit order, from the moment the returned future resolves;
+    /// a [`Delivery::Resync`] wherever some may have been missed.
+    fn listen(&self) -> impl Future<Output = Result<mpsc::Receiver<Delivery>, ApiError>> + Send;
 
     /// Whether the store can serve requests.
     fn health(&self) -> impl Future<Output = Result<(), ApiError>> + Send;

@@ -3,10 +3,15 @@
 //!
 //! It joins the private channel `project:<uuid>`, keeps `last_seq`, applies an event whose seq
 //! is `last_seq + 1`, ignores older ones, and on a gap (or a `bulk:apply`, or content left out of
-//! an event) fetches `list_changes_since(last_seq)` instead. Until the consumer sets a base seq
-//! (the snapshot's), events are buffered. After every (re)join it catches up from `last_seq`, so
-//! writes made while it was not listening arrive too. It reconnects with jittered backoff,
-//! heartbeats, and pushes a refreshed token to the channel.
+//! an event) fetches `list_changes_since(last_seq)` instead. After every (re)join, and when the
+//! consumer sets its base seq (the snapshot's), it catches up from `last_seq`, so writes made
+//! while it was not listening arrive too. It reconnects with jittered backoff, heartbeats, and
+//! pushes a refreshed token to the channel.
+//!
+//! Events that arrive before the base seq is known are not kept: the catch-up that setting the
+//! base triggers reads after they were committed, so it contains them. What matters is that the
+//! channel is joined before the snapshot is read (the agent joins first), not that events are
+//! held.
 
 use super::socket::{private_join_payload, RealtimeError, RealtimeSocket};
 use crate::{FsyncClient, RetryPolicy};
@@ -31,10 +36,7 @@ pub struct FeedConfig {
     pub heartbeat_interval: Duration,
     /// Backoff between reconnects (`max_attempts` is ignored: the feed never gives up).
     pub reconnect: RetryPolicy,
-    /// Events held before a base seq is set; beyond it the buffer is dropped (the catch-up on
-    /// setting the base covers them).
-    pub buffer_limit: usize,
-    /// How long to wait for the join's reply.
+    /// How long to wait for the connection, and then for the join's reply.
     pub join_timeout: Duration,
 }
 
@@ -54,7 +56,6 @@ impl FeedConfig {
                 max_delay: Duration::from_secs(5),
                 seed: None,
             },
-            buffer_limit: 10_000,
             join_timeout: Duration::from_secs(10),
         }
     }
@@ -93,7 +94,8 @@ pub struct FeedHandle {
 }
 
 impl FeedHandle {
-    /// Sets the seq the consumer's state reflects (the snapshot's), once: buffered and later
+    /// Sets the seq the consumer's state reflects (the snapshot's), once: a catch-up from it
+    /// and later events
     /// events apply from there, after a catch-up.
     pub fn set_base_seq(&self, seq: i64) {
         let _ = self.commands.send(Command::SetBase(seq));
@@ -135,7 +137,6 @@ impl ProjectFeed {
             config,
             api,
             last_seq: base_seq,
-            buffer: Vec::new(),
             commands: command_rx,
             events,
             seq_tx,
@@ -150,8 +151,6 @@ struct Feed {
     topic: String,
     api: Arc<FsyncClient>,
     last_seq: Option<i64>,
-    /// Events received before the base seq was known.
-    buffer: Vec<ProjectEvent>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<FeedEvent>,
     seq_tx: watch::Sender<Option<i64>>,
@@ -170,6 +169,7 @@ impl Feed {
     async fn run(mut self) {
         let mut retry = 0u32;
         loop {
+            let started = tokio::time::Instant::now();
             let (end, subscribed) = self.session().await;
             let reason = match end {
                 End::Stop => return,
@@ -179,7 +179,10 @@ impl Feed {
             if self.events.send(FeedEvent::Disconnected { reason }).await.is_err() {
                 return;
             }
-            retry = if subscribed { 0 } else { retry.saturating_add(1) };
+            // Back off more after every session that did not last: a join that succeeds and then
+            // fails at once (catch-up refused, kicked) must not reconnect in a tight loop.
+            let healthy = subscribed && started.elapsed() >= self.config.heartbeat_interval;
+            retry = if healthy { 0 } else { retry.saturating_add(1) };
             let delay = self.config.reconnect.delay(retry, &mut self.rng);
             let sleep = tokio::time::sleep(delay);
             tokio::pin!(sleep);
@@ -203,10 +206,11 @@ impl Feed {
     /// One connection: join, catch up, then follow events until the connection ends. Returns
     /// how it ended and whether the join succeeded.
     async fn session(&mut self) -> (End, bool) {
-        let mut socket = match RealtimeSocket::connect(&self.config.api_url, &self.config.apikey, self.config.vsn).await
-        {
-            Ok(socket) => socket,
-            Err(e) => return (End::Lost(format!("connect: {e}")), false),
+        let connect = RealtimeSocket::connect(&self.config.api_url, &self.config.apikey, self.config.vsn);
+        let mut socket = match tokio::time::timeout(self.config.join_timeout, connect).await {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(e)) => return (End::Lost(format!("connect: {e}")), false),
+            Err(_) => return (End::Lost("connect: no answer in time".into()), false),
         };
         let join_ref = match self.join(&mut socket).await {
             Ok(join_ref) => join_ref,
@@ -336,10 +340,7 @@ impl Feed {
             }
         };
         if self.last_seq.is_none() {
-            if self.buffer.len() >= self.config.buffer_limit {
-                self.buffer.clear();
-            }
-            self.buffer.push(event);
+            // Covered by the catch-up that setting the base seq triggers.
             return Ok(());
         }
         self.apply(event).await
@@ -356,7 +357,8 @@ impl Feed {
             return self.catch_up().await;
         }
         let change = match event {
-            ProjectEvent::Update(update) if !update.content_omitted && update.content.is_some() => FileChange::Write {
+            // Content is absent exactly when it was too large to send (`content_omitted`).
+            ProjectEvent::Update(update) if update.content.is_some() => FileChange::Write {
                 path: update.file_path,
                 file_type: update.file_type,
                 content: update.content,
@@ -370,8 +372,7 @@ impl Feed {
         self.deliver(seq, vec![change], ChangeSource::Live).await
     }
 
-    /// Fetches every change after `last_seq`, delivers them as one batch, then applies what was
-    /// buffered.
+    /// Fetches every change after `last_seq` and delivers them as one batch.
     async fn catch_up(&mut self) -> Result<(), End> {
         let last = self.last_seq.unwrap_or(0);
         let changes = self
@@ -382,10 +383,6 @@ impl Feed {
         if changes.seq > last {
             let batch = changes.changes.into_iter().map(FileChange::from_change).collect();
             self.deliver(changes.seq, batch, ChangeSource::CatchUp).await?;
-        }
-        let buffered = std::mem::take(&mut self.buffer);
-        for event in buffered {
-            Box::pin(self.apply(event)).await?;
         }
         Ok(())
     }

@@ -320,11 +320,15 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
     (label, a, b)
 }
 
-fn drain(rx: &mut Receiver<fsync_reference::store::RealtimeMessage>) -> Vec<(String, Value)> {
+fn drain(rx: &mut Receiver<fsync_reference::store::Delivery>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
-    while let Ok(m) = rx.try_recv() {
-        if m.topic.starts_with("project:") {
-            out.push((m.event, normalize(serde_json::from_str(&m.payload_json).unwrap())));
+    while let Ok(delivery) = rx.try_recv() {
+        match delivery {
+            fsync_reference::store::Delivery::Message(m) if m.topic.starts_with("project:") => {
+                out.push((m.event, normalize(serde_json::from_str(&m.payload_json).unwrap())));
+            }
+            fsync_reference::store::Delivery::Message(_) => {}
+            fsync_reference::store::Delivery::Resync => panic!("the model never misses a message"),
         }
     }
     out

@@ -169,7 +169,7 @@ impl Store for PgStore {
         self.publish_pg(auth, message).await
     }
 
-    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<RealtimeMessage>, ApiError> {
+    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<crate::store::Delivery>, ApiError> {
         self.listen_pg().await
     }
 

@@ -5,7 +5,7 @@
 use super::{db_error, PgStore};
 use crate::auth::RequestAuth;
 use crate::error::ApiError;
-use crate::store::{RealtimeMessage, TopicAccess};
+use crate::store::{Delivery, RealtimeMessage, TopicAccess};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};
@@ -82,10 +82,12 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) async fn listen_pg(&self) -> Result<mpsc::Receiver<RealtimeMessage>, ApiError> {
+    pub(super) async fn listen_pg(&self) -> Result<mpsc::Receiver<Delivery>, ApiError> {
         let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
         let (ready_tx, ready_rx) = oneshot::channel();
-        tokio::spawn(listen_loop(self.config.clone(), tx, ready_tx));
+        let mut config = self.config.clone();
+        config.application_name(LISTEN_APPLICATION_NAME);
+        tokio::spawn(listen_loop(config, tx, ready_tx));
         match ready_rx.await {
             Ok(Ok(())) => Ok(rx),
             Ok(Err(e)) => Err(e),
@@ -94,18 +96,27 @@ impl PgStore {
     }
 }
 
+/// The `application_name` of the LISTEN connection (to find it in `pg_stat_activity`).
+pub const LISTEN_APPLICATION_NAME: &str = "fsync-realtime-listen";
+/// How often an idle LISTEN connection is checked, and how long the check may take: a
+/// connection that died silently is noticed within about this time.
+const LISTEN_PING_EVERY: Duration = Duration::from_secs(10);
+const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Keeps a LISTEN connection open (reconnecting with backoff) and forwards every notified
 /// message, loaded in notification (= commit) order. Messages committed while the connection is
-/// down are not delivered live: consumers notice the `seq` gap and catch up.
+/// down cannot be delivered live: after every reconnect it yields [`Delivery::Resync`], so that
+/// consumers catch up by seq.
 async fn listen_loop(
     config: tokio_postgres::Config,
-    out: mpsc::Sender<RealtimeMessage>,
+    out: mpsc::Sender<Delivery>,
     ready: oneshot::Sender<Result<(), ApiError>>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_once(&config, &out, &mut ready).await {
+        let mut listening = false;
+        match listen_once(&config, &out, &mut ready, &mut listening).await {
             ListenEnd::ConsumerGone => return,
             ListenEnd::Lost(error) => {
                 if let Some(ready) = ready.take() {
@@ -114,6 +125,9 @@ async fn listen_loop(
                 }
                 tracing::warn!(error = %error.body.message, details = ?error.body.details, "realtime LISTEN connection lost; reconnecting");
             }
+        }
+        if listening {
+            backoff = Duration::from_millis(100);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -127,8 +141,9 @@ enum ListenEnd {
 
 async fn listen_once(
     config: &tokio_postgres::Config,
-    out: &mpsc::Sender<RealtimeMessage>,
+    out: &mpsc::Sender<Delivery>,
     ready: &mut Option<oneshot::Sender<Result<(), ApiError>>>,
+    listening: &mut bool,
 ) -> ListenEnd {
     let (client, mut connection) = match config.connect(NoTls).await {
         Ok(pair) => pair,
@@ -148,12 +163,33 @@ async fn listen_once(
             }
         }
     });
+    let end = follow(&client, &mut notify_rx, out, ready, listening).await;
+    driver.abort();
+    end
+}
+
+/// LISTENs on `client` and forwards until the connection or the consumer goes away.
+async fn follow(
+    client: &tokio_postgres::Client,
+    notify_rx: &mut mpsc::UnboundedReceiver<String>,
+    out: &mpsc::Sender<Delivery>,
+    ready: &mut Option<oneshot::Sender<Result<(), ApiError>>>,
+    listening: &mut bool,
+) -> ListenEnd {
     if let Err(e) = client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
-        driver.abort();
         return ListenEnd::Lost(ApiError::unavailable(e));
     }
-    if let Some(ready) = ready.take() {
-        let _ = ready.send(Ok(()));
+    *listening = true;
+    match ready.take() {
+        Some(ready) => {
+            let _ = ready.send(Ok(()));
+        }
+        // A reconnect: whatever was committed while the connection was down was not notified.
+        None => {
+            if out.send(Delivery::Resync).await.is_err() {
+                return ListenEnd::ConsumerGone;
+            }
+        }
     }
     let statement = match client
         .prepare(
@@ -165,9 +201,21 @@ async fn listen_once(
         Ok(s) => s,
         Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
     };
-    let end = loop {
-        let Some(first) = notify_rx.recv().await else {
-            break ListenEnd::Lost(ApiError::unavailable("the LISTEN connection closed"));
+    let mut ping = tokio::time::interval(LISTEN_PING_EVERY);
+    ping.tick().await;
+    loop {
+        let first = tokio::select! {
+            next = notify_rx.recv() => match next {
+                Some(id) => id,
+                None => return ListenEnd::Lost(ApiError::unavailable("the LISTEN connection closed")),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(LISTEN_PING_TIMEOUT, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return ListenEnd::Lost(ApiError::unavailable(e)),
+                    Err(_) => return ListenEnd::Lost(ApiError::unavailable("the LISTEN connection stopped answering")),
+                }
+            }
         };
         let mut ids = vec![first];
         while ids.len() < LOAD_BATCH {
@@ -179,7 +227,7 @@ async fn listen_once(
         let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
         let rows = match client.query(&statement, &[&uuids]).await {
             Ok(rows) => rows,
-            Err(e) => break ListenEnd::Lost(ApiError::unavailable(e)),
+            Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
         };
         let mut by_id: std::collections::HashMap<String, RealtimeMessage> = rows
             .into_iter()
@@ -196,13 +244,10 @@ async fn listen_once(
             .collect();
         for id in ids {
             if let Some(message) = by_id.remove(&id) {
-                if out.send(message).await.is_err() {
-                    driver.abort();
+                if out.send(Delivery::Message(message)).await.is_err() {
                     return ListenEnd::ConsumerGone;
                 }
             }
         }
-    };
-    driver.abort();
-    end
+    }
 }

@@ -5,12 +5,16 @@
 //! queue is full is kicked (disconnected with a `system` message by its writer) instead of
 //! stalling everyone else. It catches up by `seq` when it reconnects.
 
-use crate::store::RealtimeMessage;
+use crate::store::{Delivery, RealtimeMessage};
 use fsync_protocol::realtime::{encode_broadcast, Vsn};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
+
+/// How long the hub remembers who sent a client broadcast.
+const SENT_BY_TTL: Duration = Duration::from_secs(60);
 
 /// Identifies one WebSocket connection on this instance.
 pub type SocketId = u64;
@@ -96,8 +100,8 @@ pub struct Subscription {
 struct State {
     /// Wire topic (`realtime:...`) → socket → subscription.
     topics: BTreeMap<String, BTreeMap<SocketId, Subscription>>,
-    /// Client broadcasts in flight: message id → the socket that sent it.
-    sent_by: HashMap<String, SocketId>,
+    /// Client broadcasts in flight: message id → the socket that sent it, and when.
+    sent_by: HashMap<String, (SocketId, Instant)>,
     /// Every open socket.
     sockets: BTreeMap<SocketId, SocketOut>,
 }
@@ -142,7 +146,7 @@ impl Hub {
             self.unsubscribe(&topic, socket);
         }
         let mut state = self.lock();
-        state.sent_by.retain(|_, s| *s != socket);
+        state.sent_by.retain(|_, (s, _)| *s != socket);
         state.sockets.remove(&socket);
     }
 
@@ -160,8 +164,12 @@ impl Hub {
     }
 
     /// Notes that `socket` is about to publish message `id` (for `config.broadcast.self`).
+    /// Entries whose message never came back (a lost notification) are forgotten after a minute.
     pub fn mark_sent(&self, id: &str, socket: SocketId) {
-        self.lock().sent_by.insert(id.to_owned(), socket);
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.sent_by.retain(|_, (_, at)| now.duration_since(*at) < SENT_BY_TTL);
+        state.sent_by.insert(id.to_owned(), (socket, now));
     }
 
     pub fn unmark_sent(&self, id: &str) {
@@ -172,7 +180,7 @@ impl Hub {
     pub fn fan_out(&self, message: &RealtimeMessage) {
         let topic = format!("realtime:{}", message.topic);
         let mut state = self.lock();
-        let sender = state.sent_by.remove(&message.id);
+        let sender = state.sent_by.remove(&message.id).map(|(socket, _)| socket);
         let Some(subs) = state.topics.get(&topic) else { return };
         let mut encoded: [Option<Arc<str>>; 2] = [None, None];
         for sub in subs.values() {
@@ -189,10 +197,15 @@ impl Hub {
         }
     }
 
-    /// Feeds every message from the store to the sockets until the store's stream ends.
-    pub async fn run(self: Arc<Self>, mut messages: mpsc::Receiver<RealtimeMessage>) {
-        while let Some(message) = messages.recv().await {
-            self.fan_out(&message);
+    /// Feeds every message from the store to the sockets until the store's stream ends. When the
+    /// store may have missed messages, every socket is disconnected so that its client rejoins
+    /// and catches up by seq.
+    pub async fn run(self: Arc<Self>, mut deliveries: mpsc::Receiver<Delivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            match delivery {
+                Delivery::Message(message) => self.fan_out(&message),
+                Delivery::Resync => self.close_all(),
+            }
         }
     }
 

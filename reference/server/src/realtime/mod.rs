@@ -60,8 +60,9 @@ pub fn flag(value: Option<String>) -> bool {
     value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
-/// Hard cap on one WebSocket message; beyond it the connection itself fails.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Hard cap on one WebSocket message (Supabase Realtime's `max_frame_size`); beyond it the
+/// connection itself fails. Between `max_frame_bytes` and this, frames are dropped.
+const MAX_MESSAGE_BYTES: usize = 5_000_000;
 /// The read buffer a socket starts with (it grows for larger frames).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 

@@ -7,6 +7,7 @@ use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::app::AppState;
 use crate::store::{RealtimeMessage, Store};
 use axum::extract::ws::{Message, WebSocket};
+use fsync_protocol::events::ProjectEvent;
 use fsync_protocol::realtime::{self as wire, Frame, Vsn};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -50,10 +51,17 @@ pub(super) async fn run<S: Store>(
     let writer = tokio::spawn(write_loop(sink, queue, kick, out.kick_reason(), joined.clone(), vsn, done_tx));
     let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new() };
     socket.read_loop(stream, done_rx).await;
-    let topics: Vec<String> = socket.channels.keys().cloned().collect();
-    socket.state.hub.remove_socket(id, topics);
+    // Dropping the socket forgets it in the hub (also if the reader panicked), which closes its
+    // queue and so ends the writer.
     drop(socket);
     let _ = writer.await;
+}
+
+impl<S> Drop for Socket<S> {
+    fn drop(&mut self) {
+        let topics: Vec<String> = self.channels.keys().cloned().collect();
+        self.state.hub.remove_socket(self.id, topics);
+    }
 }
 
 async fn write_loop(
@@ -332,6 +340,11 @@ impl<S: Store> Socket<S> {
         let (Some("broadcast"), Some(event)) = (frame.payload.get("type").and_then(Value::as_str), event) else {
             return self.reply_error(&frame, "a broadcast is {type: \"broadcast\", event, payload}");
         };
+        // The server's own event names are not for clients: a forged file:update would be
+        // applied by consumers as if the server had sent it.
+        if ProjectEvent::is_server_event(event) {
+            return self.reply_error(&frame, format!("ReservedEvent: {event} is sent by the server only"));
+        }
         let payload_json = frame.payload.get("payload").cloned().unwrap_or(Value::Null).to_string();
         if payload_json.len() > self.config.max_frame_bytes {
             return self.reply(&frame, "error", json!({"error": "payload_size_exceeded"}));
@@ -365,7 +378,8 @@ impl<S: Store> Socket<S> {
     fn next_expiry(&self) -> Option<Instant> {
         let exp = self.channels.values().map(|c| c.auth.exp_s).min()?;
         let now = fsync_protocol::jwt::now_s();
-        Some(Instant::now() + Duration::from_secs(exp.saturating_sub(now)))
+        // Wake at least daily: an absurd `exp` must not overflow the deadline.
+        Some(Instant::now() + Duration::from_secs(exp.saturating_sub(now).min(86_400)))
     }
 
     /// Closes every channel whose token has expired.

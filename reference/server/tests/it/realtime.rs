@@ -380,6 +380,19 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     assert_eq!((event.as_str(), payload), ("cursor", json!({"x": 7})));
     assert_eq!(next_broadcast(&mut sender, Duration::from_millis(300)).await, None, "self: false");
 
+    // The server's event names are reserved: a client cannot forge a file:update.
+    let forged = sender
+        .push(
+            &topic(project),
+            &sender_ref,
+            "broadcast",
+            json!({"type": "broadcast", "event": "file:update", "payload": {"seq": 1}}),
+        )
+        .await
+        .unwrap();
+    let (reply, _) = sender.await_reply(&forged).await.unwrap();
+    assert_eq!(reply.payload["response"]["reason"], "ReservedEvent: file:update is sent by the server only");
+
     // realtime-js under 2.0.0 sends `channel.send()` as a binary kind-3 frame: relayed the same.
     let mut frame = vec![3u8, sender_ref.len() as u8, 2, topic(project).len() as u8, 4, 0, 1];
     for part in [sender_ref.as_bytes(), b"99", topic(project).as_bytes(), b"draw", br#"{"y":2}"#] {
@@ -426,4 +439,36 @@ async fn an_idle_socket_is_closed() {
     let started = std::time::Instant::now();
     assert!(next_frame(&mut socket, WAIT).await.is_none());
     assert!(started.elapsed() < Duration::from_secs(2), "closed by the idle timeout, not the wait");
+}
+
+#[tokio::test]
+async fn a_lost_listen_connection_makes_every_client_resync() {
+    let f = fixture().await;
+    let mut socket = connect(&f.app, Vsn::V2).await;
+    joined(&mut socket, &topic(f.project), &f.owner_token).await;
+    let admin = f.app.db.connect().await.unwrap();
+    let killed = admin
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
+            &[&fsync_reference::pg::realtime::LISTEN_APPLICATION_NAME],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1, "one LISTEN connection per instance");
+    // Whatever was committed while it was down was never notified: the server reconnects and
+    // tells every client to rejoin and catch up.
+    f.upsert("while-down.txt", "x", None).await;
+    let system = next_frame(&mut socket, WAIT).await.expect("a system message");
+    assert_eq!(
+        (system.event.as_str(), system.payload["message"].as_str()),
+        ("system", Some("Server requested disconnect"))
+    );
+    assert_eq!(next_frame(&mut socket, WAIT).await.unwrap().event, "phx_close");
+
+    // A new connection gets live events again.
+    let mut again = connect(&f.app, Vsn::V2).await;
+    joined(&mut again, &topic(f.project), &f.owner_token).await;
+    f.upsert("after.txt", "y", None).await;
+    let (_, payload) = next_broadcast(&mut again, WAIT).await.expect("live again");
+    assert_eq!(payload["file_path"], "after.txt");
 }
