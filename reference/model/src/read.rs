@@ -85,11 +85,7 @@ fn error(code: &str, message: String) -> ApiError {
 fn visible_rows(state: &State, caller: &Caller, name: &str) -> Vec<Map<String, Value>> {
     let bypass = caller.role == "service_role";
     let reads_files = |p| {
-        bypass
-            || matches!(
-                state.access_role(caller, Some(p)),
-                Some(Access::Owner | Access::Editor | Access::Viewer | Access::Container)
-            )
+        bypass || matches!(state.access_role(caller, Some(p)), Some(Access::Owner | Access::Editor | Access::Viewer))
     };
     let reads_project = |p| {
         bypass || matches!(state.access_role(caller, Some(p)), Some(Access::Owner | Access::Editor | Access::Viewer))

@@ -641,6 +641,9 @@ impl State {
             if user.is_some_and(|u| u != uid) {
                 return Err(err("42501", "a user can only create their own profile"));
             }
+            if email.is_some() && email.as_deref() != caller.claim("email") {
+                return Err(err("42501", "a user's email comes from their token"));
+            }
             uid
         } else {
             return Err(err("42501", "sign in to create a profile"));
@@ -759,10 +762,20 @@ impl State {
         if caller.role != "authenticated" {
             return (false, false);
         }
-        let project =
-            topic.strip_prefix("project:").filter(|id| id.len() == 36).and_then(|id| Uuid::parse_str(id).ok());
+        // `project:<uuid>` (server events) or `project:<uuid>:client` (clients' broadcasts).
+        let rest = topic.strip_prefix("project:").unwrap_or("");
+        let (id, client_topic) = match rest.strip_suffix(":client") {
+            Some(id) => (id, true),
+            None => (rest, false),
+        };
+        let project = Some(id).filter(|id| id.len() == 36).and_then(|id| Uuid::parse_str(id).ok());
         let access = project.and_then(|p| self.access_role(caller, Some(p)));
-        (access.is_some(), matches!(access, Some(Access::Owner | Access::Editor | Access::Service)))
+        let writer = matches!(access, Some(Access::Owner | Access::Editor | Access::Service));
+        if client_topic {
+            (access.is_some_and(|a| a != Access::Container), writer)
+        } else {
+            (access.is_some(), false)
+        }
     }
 }
 

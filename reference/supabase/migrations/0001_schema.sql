@@ -172,6 +172,20 @@ BEGIN
   LOOP
     EXECUTE format('ALTER TABLE public.project_files DROP CONSTRAINT %I', c.conname);
   END LOOP;
+  -- The same rule kept as a bare unique index.
+  FOR c IN
+    SELECT i.indexrelid::regclass::text AS name
+    FROM pg_index i
+    WHERE i.indrelid = 'public.project_files'::regclass
+      AND i.indisunique AND NOT i.indisprimary AND i.indpred IS NULL
+      AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid)
+      AND (SELECT array_agg(a.attname::text ORDER BY a.attname)
+           FROM pg_attribute a
+           WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
+          = ARRAY['file_path', 'project_id']
+  LOOP
+    EXECUTE format('DROP INDEX %s', c.name);
+  END LOOP;
 END
 $$;
 

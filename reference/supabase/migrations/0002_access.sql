@@ -53,27 +53,34 @@ AS $$
   )
 $$;
 
--- The project a Realtime topic `project:<uuid>` belongs to, or NULL for any other topic.
+-- Realtime topics. `project:<uuid>` carries the server's events only; clients' own broadcasts
+-- (plan 3.3) go to `project:<uuid>:client`, so that no client can ever forge a server event
+-- (Supabase Realtime checks write permission per channel, not per event name).
+
+-- The project a topic `project:<uuid>` or `project:<uuid>:client` belongs to, or NULL.
 CREATE OR REPLACE FUNCTION fsync.topic_project(p_topic text) RETURNS uuid
   LANGUAGE sql IMMUTABLE
 AS $$
-  SELECT CASE WHEN p_topic ~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-              THEN substr(p_topic, 9)::uuid END
+  SELECT CASE WHEN p_topic ~* '^project:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(:client)?$'
+              THEN substr(p_topic, 9, 36)::uuid END
 $$;
 
--- Whether the caller may receive broadcasts on a Realtime topic: `project:<uuid>` topics are
--- readable by whoever may read that project.
+-- Whether the caller may receive broadcasts on a topic: the server's topic is readable by
+-- whoever may read the project (members, its container token); the client topic by members.
 CREATE OR REPLACE FUNCTION fsync.can_read_topic(p_topic text) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
-  SELECT fsync.access_role(fsync.topic_project(p_topic)) IS NOT NULL
+  SELECT CASE WHEN p_topic LIKE '%:client'
+              THEN coalesce(fsync.access_role(fsync.topic_project(p_topic)) IN ('owner', 'editor', 'viewer', 'service'), false)
+              ELSE fsync.access_role(fsync.topic_project(p_topic)) IS NOT NULL END
 $$;
 
--- Whether the caller may send broadcasts on a topic: owners and editors of the project.
+-- Whether the caller may send broadcasts on a topic: owners and editors, on the client topic.
 CREATE OR REPLACE FUNCTION fsync.can_write_topic(p_topic text) RETURNS boolean
   LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
 AS $$
-  SELECT coalesce(fsync.access_role(fsync.topic_project(p_topic)) IN ('owner', 'editor', 'service'), false)
+  SELECT p_topic LIKE '%:client'
+     AND coalesce(fsync.access_role(fsync.topic_project(p_topic)) IN ('owner', 'editor', 'service'), false)
 $$;
 
 REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
@@ -116,8 +123,29 @@ CREATE POLICY "project_members: members read" ON public.project_members
   FOR SELECT TO authenticated
   USING (fsync.access_role(project_id) IN ('owner', 'editor', 'viewer'));
 
--- Members read every version; a container token reads the files of its one project.
+-- Members read every version. A container token reads nothing directly: it has the two read
+-- RPCs (DESIGN §8), which check access themselves.
 DROP POLICY IF EXISTS "project_files: members and container read" ON public.project_files;
-CREATE POLICY "project_files: members and container read" ON public.project_files
+DROP POLICY IF EXISTS "project_files: members read" ON public.project_files;
+CREATE POLICY "project_files: members read" ON public.project_files
   FOR SELECT TO authenticated
-  USING (fsync.access_role(project_id) IN ('owner', 'editor', 'viewer', 'container'));
+  USING (fsync.access_role(project_id) IN ('owner', 'editor', 'viewer'));
+
+-- A database that had policies of its own on these tables (the legacy shape often allows every
+-- signed-in user) keeps none of them: permissive policies add up, and any one would widen
+-- access past the ones above.
+DO $$
+DECLARE
+  p record;
+BEGIN
+  FOR p IN
+    SELECT schemaname, tablename, policyname FROM pg_policies
+    WHERE schemaname = 'public'
+      AND tablename IN ('user_profiles', 'projects', 'project_members', 'project_files')
+      AND policyname NOT IN ('profiles: self and co-members read', 'projects: members read',
+                             'project_members: members read', 'project_files: members read')
+  LOOP
+    EXECUTE format('DROP POLICY %I ON %I.%I', p.policyname, p.schemaname, p.tablename);
+  END LOOP;
+END
+$$;

@@ -216,6 +216,8 @@ BEGIN
   PERFORM fsync.require_access(project_uuid, true);
 
   PERFORM fsync.lock_project(project_uuid);
+  -- Again under the lock: a membership change that committed while we waited counts.
+  PERFORM fsync.require_access(project_uuid, true);
   v_head := fsync.head(project_uuid, p_file_path);
   v_hash := fsync.content_hash(p_content);
 
@@ -265,6 +267,7 @@ BEGIN
   PERFORM fsync.require_access(project_uuid, true);
 
   PERFORM fsync.lock_project(project_uuid);
+  PERFORM fsync.require_access(project_uuid, true);
   v_head := fsync.head(project_uuid, p_file_path);
   IF v_head.id IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PT404',
@@ -416,6 +419,7 @@ BEGIN
 
   PERFORM fsync.require_access(project_uuid, true);
   PERFORM fsync.lock_project(project_uuid);
+  PERFORM fsync.require_access(project_uuid, true);
 
   -- 2. Compare-and-set every entry against its head; one conflict fails the whole bulk.
   v_index := 0;
@@ -544,6 +548,10 @@ BEGIN
     IF p_user_id IS NOT NULL AND p_user_id <> auth.uid() THEN
       RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a user can only create their own profile';
     END IF;
+    -- Co-members see each other's email: a user cannot claim an address their token lacks.
+    IF p_email IS NOT NULL AND p_email IS DISTINCT FROM auth.email() THEN
+      RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a user''s email comes from their token';
+    END IF;
     v_id := auth.uid();
   ELSE
     RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'sign in to create a profile';
@@ -612,6 +620,8 @@ BEGIN
   IF v_role NOT IN ('owner', 'service') THEN
     RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'only the project owner manages members';
   END IF;
+  -- Membership changes serialize with writes, which check access again under this lock.
+  PERFORM fsync.lock_project(project_uuid);
   IF NOT EXISTS (SELECT 1 FROM public.user_profiles WHERE id = p_user_id) THEN
     RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('user %s not found', p_user_id);
   END IF;
@@ -636,6 +646,7 @@ BEGIN
   IF v_role NOT IN ('owner', 'service') THEN
     RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'only the project owner manages members';
   END IF;
+  PERFORM fsync.lock_project(project_uuid);
   IF EXISTS (SELECT 1 FROM public.projects WHERE id = project_uuid AND owner_id = p_user_id) THEN
     PERFORM fsync.invalid('the owner cannot be removed');
   END IF;

@@ -4,7 +4,15 @@
 -- writes; everyone else reads through signed URLs, which Storage serves without a policy check.
 INSERT INTO storage.buckets (id, name, public)
 VALUES ('project-snapshots', 'project-snapshots', false)
-ON CONFLICT (id) DO NOTHING;
+ON CONFLICT (id) DO UPDATE SET public = false;
+
+-- Whatever other policies a project has on storage.objects, none opens this bucket to anon or
+-- signed-in users (containers included): restrictive policies AND with every permissive one.
+DROP POLICY IF EXISTS "project-snapshots: closed to api users" ON storage.objects;
+CREATE POLICY "project-snapshots: closed to api users" ON storage.objects
+  AS RESTRICTIVE FOR ALL TO anon, authenticated
+  USING (bucket_id IS DISTINCT FROM 'project-snapshots')
+  WITH CHECK (bucket_id IS DISTINCT FROM 'project-snapshots');
 
 DROP POLICY IF EXISTS "project-snapshots: service role writes" ON storage.objects;
 CREATE POLICY "project-snapshots: service role writes" ON storage.objects
@@ -35,9 +43,10 @@ CREATE POLICY "project topics: members and container read" ON realtime.messages
   FOR SELECT TO authenticated
   USING (realtime.messages.extension = 'broadcast' AND fsync.can_read_topic((SELECT realtime.topic())));
 
--- Client broadcasts on `project:<uuid>` (plan 3.3, only when a server keeps them): owners and
--- editors may send, viewers and container tokens may not. Realtime checks this INSERT policy
--- before relaying a client's broadcast on a private channel.
+-- Client broadcasts on `project:<uuid>:client` (plan 3.3, only when a server keeps them): owners
+-- and editors may send, viewers and container tokens may not. Realtime checks this INSERT policy
+-- before relaying a client's broadcast on a private channel. Nobody may send on the server's
+-- topic `project:<uuid>`.
 DROP POLICY IF EXISTS "project topics: writers broadcast" ON realtime.messages;
 CREATE POLICY "project topics: writers broadcast" ON realtime.messages
   FOR INSERT TO authenticated

@@ -40,7 +40,10 @@ async fn every_rpc_has_a_typed_call() {
     // Projects, profiles and members.
     let friend = uuid::Uuid::new_v4();
     let friend_client = client_for(&app, app.user_token(friend));
-    let profile = friend_client.ensure_user_profile(None, Some("friend@example.test"), Some("Friend")).await.unwrap();
+    let spoof = friend_client.ensure_user_profile(None, Some("ceo@example.test"), None).await.unwrap_err();
+    assert_eq!(spoof.status(), Some(403), "a user cannot claim an email their token lacks");
+    let own_email = format!("{friend}@example.test");
+    let profile = friend_client.ensure_user_profile(None, Some(&own_email), Some("Friend")).await.unwrap();
     assert_eq!((profile.id, profile.display_name.as_deref()), (friend, Some("Friend")));
     client.add_project_member(project, friend, MemberRole::Viewer).await.unwrap();
     assert_eq!(friend_client.list_changes_since(project, 0).await.unwrap().seq, 3);

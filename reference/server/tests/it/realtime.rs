@@ -357,17 +357,19 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     let project = app.create_project(owner).await;
     app.add_member(owner, project, viewer, "viewer").await;
     let second = spawn_app_on(app.db.clone(), kept).await;
+    // Clients broadcast on `project:<uuid>:client`; the server's topic takes none.
+    let client_topic = format!("{}:client", topic(project));
 
     let mut sender = connect(&app, Vsn::V2).await;
-    let sender_ref = joined(&mut sender, &topic(project), &app.user_token(owner)).await;
+    let sender_ref = joined(&mut sender, &client_topic, &app.user_token(owner)).await;
     let mut receiver = connect(&second, Vsn::V1).await;
-    joined(&mut receiver, &topic(project), &app.user_token(viewer)).await;
+    joined(&mut receiver, &client_topic, &app.user_token(viewer)).await;
     let mut viewer_socket = connect(&app, Vsn::V2).await;
-    let viewer_ref = joined(&mut viewer_socket, &topic(project), &app.user_token(viewer)).await;
+    let viewer_ref = joined(&mut viewer_socket, &client_topic, &app.user_token(viewer)).await;
 
     let push = sender
         .push(
-            &topic(project),
+            &client_topic,
             &sender_ref,
             "broadcast",
             json!({"type": "broadcast", "event": "cursor", "payload": {"x": 7}}),
@@ -383,7 +385,7 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     // The server's event names are reserved: a client cannot forge a file:update.
     let forged = sender
         .push(
-            &topic(project),
+            &client_topic,
             &sender_ref,
             "broadcast",
             json!({"type": "broadcast", "event": "file:update", "payload": {"seq": 1}}),
@@ -394,8 +396,8 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     assert_eq!(reply.payload["response"]["reason"], "ReservedEvent: file:update is sent by the server only");
 
     // realtime-js under 2.0.0 sends `channel.send()` as a binary kind-3 frame: relayed the same.
-    let mut frame = vec![3u8, sender_ref.len() as u8, 2, topic(project).len() as u8, 4, 0, 1];
-    for part in [sender_ref.as_bytes(), b"99", topic(project).as_bytes(), b"draw", br#"{"y":2}"#] {
+    let mut frame = vec![3u8, sender_ref.len() as u8, 2, client_topic.len() as u8, 4, 0, 1];
+    for part in [sender_ref.as_bytes(), b"99", client_topic.as_bytes(), b"draw", br#"{"y":2}"#] {
         frame.extend_from_slice(part);
     }
     sender.send_binary(frame).await.unwrap();
@@ -403,7 +405,7 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
     assert_eq!((event.as_str(), payload), ("draw", json!({"y": 2})));
 
     let push = viewer_socket
-        .push(&topic(project), &viewer_ref, "broadcast", json!({"type": "broadcast", "event": "cursor", "payload": {}}))
+        .push(&client_topic, &viewer_ref, "broadcast", json!({"type": "broadcast", "event": "cursor", "payload": {}}))
         .await
         .unwrap();
     let (reply, _) = viewer_socket.await_reply(&push).await.unwrap();

@@ -71,10 +71,11 @@ async fn table_reads_follow_membership_under_the_authenticated_role() {
     for sql in [&files, &current, &projects] {
         assert_eq!(as_role(&mut client, "anon", &json!({"role": "anon"}), sql).await, Err("42501".into()), "{sql}");
     }
-    // A container token reads its project's files, and nothing about members or other projects.
+    // A container token reads nothing directly (it has the two read RPCs).
     let container =
         json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
-    assert_eq!(as_role(&mut client, "authenticated", &container, &current).await, Ok(1));
+    assert_eq!(as_role(&mut client, "authenticated", &container, &current).await, Ok(0));
+    assert_eq!(as_role(&mut client, "authenticated", &container, &files).await, Ok(0));
     assert_eq!(as_role(&mut client, "authenticated", &container, &members).await, Ok(0));
     assert_eq!(as_role(&mut client, "authenticated", &container, &projects).await, Ok(0));
 }
@@ -235,6 +236,36 @@ async fn realtime_topic_policy_admits_members_and_the_scoped_container_only() {
     for (claims, want) in [(user(f.owner), 1), (user(viewer), 1), (user(stranger), 0), (container, 1), (foreign, 0)] {
         assert_eq!(as_role_on_topic(&mut client, "authenticated", &claims, &topic, &probe).await, Ok(want), "{claims}");
     }
+    // The clients' topic: members read it, the container does not; owners and editors may
+    // send on it, and nobody on the server's topic.
+    let client_topic = format!("project:{}:client", f.project);
+    let probe_client = format!("SELECT count(*) FROM realtime.messages WHERE topic = '{client_topic}'");
+    client
+        .execute(
+            "INSERT INTO realtime.messages (topic, extension, private) VALUES ($1, 'broadcast', true)",
+            &[&client_topic],
+        )
+        .await
+        .unwrap();
+    let container =
+        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
+    assert_eq!(
+        as_role_on_topic(&mut client, "authenticated", &user(viewer), &client_topic, &probe_client).await,
+        Ok(1)
+    );
+    assert_eq!(as_role_on_topic(&mut client, "authenticated", &container, &client_topic, &probe_client).await, Ok(0));
+    let send = |t: &str| {
+        format!("WITH i AS (INSERT INTO realtime.messages (topic, extension, event, payload, private) VALUES ('{t}', 'broadcast', 'cursor', '{{}}', true) RETURNING 1) SELECT count(*) FROM i")
+    };
+    let owner_send =
+        as_role_on_topic(&mut client, "authenticated", &user(f.owner), &client_topic, &send(&client_topic)).await;
+    assert_eq!(owner_send, Ok(1));
+    let viewer_send =
+        as_role_on_topic(&mut client, "authenticated", &user(viewer), &client_topic, &send(&client_topic)).await;
+    assert_eq!(viewer_send, Err("42501".into()));
+    let server_topic_send = as_role_on_topic(&mut client, "authenticated", &user(f.owner), &topic, &send(&topic)).await;
+    assert_eq!(server_topic_send, Err("42501".into()));
+
     // The same caller on another topic name is refused: the policy reads realtime.topic().
     assert_eq!(
         as_role_on_topic(&mut client, "authenticated", &user(f.owner), &format!("project:{other}"), &probe).await,
