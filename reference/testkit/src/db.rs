@@ -96,13 +96,8 @@ async fn ensure_template() -> anyhow::Result<String> {
     let result = async {
         let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
         if !exists {
-            // Templates of older migrations are of no further use.
-            for row in
-                admin.query("SELECT datname::text FROM pg_database WHERE datname LIKE 'fsync\\_tmpl\\_%'", &[]).await?
-            {
-                let old: String = row.get(0);
-                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{old}\" WITH (FORCE)")).await?;
-            }
+            // Templates of other migration versions are left alone: another checkout (a
+            // mutation-testing copy, another branch) may be cloning them right now.
             let building = format!("{name}_building");
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await?;
             admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
