@@ -613,7 +613,15 @@ impl State {
             }
         }
         let messages = if changed > 0 {
-            vec![message(project, "bulk:apply", json!({"seq": seq, "files": event_files, "timestamp": timestamp}))]
+            // A long file list is left out (same budget as SQL: path bytes + 120 per file).
+            let event_bytes: usize =
+                event_files.iter().map(|f| f["file_path"].as_str().map_or(0, str::len) + 120).sum();
+            let payload = if event_bytes > MAX_INLINE_EVENT_BYTES {
+                json!({"seq": seq, "files": [], "files_omitted": true, "timestamp": timestamp})
+            } else {
+                json!({"seq": seq, "files": event_files, "files_omitted": false, "timestamp": timestamp})
+            };
+            vec![message(project, "bulk:apply", payload)]
         } else {
             vec![]
         };

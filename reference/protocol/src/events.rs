@@ -29,10 +29,13 @@ pub struct FileDelete {
 }
 
 /// `bulk:apply`: the files of one bulk write; contents come from `list_changes_since(seq - 1)`.
+/// A long file list is left out (`files: [], files_omitted: true`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BulkApply {
     pub seq: i64,
     pub files: Vec<BulkFile>,
+    #[serde(default)]
+    pub files_omitted: bool,
     pub timestamp: String,
 }
 

@@ -320,42 +320,59 @@ CREATE OR REPLACE FUNCTION public.bulk_upsert_project_files(project_uuid uuid, f
   RETURNS jsonb
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
+-- Linear in the size of the call: entries stay in `files` (contents are read from there by
+-- index, never copied into a growing plan), per-entry facts go into arrays assigned by
+-- subscript, and duplicate paths are found in one sorted pass.
 DECLARE
+  v_count integer;
+  v_index integer;
   v_entry jsonb;
-  v_index integer := 0;
   v_what text;
   v_key text;
   v_path text;
   v_type text;
-  v_content text;
   v_delete boolean;
-  v_expected integer;
   v_total bigint := 0;
-  v_paths text[] := ARRAY[]::text[];
+  v_first_duplicate integer;
+  v_paths text[] := '{}';
+  v_types text[] := '{}';
+  v_deletes boolean[] := '{}';
+  v_expected integer[] := '{}';
+  v_noops boolean[] := '{}';
   v_head public.project_files;
   v_row public.project_files;
-  v_plan jsonb := '[]'::jsonb;   -- [{i, path, type, content, delete, noop}] in input order
-  v_step jsonb;
   v_changed integer := 0;
+  v_writer uuid;
   v_seq bigint;
-  v_results jsonb := '[]'::jsonb;
-  v_event_files jsonb := '[]'::jsonb;
+  v_results jsonb[] := '{}';
+  v_event_files jsonb[] := '{}';
+  v_event_count integer := 0;
+  v_event_bytes bigint := 0;
   v_timestamp timestamptz := now();
 BEGIN
   -- 1. Validate every entry before touching anything.
   IF files IS NULL OR jsonb_typeof(files) <> 'array' THEN
     PERFORM fsync.invalid('files must be a JSON array of {file_path, file_type, content, expected_version?, delete?}');
   END IF;
-  IF jsonb_array_length(files) = 0 THEN
+  v_count := jsonb_array_length(files);
+  IF v_count = 0 THEN
     PERFORM fsync.invalid('files must not be empty');
   END IF;
-  IF jsonb_array_length(files) > fsync.max_bulk_files() THEN
+  IF v_count > fsync.max_bulk_files() THEN
     RAISE EXCEPTION USING ERRCODE = 'PT413',
-      MESSAGE = format('files has %s entries, more than the limit of %s',
-                       jsonb_array_length(files), fsync.max_bulk_files());
+      MESSAGE = format('files has %s entries, more than the limit of %s', v_count, fsync.max_bulk_files());
   END IF;
+  -- The first entry whose path repeats an earlier entry's (0-based), if any.
+  SELECT min(d.ord) - 1 INTO v_first_duplicate
+  FROM (
+    SELECT e.ord, row_number() OVER (PARTITION BY e.value ->> 'file_path' ORDER BY e.ord) AS nth
+    FROM jsonb_array_elements(files) WITH ORDINALITY AS e(value, ord)
+    WHERE jsonb_typeof(e.value) = 'object' AND jsonb_typeof(e.value -> 'file_path') = 'string'
+  ) d
+  WHERE d.nth > 1;
 
-  FOR v_entry IN SELECT value FROM jsonb_array_elements(files) LOOP
+  FOR v_index IN 0 .. v_count - 1 LOOP
+    v_entry := files -> v_index;
     v_what := format('files[%s]', v_index);
     IF jsonb_typeof(v_entry) <> 'object' THEN
       PERFORM fsync.invalid(v_what || ' must be an object');
@@ -370,29 +387,26 @@ BEGIN
     END IF;
     v_path := v_entry ->> 'file_path';
     PERFORM fsync.check_path(v_path, v_what || '.file_path');
-    IF v_path = ANY (v_paths) THEN
+    IF v_index = v_first_duplicate THEN
       PERFORM fsync.invalid(format('%s.file_path %s appears more than once in files', v_what, v_path));
     END IF;
-    v_paths := v_paths || v_path;
 
     IF v_entry ? 'delete' AND jsonb_typeof(v_entry -> 'delete') NOT IN ('boolean', 'null') THEN
       PERFORM fsync.invalid(v_what || '.delete must be a boolean');
     END IF;
     v_delete := coalesce((v_entry ->> 'delete')::boolean, false);
 
-    v_expected := NULL;
+    v_expected[v_index + 1] := NULL;
     IF v_entry ? 'expected_version' AND jsonb_typeof(v_entry -> 'expected_version') <> 'null' THEN
       IF jsonb_typeof(v_entry -> 'expected_version') <> 'number'
          OR (v_entry ->> 'expected_version') !~ '^[0-9]{1,9}$' THEN
         PERFORM fsync.invalid(v_what || '.expected_version must be null, 0 or a positive integer');
       END IF;
-      v_expected := (v_entry ->> 'expected_version')::integer;
+      v_expected[v_index + 1] := (v_entry ->> 'expected_version')::integer;
     END IF;
 
-    IF v_delete THEN
-      v_type := NULL;
-      v_content := NULL;
-    ELSE
+    v_type := NULL;
+    IF NOT v_delete THEN
       IF jsonb_typeof(v_entry -> 'file_type') IS DISTINCT FROM 'string' THEN
         PERFORM fsync.invalid(v_what || '.file_type must be a string');
       END IF;
@@ -401,20 +415,17 @@ BEGIN
       IF jsonb_typeof(v_entry -> 'content') IS DISTINCT FROM 'string' THEN
         PERFORM fsync.invalid(v_what || '.content must be a string');
       END IF;
-      v_content := v_entry ->> 'content';
-      PERFORM fsync.check_content(v_content, v_what || '.content');
-      v_total := v_total + octet_length(v_content);
+      PERFORM fsync.check_content(v_entry ->> 'content', v_what || '.content');
+      v_total := v_total + octet_length(v_entry ->> 'content');
       IF v_total > fsync.max_bulk_bytes() THEN
         RAISE EXCEPTION USING ERRCODE = 'PT413',
           MESSAGE = format('files hold more than the bulk limit of %s bytes of content',
                            fsync.max_bulk_bytes());
       END IF;
     END IF;
-
-    v_plan := v_plan || jsonb_build_array(jsonb_build_object(
-      'path', v_path, 'type', v_type, 'content', v_content, 'delete', v_delete,
-      'expected', v_expected));
-    v_index := v_index + 1;
+    v_paths[v_index + 1] := v_path;
+    v_types[v_index + 1] := v_type;
+    v_deletes[v_index + 1] := v_delete;
   END LOOP;
 
   PERFORM fsync.require_access(project_uuid, true);
@@ -422,64 +433,72 @@ BEGIN
   PERFORM fsync.require_access(project_uuid, true);
 
   -- 2. Compare-and-set every entry against its head; one conflict fails the whole bulk.
-  v_index := 0;
-  FOR v_step IN SELECT value FROM jsonb_array_elements(v_plan) LOOP
-    v_head := fsync.head(project_uuid, v_step ->> 'path');
-    IF (v_step ->> 'delete')::boolean THEN
+  FOR v_index IN 1 .. v_count LOOP
+    v_head := fsync.head(project_uuid, v_paths[v_index]);
+    IF v_deletes[v_index] THEN
       IF v_head.id IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'PT404',
-          MESSAGE = format('files[%s]: file %s not found in project %s', v_index,
-                           v_step ->> 'path', project_uuid);
+          MESSAGE = format('files[%s]: file %s not found in project %s', v_index - 1, v_paths[v_index], project_uuid);
       END IF;
-      v_step := v_step || jsonb_build_object('noop', v_head.is_deleted);
+      v_noops[v_index] := v_head.is_deleted;
     ELSE
-      v_step := v_step || jsonb_build_object('noop', coalesce(
+      v_noops[v_index] := coalesce(
         v_head.id IS NOT NULL AND NOT v_head.is_deleted
-        AND v_head.content_hash = fsync.content_hash(v_step ->> 'content')
-        AND v_head.file_type = v_step ->> 'type', false));
+        AND v_head.content_hash = fsync.content_hash(files -> (v_index - 1) ->> 'content')
+        AND v_head.file_type = v_types[v_index], false);
     END IF;
-    IF NOT (v_step ->> 'noop')::boolean THEN
-      PERFORM fsync.check_expected(v_step ->> 'path', (v_step ->> 'expected')::integer, v_head);
+    IF NOT v_noops[v_index] THEN
+      PERFORM fsync.check_expected(v_paths[v_index], v_expected[v_index], v_head);
       v_changed := v_changed + 1;
     END IF;
-    v_plan := jsonb_set(v_plan, ARRAY[v_index::text], v_step);
-    v_index := v_index + 1;
   END LOOP;
 
   -- 3. Write every change under one seq.
   IF v_changed > 0 THEN
+    v_writer := fsync.writer(project_uuid);
     v_seq := fsync.next_seq(project_uuid);
   ELSE
     v_seq := fsync.lock_project(project_uuid);
   END IF;
 
-  FOR v_step IN SELECT value FROM jsonb_array_elements(v_plan) LOOP
-    v_head := fsync.head(project_uuid, v_step ->> 'path');
-    IF (v_step ->> 'noop')::boolean THEN
-      v_results := v_results || jsonb_build_array(jsonb_build_object(
+  FOR v_index IN 1 .. v_count LOOP
+    v_head := fsync.head(project_uuid, v_paths[v_index]);
+    IF v_noops[v_index] THEN
+      v_results[v_index] := jsonb_build_object(
         'file_path', v_head.file_path, 'version', v_head.version,
-        'content_hash', v_head.content_hash, 'deleted', v_head.is_deleted, 'noop', true));
+        'content_hash', v_head.content_hash, 'deleted', v_head.is_deleted, 'noop', true);
     ELSE
-      v_row := fsync.write_version(project_uuid, v_step ->> 'path', v_step ->> 'type',
-                                   v_step ->> 'content', (v_step ->> 'delete')::boolean, v_head,
-                                   fsync.writer(project_uuid), v_seq);
-      v_results := v_results || jsonb_build_array(jsonb_build_object(
+      v_row := fsync.write_version(project_uuid, v_paths[v_index], v_types[v_index],
+                                   files -> (v_index - 1) ->> 'content', v_deletes[v_index], v_head,
+                                   v_writer, v_seq);
+      v_results[v_index] := jsonb_build_object(
         'file_path', v_row.file_path, 'version', v_row.version,
-        'content_hash', v_row.content_hash, 'deleted', v_row.is_deleted, 'noop', false));
-      v_event_files := v_event_files || jsonb_build_array(jsonb_build_object(
+        'content_hash', v_row.content_hash, 'deleted', v_row.is_deleted, 'noop', false);
+      v_event_count := v_event_count + 1;
+      v_event_files[v_event_count] := jsonb_build_object(
         'file_path', v_row.file_path, 'version', v_row.version,
-        'content_hash', v_row.content_hash, 'deleted', v_row.is_deleted));
+        'content_hash', v_row.content_hash, 'deleted', v_row.is_deleted);
+      v_event_bytes := v_event_bytes + octet_length(v_row.file_path) + 120;
       v_timestamp := v_row.updated_at;
     END IF;
   END LOOP;
 
   IF v_changed > 0 THEN
-    PERFORM realtime.send(
-      jsonb_build_object('seq', v_seq, 'files', v_event_files, 'timestamp', v_timestamp),
-      'bulk:apply', fsync.topic(project_uuid), true);
+    -- A long file list is left out of the event (Realtime drops large payloads); consumers fetch
+    -- a bulk's files with list_changes_since(seq - 1) anyway.
+    IF v_event_bytes > fsync.max_inline_event_bytes() THEN
+      PERFORM realtime.send(
+        jsonb_build_object('seq', v_seq, 'files', '[]'::jsonb, 'files_omitted', true, 'timestamp', v_timestamp),
+        'bulk:apply', fsync.topic(project_uuid), true);
+    ELSE
+      PERFORM realtime.send(
+        jsonb_build_object('seq', v_seq, 'files', to_jsonb(v_event_files), 'files_omitted', false,
+                           'timestamp', v_timestamp),
+        'bulk:apply', fsync.topic(project_uuid), true);
+    END IF;
   END IF;
 
-  RETURN jsonb_build_object('seq', v_seq, 'files', v_results);
+  RETURN jsonb_build_object('seq', v_seq, 'files', to_jsonb(v_results));
 END
 $$;
 

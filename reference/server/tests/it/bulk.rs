@@ -101,3 +101,26 @@ async fn a_bulk_of_noops_takes_no_seq_and_sends_nothing() {
     assert_eq!(body["files"][0]["noop"], true);
     assert_eq!(f.events().await.len(), 1);
 }
+
+#[tokio::test]
+async fn a_large_bulk_writes_everything_and_leaves_the_long_file_list_out_of_its_event() {
+    let f = fixture().await;
+    const FILES: usize = 2_000;
+    let files: Vec<serde_json::Value> = (0..FILES)
+        .map(|i| json!({"file_path": format!("src/gen/file_{i:05}.ts"), "file_type": "typescript", "content": format!("export const n = {i};\n").repeat(20)}))
+        .collect();
+    let (status, body) = f.bulk(json!(files)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["seq"], 1);
+    assert_eq!(body["files"].as_array().unwrap().len(), FILES);
+    assert_eq!(f.row_count().await, FILES as i64);
+    let events = f.events().await;
+    assert_eq!(events.len(), 1);
+    let (event, payload) = &events[0];
+    assert_eq!(event, "bulk:apply");
+    assert_eq!((payload["files_omitted"].as_bool(), payload["files"].as_array().map(Vec::len)), (Some(true), Some(0)));
+    // A second run of the same files is all no-ops: one pass of reads, no writes.
+    let (status, body) = f.bulk(json!(files)).await;
+    assert_eq!(status, 200);
+    assert!(body["files"].as_array().unwrap().iter().all(|f| f["noop"] == true));
+}
