@@ -195,9 +195,9 @@ fn coerce(ty: ArgType, value: &Value) -> Result<Arg, ApiError> {
         ArgType::Text => Ok(Arg::Text(Some(as_text(value)?))),
         ArgType::Uuid => {
             let text = as_text(value)?;
-            match Uuid::parse_str(text.trim()) {
-                Ok(u) if text.trim().len() == 36 || text.trim().len() == 32 => Ok(Arg::Uuid(Some(u))),
-                _ => Err(error("22P02", format!("invalid input syntax for type uuid: \"{text}\""), None)),
+            match pg_uuid(&text) {
+                Some(u) => Ok(Arg::Uuid(Some(u))),
+                None => Err(error("22P02", format!("invalid input syntax for type uuid: \"{text}\""), None)),
             }
         }
         ArgType::Int => {
@@ -205,6 +205,34 @@ fn coerce(ty: ArgType, value: &Value) -> Result<Arg, ApiError> {
         }
         ArgType::BigInt => parse_int(&as_text(value)?, "bigint", i64::MIN, i64::MAX).map(|v| Arg::BigInt(Some(v))),
     }
+}
+
+/// PostgreSQL's `uuid` input: 32 hex digits, any case, optionally in braces, with at most one
+/// hyphen after any group of four digits; nothing else (no spaces, no `urn:uuid:`).
+pub fn pg_uuid(text: &str) -> Option<Uuid> {
+    let inner = match text.strip_prefix('{') {
+        Some(rest) => rest.strip_suffix('}')?,
+        None => text,
+    };
+    let mut hex = String::with_capacity(32);
+    let mut after_hyphen = false;
+    for c in inner.chars() {
+        if c == '-' {
+            if after_hyphen || hex.is_empty() || hex.len() % 4 != 0 || hex.len() >= 32 {
+                return None;
+            }
+            after_hyphen = true;
+        } else if c.is_ascii_hexdigit() && hex.len() < 32 {
+            hex.push(c);
+            after_hyphen = false;
+        } else {
+            return None;
+        }
+    }
+    if hex.len() != 32 || after_hyphen {
+        return None;
+    }
+    Uuid::parse_str(&hex).ok()
 }
 
 fn parse_int(text: &str, type_name: &str, min: i64, max: i64) -> Result<i64, ApiError> {

@@ -192,9 +192,9 @@ fn compare(a: &Cell, b: &Cell) -> Option<Ordering> {
 fn typed(ty: Ty, text: &str) -> Result<Cell, ApiError> {
     match ty {
         Ty::Text => Ok(Cell::Text(text.to_owned())),
-        Ty::Uuid => uuid::Uuid::parse_str(text.trim())
+        Ty::Uuid => crate::args::pg_uuid(text)
             .map(|u| Cell::Text(u.to_string()))
-            .map_err(|_| error("22P02", format!("invalid input syntax for type uuid: \"{text}\""))),
+            .ok_or_else(|| error("22P02", format!("invalid input syntax for type uuid: \"{text}\""))),
         Ty::Int => text
             .trim()
             .parse::<i64>()

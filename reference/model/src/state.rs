@@ -69,15 +69,6 @@ impl Access {
             Access::Service => "service",
         }
     }
-
-    fn member(name: &str) -> Option<Access> {
-        match name {
-            "owner" => Some(Access::Owner),
-            "editor" => Some(Access::Editor),
-            "viewer" => Some(Access::Viewer),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -211,10 +202,10 @@ fn check_expected(path: &str, expected: Option<i32>, head: Option<&Row>) -> Resu
     let Some(expected) = expected else { return Ok(()) };
     let current = head.map_or(0, |h| h.version);
     let deleted = head.is_some_and(|h| h.deleted);
-    if expected == 0 && (head.is_none() || deleted) {
-        return Ok(());
-    }
-    if expected > 0 && head.is_some() && current == expected {
+    // 0 accepts a path with no live file; n accepts only a head at version n (versions start
+    // at 1, so no head ever matches 0).
+    let accepted = if expected == 0 { head.is_none() || deleted } else { head.is_some_and(|h| h.version == expected) };
+    if accepted {
         return Ok(());
     }
     Err(ApiError::from_sqlstate(
@@ -713,8 +704,9 @@ impl State {
         user: Option<Uuid>,
         role: Option<String>,
     ) -> Result<Outcome, ApiError> {
-        let role = match role.as_deref().and_then(Access::member) {
-            Some(r @ (Access::Editor | Access::Viewer)) => r,
+        let role = match role.as_deref() {
+            Some("editor") => Access::Editor,
+            Some("viewer") => Access::Viewer,
             _ => return Err(invalid("p_role must be editor or viewer")),
         };
         let (project, access) = self.require_access(caller, project, false)?;

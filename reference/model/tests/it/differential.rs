@@ -391,3 +391,53 @@ fn postgres_and_the_model_agree_on_who_may_do_what() {
         }
     });
 }
+
+/// The edges random sequences rarely reach: sizes at and past each limit, every uuid spelling
+/// PostgreSQL accepts or refuses, and integer bounds.
+#[test]
+fn postgres_and_the_model_agree_at_the_limits() {
+    use fsync_protocol::limits::{MAX_BULK_FILES, MAX_CONTENT_BYTES, MAX_PATH_BYTES};
+    shared().runtime.block_on(async {
+        let world = World::new(&shared().db).await;
+        let p = world.project.to_string();
+        let hex = p.replace('-', "");
+        let grouped = hex.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-");
+        let upsert = |project: serde_json::Value, path: String, content: String| {
+            json!({"project_uuid": project, "p_file_path": path, "p_content": content, "p_file_type": "text"})
+        };
+        let mut calls: Vec<(&str, serde_json::Value)> = vec![
+            ("upsert_project_file", upsert(json!(p), "at-limit.txt".into(), "x".repeat(MAX_CONTENT_BYTES))),
+            ("upsert_project_file", upsert(json!(p), "past-limit.txt".into(), "x".repeat(MAX_CONTENT_BYTES + 1))),
+            ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES), "x".into())),
+            ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES + 1), "x".into())),
+            ("bulk_upsert_project_files", json!({"project_uuid": p, "files": vec![json!({"file_path": "a", "delete": true}); MAX_BULK_FILES + 1]})),
+            ("list_changes_since", json!({"project_uuid": p, "since_seq": i64::MAX})),
+            ("list_changes_since", json!({"project_uuid": p, "since_seq": "9223372036854775808"})),
+            ("upsert_project_file", json!({"project_uuid": p, "p_file_path": "i", "p_content": "x", "p_file_type": "text", "expected_version": 2147483647})),
+            ("upsert_project_file", json!({"project_uuid": p, "p_file_path": "i", "p_content": "x", "p_file_type": "text", "expected_version": 2147483648i64})),
+        ];
+        for spelling in [
+            p.to_uppercase(),
+            format!("{{{p}}}"),
+            hex.clone(),
+            format!("{{{hex}}}"),
+            grouped.clone(),
+            format!(" {p}"),
+            format!("urn:uuid:{p}"),
+            format!("{p}-"),
+            format!("-{hex}"),
+            format!("{}--{}", &hex[..4], &hex[4..]),
+            hex[..31].to_owned(),
+        ] {
+            calls.push(("list_changes_since", json!({"project_uuid": spelling, "since_seq": 0})));
+        }
+        for (function, args) in calls {
+            let label = format!("{function} {}", args.to_string().chars().take(160).collect::<String>());
+            let (a, b) = both(&world, &shared().pg, Who::Owner, function, args).await;
+            assert_eq!(a, b, "{label}");
+        }
+        let (pg_rows, pg_seq) = crate::pg_history(&shared().db, world.project).await;
+        let (model_rows, model_seq) = crate::model_history(&world.model, world.project);
+        assert_eq!((pg_rows, pg_seq), (model_rows, model_seq));
+    });
+}
