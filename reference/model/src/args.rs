@@ -218,7 +218,7 @@ pub fn pg_uuid(text: &str) -> Option<Uuid> {
     let mut after_hyphen = false;
     for c in inner.chars() {
         if c == '-' {
-            if after_hyphen || hex.is_empty() || hex.len() % 4 != 0 || hex.len() >= 32 {
+            if after_hyphen || hex.is_empty() || !hex.len().is_multiple_of(4) || hex.len() >= 32 {
                 return None;
             }
             after_hyphen = true;
