@@ -106,7 +106,7 @@ impl FeedHandle {
         let _ = self.commands.send(Command::SetToken(token.into()));
     }
 
-    /// The seq of the last change batch delivered.
+    /// The seq of the last change batch handed to the receiver (it may not be read yet).
     pub fn last_seq(&self) -> Option<i64> {
         *self.last_seq.borrow()
     }
@@ -319,6 +319,7 @@ impl Feed {
             Command::SetBase(seq) => {
                 if self.last_seq.is_none() {
                     self.set_last_seq(seq);
+                    let _ = self.seq_tx.send(Some(seq));
                     if joined.is_some() {
                         self.catch_up().await?;
                     }
@@ -389,13 +390,14 @@ impl Feed {
 
     async fn deliver(&mut self, seq: i64, changes: Vec<FileChange>, source: ChangeSource) -> Result<(), End> {
         self.set_last_seq(seq);
-        self.events.send(FeedEvent::Changes { seq, changes, source }).await.map_err(|_| End::Stop)
+        self.events.send(FeedEvent::Changes { seq, changes, source }).await.map_err(|_| End::Stop)?;
+        let _ = self.seq_tx.send(Some(seq));
+        Ok(())
     }
 
     fn set_last_seq(&mut self, seq: i64) {
         // Architecture invariant: a consumer's last_seq never goes backwards.
         assert!(self.last_seq.is_none_or(|last| seq >= last), "last_seq went backwards: {:?} -> {seq}", self.last_seq);
         self.last_seq = Some(seq);
-        let _ = self.seq_tx.send(Some(seq));
     }
 }

@@ -1,0 +1,286 @@
+//! Applying changes to the project directory.
+//!
+//! A batch (one `seq`: one event, or one catch-up) is applied as a unit: every change is checked
+//! first (path rules, content present, content hash, no symlink on the way, no file where a
+//! directory must be), every new content is staged in a sibling directory, and only then are the
+//! staged files renamed into place and deleted files removed. A batch that fails a check changes
+//! nothing. Each file appears by `rename`, so a reader never sees a half-written file. Nothing is
+//! fsynced: a preview container that loses power hydrates again.
+
+use fsync_protocol::events::FileChange;
+use fsync_protocol::{check_path, content_hash};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("refused path {path:?}: {reason}")]
+    BadPath { path: String, reason: String },
+    #[error("{path}: the change carries no content (binary files come from storage)")]
+    MissingContent { path: String },
+    #[error("{path}: content hash {actual} does not match {expected}")]
+    HashMismatch { path: String, expected: String, actual: String },
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub written: usize,
+    pub deleted: usize,
+}
+
+/// A project's directory on disk.
+#[derive(Debug, Clone)]
+pub struct ProjectDir {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl ProjectDir {
+    /// Opens (creating if needed) the directory `root` and its staging directory beside it.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<ProjectDir> {
+        let root = root.into();
+        fs::create_dir_all(&root)?;
+        let root = root.canonicalize()?;
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
+        let staging = root.with_file_name(format!(".{name}.fsync-staging"));
+        fs::create_dir_all(&staging)?;
+        Ok(ProjectDir { root, staging })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Applies one batch as a unit (see the module docs).
+    pub fn apply(&self, changes: &[FileChange]) -> Result<Applied, ApplyError> {
+        for change in changes {
+            self.check(change)?;
+        }
+        // Stage every new content; on any failure remove what was staged and stop.
+        let mut staged: Vec<(PathBuf, &str)> = Vec::new();
+        for change in changes {
+            if let FileChange::Write { path, content: Some(content), .. } = change {
+                match self.stage(content) {
+                    Ok(file) => staged.push((file, path)),
+                    Err(source) => {
+                        for (file, _) in &staged {
+                            let _ = fs::remove_file(file);
+                        }
+                        return Err(ApplyError::Io { path: path.clone(), what: "stage", source });
+                    }
+                }
+            }
+        }
+        let mut applied = Applied::default();
+        let mut staged = staged.into_iter();
+        for change in changes {
+            match change {
+                FileChange::Write { path, .. } => {
+                    let (file, _) = staged.next().expect("one staged file per write");
+                    let target = self.root.join(path);
+                    if let Some(parent) = target.parent() {
+                        fs::create_dir_all(parent).map_err(|source| io_error(path, "create directories", source))?;
+                    }
+                    fs::rename(&file, &target).map_err(|source| io_error(path, "move into place", source))?;
+                    applied.written += 1;
+                }
+                FileChange::Delete { path, .. } => {
+                    match fs::remove_file(self.root.join(path)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(source) => return Err(io_error(path, "delete", source)),
+                    }
+                    self.remove_empty_parents(path);
+                    applied.deleted += 1;
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Every file under the root, by relative path, with its bytes (for convergence checks).
+    pub fn tree(&self) -> io::Result<BTreeMap<String, Vec<u8>>> {
+        let mut files = BTreeMap::new();
+        let mut pending = vec![self.root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(&dir)? {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    pending.push(entry.path());
+                } else if kind.is_file() {
+                    let relative =
+                        entry.path().strip_prefix(&self.root).expect("under the root").to_string_lossy().into_owned();
+                    files.insert(relative, fs::read(entry.path())?);
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    fn check(&self, change: &FileChange) -> Result<(), ApplyError> {
+        let path = change.path();
+        check_path(path).map_err(|p| bad(path, p.to_string()))?;
+        // Nothing on the way may be a symlink (it could lead out of the root), and no ancestor
+        // may be a file (a path and its parent cannot both be files).
+        let mut at = self.root.clone();
+        let segments: Vec<&str> = path.split('/').collect();
+        for (i, segment) in segments.iter().enumerate() {
+            at.push(segment);
+            let last = i + 1 == segments.len();
+            match fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(bad(path, format!("{} is a symbolic link", at.display())))
+                }
+                Ok(meta) if !last && !meta.is_dir() => {
+                    return Err(bad(path, format!("{} is a file, not a directory", at.display())))
+                }
+                Ok(meta) if last && meta.is_dir() => return Err(bad(path, "is a directory".to_owned())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                Err(source) => return Err(io_error(path, "inspect", source)),
+            }
+        }
+        if let FileChange::Write { content, content_hash: expected, .. } = change {
+            let Some(content) = content else { return Err(ApplyError::MissingContent { path: path.to_owned() }) };
+            if let Some(expected) = expected {
+                let actual = content_hash(content);
+                if &actual != expected {
+                    return Err(ApplyError::HashMismatch { path: path.to_owned(), expected: expected.clone(), actual });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn stage(&self, content: &str) -> io::Result<PathBuf> {
+        let file = self.staging.join(uuid::Uuid::new_v4().simple().to_string());
+        let mut out = fs::File::create(&file)?;
+        out.write_all(content.as_bytes())?;
+        Ok(file)
+    }
+
+    /// Removes the now-empty directories between a deleted file and the root.
+    fn remove_empty_parents(&self, path: &str) {
+        let mut dir = self.root.join(path);
+        while dir.pop() && dir != self.root && dir.starts_with(&self.root) {
+            if fs::remove_dir(&dir).is_err() {
+                break; // not empty (or gone): stop climbing
+            }
+        }
+    }
+}
+
+fn bad(path: &str, reason: String) -> ApplyError {
+    ApplyError::BadPath { path: path.to_owned(), reason }
+}
+
+fn io_error(path: &str, what: &'static str, source: io::Error) -> ApplyError {
+    ApplyError::Io { path: path.to_owned(), what, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> ProjectDir {
+        let base = std::env::temp_dir().join(format!("fsync-apply-{}", uuid::Uuid::new_v4().simple()));
+        ProjectDir::open(base.join("project")).unwrap()
+    }
+
+    fn write(path: &str, content: &str) -> FileChange {
+        FileChange::Write {
+            path: path.into(),
+            file_type: "text".into(),
+            content: Some(content.into()),
+            content_hash: Some(content_hash(content)),
+            version: 1,
+        }
+    }
+
+    fn delete(path: &str) -> FileChange {
+        FileChange::Delete { path: path.into(), version: 2 }
+    }
+
+    fn tree(d: &ProjectDir) -> Vec<(String, String)> {
+        d.tree().unwrap().into_iter().map(|(k, v)| (k, String::from_utf8(v).unwrap())).collect()
+    }
+
+    #[test]
+    fn writes_overwrite_and_deletes_with_their_empty_directories() {
+        let d = dir();
+        let applied = d.apply(&[write("src/a/b.ts", "one"), write("top.md", "t"), write("src/keep.ts", "k")]).unwrap();
+        assert_eq!(applied, Applied { written: 3, deleted: 0 });
+        d.apply(&[write("src/a/b.ts", "two")]).unwrap();
+        assert_eq!(
+            tree(&d),
+            [("src/a/b.ts".into(), "two".into()), ("src/keep.ts".into(), "k".into()), ("top.md".into(), "t".into())]
+        );
+
+        assert_eq!(d.apply(&[delete("src/a/b.ts")]).unwrap(), Applied { written: 0, deleted: 1 });
+        assert!(!d.root().join("src/a").exists(), "the emptied directory is gone");
+        assert!(d.root().join("src").is_dir(), "a directory with files stays");
+        d.apply(&[delete("src/keep.ts"), delete("never/there.ts")]).unwrap();
+        assert!(!d.root().join("src").exists());
+        assert!(d.root().is_dir(), "the root itself stays");
+        assert_eq!(tree(&d), [("top.md".into(), "t".into())]);
+    }
+
+    #[test]
+    fn a_batch_with_one_bad_change_changes_nothing() {
+        let d = dir();
+        d.apply(&[write("kept.txt", "before")]).unwrap();
+        let before = tree(&d);
+        let mut wrong_hash = write("x.txt", "x");
+        if let FileChange::Write { content_hash, .. } = &mut wrong_hash {
+            *content_hash = Some(content_hash_of_other());
+        }
+        let no_content = FileChange::Write {
+            path: "bin.png".into(),
+            file_type: "image".into(),
+            content: None,
+            content_hash: None,
+            version: 1,
+        };
+        for bad in [write("../escape.txt", "x"), write("/abs.txt", "x"), wrong_hash, no_content] {
+            let err = d.apply(&[write("kept.txt", "after"), write("new.txt", "n"), bad.clone()]).unwrap_err();
+            assert!(!err.to_string().is_empty());
+            assert_eq!(tree(&d), before, "{bad:?} left the tree as it was");
+        }
+        assert!(!d.root().parent().unwrap().join("escape.txt").exists());
+        assert_eq!(fs::read_dir(&d.staging).unwrap().count(), 0, "nothing left staged");
+    }
+
+    fn content_hash_of_other() -> String {
+        content_hash("something else")
+    }
+
+    #[test]
+    fn symlinks_and_file_directory_clashes_are_refused() {
+        let d = dir();
+        let outside = d.root().parent().unwrap().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, d.root().join("link")).unwrap();
+        let err = d.apply(&[write("link/evil.txt", "x")]).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing written through the link");
+
+        d.apply(&[write("a", "file")]).unwrap();
+        let err = d.apply(&[write("a/b", "x")]).unwrap_err();
+        assert!(err.to_string().contains("is a file, not a directory"), "{err}");
+        d.apply(&[write("dir/f", "x")]).unwrap();
+        let err = d.apply(&[write("dir", "x")]).unwrap_err();
+        assert!(err.to_string().contains("is a directory"), "{err}");
+    }
+}
