@@ -791,3 +791,58 @@ fn jsonb_key_order(fields: &Map<String, Value>) -> Vec<String> {
     keys.sort_by(|a, b| (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes())));
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    //! What the differential tests cannot afford to send PostgreSQL on every run: 64 MiB bulks.
+    //! (`reference/server/tests/it/bulk.rs` checks the SQL side of each limit it can afford.)
+    use super::*;
+
+    fn world() -> (State, Caller, Uuid) {
+        let owner = Uuid::new_v4();
+        let project = Uuid::new_v4();
+        let mut state = State::default();
+        state.profiles.insert(owner, Profile { email: None, display_name: None });
+        state.projects.insert(
+            project,
+            Project { name: "p".into(), owner, seq: 0, members: BTreeMap::from([(owner, Access::Owner)]) },
+        );
+        let Value::Object(claims) = json!({"role": "authenticated", "sub": owner}) else { unreachable!() };
+        (state, Caller { role: "authenticated".into(), claims }, project)
+    }
+
+    /// Entries holding `total` bytes of content, then one entry with a bad path.
+    fn bulk_of_bytes(total: usize) -> Value {
+        let mut entries = Vec::new();
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(MAX_CONTENT_BYTES);
+            entries.push(
+                json!({"file_path": format!("big/{}", entries.len()), "file_type": "text", "content": "b".repeat(n)}),
+            );
+            left -= n;
+        }
+        entries.push(json!({"file_path": "../invalid", "file_type": "text", "content": "x"}));
+        Value::Array(entries)
+    }
+
+    #[test]
+    fn a_bulk_at_the_byte_limit_passes_the_size_check_and_one_past_it_does_not() {
+        let (mut state, caller, project) = world();
+        let at = state
+            .bulk_upsert_project_files(&caller, Some(project), Some(&bulk_of_bytes(MAX_BULK_BYTES)))
+            .err()
+            .unwrap();
+        assert_eq!(at.body.code, "22023", "at the limit, the bad path is what fails: {}", at.body.message);
+        let past = state
+            .bulk_upsert_project_files(&caller, Some(project), Some(&bulk_of_bytes(MAX_BULK_BYTES + 1)))
+            .err()
+            .unwrap();
+        assert_eq!(past.body.code, "PT413", "{}", past.body.message);
+        assert_eq!(
+            past.body.message,
+            format!("files hold more than the bulk limit of {MAX_BULK_BYTES} bytes of content")
+        );
+        assert!(state.files.is_empty());
+    }
+}

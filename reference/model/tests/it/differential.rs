@@ -23,6 +23,8 @@ enum PathGen {
 
 #[derive(Debug, Clone)]
 enum ContentGen {
+    /// The path's current content and type (a no-op write when the file is live).
+    Head,
     Pool(usize),
     /// Above the inline event limit: the event omits it.
     Large(usize),
@@ -59,15 +61,45 @@ enum EntryGen {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Upsert { who: Who, path: PathGen, content: ContentGen, file_type: TypeGen, expected: ExpectedGen },
-    Delete { who: Who, path: PathGen, expected: ExpectedGen },
-    Bulk { who: Who, entries: Vec<EntryGen>, duplicate: bool },
-    ListCurrent { who: Who },
-    ChangesSince { who: Who, since: i64 },
-    Read { who: Who },
-    SetRole { target: Who, role: &'static str },
-    Remove { target: Who },
-    Raw { who: Who, case: usize },
+    Upsert {
+        who: Who,
+        path: PathGen,
+        content: ContentGen,
+        file_type: TypeGen,
+        expected: ExpectedGen,
+    },
+    Delete {
+        who: Who,
+        path: PathGen,
+        expected: ExpectedGen,
+    },
+    Bulk {
+        who: Who,
+        entries: Vec<EntryGen>,
+        duplicate: bool,
+    },
+    ListCurrent {
+        who: Who,
+    },
+    /// `since_seq` = the project's seq minus `back` (negative: ahead of the project).
+    ChangesSince {
+        who: Who,
+        back: i64,
+    },
+    Read {
+        who: Who,
+    },
+    SetRole {
+        target: Who,
+        role: &'static str,
+    },
+    Remove {
+        target: Who,
+    },
+    Raw {
+        who: Who,
+        case: usize,
+    },
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -88,7 +120,12 @@ fn path() -> impl Strategy<Value = PathGen> {
 }
 
 fn content() -> impl Strategy<Value = ContentGen> {
-    prop_oneof![12 => (0..CONTENTS.len()).prop_map(ContentGen::Pool), 1 => (0..2usize).prop_map(ContentGen::Large), 1 => Just(ContentGen::Null)]
+    prop_oneof![
+        10 => (0..CONTENTS.len()).prop_map(ContentGen::Pool),
+        3 => Just(ContentGen::Head),
+        1 => (0..2usize).prop_map(ContentGen::Large),
+        1 => Just(ContentGen::Null),
+    ]
 }
 
 fn file_type() -> impl Strategy<Value = TypeGen> {
@@ -125,7 +162,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (who(), prop::collection::vec(entry(), 0..5), prop::bool::weighted(0.1))
             .prop_map(|(who, entries, duplicate)| Op::Bulk { who, entries, duplicate }),
         2 => who().prop_map(|who| Op::ListCurrent { who }),
-        2 => (who(), -1..12i64).prop_map(|(who, since)| Op::ChangesSince { who, since }),
+        3 => (who(), -1..8i64).prop_map(|(who, back)| Op::ChangesSince { who, back }),
         1 => who().prop_map(|who| Op::Read { who }),
         1 => (prop_oneof![Just(Who::Editor), Just(Who::Viewer), Just(Who::Stranger), Just(Who::Owner)],
               prop_oneof![Just("editor"), Just("viewer"), Just("owner")])
@@ -194,8 +231,25 @@ fn path_value(p: &PathGen) -> &'static str {
     }
 }
 
+/// The live head's (content, type) of `path`, as the model sees it.
+fn head_of(world: &World, path: &str) -> Option<(String, String)> {
+    let state = world.model.snapshot();
+    let row = state.files.get(&(world.project, path.to_owned()))?.last()?.clone();
+    (!row.deleted).then(|| (row.content.unwrap_or_default(), row.file_type))
+}
+
+/// (content, file_type) for a write of `path`.
+fn content_and_type(world: &World, path: &str, c: &ContentGen, t: &TypeGen) -> (Value, Value) {
+    match (c, head_of(world, path)) {
+        (ContentGen::Head, Some((content, file_type))) => (json!(content), json!(file_type)),
+        (ContentGen::Head, None) => (json!(CONTENTS[1]), type_value(t)),
+        _ => (content_value(c), type_value(t)),
+    }
+}
+
 fn content_value(c: &ContentGen) -> Value {
     match c {
+        ContentGen::Head => json!(CONTENTS[1]),
         ContentGen::Pool(i) => json!(CONTENTS[*i]),
         ContentGen::Large(i) => json!(format!("{i}").repeat(fsync_protocol::limits::MAX_INLINE_EVENT_BYTES + 1)),
         ContentGen::Null => Value::Null,
@@ -227,7 +281,9 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
     let (label, (a, b)) = match op {
         Op::Upsert { who, path, content, file_type, expected } => {
             let path = path_value(path);
-            let mut args = json!({"project_uuid": p, "p_file_path": path, "p_content": content_value(content), "p_file_type": type_value(file_type)});
+            let (content, file_type) = content_and_type(world, path, content, file_type);
+            let mut args =
+                json!({"project_uuid": p, "p_file_path": path, "p_content": content, "p_file_type": file_type});
             if let Some(e) = expected_value(world, path, expected) {
                 args["expected_version"] = e;
             }
@@ -247,7 +303,8 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
                 .map(|e| match e {
                     EntryGen::Upsert { path, content, file_type, expected } => {
                         let path = path_value(path);
-                        let mut v = json!({"file_path": path, "file_type": type_value(file_type), "content": content_value(content)});
+                        let (content, file_type) = content_and_type(world, path, content, file_type);
+                        let mut v = json!({"file_path": path, "file_type": file_type, "content": content});
                         if let Some(e) = expected_value(world, path, expected) {
                             v["expected_version"] = e;
                         }
@@ -261,9 +318,13 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
                         }
                         v
                     }
-                    EntryGen::UnknownKey => json!({"file_path": "a.txt", "file_type": "text", "content": "x", "colour": 1, "zz": 2}),
+                    EntryGen::UnknownKey => {
+                        json!({"file_path": "a.txt", "file_type": "text", "content": "x", "colour": 1, "zz": 2})
+                    }
                     EntryGen::NotObject => json!(["a.txt"]),
-                    EntryGen::ExpectedAsString => json!({"file_path": "e.md", "file_type": "markdown", "content": "x", "expected_version": "1"}),
+                    EntryGen::ExpectedAsString => {
+                        json!({"file_path": "e.md", "file_type": "markdown", "content": "x", "expected_version": "1"})
+                    }
                 })
                 .collect();
             if *duplicate {
@@ -278,10 +339,13 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
             format!("{who:?} list_current_files"),
             both(world, pg, *who, "list_current_files", json!({"project_uuid": p})).await,
         ),
-        Op::ChangesSince { who, since } => (
-            format!("{who:?} list_changes_since {since}"),
-            both(world, pg, *who, "list_changes_since", json!({"project_uuid": p, "since_seq": since})).await,
-        ),
+        Op::ChangesSince { who, back } => {
+            let since = world.model.snapshot().projects[&p].seq - back;
+            (
+                format!("{who:?} list_changes_since {since}"),
+                both(world, pg, *who, "list_changes_since", json!({"project_uuid": p, "since_seq": since})).await,
+            )
+        }
         Op::Read { who } => {
             let query = ReadQuery {
                 relation: "project_files_current".into(),
@@ -381,7 +445,7 @@ fn postgres_and_the_model_agree_on_who_may_do_what() {
                     expected: ExpectedGen::Absent,
                 },
                 Op::ListCurrent { who },
-                Op::ChangesSince { who, since: 0 },
+                Op::ChangesSince { who, back: 0 },
                 Op::Read { who },
                 Op::Delete { who, path: PathGen::Good(0), expected: ExpectedGen::Absent },
             ] {
@@ -411,6 +475,8 @@ fn postgres_and_the_model_agree_at_the_limits() {
             ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES), "x".into())),
             ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES + 1), "x".into())),
             ("bulk_upsert_project_files", json!({"project_uuid": p, "files": vec![json!({"file_path": "a", "delete": true}); MAX_BULK_FILES + 1]})),
+            // Exactly the limit passes the count check (then fails on the repeated path).
+            ("bulk_upsert_project_files", json!({"project_uuid": p, "files": vec![json!({"file_path": "a", "delete": true}); MAX_BULK_FILES]})),
             ("list_changes_since", json!({"project_uuid": p, "since_seq": i64::MAX})),
             ("list_changes_since", json!({"project_uuid": p, "since_seq": "9223372036854775808"})),
             ("upsert_project_file", json!({"project_uuid": p, "p_file_path": "i", "p_content": "x", "p_file_type": "text", "expected_version": 2147483647})),
