@@ -463,6 +463,7 @@ fn postgres_and_the_model_agree_at_the_limits() {
     use fsync_protocol::limits::{MAX_BULK_FILES, MAX_CONTENT_BYTES, MAX_PATH_BYTES};
     shared().runtime.block_on(async {
         let world = World::new(&shared().db).await;
+        let mut model_events = world.model.listen().await.unwrap();
         let p = world.project.to_string();
         let hex = p.replace('-', "");
         let grouped = hex.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-");
@@ -475,6 +476,10 @@ fn postgres_and_the_model_agree_at_the_limits() {
             ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES), "x".into())),
             ("upsert_project_file", upsert(json!(p), "p".repeat(MAX_PATH_BYTES + 1), "x".into())),
             ("bulk_upsert_project_files", json!({"project_uuid": p, "files": vec![json!({"file_path": "a", "delete": true}); MAX_BULK_FILES + 1]})),
+            // bulk:apply leaves its file list out past 128 KiB of (path + 120) per file: 1,024
+            // files with 8-byte paths sit exactly at the limit, one longer path goes past it.
+            ("bulk_upsert_project_files", json!({"project_uuid": p, "files": (0..1024).map(|i| json!({"file_path": format!("e/{i:06}"), "file_type": "text", "content": "x"})).collect::<Vec<_>>()})),
+            ("bulk_upsert_project_files", json!({"project_uuid": p, "files": (0..1024).map(|i| json!({"file_path": if i == 0 { "f/0000000".to_owned() } else { format!("f/{i:06}") }, "file_type": "text", "content": "x"})).collect::<Vec<_>>()})),
             // Exactly the limit passes the count check (then fails on the repeated path).
             ("bulk_upsert_project_files", json!({"project_uuid": p, "files": vec![json!({"file_path": "a", "delete": true}); MAX_BULK_FILES]})),
             ("list_changes_since", json!({"project_uuid": p, "since_seq": i64::MAX})),
@@ -505,5 +510,9 @@ fn postgres_and_the_model_agree_at_the_limits() {
         let (pg_rows, pg_seq) = crate::pg_history(&shared().db, world.project).await;
         let (model_rows, model_seq) = crate::model_history(&world.model, world.project);
         assert_eq!((pg_rows, pg_seq), (model_rows, model_seq));
+        let events = pg_events(&shared().db, world.project).await;
+        let omitted: Vec<_> = events.iter().filter(|(e, _)| e == "bulk:apply").map(|(_, p)| p["files_omitted"].clone()).collect();
+        assert_eq!(omitted, vec![json!(false), json!(true)], "at the limit the list is sent, past it not");
+        assert_eq!(events, drain(&mut model_events));
     });
 }
