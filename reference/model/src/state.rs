@@ -658,7 +658,6 @@ impl State {
             profile.display_name = display_name;
         }
         let result = json!({"id": id, "email": profile.email, "display_name": profile.display_name});
-        self.tick += 1;
         Ok(Outcome { result, messages: vec![] })
     }
 
@@ -693,7 +692,6 @@ impl State {
             id,
             Project { name: name.clone(), owner, seq: 0, members: BTreeMap::from([(owner, Access::Owner)]) },
         );
-        self.tick += 1;
         Ok(Outcome { result: json!({"id": id, "name": name, "owner_id": owner, "seq": 0}), messages: vec![] })
     }
 
@@ -726,7 +724,6 @@ impl State {
             return Err(invalid("the owner's role cannot change"));
         }
         self.projects.get_mut(&project).expect("checked").members.insert(user, role);
-        self.tick += 1;
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "role": role.name()}), messages: vec![] })
     }
 
@@ -748,7 +745,6 @@ impl State {
             let who = user.map(|u| u.to_string()).unwrap_or_default();
             return Err(err("PT404", format!("user {who} is not a member of project {project}")));
         }
-        self.tick += 1;
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "removed": true}), messages: vec![] })
     }
 

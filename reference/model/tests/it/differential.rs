@@ -93,6 +93,19 @@ enum Op {
         target: Who,
         role: &'static str,
     },
+    /// `ensure_user_profile` as `who`, for themselves (`user` None), or for `user`.
+    Profile {
+        who: Who,
+        user: Option<Who>,
+        email: u8,
+        name: bool,
+    },
+    /// `create_project` as `who`, named by `name` (0 valid, 1 blank, 2 too long), for `owner`.
+    CreateProject {
+        who: Who,
+        name: u8,
+        owner: Option<Who>,
+    },
     Remove {
         target: Who,
     },
@@ -168,6 +181,10 @@ fn op() -> impl Strategy<Value = Op> {
               prop_oneof![Just("editor"), Just("viewer"), Just("owner")])
             .prop_map(|(target, role)| Op::SetRole { target, role }),
         1 => prop_oneof![Just(Who::Editor), Just(Who::Viewer), Just(Who::Owner)].prop_map(|target| Op::Remove { target }),
+        1 => (who(), prop::option::of(prop_oneof![Just(Who::Owner), Just(Who::Stranger)]), 0..3u8, any::<bool>())
+            .prop_map(|(who, user, email, name)| Op::Profile { who, user, email, name }),
+        1 => (who(), 0..3u8, prop::option::of(prop_oneof![Just(Who::Owner), Just(Who::Stranger)]))
+            .prop_map(|(who, name, owner)| Op::CreateProject { who, name, owner }),
         2 => (who(), 0..RAW_CASES).prop_map(|(who, case)| Op::Raw { who, case }),
     ]
 }
@@ -371,6 +388,36 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
         Op::SetRole { target, role } => {
             let args = json!({"project_uuid": p, "p_user_id": target_user(world, *target), "p_role": role});
             (format!("owner sets {target:?} to {role}"), both(world, pg, Who::Owner, "add_project_member", args).await)
+        }
+        Op::Profile { who, user, email, name } => {
+            let me = match who {
+                Who::Owner => Some(world.owner),
+                Who::Editor => Some(world.editor),
+                Who::Viewer => Some(world.viewer),
+                Who::Stranger => Some(world.stranger),
+                _ => None,
+            };
+            // 0: no email, 1: the caller's own (as in the token), 2: someone else's.
+            let email = match (email, me) {
+                (1, Some(me)) => json!(format!("{me}@x.test")),
+                (1, None) | (2, _) => json!("someone@else.test"),
+                _ => Value::Null,
+            };
+            let args = json!({
+                "p_user_id": user.map(|u| target_user(world, u)),
+                "p_email": email,
+                "p_display_name": if *name { json!("Name") } else { Value::Null },
+            });
+            (format!("{who:?} ensure_user_profile {args}"), both(world, pg, *who, "ensure_user_profile", args).await)
+        }
+        Op::CreateProject { who, name, owner } => {
+            let name = match name {
+                0 => json!("project"),
+                1 => json!("   "),
+                _ => json!("n".repeat(201)),
+            };
+            let args = json!({"p_name": name, "p_owner": owner.map(|o| target_user(world, o))});
+            (format!("{who:?} create_project {args}"), both(world, pg, *who, "create_project", args).await)
         }
         Op::Remove { target } => {
             let args = json!({"project_uuid": p, "p_user_id": target_user(world, *target)});
