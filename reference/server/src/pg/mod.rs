@@ -91,7 +91,7 @@ impl PgStore {
 }
 
 /// Maps a driver error to the API error PostgREST would answer.
-fn db_error(error: tokio_postgres::Error, authenticated: bool) -> ApiError {
+pub fn db_error(error: tokio_postgres::Error, authenticated: bool) -> ApiError {
     match error.as_db_error() {
         Some(db) => ApiError::from_sqlstate(db.code().code(), db.message(), db.detail(), db.hint(), authenticated),
         None if error.is_closed() => ApiError::unavailable(error),

@@ -11,6 +11,7 @@ mod rls;
 mod rpc_contract;
 mod serve;
 mod supabase_js;
+mod surface;
 
 use fsync_testkit::TestApp;
 use serde_json::{json, Value};
