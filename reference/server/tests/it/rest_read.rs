@@ -95,3 +95,29 @@ async fn unknown_relations_columns_and_bad_values_are_clear_errors() {
     let (status, body, _) = get(&f, &f.owner_token, "project_files_current?project_id=approx.1", None).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("PGRST100")));
 }
+
+#[tokio::test]
+async fn every_comparison_operator_filters_as_postgrest_does() {
+    let f = fixture().await;
+    for (path, content) in [("A.ts", "1"), ("b.ts", "2"), ("c.md", "3")] {
+        f.upsert(path, content, None).await;
+    }
+    let base = format!("project_files_current?project_id=eq.{}&select=file_path&order=file_path", f.project);
+    let paths = |rows: Value| -> Vec<String> {
+        rows.as_array().unwrap().iter().map(|r| r["file_path"].as_str().unwrap().to_owned()).collect()
+    };
+    for (filter, want) in [
+        ("seq=neq.2", vec!["A.ts", "c.md"]),
+        ("seq=gt.2", vec!["c.md"]),
+        ("seq=gte.2", vec!["b.ts", "c.md"]),
+        ("seq=lt.2", vec!["A.ts"]),
+        ("seq=lte.2", vec!["A.ts", "b.ts"]),
+        ("file_path=like.a*", vec![]),
+        ("file_path=ilike.a*", vec!["A.ts"]),
+        ("file_path=not.like.*.ts", vec!["c.md"]),
+    ] {
+        let (status, rows, _) = get(&f, &f.owner_token, &format!("{base}&{filter}"), None).await;
+        assert_eq!(status, 200, "{filter}: {rows}");
+        assert_eq!(paths(rows), want, "{filter}");
+    }
+}

@@ -59,3 +59,15 @@ async fn a_closed_database_connection_is_503_not_500() {
         Err(e) => assert_eq!(e.status.as_u16(), 503, "{e:?}"),
     }
 }
+
+#[tokio::test]
+async fn health_fails_when_the_database_is_gone() {
+    let db = fsync_testkit::TestDb::migrated().await.unwrap();
+    let store = fsync_reference::PgStore::connect(&db.url).await.unwrap();
+    store.health().await.expect("healthy while the database is there");
+    let admin = fsync_testkit::TestDb::empty().await.unwrap();
+    let client = admin.connect().await.unwrap();
+    client.batch_execute(&format!("DROP DATABASE \"{}\" WITH (FORCE)", db.name)).await.unwrap();
+    let error = store.health().await.expect_err("the database is gone");
+    assert_eq!(error.status.as_u16(), 503, "{error:?}");
+}
