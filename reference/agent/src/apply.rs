@@ -233,8 +233,9 @@ mod tests {
         assert!(d.root().join("src").is_dir(), "a directory with files stays");
         d.apply(&[delete("src/keep.ts"), delete("never/there.ts")]).unwrap();
         assert!(!d.root().join("src").exists());
-        assert!(d.root().is_dir(), "the root itself stays");
         assert_eq!(tree(&d), [("top.md".into(), "t".into())]);
+        d.apply(&[delete("top.md")]).unwrap();
+        assert!(d.root().is_dir(), "the root itself stays, even empty");
     }
 
     #[test]

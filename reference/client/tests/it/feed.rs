@@ -181,3 +181,29 @@ async fn a_refreshed_token_keeps_the_channel_past_the_first_tokens_expiry() {
     let event = next(&mut rx).await;
     assert!(matches!(event, FeedEvent::Changes { seq: 1, source: ChangeSource::Live, .. }), "{event:?}");
 }
+
+#[tokio::test]
+async fn a_session_that_fails_right_after_joining_backs_off_instead_of_spinning() {
+    let (app, owner, project, _client) = setup().await;
+    // A base seq ahead of the project: every join succeeds, then its catch-up is refused.
+    let token = app.user_token(owner);
+    let mut config = FeedConfig::new(&app.url, &app.anon_key, token.clone(), project);
+    config.heartbeat_interval = Duration::from_secs(1);
+    config.reconnect = RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(400),
+        seed: Some(5),
+    };
+    let (_handle, mut rx) = ProjectFeed::start(config, client_for(&app, token), Some(100), 1024);
+    let mut disconnects = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    while let Ok(Some(event)) = tokio::time::timeout_at(until, rx.recv()).await {
+        if let FeedEvent::Disconnected { reason } = event {
+            assert!(reason.contains("catch up"), "{reason}");
+            disconnects += 1;
+        }
+    }
+    assert!(disconnects >= 2, "it does retry ({disconnects})");
+    assert!(disconnects <= 12, "{disconnects} reconnects in 1.5 s: the backoff did not grow");
+}
