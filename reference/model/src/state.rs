@@ -224,8 +224,9 @@ fn check_expected(path: &str, expected: Option<i32>, head: Option<&Row>) -> Resu
 }
 
 impl State {
-    fn now(&self) -> String {
+    fn now(&mut self) -> String {
         // Distinct and increasing, in PostgreSQL's JSON timestamp format.
+        self.tick += 1;
         let micros = self.tick;
         format!("2000-01-01T00:00:00.{:06}+00:00", micros % 1_000_000)
     }
@@ -289,7 +290,6 @@ impl State {
     }
 
     fn next_seq(&mut self, project: Uuid) -> i64 {
-        self.tick += 1;
         let p = self.projects.get_mut(&project).expect("a locked project exists");
         p.seq += 1;
         p.seq

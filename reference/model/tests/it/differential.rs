@@ -546,6 +546,15 @@ fn postgres_and_the_model_agree_at_the_limits() {
             format!("-{hex}"),
             format!("{}--{}", &hex[..4], &hex[4..]),
             hex[..31].to_owned(),
+            format!("{hex}0"),
+            format!("{p}0"),
+            format!("{{{p}"),
+            format!("{p}}}"),
+            format!("{}-{}", &hex[..28], &hex[28..]),
+            format!("{}-{}", &hex[..30], &hex[30..]),
+            format!("{hex}-"),
+            format!("{{{hex}-}}"),
+            format!("{}x{}", &hex[..16], &hex[17..]),
         ] {
             calls.push(("list_changes_since", json!({"project_uuid": spelling, "since_seq": 0})));
         }
