@@ -8,7 +8,8 @@
 //! fsynced: a preview container that loses power hydrates again.
 
 use fsync_protocol::events::FileChange;
-use fsync_protocol::{check_path, content_hash};
+use fsync_protocol::check_path;
+use fsync_protocol::hash::hex_sha256;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
@@ -64,14 +65,26 @@ impl ProjectDir {
 
     /// Applies one batch as a unit (see the module docs).
     pub fn apply(&self, changes: &[FileChange]) -> Result<Applied, ApplyError> {
+        self.apply_with(changes, &BTreeMap::new())
+    }
+
+    /// Like [`ProjectDir::apply`], with the bytes of writes that carry no content (binary files,
+    /// fetched from storage) given by path; they are checked against the change's hash too.
+    pub fn apply_with(
+        &self,
+        changes: &[FileChange],
+        binaries: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Applied, ApplyError> {
         for change in changes {
-            self.check(change)?;
+            self.check(change, binaries)?;
         }
         // Stage every new content; on any failure remove what was staged and stop.
         let mut staged: Vec<(PathBuf, &str)> = Vec::new();
         for change in changes {
-            if let FileChange::Write { path, content: Some(content), .. } = change {
-                match self.stage(content) {
+            if let FileChange::Write { path, content, .. } = change {
+                let bytes = content.as_deref().map(str::as_bytes).or_else(|| binaries.get(path).map(Vec::as_slice));
+                let bytes = bytes.expect("checked: every write has its bytes");
+                match self.stage(bytes) {
                     Ok(file) => staged.push((file, path)),
                     Err(source) => {
                         for (file, _) in &staged {
@@ -129,7 +142,7 @@ impl ProjectDir {
         Ok(files)
     }
 
-    fn check(&self, change: &FileChange) -> Result<(), ApplyError> {
+    fn check(&self, change: &FileChange, binaries: &BTreeMap<String, Vec<u8>>) -> Result<(), ApplyError> {
         let path = change.path();
         check_path(path).map_err(|p| bad(path, p.to_string()))?;
         // Nothing on the way may be a symlink (it could lead out of the root), and no ancestor
@@ -153,9 +166,15 @@ impl ProjectDir {
             }
         }
         if let FileChange::Write { content, content_hash: expected, .. } = change {
-            let Some(content) = content else { return Err(ApplyError::MissingContent { path: path.to_owned() }) };
+            let bytes = match content {
+                Some(content) => content.as_bytes(),
+                None => match binaries.get(path) {
+                    Some(bytes) => bytes.as_slice(),
+                    None => return Err(ApplyError::MissingContent { path: path.to_owned() }),
+                },
+            };
             if let Some(expected) = expected {
-                let actual = content_hash(content);
+                let actual = hex_sha256(bytes);
                 if &actual != expected {
                     return Err(ApplyError::HashMismatch { path: path.to_owned(), expected: expected.clone(), actual });
                 }
@@ -164,10 +183,10 @@ impl ProjectDir {
         Ok(())
     }
 
-    fn stage(&self, content: &str) -> io::Result<PathBuf> {
+    fn stage(&self, bytes: &[u8]) -> io::Result<PathBuf> {
         let file = self.staging.join(uuid::Uuid::new_v4().simple().to_string());
         let mut out = fs::File::create(&file)?;
-        out.write_all(content.as_bytes())?;
+        out.write_all(bytes)?;
         Ok(file)
     }
 
@@ -193,6 +212,7 @@ fn io_error(path: &str, what: &'static str, source: io::Error) -> ApplyError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fsync_protocol::content_hash;
 
     fn dir() -> ProjectDir {
         let base = std::env::temp_dir().join(format!("fsync-apply-{}", uuid::Uuid::new_v4().simple()));

@@ -1,5 +1,9 @@
-//! The container agent (DESIGN §9). So far: [`apply::ProjectDir`], which applies a project's
-//! change batches to its directory — atomically per file, validated as a whole batch first.
-//! Hydration from the snapshot, the realtime loop and the `fsync-agent` binary build on it.
+//! The preview container's agent (DESIGN §9): hydrate a project directory from its snapshot,
+//! then apply every change as it comes.
+//!
+//! [`apply::ProjectDir`] applies batches atomically; [`extract`] checks and extracts snapshot
+//! zips; [`session`] is the agent's life from join to shutdown.
 
 pub mod apply;
+pub mod extract;
+pub mod session;

@@ -113,6 +113,26 @@ pub fn claims_for(role: &str, now_s: u64, ttl_s: u64) -> Claims {
     claims
 }
 
+/// Claims of a container token (DESIGN §8): `authenticated`, `sub` = the session, scoped to one
+/// project, valid for `ttl_s` seconds.
+pub fn container_claims(session_id: &str, project_id: &str, now_s: u64, ttl_s: u64) -> Claims {
+    let mut claims = claims_for("authenticated", now_s, ttl_s);
+    claims.insert("sub".into(), json!(session_id));
+    claims.insert("session_id".into(), json!(session_id));
+    claims.insert("project_id".into(), json!(project_id));
+    claims.insert("scope".into(), json!("container"));
+    claims
+}
+
+/// The claims of a token, read without verifying it: only for a holder to learn its own token's
+/// expiry. Never use it to decide access.
+pub fn unverified_claims(token: &str) -> Option<Claims> {
+    match decode_json(token.split('.').nth(1)?)? {
+        Value::Object(claims) => Some(claims),
+        _ => None,
+    }
+}
+
 /// Seconds since the Unix epoch by the system clock.
 pub fn now_s() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

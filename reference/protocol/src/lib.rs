@@ -11,6 +11,7 @@ pub mod jwt;
 pub mod limits;
 pub mod path;
 pub mod realtime;
+pub mod snapshot;
 
 pub use hash::content_hash;
 pub use path::{check_path, PathProblem};

@@ -2,6 +2,7 @@
 //! to run the server on a listener they bound (port 0 in tests).
 
 use crate::error::ApiError;
+use crate::platform::Platform;
 use crate::postgrest;
 use crate::realtime::{self, hub::Hub, RealtimeConfig};
 use crate::store::Store;
@@ -47,17 +48,25 @@ impl<S: Store> AppState<S> {
     }
 }
 
-/// The router for every endpoint of the reference server.
+/// The router for the RPC, read and Realtime endpoints.
 pub fn router<S: Store>(state: AppState<S>) -> Router {
-    Router::new()
+    router_with(state, None)
+}
+
+/// The router for every endpoint of the reference server: with a [`Platform`], also Storage,
+/// the snapshot function and the orchestrator.
+pub fn router_with<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> Router {
+    let mut router = Router::new()
         .route("/health", get(health::<S>))
         .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
         .route("/rest/v1/{relation}", get(postgrest::read::<S>))
         .route("/realtime/v1/websocket", get(realtime::websocket::<S>))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
-        .layer(middleware::from_fn(cors))
-        .with_state(state)
+        .with_state(state);
+    if let Some(platform) = platform {
+        router = router.merge(crate::platform::router(platform));
+    }
+    router.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES)).layer(middleware::from_fn(cors))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` completes.
@@ -66,8 +75,22 @@ pub async fn serve<S: Store>(
     state: AppState<S>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, None, shutdown).await
+}
+
+/// Serves every endpoint (with `platform`, Storage, functions and sessions too) on `listener`
+/// until `shutdown` completes. The platform learns its public URL from the listener.
+pub async fn serve_with<S: Store>(
+    listener: TcpListener,
+    state: AppState<S>,
+    platform: Option<Arc<Platform>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Some(platform) = &platform {
+        platform.set_public_url(format!("http://{}", listener.local_addr()?));
+    }
     let hub = state.hub.clone();
-    let served = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router_with(state, platform)).with_graceful_shutdown(shutdown).await;
     // WebSockets outlive graceful shutdown (they are upgraded connections): close them now.
     hub.close_all();
     served

@@ -8,10 +8,14 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod orchestrator;
 pub mod pg;
+pub mod platform;
 pub mod postgrest;
 pub mod realtime;
+pub mod snapshot;
+pub mod storage;
 pub mod store;
 
-pub use app::{router, serve, AppState};
+pub use app::{router, router_with, serve, serve_with, AppState};
 pub use pg::PgStore;

@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 use fsync_protocol::jwt::{self, Claims};
 use fsync_reference::config::{self, Config};
 use fsync_reference::pg::bootstrap::{self, Source};
+use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::platform::Platform;
+use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
 use serde_json::Value;
 use std::sync::Arc;
@@ -22,7 +25,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply the migrations and serve the API (DATABASE_URL, FSYNC_JWT_SECRET, FSYNC_STATE_DIR).
+    /// Apply the migrations and serve the API (DATABASE_URL, FSYNC_JWT_SECRET, FSYNC_STATE_DIR,
+    /// FSYNC_STORAGE_URL, FSYNC_SESSIONS_DIR, FSYNC_AGENT_BIN, FSYNC_AGENT_EXEC,
+    /// FSYNC_USE_SNAPSHOT_HYDRATION, FSYNC_KEEP_CLIENT_BROADCAST).
     Serve {
         /// Address to listen on.
         #[arg(long, default_value = config::DEFAULT_ADDR)]
@@ -112,10 +117,26 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
         }
     );
     let realtime = fsync_reference::realtime::RealtimeConfig::from_lookup(|name| std::env::var(name).ok());
+    let storage_url = std::env::var("FSYNC_STORAGE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| format!("file://{}", absolute(&config.state_dir.join("storage")).display()));
+    let storage = Storage::open(&storage_url)?;
+    say!("Storage: {storage_url}");
+    let lookup = |name: &str| std::env::var(name).ok();
+    let mut orchestrator = OrchestratorConfig::from_lookup(lookup, &config.state_dir);
+    orchestrator.sessions_dir = absolute(&orchestrator.sessions_dir);
+    say!(
+        "Sessions: {} (agent {}, snapshot hydration {})",
+        orchestrator.sessions_dir.display(),
+        orchestrator.agent_bin.display(),
+        if orchestrator.snapshot_hydration { "on" } else { "off: FSYNC_USE_SNAPSHOT_HYDRATION is unset" }
+    );
+    let platform = Arc::new(Platform::new(store.clone(), config.jwt_secret.clone(), storage, orchestrator));
     let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime)
         .await
         .map_err(|e| anyhow::anyhow!("start realtime: {} {:?}", e.body.message, e.body.details))?;
-    fsync_reference::serve(listener, state, shutdown_signal()).await?;
+    fsync_reference::serve_with(listener, state, Some(platform), shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);
     Ok(())
@@ -139,6 +160,11 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `path` made absolute against the working directory (agents run elsewhere).
+fn absolute(path: &std::path::Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn init_tracing() {

@@ -4,7 +4,11 @@ use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
+use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::platform::Platform;
+use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
+use std::path::PathBuf;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -23,8 +27,12 @@ pub struct TestApp {
     pub store: PgStore,
     /// This instance's realtime fan-out.
     pub hub: Arc<Hub>,
+    /// Storage, the snapshot function and sessions of this instance.
+    pub platform: Arc<Platform>,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Holds this instance's storage and session directories.
+    pub dir: tempfile::TempDir,
     // Last: the database is dropped after the server stops.
     pub db: Arc<TestDb>,
 }
@@ -42,15 +50,45 @@ pub async fn spawn_app_with(realtime: RealtimeConfig) -> TestApp {
 
 /// Starts another server instance on an existing database (for multi-instance tests).
 pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp {
+    spawn_app_full(db, realtime, PlatformOptions::default()).await
+}
+
+/// Storage and orchestrator settings of a test server.
+#[derive(Debug, Clone, Default)]
+pub struct PlatformOptions {
+    /// `None`: a fresh local directory for this server.
+    pub storage_url: Option<String>,
+    /// The agent binary sessions spawn (`None`: `fsync-agent`, which tests of other crates
+    /// never start).
+    pub agent_bin: Option<PathBuf>,
+    /// `FSYNC_USE_SNAPSHOT_HYDRATION`.
+    pub legacy_hydration: bool,
+    /// `FSYNC_AGENT_EXEC`.
+    pub agent_exec: Option<String>,
+}
+
+/// Starts the server with every endpoint (Storage, functions, sessions) on `db`.
+pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: PlatformOptions) -> TestApp {
     init_test_log();
     let store = PgStore::connect(&db.url).await.expect("connect the store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
     let secret = Secret::new(DEV_JWT_SECRET);
+    let dir = tempfile::tempdir().expect("a temporary directory for the server");
+    let storage_url = options.storage_url.clone().unwrap_or_else(|| format!("file://{}", dir.path().join("storage").display()));
+    let storage = Storage::open(&storage_url).expect("open the storage");
+    let orchestrator = OrchestratorConfig {
+        sessions_dir: dir.path().join("sessions"),
+        agent_bin: options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent")),
+        snapshot_hydration: !options.legacy_hydration,
+        agent_exec: options.agent_exec.clone(),
+        token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
+    };
+    let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator));
     let state = AppState::start(Arc::new(store.clone()), secret.clone(), realtime).await.expect("start the app state");
     let hub = state.hub.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(fsync_reference::serve(listener, state, async {
+    tokio::spawn(fsync_reference::serve_with(listener, state, Some(platform.clone()), async {
         let _ = stopped.await;
     }));
     TestApp {
@@ -61,8 +99,10 @@ pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp 
         secret,
         store,
         hub,
+        platform,
         http: reqwest::Client::new(),
         shutdown: Some(shutdown),
+        dir,
         db,
     }
 }

@@ -9,5 +9,5 @@
 mod app;
 mod db;
 
-pub use app::{claims, spawn_app, spawn_app_on, spawn_app_with, TestApp};
+pub use app::{claims, spawn_app, spawn_app_full, spawn_app_on, spawn_app_with, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};

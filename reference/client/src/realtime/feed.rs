@@ -91,6 +91,7 @@ enum Command {
 pub struct FeedHandle {
     commands: mpsc::UnboundedSender<Command>,
     last_seq: watch::Receiver<Option<i64>>,
+    caught_up: watch::Receiver<Option<i64>>,
 }
 
 impl FeedHandle {
@@ -110,6 +111,13 @@ impl FeedHandle {
     pub fn last_seq(&self) -> Option<i64> {
         *self.last_seq.borrow()
     }
+
+    /// The seq the last completed catch-up reached: changed after each catch-up, once its batch
+    /// (if any) is in the receiver. A consumer that set its base seq waits for this to reach it
+    /// to know it holds every change made before the catch-up started.
+    pub fn caught_up(&self) -> watch::Receiver<Option<i64>> {
+        self.caught_up.clone()
+    }
 }
 
 /// A running feed.
@@ -128,6 +136,7 @@ impl ProjectFeed {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, event_rx) = mpsc::channel(capacity.max(1));
         let (seq_tx, seq_rx) = watch::channel(base_seq);
+        let (caught_tx, caught_rx) = watch::channel(None);
         let feed = Feed {
             topic: format!("realtime:project:{}", config.project),
             rng: match config.reconnect.seed {
@@ -140,9 +149,10 @@ impl ProjectFeed {
             commands: command_rx,
             events,
             seq_tx,
+            caught_tx,
         };
         tokio::spawn(feed.run());
-        (FeedHandle { commands, last_seq: seq_rx }, event_rx)
+        (FeedHandle { commands, last_seq: seq_rx, caught_up: caught_rx }, event_rx)
     }
 }
 
@@ -154,6 +164,7 @@ struct Feed {
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<FeedEvent>,
     seq_tx: watch::Sender<Option<i64>>,
+    caught_tx: watch::Sender<Option<i64>>,
     rng: fastrand::Rng,
 }
 
@@ -385,6 +396,7 @@ impl Feed {
             let batch = changes.changes.into_iter().map(FileChange::from_change).collect();
             self.deliver(changes.seq, batch, ChangeSource::CatchUp).await?;
         }
+        let _ = self.caught_tx.send(Some(changes.seq.max(last)));
         Ok(())
     }
 

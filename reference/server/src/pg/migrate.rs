@@ -35,6 +35,7 @@ pub const PORTABLE: &[Migration] = &[
     migration!("portable", "migrations", "0002_access.sql"),
     migration!("portable", "migrations", "0003_rpcs.sql"),
     migration!("portable", "migrations", "0004_storage_realtime.sql"),
+    migration!("portable", "migrations", "0005_binary_files.sql"),
 ];
 
 /// Every migration for plain PostgreSQL: the shim first.

@@ -69,6 +69,25 @@ impl PgStore {
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, ApiError> {
+        let mut rows = self.query_as(auth, read_only, method, path, statement, params).await?;
+        if rows.is_empty() {
+            return Err(ApiError::internal("the statement returned no row"));
+        }
+        Ok(rows.swap_remove(0))
+    }
+
+    /// Runs `statement` with `params` in one request transaction as `auth` (role and
+    /// `request.jwt.claims` set as PostgREST sets them, so row level security applies), and
+    /// returns its rows.
+    pub async fn query_as(
+        &self,
+        auth: &RequestAuth,
+        read_only: bool,
+        method: &str,
+        path: &str,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, ApiError> {
         let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
         let tx = client.build_transaction().read_only(read_only).start().await.map_err(|e| db_error(e, true))?;
         let claims = auth.claims_json();
@@ -82,11 +101,11 @@ impl PgStore {
         let call = tx.prepare_cached(statement).await.map_err(|e| db_error(e, true))?;
         // Both go out before either answer comes back: one round trip for the pair.
         let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&auth.role, &claims, &method, &path];
-        let (set, row) = tokio::join!(tx.query_one(&settings, &setting_params), tx.query_one(&call, params));
+        let (set, rows) = tokio::join!(tx.query_one(&settings, &setting_params), tx.query(&call, params));
         set.map_err(|e| db_error(e, true))?;
-        let row = row.map_err(|e| db_error(e, true))?;
+        let rows = rows.map_err(|e| db_error(e, true))?;
         tx.commit().await.map_err(|e| db_error(e, true))?;
-        Ok(row)
+        Ok(rows)
     }
 }
 

@@ -1,0 +1,166 @@
+//! Extracting a snapshot zip, trusting nothing in it (DESIGN §9).
+//!
+//! The manifest (from the orchestrator) is the authority: the zip must hold exactly its files,
+//! each with the declared size and hash. Before a byte is written, every entry's name must pass
+//! the path rules (no absolute path, no `..`, no backslash: no zip-slip), must not be a link or a
+//! directory, and must be in the manifest; sizes and compression ratios are bounded (no zip
+//! bomb). While writing, no entry may inflate past its declared size. Everything is written into
+//! a fresh directory that the caller renames into place only when all of it checked out.
+
+use fsync_protocol::check_path;
+use fsync_protocol::hash::to_hex;
+use fsync_protocol::snapshot::{ExtractLimits, Manifest, ManifestFile};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+/// Why a snapshot was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("the snapshot zip is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the snapshot zip has a refused entry {entry:?}: {reason}")]
+    Refused { entry: String, reason: String },
+    #[error("the snapshot zip looks like a zip bomb: {0}")]
+    Bomb(String),
+    #[error("{path}: content hash {actual} does not match the manifest's {expected}")]
+    HashMismatch { path: String, expected: String, actual: String },
+    #[error("the manifest is invalid: {0}")]
+    Manifest(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What an extraction wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extracted {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Checks the manifest itself against the limits and the path rules.
+pub fn check_manifest(manifest: &Manifest, limits: &ExtractLimits) -> Result<(), ExtractError> {
+    if manifest.files.len() > limits.max_files {
+        return Err(ExtractError::Bomb(format!("{} files, at most {}", manifest.files.len(), limits.max_files)));
+    }
+    let mut total = 0u64;
+    let mut previous: Option<&str> = None;
+    for file in &manifest.files {
+        check_path(&file.path).map_err(|e| ExtractError::Manifest(format!("{:?}: {e}", file.path)))?;
+        if previous.is_some_and(|p| p >= file.path.as_str()) {
+            return Err(ExtractError::Manifest(format!("{:?} is out of order or repeated", file.path)));
+        }
+        previous = Some(&file.path);
+        if file.size > limits.max_file_bytes {
+            return Err(ExtractError::Bomb(format!("{} is {} bytes, at most {}", file.path, file.size, limits.max_file_bytes)));
+        }
+        total = total.saturating_add(file.size);
+    }
+    if total > limits.max_total_bytes {
+        return Err(ExtractError::Bomb(format!("{total} bytes in all, at most {}", limits.max_total_bytes)));
+    }
+    Ok(())
+}
+
+/// Extracts the zip at `zip_path` into `dest` (a new, empty directory), checking every entry
+/// against `manifest` and `limits`.
+pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
+    check_manifest(manifest, limits)?;
+    let expected: BTreeMap<&str, &ManifestFile> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let file = fs::File::open(zip_path).map_err(|source| io_error("open the downloaded zip", source))?;
+    let mut archive = zip::ZipArchive::new(io::BufReader::with_capacity(256 * 1024, file))
+        .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+    if archive.len() != manifest.files.len() {
+        return Err(ExtractError::Corrupt(format!(
+            "{} entries, the manifest lists {} files",
+            archive.len(),
+            manifest.files.len()
+        )));
+    }
+
+    // Every entry is checked before anything is written.
+    let mut order = Vec::with_capacity(archive.len());
+    let mut seen = BTreeMap::new();
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
+        let refuse = |reason: &str| ExtractError::Refused { entry: name.clone(), reason: reason.to_owned() };
+        check_path(&name).map_err(|e| refuse(&e.to_string()))?;
+        if entry.is_dir() {
+            return Err(refuse("directory entries are not expected"));
+        }
+        if entry.is_symlink() || entry.unix_mode().is_some_and(|mode| mode & 0o170000 == 0o120000) {
+            return Err(refuse("links are not allowed"));
+        }
+        if entry.encrypted() {
+            return Err(refuse("encrypted entries are not allowed"));
+        }
+        let Some(want) = expected.get(name.as_str()) else { return Err(refuse("not in the manifest")) };
+        if seen.insert(name.clone(), index).is_some() {
+            return Err(refuse("appears twice"));
+        }
+        if entry.size() != want.size {
+            return Err(ExtractError::Corrupt(format!("{name}: {} bytes, the manifest says {}", entry.size(), want.size)));
+        }
+        if entry.size() > limits.ratio_floor_bytes && entry.size() / entry.compressed_size().max(1) > limits.max_ratio {
+            return Err(ExtractError::Bomb(format!(
+                "{name} inflates {} bytes to {}, a ratio above {}",
+                entry.compressed_size(),
+                entry.size(),
+                limits.max_ratio
+            )));
+        }
+        order.push((index, *want));
+    }
+
+    let mut extracted = Extracted::default();
+    let mut buffer = vec![0u8; 64 * 1024];
+    for (index, want) in order {
+        let mut entry = archive.by_index(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+        let target = dest.join(&want.path);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
+        }
+        let out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&target)
+            .map_err(|source| io_error(format!("create {}", want.path), source))?;
+        let mut out = io::BufWriter::with_capacity(256 * 1024, out);
+        let mut hasher = Sha256::new();
+        let mut written = 0u64;
+        loop {
+            let n = entry.read(&mut buffer).map_err(|e| ExtractError::Corrupt(format!("{}: {e}", want.path)))?;
+            if n == 0 {
+                break;
+            }
+            written += n as u64;
+            if written > want.size {
+                return Err(ExtractError::Bomb(format!("{} inflates past its declared {} bytes", want.path, want.size)));
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n]).map_err(|source| io_error(format!("write {}", want.path), source))?;
+        }
+        out.flush().map_err(|source| io_error(format!("write {}", want.path), source))?;
+        if written != want.size {
+            return Err(ExtractError::Corrupt(format!("{}: {written} bytes, the manifest says {}", want.path, want.size)));
+        }
+        let actual = to_hex(&hasher.finalize());
+        if actual != want.content_hash {
+            return Err(ExtractError::HashMismatch { path: want.path.clone(), expected: want.content_hash.clone(), actual });
+        }
+        extracted.files += 1;
+        extracted.bytes += written;
+    }
+    Ok(extracted)
+}
+
+fn io_error(what: impl Into<String>, source: io::Error) -> ExtractError {
+    ExtractError::Io { what: what.into(), source }
+}

@@ -1,0 +1,176 @@
+//! Snapshots and preview sessions (DESIGN §8, §9): the manifest that describes a snapshot zip,
+//! the limits an agent enforces while extracting one, and the orchestrator's session records.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// The bucket that holds snapshot zips; only the service role writes it.
+pub const SNAPSHOT_BUCKET: &str = "project-snapshots";
+/// The bucket that holds binary file contents, content-addressed: `{project_id}/{content_hash}`.
+pub const FILES_BUCKET: &str = "project-files";
+
+/// Where binary content with `content_hash` lives in [`FILES_BUCKET`].
+pub fn binary_object_name(project: Uuid, content_hash: &str) -> String {
+    format!("{project}/{content_hash}")
+}
+
+/// The id of the snapshot of `seq`: one project state, one snapshot (the zip is deterministic).
+pub fn snapshot_id(seq: i64) -> String {
+    format!("seq-{seq}")
+}
+
+/// The object name of a snapshot zip in [`SNAPSHOT_BUCKET`].
+pub fn snapshot_zip_name(project: Uuid, snapshot_id: &str) -> String {
+    format!("{project}/{snapshot_id}.zip")
+}
+
+/// The object name of a snapshot's manifest in [`SNAPSHOT_BUCKET`] (written after the zip, so
+/// a manifest always names a complete zip).
+pub fn snapshot_manifest_name(project: Uuid, snapshot_id: &str) -> String {
+    format!("{project}/{snapshot_id}.json")
+}
+
+/// One file of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub version: i32,
+    /// Lowercase hex SHA-256 of the file's bytes.
+    pub content_hash: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// What a snapshot zip holds: every live file of the project at `seq`, sorted by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub project_id: Uuid,
+    pub seq: i64,
+    pub snapshot_id: String,
+    pub files: Vec<ManifestFile>,
+    /// Lowercase hex SHA-256 of the whole zip.
+    pub zip_sha256: String,
+}
+
+impl Manifest {
+    /// Total bytes of every file.
+    pub fn total_size(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+}
+
+/// What `POST /functions/v1/build-project-snapshot` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResponse {
+    pub snapshot_id: String,
+    /// An absolute signed download URL of the zip.
+    pub signed_url: String,
+    pub manifest: Manifest,
+    /// Whether a stored snapshot of the same `seq` was reused.
+    pub reused: bool,
+}
+
+/// Bounds an agent enforces on a snapshot zip before and while extracting it (zip-bomb guards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractLimits {
+    /// Most entries.
+    pub max_files: usize,
+    /// Largest uncompressed file.
+    pub max_file_bytes: u64,
+    /// Largest uncompressed total.
+    pub max_total_bytes: u64,
+    /// Largest uncompressed / compressed ratio of an entry bigger than `ratio_floor_bytes`.
+    pub max_ratio: u64,
+    /// Entries up to this size are not ratio-checked (tiny repetitive files compress very well).
+    pub ratio_floor_bytes: u64,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_files: 100_000,
+            max_file_bytes: 256 * 1024 * 1024,
+            max_total_bytes: 4 * 1024 * 1024 * 1024,
+            max_ratio: 250,
+            ratio_floor_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Longest lifetime of a container token (DESIGN §8).
+pub const CONTAINER_TOKEN_MAX_TTL_S: u64 = 15 * 60;
+
+/// Where a preview session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Starting,
+    Hydrating,
+    Running,
+    Failed,
+    Stopped,
+}
+
+impl SessionStatus {
+    /// Whether the session has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionStatus::Failed | SessionStatus::Stopped)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Starting => "starting",
+            SessionStatus::Hydrating => "hydrating",
+            SessionStatus::Running => "running",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Stopped => "stopped",
+        }
+    }
+}
+
+/// A preview session as `GET /orchestrator/v1/sessions/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    pub status: SessionStatus,
+    pub reason: Option<String>,
+    pub project_dir: String,
+    pub agent_pid: Option<u32>,
+    /// The snapshot the agent hydrates from (absent on the legacy path).
+    pub snapshot_id: Option<String>,
+    /// Milliseconds per phase (`snapshot`, `spawn`, `join`, `download`, `extract`, `catch_up`,
+    /// `exec`, `hydrate`, `total`); the agent reports its own phases.
+    pub timings_ms: BTreeMap<String, f64>,
+    /// Whether the agent hydrates from the snapshot (`FSYNC_USE_SNAPSHOT_HYDRATION`).
+    pub snapshot_hydration: bool,
+}
+
+/// What an agent reports with `POST /orchestrator/v1/sessions/{id}/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub timings_ms: BTreeMap<String, f64>,
+}
+
+/// What `GET /orchestrator/v1/sessions/{id}/snapshot` gives the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSnapshot {
+    /// `None` on the legacy path (hydrate file by file through the API).
+    pub manifest: Option<Manifest>,
+}
+
+/// What `POST /orchestrator/v1/sessions/{id}/token` gives the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    pub access_token: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The environment variables the orchestrator gives an agent, and nothing else.
+pub const AGENT_ENV: [&str; 5] = ["PROJECT_ID", "SESSION_ID", "SNAPSHOT_URL", "REALTIME_TOKEN", "FSYNC_API_URL"];

@@ -1,0 +1,266 @@
+//! The `build-project-snapshot` Edge Function (DESIGN §9, plan 2.1).
+//!
+//! One REPEATABLE READ transaction reads `projects.seq` and every live file, so the zip is exactly
+//! the project at that `seq`. Rows stream from PostgreSQL to a writer thread that builds the zip in
+//! a temporary file (sorted paths, fixed timestamps and modes: the same state gives the same
+//! bytes); the file is then streamed to storage, and the manifest is stored beside it last, so a
+//! stored manifest always names a complete zip. A later call at the same `seq` finds the manifest
+//! and reuses the snapshot. Binary files (`content` null) come from the `project-files` bucket and
+//! must match their recorded hash.
+
+use crate::auth;
+use crate::error::{ApiError, StatusCode};
+use crate::pg::db_error;
+use crate::platform::Platform;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use fsync_protocol::hash::{hex_sha256, to_hex};
+use fsync_protocol::jwt;
+use fsync_protocol::snapshot::{
+    snapshot_id, snapshot_manifest_name, snapshot_zip_name, Manifest, ManifestFile, SnapshotResponse, FILES_BUCKET,
+    SNAPSHOT_BUCKET,
+};
+use futures_util::{pin_mut, TryStreamExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Seek, Write};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// How long the signed URL in a function response lasts when the request does not say.
+pub const DEFAULT_SIGNED_URL_TTL_S: u64 = 15 * 60;
+
+/// File types whose bytes are stored as they are (already compressed).
+const STORED_TYPES: &[&str] = &["image", "font", "binary"];
+
+pub fn routes() -> Router<Arc<Platform>> {
+    Router::new().route("/functions/v1/build-project-snapshot", post(build_project_snapshot))
+}
+
+/// `POST /functions/v1/build-project-snapshot {projectId[, expiresIn]}`, service role only.
+async fn build_project_snapshot(
+    State(platform): State<Arc<Platform>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = auth::authenticate(&headers, &platform.secret, jwt::now_s())?;
+    if caller.role != "service_role" {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "42501",
+            "build-project-snapshot may be called only with the service role key",
+        ));
+    }
+    let request: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let project = request
+        .get("projectId")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "projectId must be a project's uuid"))?;
+    let ttl = match request.get("expiresIn") {
+        None | Some(Value::Null) => DEFAULT_SIGNED_URL_TTL_S,
+        Some(v) => v
+            .as_u64()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "expiresIn must be an integer >= 1"))?,
+    };
+    let (manifest, reused) = build_or_reuse(&platform, project).await?;
+    let signed_url =
+        platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), ttl);
+    let response = SnapshotResponse { snapshot_id: manifest.snapshot_id.clone(), signed_url, manifest, reused };
+    Ok(Json(response).into_response())
+}
+
+/// The snapshot of `project` at its current `seq`: the stored one, or a new one. Returns the
+/// manifest and whether it was reused.
+pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manifest, bool), ApiError> {
+    let mut client = platform.store.pool().get().await.map_err(ApiError::unavailable)?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| db_error(e, false))?;
+    let Some(row) =
+        tx.query_opt("SELECT seq FROM public.projects WHERE id = $1", &[&project]).await.map_err(|e| db_error(e, false))?
+    else {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("project {project} not found")));
+    };
+    let seq: i64 = row.get(0);
+    let id = snapshot_id(seq);
+    if let Some(manifest) = stored_manifest(platform, project, &id).await? {
+        return Ok((manifest, true));
+    }
+
+    let rows = tx
+        .query_raw(
+            "SELECT file_path, file_type, content, content_hash, version, storage_key
+             FROM public.project_files
+             WHERE project_id = $1 AND is_current_version AND NOT is_deleted
+             ORDER BY file_path COLLATE \"C\"",
+            [&project],
+        )
+        .await
+        .map_err(|e| db_error(e, false))?;
+    pin_mut!(rows);
+
+    let (entries, receiver) = std::sync::mpsc::sync_channel::<Entry>(32);
+    let writer = tokio::task::spawn_blocking(move || write_zip(receiver));
+    let mut files = Vec::new();
+    let produced: Result<(), ApiError> = async {
+        while let Some(row) = rows.try_next().await.map_err(|e| db_error(e, false))? {
+            let path: String = row.get(0);
+            let file_type: String = row.get(1);
+            let content: Option<String> = row.get(2);
+            let content_hash: Option<String> = row.get(3);
+            let version: i32 = row.get(4);
+            let storage_key: Option<String> = row.get(5);
+            let bytes = match content {
+                Some(content) => content.into_bytes(),
+                None => binary_content(platform, project, &path, content_hash.as_deref(), storage_key).await?,
+            };
+            let content_hash = match content_hash {
+                Some(hash) => hash,
+                None => hex_sha256(&bytes),
+            };
+            files.push(ManifestFile { path: path.clone(), version, content_hash, size: bytes.len() as u64 });
+            let stored = STORED_TYPES.contains(&file_type.as_str());
+            if entries.send(Entry { path, bytes, stored }).is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        Ok(())
+    }
+    .await;
+    drop(entries);
+    let written = writer.await.map_err(ApiError::internal)?;
+    produced?;
+    let zip = written.map_err(|e| ApiError::internal(format!("write the snapshot zip: {e}")))?;
+    tx.commit().await.map_err(|e| db_error(e, false))?;
+
+    let manifest = Manifest { project_id: project, seq, snapshot_id: id.clone(), files, zip_sha256: zip.sha256 };
+    upload_zip(platform, &snapshot_zip_name(project, &id), zip.file, zip.size).await?;
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(ApiError::internal)?;
+    let manifest_name = snapshot_manifest_name(project, &id);
+    let size = manifest_bytes.len();
+    platform
+        .storage
+        .put(SNAPSHOT_BUCKET, &manifest_name, Bytes::from(manifest_bytes))
+        .await
+        .map_err(ApiError::internal)?;
+    let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
+    platform.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
+    Ok((manifest, false))
+}
+
+/// The manifest stored for snapshot `id`, if there is one and its zip is there too.
+async fn stored_manifest(platform: &Platform, project: Uuid, id: &str) -> Result<Option<Manifest>, ApiError> {
+    let bytes = match platform.storage.get_bytes(SNAPSHOT_BUCKET, &snapshot_manifest_name(project, id)).await {
+        Ok(bytes) => bytes,
+        Err(crate::storage::StorageError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(ApiError::internal(e)),
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+        tracing::warn!(%project, id, "ignored an unreadable stored manifest; building the snapshot again");
+        return Ok(None);
+    };
+    let zip_there =
+        platform.storage.exists(SNAPSHOT_BUCKET, &snapshot_zip_name(project, id)).await.map_err(ApiError::internal)?;
+    Ok(zip_there.then_some(manifest))
+}
+
+/// The bytes of a binary file from the `project-files` bucket, checked against its hash.
+async fn binary_content(
+    platform: &Platform,
+    project: Uuid,
+    path: &str,
+    content_hash: Option<&str>,
+    storage_key: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    let (Some(hash), Some(key)) = (content_hash, storage_key) else {
+        return Err(ApiError::internal(format!(
+            "{path} in project {project} has neither content nor a storage key and hash"
+        )));
+    };
+    let name = key.strip_prefix(&format!("{FILES_BUCKET}/")).unwrap_or(&key);
+    let bytes = platform
+        .storage
+        .get_bytes(FILES_BUCKET, name)
+        .await
+        .map_err(|e| ApiError::internal(format!("{path}: binary content {key}: {e}")))?;
+    let actual = hex_sha256(&bytes);
+    if actual != hash {
+        return Err(ApiError::internal(format!("{path}: stored binary {key} has hash {actual}, expected {hash}")));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// One file for the zip writer.
+struct Entry {
+    path: String,
+    bytes: Vec<u8>,
+    stored: bool,
+}
+
+/// A finished zip in a temporary file.
+struct WrittenZip {
+    file: tempfile::NamedTempFile,
+    size: u64,
+    sha256: String,
+}
+
+/// Writes every entry received into a deterministic zip in a temporary file.
+fn write_zip(entries: std::sync::mpsc::Receiver<Entry>) -> std::io::Result<WrittenZip> {
+    let file = tempfile::NamedTempFile::new()?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file.reopen()?));
+    for entry in entries {
+        zip.start_file(entry.path.as_str(), entry_options(&entry)).map_err(std::io::Error::other)?;
+        zip.write_all(&entry.bytes)?;
+    }
+    let mut out = zip.finish().map_err(std::io::Error::other)?;
+    out.flush()?;
+    drop(out);
+    let mut reader = file.reopen()?;
+    reader.rewind()?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    Ok(WrittenZip { file, size, sha256: to_hex(&hasher.finalize()) })
+}
+
+/// Fixed options: the same entry always gives the same bytes.
+fn entry_options(entry: &Entry) -> zip::write::SimpleFileOptions {
+    let method = if entry.stored { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
+    zip::write::SimpleFileOptions::default()
+        .compression_method(method)
+        .compression_level(if entry.stored { None } else { Some(1) })
+        .last_modified_time(zip::DateTime::default())
+        .unix_permissions(0o644)
+        .large_file(entry.bytes.len() as u64 >= u32::MAX as u64)
+}
+
+/// Streams the zip file to storage (multipart for large objects) and records it.
+async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile, size: u64) -> Result<(), ApiError> {
+    use tokio::io::AsyncWriteExt;
+    let key = crate::storage::Storage::key(SNAPSHOT_BUCKET, name);
+    let mut writer = object_store::buffered::BufWriter::new(platform.storage.store().clone(), key);
+    let mut source = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
+    tokio::io::copy(&mut source, &mut writer).await.map_err(ApiError::internal)?;
+    writer.shutdown().await.map_err(ApiError::internal)?;
+    drop(file);
+    let metadata = json!({"size": size, "mimetype": "application/zip", "contentLength": size});
+    platform.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await
+}

@@ -1,0 +1,333 @@
+//! `/storage/v1` as Supabase Storage speaks it to storage-js: upload, signed URLs, signed and
+//! authenticated downloads with `Range`, and Supabase's error bodies
+//! (`{"statusCode", "code", "error", "message"}`).
+//!
+//! Who may write or sign is decided by the `storage.objects` row level security policies, with
+//! the caller's role and claims set as for any request. A signed download needs no header: the
+//! token in the URL is the permission. Public reads work only on public buckets.
+
+use super::{ByteRange, StorageError};
+use crate::auth::{self, RequestAuth};
+use crate::platform::Platform;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fsync_protocol::jwt::{self, Claims, JwtError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The storage routes.
+pub fn routes() -> Router<Arc<Platform>> {
+    Router::new()
+        .route("/storage/v1/object/sign/{bucket}/{*name}", post(sign).get(signed_download))
+        .route("/storage/v1/object/public/{bucket}/{*name}", get(public_download))
+        .route("/storage/v1/object/authenticated/{bucket}/{*name}", get(authenticated_download))
+        .route(
+            "/storage/v1/object/{bucket}/{*name}",
+            post(upload_new).put(upload_replace).get(authenticated_download).delete(remove),
+        )
+}
+
+/// An error as Supabase Storage answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl StorageApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        StorageApiError { status, code, message: message.into() }
+    }
+
+    fn not_found() -> Self {
+        StorageApiError::new(StatusCode::NOT_FOUND, "NoSuchKey", "Object not found")
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
+    }
+
+    fn internal(cause: impl std::fmt::Display) -> Self {
+        StorageApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", cause.to_string())
+    }
+}
+
+impl IntoResponse for StorageApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "statusCode": self.status.as_u16().to_string(),
+            "code": self.code,
+            "error": self.code,
+            "message": self.message,
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::error::ApiError> for StorageApiError {
+    fn from(e: crate::error::ApiError) -> Self {
+        let code = match e.status {
+            StatusCode::UNAUTHORIZED => "InvalidJWT",
+            StatusCode::FORBIDDEN => "AccessDenied",
+            StatusCode::SERVICE_UNAVAILABLE => "DatabaseError",
+            _ if e.status.is_server_error() => "InternalError",
+            _ => "InvalidRequest",
+        };
+        let message = match e.body.code.as_str() {
+            // Row level security refused the row (Supabase's wording).
+            "42501" => "new row violates row-level security policy".to_owned(),
+            _ => e.body.message,
+        };
+        StorageApiError::new(e.status, code, message)
+    }
+}
+
+impl From<StorageError> for StorageApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::NotFound(_) => StorageApiError::not_found(),
+            StorageError::Range => {
+                StorageApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "Range not satisfiable")
+            }
+            other => StorageApiError::internal(other),
+        }
+    }
+}
+
+/// Checks a bucket id and an object name the way the rest of fsync checks paths.
+fn check_name(bucket: &str, name: &str) -> Result<(), StorageApiError> {
+    if bucket.is_empty() || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Err(StorageApiError::invalid(format!("Invalid bucket name: {bucket:?}")));
+    }
+    fsync_protocol::check_path(name).map_err(|e| StorageApiError::invalid(format!("Invalid key: {name:?}: {e}")))
+}
+
+fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, StorageApiError> {
+    Ok(auth::authenticate(headers, &platform.secret, jwt::now_s())?)
+}
+
+async fn upload_new(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, StorageApiError> {
+    let upsert = headers.get("x-upsert").and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    upload(platform, bucket, name, headers, body, upsert).await
+}
+
+async fn upload_replace(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, StorageApiError> {
+    upload(platform, bucket, name, headers, body, true).await
+}
+
+/// Records the object as the caller (row level security decides), then stores its bytes; if
+/// storing fails, the row goes again.
+async fn upload(
+    platform: Arc<Platform>,
+    bucket: String,
+    name: String,
+    headers: HeaderMap,
+    body: Bytes,
+    upsert: bool,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    let auth = caller(&platform, &headers)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("multipart/form-data") {
+        return Err(StorageApiError::invalid(
+            "multipart uploads are not supported by the reference server: send the bytes as the request body",
+        ));
+    }
+    let mimetype = if content_type.is_empty() { "application/octet-stream" } else { content_type };
+    if !platform.bucket_exists(&bucket).await? {
+        return Err(StorageApiError::new(StatusCode::NOT_FOUND, "NoSuchBucket", "Bucket not found"));
+    }
+    let metadata = json!({
+        "size": body.len(),
+        "mimetype": mimetype,
+        "eTag": format!("\"{}\"", fsync_protocol::hash::hex_sha256(&body)),
+        "cacheControl": headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or("max-age=3600"),
+        "contentLength": body.len(),
+        "httpStatusCode": 200,
+    });
+    let id = platform.record_object(&auth, &bucket, &name, &metadata, upsert).await?;
+    let Some(id) = id else {
+        return Err(StorageApiError::new(StatusCode::CONFLICT, "Duplicate", "The resource already exists"));
+    };
+    if let Err(e) = platform.storage.put(&bucket, &name, body).await {
+        let _ = platform.forget_object(&bucket, &name).await;
+        return Err(e.into());
+    }
+    Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})).into_response())
+}
+
+async fn remove(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    let auth = caller(&platform, &headers)?;
+    if !platform.delete_object_row(&auth, &bucket, &name).await? {
+        return Err(StorageApiError::not_found());
+    }
+    platform.storage.delete(&bucket, &name).await?;
+    Ok(Json(json!({"message": "Successfully deleted"})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignRequest {
+    expires_in: Value,
+}
+
+async fn sign(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    let auth = caller(&platform, &headers)?;
+    let request: SignRequest = serde_json::from_slice(&body)
+        .map_err(|e| StorageApiError::invalid(format!("body must be {{\"expiresIn\": <seconds>}}: {e}")))?;
+    let expires_in = request
+        .expires_in
+        .as_u64()
+        .filter(|s| *s >= 1)
+        .ok_or_else(|| StorageApiError::invalid("expiresIn must be an integer >= 1"))?;
+    if !platform.object_visible(&auth, &bucket, &name).await? {
+        return Err(StorageApiError::not_found());
+    }
+    let signed = platform.signed_path(&bucket, &name, expires_in);
+    Ok(Json(json!({"signedURL": signed})).into_response())
+}
+
+/// The claims of a signed download token for `bucket/name`.
+pub fn download_claims(bucket: &str, name: &str, now_s: u64, expires_in: u64) -> Claims {
+    let mut claims = Claims::new();
+    claims.insert("url".into(), json!(format!("{bucket}/{name}")));
+    claims.insert("scope".into(), json!("download"));
+    claims.insert("iat".into(), json!(now_s));
+    claims.insert("exp".into(), json!(now_s + expires_in));
+    claims
+}
+
+/// Checks a signed download token for `bucket/name`, as Supabase Storage checks it.
+pub fn verify_download(
+    secret: &jwt::Secret,
+    token: &str,
+    bucket: &str,
+    name: &str,
+    now_s: u64,
+) -> Result<(), StorageApiError> {
+    let claims = jwt::verify(secret, token, now_s).map_err(|e| match e {
+        JwtError::Expired => {
+            StorageApiError::new(StatusCode::BAD_REQUEST, "ExpiredToken", "The provided token has expired.")
+        }
+        other => StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidJWT", other.to_string()),
+    })?;
+    let url_matches = claims.get("url").and_then(Value::as_str) == Some(&format!("{bucket}/{name}"));
+    let scope_ok = claims.get("scope").and_then(Value::as_str) == Some("download");
+    if !url_matches || !scope_ok {
+        return Err(StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidSignature", "Invalid signature"));
+    }
+    Ok(())
+}
+
+async fn signed_download(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    let token = query.get("token").ok_or_else(|| {
+        StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidJWT", "querystring must have required property 'token'")
+    })?;
+    verify_download(&platform.secret, token, &bucket, &name, jwt::now_s())?;
+    serve_object(&platform, &bucket, &name, &headers, query.get("download")).await
+}
+
+async fn authenticated_download(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    let auth = caller(&platform, &headers)?;
+    if !platform.object_visible(&auth, &bucket, &name).await? {
+        return Err(StorageApiError::not_found());
+    }
+    serve_object(&platform, &bucket, &name, &headers, query.get("download")).await
+}
+
+async fn public_download(
+    State(platform): State<Arc<Platform>>,
+    Path((bucket, name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, StorageApiError> {
+    check_name(&bucket, &name)?;
+    if !platform.bucket_is_public(&bucket).await? {
+        return Err(StorageApiError::new(StatusCode::BAD_REQUEST, "NoSuchBucket", "Bucket not found"));
+    }
+    serve_object(&platform, &bucket, &name, &headers, query.get("download")).await
+}
+
+/// Streams an object, honouring a single `Range`.
+async fn serve_object(
+    platform: &Platform,
+    bucket: &str,
+    name: &str,
+    headers: &HeaderMap,
+    download: Option<&String>,
+) -> Result<Response, StorageApiError> {
+    let Some(mimetype) = platform.object_mimetype(bucket, name).await? else {
+        return Err(StorageApiError::not_found());
+    };
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
+    let object = match platform.storage.open_read(bucket, name, range).await {
+        Ok(object) => object,
+        Err(StorageError::Range) => {
+            let size = platform.storage.open_read(bucket, name, None).await?.size;
+            let mut response = StorageApiError::from(StorageError::Range).into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(response);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let partial = range.is_some();
+    let mut response = Response::new(Body::from_stream(object.stream));
+    *response.status_mut() = if partial { StatusCode::PARTIAL_CONTENT } else { StatusCode::OK };
+    let out = response.headers_mut();
+    let value = |s: String| HeaderValue::from_str(&s).map_err(StorageApiError::internal);
+    out.insert(header::CONTENT_TYPE, value(mimetype)?);
+    out.insert(header::CONTENT_LENGTH, value((object.range.end - object.range.start).to_string())?);
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if partial {
+        let last = object.range.end.saturating_sub(1);
+        out.insert(header::CONTENT_RANGE, value(format!("bytes {}-{last}/{}", object.range.start, object.size))?);
+    }
+    if let Some(download) = download {
+        let file = if download.is_empty() { name.rsplit('/').next().unwrap_or(name) } else { download };
+        let file: String = file.chars().filter(|c| !c.is_control() && *c != '"').collect();
+        out.insert(header::CONTENT_DISPOSITION, value(format!("attachment; filename=\"{file}\""))?);
+    }
+    Ok(response)
+}
