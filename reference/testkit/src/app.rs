@@ -65,6 +65,10 @@ pub struct PlatformOptions {
     pub legacy_hydration: bool,
     /// `FSYNC_AGENT_EXEC`.
     pub agent_exec: Option<String>,
+    /// Container token lifetime (`None`: 15 minutes).
+    pub token_ttl_s: Option<u64>,
+    /// `AWS_*` settings for an `s3://` storage URL.
+    pub aws: Vec<(String, String)>,
 }
 
 /// Starts the server with every endpoint (Storage, functions, sessions) on `db`.
@@ -76,13 +80,15 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
     let secret = Secret::new(DEV_JWT_SECRET);
     let dir = tempfile::tempdir().expect("a temporary directory for the server");
     let storage_url = options.storage_url.clone().unwrap_or_else(|| format!("file://{}", dir.path().join("storage").display()));
-    let storage = Storage::open(&storage_url).expect("open the storage");
+    let aws = options.aws.clone();
+    let storage = Storage::open_with(&storage_url, |name| aws.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+        .expect("open the storage");
     let orchestrator = OrchestratorConfig {
         sessions_dir: dir.path().join("sessions"),
         agent_bin: options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent")),
         snapshot_hydration: !options.legacy_hydration,
         agent_exec: options.agent_exec.clone(),
-        token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
+        token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),
     };
     let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator));
     let state = AppState::start(Arc::new(store.clone()), secret.clone(), realtime).await.expect("start the app state");

@@ -8,6 +8,8 @@
 
 mod app;
 mod db;
+mod moto;
 
 pub use app::{claims, spawn_app, spawn_app_full, spawn_app_on, spawn_app_with, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
+pub use moto::Moto;

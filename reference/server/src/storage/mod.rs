@@ -51,18 +51,39 @@ pub struct ObjectBody {
 
 impl Storage {
     /// Opens `url`: `file://DIR` (created if missing), a plain directory path, or `s3://BUCKET`
-    /// configured by the usual `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
+    /// configured by the usual `AWS_*` variables of the environment.
     pub fn open(url: &str) -> Result<Storage, StorageError> {
+        Storage::open_with(url, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Storage::open`], reading `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default `us-east-1`) and
+    /// `AWS_ALLOW_HTTP` through `lookup`.
+    pub fn open_with(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Storage, StorageError> {
         let store: Arc<dyn ObjectStore> = if let Some(bucket) = url.strip_prefix("s3://") {
             let bucket = bucket.trim_end_matches('/');
             if bucket.is_empty() || bucket.contains('/') {
                 return Err(StorageError::Config(url.into(), "expected s3://BUCKET".into()));
             }
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-            let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT")).ok();
-            if let Some(endpoint) = endpoint {
-                builder = builder.with_allow_http(endpoint.starts_with("http://")).with_endpoint(endpoint);
+            let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+            let mut builder = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_region(var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into()));
+            if let Some(key) = var("AWS_ACCESS_KEY_ID") {
+                builder = builder.with_access_key_id(key);
+            }
+            if let Some(secret) = var("AWS_SECRET_ACCESS_KEY") {
+                builder = builder.with_secret_access_key(secret);
+            }
+            if let Some(token) = var("AWS_SESSION_TOKEN") {
+                builder = builder.with_token(token);
+            }
+            if let Some(endpoint) = var("AWS_ENDPOINT_URL").or_else(|| var("AWS_ENDPOINT")) {
+                let plain = endpoint.starts_with("http://");
+                builder = builder.with_endpoint(endpoint).with_allow_http(plain).with_virtual_hosted_style_request(false);
+            }
+            if var("AWS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
+                builder = builder.with_allow_http(true);
             }
             Arc::new(builder.build().map_err(|e| StorageError::Config(url.into(), e.to_string()))?)
         } else {

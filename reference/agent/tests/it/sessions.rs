@@ -1,0 +1,270 @@
+//! Preview sessions end to end (plan 2.4): the real server, PostgreSQL, storage, and the spawned
+//! `fsync-agent`.
+
+use crate::support::*;
+use fsync_protocol::api::BulkEntry;
+use fsync_protocol::snapshot::{SessionStatus, AGENT_ENV};
+use fsync_testkit::{Moto, PlatformOptions, TestApp};
+use reqwest::StatusCode;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const FILES: &[(&str, &str)] = &[
+    ("index.html", "<!doctype html><script src=\"src/main.ts\"></script>"),
+    ("src/main.ts", "import { a } from './lib/a';\nconsole.log(a);\n"),
+    ("src/lib/a.ts", "export const a = 1;\n"),
+    ("src/lib/deep/b.ts", "export const b = 2;\n"),
+    ("package.json", "{\"name\": \"preview\"}"),
+];
+
+/// A seeded project starts, reaches `running` with the tree of `list_current_files`, then follows
+/// edits, deletes and bulks; its agent's environment is exactly the five variables; stopping it
+/// ends the agent and removes its directory.
+async fn starts_follows_and_stops(app: &TestApp) {
+    let seeded = seed(app, FILES).await;
+    let id = start_session(app, &seeded).await;
+    let view = wait_for(app, &seeded.token, id, SessionStatus::Running).await;
+    assert_eq!(view.status, SessionStatus::Running, "{view:?}");
+    let dir = PathBuf::from(&view.project_dir);
+    assert_eq!(tree(&dir), expected_tree(&seeded, &BTreeMap::new()).await, "hydrated tree");
+    for phase in ["snapshot", "spawn", "join", "download", "extract", "catch_up", "hydrate", "total"] {
+        assert!(view.timings_ms.contains_key(phase), "timing {phase} missing: {:?}", view.timings_ms);
+    }
+    assert!(view.snapshot_id.is_some());
+
+    // The agent's environment, read from the running process.
+    let pid = view.agent_pid.expect("agent pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let mut names: Vec<String> = environ
+        .split(|b| *b == 0)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| String::from_utf8_lossy(kv).split('=').next().unwrap().to_owned())
+        .collect();
+    names.sort();
+    let mut five: Vec<String> = AGENT_ENV.iter().map(|s| s.to_string()).collect();
+    five.sort();
+    assert_eq!(names, five, "exactly the five variables");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(!environ.contains(&app.service_key), "no service role key in the agent's environment");
+    assert!(!environ.contains("service_role"));
+
+    // Edits, deletes and bulks land on disk.
+    let client = &seeded.client;
+    client.upsert_project_file(seeded.project, "src/lib/a.ts", "export const a = 42;\n", "typescript", None).await.unwrap();
+    client.upsert_project_file(seeded.project, "src/new/c.ts", "export const c = 3;\n", "typescript", None).await.unwrap();
+    client.delete_project_file(seeded.project, "src/lib/deep/b.ts", None).await.unwrap();
+    let bulk = [
+        BulkEntry::upsert("bulk/one.md", "markdown", "one"),
+        BulkEntry::upsert("bulk/two.md", "markdown", "two"),
+        BulkEntry::delete("package.json"),
+    ];
+    client.bulk_upsert_project_files(seeded.project, &bulk).await.unwrap();
+    let big = "x".repeat(200 * 1024); // above the inline event limit: fetched by catch-up
+    client.upsert_project_file(seeded.project, "big.txt", &big, "text", None).await.unwrap();
+    wait_converged(&seeded, &dir, &BTreeMap::new()).await;
+    assert!(!dir.join("src/lib/deep").exists(), "the emptied directory is gone");
+
+    let stopped = stop_session(app, &seeded.token, id).await;
+    assert_eq!(stopped.status, SessionStatus::Stopped);
+    assert!(std::fs::metadata(format!("/proc/{pid}")).is_err() || is_zombie(pid), "the agent is gone");
+    assert!(!dir.exists(), "the session directory is removed");
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn a_session_hydrates_from_the_snapshot_follows_changes_and_stops() {
+    let app = spawn(PlatformOptions::default()).await;
+    starts_follows_and_stops(&app).await;
+}
+
+#[tokio::test]
+async fn the_s3_backend_through_moto_serves_the_same_session() {
+    let moto = Moto::start("fsync-e2e").await;
+    let (storage_url, aws) = moto.storage();
+    let app = spawn(PlatformOptions { storage_url: Some(storage_url), aws, ..Default::default() }).await;
+    starts_follows_and_stops(&app).await;
+}
+
+#[tokio::test]
+async fn the_legacy_path_hydrates_file_by_file() {
+    let app = spawn(PlatformOptions { legacy_hydration: true, ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    seeded.client.delete_project_file(seeded.project, "package.json", None).await.unwrap();
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert_eq!(view.status, SessionStatus::Running, "{view:?}");
+    assert!(!view.snapshot_hydration && view.snapshot_id.is_none());
+    let dir = PathBuf::from(&view.project_dir);
+    assert_eq!(tree(&dir), expected_tree(&seeded, &BTreeMap::new()).await);
+    seeded.client.upsert_project_file(seeded.project, "later.ts", "later", "typescript", None).await.unwrap();
+    wait_converged(&seeded, &dir, &BTreeMap::new()).await;
+}
+
+#[tokio::test]
+async fn binary_files_come_from_storage_in_the_snapshot_and_live() {
+    let app = spawn(PlatformOptions::default()).await;
+    let seeded = seed(&app, FILES).await;
+    let logo: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let mut binaries = BTreeMap::new();
+    binaries.insert(put_binary(&app, &seeded, "public/logo.png", &logo).await, logo.clone());
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert_eq!(view.status, SessionStatus::Running, "{view:?}");
+    let dir = PathBuf::from(&view.project_dir);
+    assert_eq!(std::fs::read(dir.join("public/logo.png")).unwrap(), logo);
+
+    let icon: Vec<u8> = vec![0, 159, 146, 150, 255, 1, 2, 3];
+    binaries.insert(put_binary(&app, &seeded, "public/icon.ico", &icon).await, icon.clone());
+    let logo2: Vec<u8> = logo.iter().rev().copied().collect();
+    binaries.insert(put_binary(&app, &seeded, "public/logo.png", &logo2).await, logo2);
+    wait_converged(&seeded, &dir, &binaries).await;
+}
+
+/// A write committed after the snapshot is built but before the agent joins is not lost: the
+/// agent binary is wrapped in a script that writes first, then starts the agent.
+#[tokio::test]
+async fn a_write_between_the_snapshot_and_the_subscription_is_not_lost() {
+    let scratch = tempfile::tempdir().unwrap();
+    let script = scratch.path().join("agent-after-a-write.sh");
+    let app = spawn(PlatformOptions { agent_bin: Some(script.clone()), ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    let body = serde_json::json!({"project_uuid": seeded.project, "p_file_path": "src/lib/a.ts",
+        "p_content": "written after the snapshot", "p_file_type": "typescript"});
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n/usr/bin/curl -sf -o /dev/null -X POST '{url}/rest/v1/rpc/upsert_project_file' \
+             -H 'apikey: {anon}' -H 'Authorization: Bearer {token}' -H 'content-type: application/json' \
+             -d '{body}' || exit 9\nexec '{agent}' \"$@\"\n",
+            url = app.url,
+            anon = app.anon_key,
+            token = seeded.token,
+            agent = agent_bin().display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert_eq!(view.status, SessionStatus::Running, "{view:?}");
+    let seq_of_snapshot: i64 = view.snapshot_id.as_deref().unwrap().trim_start_matches("seq-").parse().unwrap();
+    let head = seeded.client.list_changes_since(seeded.project, 0).await.unwrap().seq;
+    assert_eq!(head, seq_of_snapshot + 1, "the write came after the snapshot");
+    let dir = PathBuf::from(&view.project_dir);
+    assert_eq!(std::fs::read_to_string(dir.join("src/lib/a.ts")).unwrap(), "written after the snapshot");
+    assert_eq!(tree(&dir), expected_tree(&seeded, &BTreeMap::new()).await);
+}
+
+#[tokio::test]
+async fn the_same_seq_reuses_the_snapshot_and_a_new_seq_builds_one() {
+    let app = spawn(PlatformOptions::default()).await;
+    let seeded = seed(&app, FILES).await;
+    let first = wait_for(&app, &seeded.token, start_session(&app, &seeded).await, SessionStatus::Running).await;
+    let second = wait_for(&app, &seeded.token, start_session(&app, &seeded).await, SessionStatus::Running).await;
+    assert!(first.timings_ms.contains_key("snapshot_built"), "{:?}", first.timings_ms);
+    assert!(second.timings_ms.contains_key("snapshot_reused"), "{:?}", second.timings_ms);
+    assert_eq!(first.snapshot_id, second.snapshot_id);
+    seeded.client.upsert_project_file(seeded.project, "x.md", "x", "markdown", None).await.unwrap();
+    let third = wait_for(&app, &seeded.token, start_session(&app, &seeded).await, SessionStatus::Running).await;
+    assert!(third.timings_ms.contains_key("snapshot_built"));
+    assert_ne!(third.snapshot_id, first.snapshot_id);
+}
+
+#[tokio::test]
+async fn an_agent_that_dies_fails_its_session_with_the_reason() {
+    let app = spawn(PlatformOptions::default()).await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    let pid = view.agent_pid.unwrap() as i32;
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Failed).await;
+    assert_eq!(view.status, SessionStatus::Failed);
+    let reason = view.reason.unwrap();
+    assert!(reason.contains("the agent exited") && reason.contains("signal: 9"), "{reason}");
+}
+
+/// Container tokens last seconds here: the agent refreshes its own and keeps following.
+#[tokio::test]
+async fn the_agent_refreshes_its_token_and_keeps_following() {
+    let app = spawn(PlatformOptions { token_ttl_s: Some(3), ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    let dir = PathBuf::from(&view.project_dir);
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    seeded.client.upsert_project_file(seeded.project, "after-expiry.ts", "still here", "typescript", None).await.unwrap();
+    wait_converged(&seeded, &dir, &BTreeMap::new()).await;
+    assert_eq!(session(&app, &seeded.token, id).await.status, SessionStatus::Running);
+}
+
+#[tokio::test]
+async fn the_exec_command_starts_after_hydration() {
+    let app = spawn(PlatformOptions { agent_exec: Some("cat index.html > started.txt; sleep 600".into()), ..Default::default() })
+        .await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert!(view.timings_ms.contains_key("exec"));
+    let dir = PathBuf::from(&view.project_dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !dir.join("started.txt").exists() {
+        assert!(std::time::Instant::now() < deadline, "the command never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop_session(&app, &seeded.token, id).await;
+}
+
+#[tokio::test]
+async fn only_members_start_sessions_and_only_their_starter_sees_them() {
+    let app = spawn(PlatformOptions::default()).await;
+    let seeded = seed(&app, FILES).await;
+    let stranger = app.create_user().await;
+    let (status, body) = create_session(&app, &app.user_token(stranger), seeded.project).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, _) = create_session(&app, &app.container_token(seeded.project), seeded.project).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a container token cannot start sessions");
+    let (status, _) = create_session(&app, &app.anon_key, seeded.project).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let response = app
+        .http
+        .post(format!("{}/orchestrator/v1/sessions", app.url))
+        .header("apikey", &app.anon_key)
+        .bearer_auth(&seeded.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let id = start_session(&app, &seeded).await;
+    let response = app
+        .http
+        .get(format!("{}/orchestrator/v1/sessions/{id}", app.url))
+        .header("apikey", &app.anon_key)
+        .bearer_auth(app.user_token(stranger))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another user does not see the session");
+    // Another session's container token may not report for this one.
+    let response = app
+        .http
+        .post(format!("{}/orchestrator/v1/sessions/{id}/status", app.url))
+        .header("apikey", &app.anon_key)
+        .bearer_auth(app.container_token(seeded.project))
+        .json(&serde_json::json!({"status": "running"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+}
