@@ -7,8 +7,8 @@
 //! nothing. Each file appears by `rename`, so a reader never sees a half-written file. Nothing is
 //! fsynced: a preview container that loses power hydrates again.
 
-use fsync_protocol::events::FileChange;
 use fsync_protocol::check_path;
+use fsync_protocol::events::FileChange;
 use fsync_protocol::hash::hex_sha256;
 use std::collections::BTreeMap;
 use std::fs;

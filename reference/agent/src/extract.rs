@@ -58,7 +58,10 @@ pub fn check_manifest(manifest: &Manifest, limits: &ExtractLimits) -> Result<(),
         }
         previous = Some(&file.path);
         if file.size > limits.max_file_bytes {
-            return Err(ExtractError::Bomb(format!("{} is {} bytes, at most {}", file.path, file.size, limits.max_file_bytes)));
+            return Err(ExtractError::Bomb(format!(
+                "{} is {} bytes, at most {}",
+                file.path, file.size, limits.max_file_bytes
+            )));
         }
         total = total.saturating_add(file.size);
     }
@@ -70,7 +73,12 @@ pub fn check_manifest(manifest: &Manifest, limits: &ExtractLimits) -> Result<(),
 
 /// Extracts the zip at `zip_path` into `dest` (a new, empty directory), checking every entry
 /// against `manifest` and `limits`.
-pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &ExtractLimits) -> Result<Extracted, ExtractError> {
+pub fn extract(
+    zip_path: &Path,
+    manifest: &Manifest,
+    dest: &Path,
+    limits: &ExtractLimits,
+) -> Result<Extracted, ExtractError> {
     check_manifest(manifest, limits)?;
     let expected: BTreeMap<&str, &ManifestFile> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let file = fs::File::open(zip_path).map_err(|source| io_error("open the downloaded zip", source))?;
@@ -106,7 +114,11 @@ pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &Extra
             return Err(refuse("appears twice"));
         }
         if entry.size() != want.size {
-            return Err(ExtractError::Corrupt(format!("{name}: {} bytes, the manifest says {}", entry.size(), want.size)));
+            return Err(ExtractError::Corrupt(format!(
+                "{name}: {} bytes, the manifest says {}",
+                entry.size(),
+                want.size
+            )));
         }
         if entry.size() > limits.ratio_floor_bytes && entry.size() / entry.compressed_size().max(1) > limits.max_ratio {
             return Err(ExtractError::Bomb(format!(
@@ -125,7 +137,8 @@ pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &Extra
         let mut entry = archive.by_index(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
         let target = dest.join(&want.path);
         if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
+            fs::create_dir_all(parent)
+                .map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
         }
         let out = fs::OpenOptions::new()
             .write(true)
@@ -142,18 +155,28 @@ pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &Extra
             }
             written += n as u64;
             if written > want.size {
-                return Err(ExtractError::Bomb(format!("{} inflates past its declared {} bytes", want.path, want.size)));
+                return Err(ExtractError::Bomb(format!(
+                    "{} inflates past its declared {} bytes",
+                    want.path, want.size
+                )));
             }
             hasher.update(&buffer[..n]);
             out.write_all(&buffer[..n]).map_err(|source| io_error(format!("write {}", want.path), source))?;
         }
         out.flush().map_err(|source| io_error(format!("write {}", want.path), source))?;
         if written != want.size {
-            return Err(ExtractError::Corrupt(format!("{}: {written} bytes, the manifest says {}", want.path, want.size)));
+            return Err(ExtractError::Corrupt(format!(
+                "{}: {written} bytes, the manifest says {}",
+                want.path, want.size
+            )));
         }
         let actual = to_hex(&hasher.finalize());
         if actual != want.content_hash {
-            return Err(ExtractError::HashMismatch { path: want.path.clone(), expected: want.content_hash.clone(), actual });
+            return Err(ExtractError::HashMismatch {
+                path: want.path.clone(),
+                expected: want.content_hash.clone(),
+                actual,
+            });
         }
         extracted.files += 1;
         extracted.bytes += written;
@@ -163,4 +186,140 @@ pub fn extract(zip_path: &Path, manifest: &Manifest, dest: &Path, limits: &Extra
 
 fn io_error(what: impl Into<String>, source: io::Error) -> ExtractError {
     ExtractError::Io { what: what.into(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fsync_protocol::hash::hex_sha256;
+    use uuid::Uuid;
+
+    fn manifest(listed: &[(&str, &[u8])]) -> Manifest {
+        let mut files: Vec<ManifestFile> = listed
+            .iter()
+            .map(|(p, b)| ManifestFile {
+                path: p.to_string(),
+                version: 1,
+                content_hash: hex_sha256(b),
+                size: b.len() as u64,
+            })
+            .collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Manifest { project_id: Uuid::nil(), seq: 1, snapshot_id: "seq-1".into(), files, zip_sha256: String::new() }
+    }
+
+    enum Item<'a> {
+        File(&'a str, &'a [u8]),
+        Dir(&'a str),
+        Link(&'a str, &'a str),
+    }
+
+    fn run(
+        items: &[Item],
+        listed: &[(&str, &[u8])],
+        limits: ExtractLimits,
+    ) -> (Result<Extracted, ExtractError>, tempfile::TempDir) {
+        let scratch = tempfile::tempdir().unwrap();
+        let zip_path = scratch.path().join("s.zip");
+        let mut zip = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for item in items {
+            match item {
+                Item::File(name, bytes) => {
+                    zip.start_file(*name, options).unwrap();
+                    zip.write_all(bytes).unwrap();
+                }
+                Item::Dir(name) => zip.add_directory(*name, options).unwrap(),
+                Item::Link(name, target) => zip.add_symlink(*name, *target, options).unwrap(),
+            }
+        }
+        zip.finish().unwrap();
+        let dest = scratch.path().join("out");
+        fs::create_dir(&dest).unwrap();
+        (extract(&zip_path, &manifest(listed), &dest, &limits), scratch)
+    }
+
+    #[test]
+    fn a_matching_zip_extracts_byte_for_byte() {
+        let (result, scratch) = run(
+            &[Item::File("a/b.txt", b"hello"), Item::File("c.txt", b"")],
+            &[("a/b.txt", b"hello"), ("c.txt", b"")],
+            ExtractLimits::default(),
+        );
+        assert_eq!(result.unwrap(), Extracted { files: 2, bytes: 5 });
+        assert_eq!(fs::read(scratch.path().join("out/a/b.txt")).unwrap(), b"hello");
+        assert_eq!(fs::read(scratch.path().join("out/c.txt")).unwrap(), b"");
+    }
+
+    #[test]
+    fn links_directories_strangers_and_repeats_are_refused_before_anything_is_written() {
+        let cases: Vec<(Vec<Item>, Vec<(&str, &[u8])>, &str)> = vec![
+            (
+                vec![Item::File("ok.txt", b"x"), Item::Link("l", "/etc/passwd")],
+                vec![("l", b"/etc/passwd"), ("ok.txt", b"x")],
+                "links",
+            ),
+            (vec![Item::File("ok.txt", b"x"), Item::Dir("d/")], vec![("d", b""), ("ok.txt", b"x")], "refused entry"),
+            (
+                vec![Item::File("ok.txt", b"x"), Item::File("extra.txt", b"y")],
+                vec![("ok.txt", b"x"), ("z.txt", b"y")],
+                "not in the manifest",
+            ),
+            (
+                vec![Item::File("ok.txt", b"x"), Item::File("a\\b", b"y")],
+                vec![("a/b", b"y"), ("ok.txt", b"x")],
+                "refused entry",
+            ),
+            (vec![Item::File("ok.txt", b"x")], vec![("ok.txt", b"x"), ("z.txt", b"y")], "corrupt"),
+            (vec![Item::File("ok.txt", b"xx")], vec![("ok.txt", b"x")], "corrupt"),
+        ];
+        for (items, listed, expect) in cases {
+            let (result, scratch) = run(&items, &listed, ExtractLimits::default());
+            let error = result.unwrap_err().to_string();
+            assert!(error.contains(expect), "{error:?} should say {expect:?}");
+            assert_eq!(fs::read_dir(scratch.path().join("out")).unwrap().count(), 0, "nothing written for {expect}");
+        }
+    }
+
+    #[test]
+    fn limits_bound_files_sizes_and_ratios() {
+        let tight = ExtractLimits {
+            max_files: 1,
+            max_file_bytes: 10,
+            max_total_bytes: 15,
+            max_ratio: 10,
+            ratio_floor_bytes: 100,
+        };
+        let (result, _) = run(&[Item::File("a", b"1"), Item::File("b", b"2")], &[("a", b"1"), ("b", b"2")], tight);
+        assert!(matches!(result, Err(ExtractError::Bomb(_))), "too many files");
+        let eleven = [b'x'; 11];
+        let (result, _) = run(&[Item::File("a", &eleven)], &[("a", &eleven)], ExtractLimits { max_files: 5, ..tight });
+        assert!(matches!(result, Err(ExtractError::Bomb(_))), "a file too big");
+        let zeros = vec![0u8; 10_000];
+        let loose = ExtractLimits { max_file_bytes: 1 << 20, max_total_bytes: 1 << 20, ..ExtractLimits::default() };
+        let (result, _) = run(
+            &[Item::File("z", &zeros)],
+            &[("z", &zeros)],
+            ExtractLimits { max_ratio: 10, ratio_floor_bytes: 100, ..loose },
+        );
+        assert!(matches!(result, Err(ExtractError::Bomb(_))), "a ratio too high");
+        let (result, _) = run(&[Item::File("z", &zeros)], &[("z", &zeros)], loose);
+        assert!(result.is_ok(), "the same file under the default ratio floor");
+    }
+
+    #[test]
+    fn invalid_manifests_are_refused() {
+        let limits = ExtractLimits::default();
+        let mut m = manifest(&[("a", b"1"), ("b", b"2")]);
+        m.files.swap(0, 1);
+        assert!(matches!(check_manifest(&m, &limits), Err(ExtractError::Manifest(_))), "out of order");
+        let m = manifest(&[("../a", b"1")]);
+        assert!(matches!(check_manifest(&m, &limits), Err(ExtractError::Manifest(_))), "bad path");
+        let mut m = manifest(&[("a", b"1")]);
+        m.files.push(m.files[0].clone());
+        assert!(matches!(check_manifest(&m, &limits), Err(ExtractError::Manifest(_))), "repeated");
+        let mut m = manifest(&[("a", b"1")]);
+        m.files[0].size = u64::MAX;
+        assert!(matches!(check_manifest(&m, &limits), Err(ExtractError::Bomb(_))), "huge");
+    }
 }

@@ -122,7 +122,11 @@ impl Api {
         request.header("apikey", &token).bearer_auth(&token)
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(&self, request: reqwest::RequestBuilder, what: &str) -> Result<T, AgentError> {
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<T, AgentError> {
         let response = self.authed(request).send().await.map_err(|e| failed(format!("{what}: {e}")))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| failed(format!("{what}: {e}")))?;
@@ -141,7 +145,8 @@ impl Api {
     }
 
     async fn manifest(&self) -> Result<Manifest, AgentError> {
-        let snapshot: AgentSnapshot = self.json(self.http.get(self.session_url("/snapshot")), "fetch the manifest").await?;
+        let snapshot: AgentSnapshot =
+            self.json(self.http.get(self.session_url("/snapshot")), "fetch the manifest").await?;
         snapshot.manifest.ok_or_else(|| failed("the orchestrator has no manifest for this session"))
     }
 
@@ -159,7 +164,8 @@ impl Api {
             .post(format!("{}/storage/v1/object/sign/{FILES_BUCKET}/{name}", self.config.api_url))
             .json(&json!({"expiresIn": 60}));
         let signed: Value = self.json(sign, &what).await?;
-        let path = signed.get("signedURL").and_then(Value::as_str).ok_or_else(|| failed(format!("{what}: no signedURL")))?;
+        let path =
+            signed.get("signedURL").and_then(Value::as_str).ok_or_else(|| failed(format!("{what}: no signedURL")))?;
         let response = self
             .http
             .get(format!("{}/storage/v1{path}", self.config.api_url))
@@ -169,7 +175,10 @@ impl Api {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| failed(format!("download {name}: {e}")))?;
         if !status.is_success() {
-            return Err(failed(format!("download {name}: HTTP {status}: {}", error_message(&String::from_utf8_lossy(&bytes)))));
+            return Err(failed(format!(
+                "download {name}: HTTP {status}: {}",
+                error_message(&String::from_utf8_lossy(&bytes))
+            )));
         }
         let actual = hex_sha256(&bytes);
         if actual != content_hash {
@@ -312,7 +321,8 @@ async fn apply_event(api: &Api, dir: &ProjectDir, event: Option<FeedEvent>) -> R
         None => Err(failed("the realtime feed stopped")),
         Some(FeedEvent::Changes { seq, changes, .. }) => {
             let binaries = api.binaries(&changes).await?;
-            dir.apply_with(&changes, &binaries).map_err(|e| failed(format!("apply the changes up to seq {seq}: {e}")))?;
+            dir.apply_with(&changes, &binaries)
+                .map_err(|e| failed(format!("apply the changes up to seq {seq}: {e}")))?;
             tracing::debug!(seq, files = changes.len(), "applied");
             Ok(())
         }
@@ -401,7 +411,8 @@ async fn hydrate_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>) -> Res
         download(&api.http, &config.snapshot_url, &zip_path, &manifest.zip_sha256, max_zip).await?;
         timings.insert("download".into(), ms(step));
         let step = Instant::now();
-        let (zip, dest, manifest_copy, limits) = (zip_path.clone(), hydrate_dir.clone(), manifest.clone(), config.limits);
+        let (zip, dest, manifest_copy, limits) =
+            (zip_path.clone(), hydrate_dir.clone(), manifest.clone(), config.limits);
         std::fs::create_dir(&dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?;
         tokio::task::spawn_blocking(move || extract::extract(&zip, &manifest_copy, &dest, &limits))
             .await
@@ -421,14 +432,21 @@ async fn hydrate_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>) -> Res
 
 /// Streams `url` into `path`, hashing as it goes; refuses a body over `max_bytes` or whose
 /// SHA-256 is not `expected`.
-async fn download(http: &reqwest::Client, url: &str, path: &Path, expected: &str, max_bytes: u64) -> Result<u64, AgentError> {
+async fn download(
+    http: &reqwest::Client,
+    url: &str,
+    path: &Path,
+    expected: &str,
+    max_bytes: u64,
+) -> Result<u64, AgentError> {
     let response = http.get(url).send().await.map_err(|e| failed(format!("download the snapshot: {e}")))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.text().await.unwrap_or_default();
         return Err(failed(format!("download the snapshot: HTTP {status}: {}", error_message(&body))));
     }
-    let mut file = tokio::fs::File::create(path).await.map_err(|e| failed(format!("create {}: {e}", path.display())))?;
+    let mut file =
+        tokio::fs::File::create(path).await.map_err(|e| failed(format!("create {}: {e}", path.display())))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut body = response.bytes_stream();

@@ -57,7 +57,9 @@ impl OrchestratorConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>, state_dir: &std::path::Path) -> OrchestratorConfig {
         let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         OrchestratorConfig {
-            sessions_dir: non_empty("FSYNC_SESSIONS_DIR").map(PathBuf::from).unwrap_or_else(|| state_dir.join("sessions")),
+            sessions_dir: non_empty("FSYNC_SESSIONS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| state_dir.join("sessions")),
             agent_bin: non_empty("FSYNC_AGENT_BIN").map(PathBuf::from).unwrap_or_else(default_agent_bin),
             snapshot_hydration: non_empty("FSYNC_USE_SNAPSHOT_HYDRATION").is_some_and(|v| flag_on(&v)),
             agent_exec: non_empty("FSYNC_AGENT_EXEC"),
@@ -156,14 +158,19 @@ fn not_found(id: Uuid) -> ApiError {
 }
 
 fn parse_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "22023", format!("{id:?} is not a session id")))
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "22023", format!("{id:?} is not a session id")))
 }
 
 async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let auth = caller(&platform, &headers)?;
     let user = auth.claims.get("sub").and_then(Value::as_str).map(str::to_owned);
     let (Some(user), false, "authenticated") = (user, is_container(&auth), auth.role.as_str()) else {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "sessions are started with a signed-in member's token"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "42501",
+            "sessions are started with a signed-in member's token",
+        ));
     };
     let request: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     let project = request
@@ -224,8 +231,11 @@ async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
             .map_err(|e| format!("snapshot: {} {}", e.body.message, e.body.details.unwrap_or_default()))?;
         orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
         orchestrator.timing(id, "snapshot", started);
-        let url =
-            platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), config.token_ttl_s);
+        let url = platform.signed_url(
+            SNAPSHOT_BUCKET,
+            &snapshot_zip_name(project, &manifest.snapshot_id),
+            config.token_ttl_s,
+        );
         orchestrator.with(id, |s| {
             s.view.snapshot_id = Some(manifest.snapshot_id.clone());
             s.manifest = Some(manifest);
@@ -327,7 +337,8 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
-    let (view, owner) = platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone())).ok_or_else(|| not_found(id))?;
+    let (view, owner) =
+        platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone())).ok_or_else(|| not_found(id))?;
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }
@@ -342,9 +353,8 @@ async fn stop(
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
     let orchestrator = &platform.orchestrator;
-    let (owner, pid, dir) = orchestrator
-        .with(id, |s| (s.owner.clone(), s.view.agent_pid, s.dir.clone()))
-        .ok_or_else(|| not_found(id))?;
+    let (owner, pid, dir) =
+        orchestrator.with(id, |s| (s.owner.clone(), s.view.agent_pid, s.dir.clone())).ok_or_else(|| not_found(id))?;
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }

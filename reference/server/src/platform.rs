@@ -30,13 +30,7 @@ pub struct Platform {
 
 impl Platform {
     pub fn new(store: PgStore, secret: Secret, storage: Storage, orchestrator: OrchestratorConfig) -> Platform {
-        Platform {
-            store,
-            secret,
-            storage,
-            orchestrator: Orchestrator::new(orchestrator),
-            public_url: OnceLock::new(),
-        }
+        Platform { store, secret, storage, orchestrator: Orchestrator::new(orchestrator), public_url: OnceLock::new() }
     }
 
     /// Sets the URL this instance is reached at (once; later calls are ignored).

@@ -69,8 +69,7 @@ async fn build_project_snapshot(
             .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "expiresIn must be an integer >= 1"))?,
     };
     let (manifest, reused) = build_or_reuse(&platform, project).await?;
-    let signed_url =
-        platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), ttl);
+    let signed_url = platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), ttl);
     let response = SnapshotResponse { snapshot_id: manifest.snapshot_id.clone(), signed_url, manifest, reused };
     Ok(Json(response).into_response())
 }
@@ -86,8 +85,10 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .start()
         .await
         .map_err(|e| db_error(e, false))?;
-    let Some(row) =
-        tx.query_opt("SELECT seq FROM public.projects WHERE id = $1", &[&project]).await.map_err(|e| db_error(e, false))?
+    let Some(row) = tx
+        .query_opt("SELECT seq FROM public.projects WHERE id = $1", &[&project])
+        .await
+        .map_err(|e| db_error(e, false))?
     else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("project {project} not found")));
     };

@@ -3,15 +3,15 @@
 use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
-use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::orchestrator::OrchestratorConfig;
 use fsync_reference::platform::Platform;
+use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
-use std::path::PathBuf;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -79,7 +79,8 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
     let addr = listener.local_addr().expect("local address");
     let secret = Secret::new(DEV_JWT_SECRET);
     let dir = tempfile::tempdir().expect("a temporary directory for the server");
-    let storage_url = options.storage_url.clone().unwrap_or_else(|| format!("file://{}", dir.path().join("storage").display()));
+    let storage_url =
+        options.storage_url.clone().unwrap_or_else(|| format!("file://{}", dir.path().join("storage").display()));
     let aws = options.aws.clone();
     let storage = Storage::open_with(&storage_url, |name| aws.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
         .expect("open the storage");

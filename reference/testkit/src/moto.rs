@@ -25,9 +25,10 @@ impl Moto {
                 .stderr(Stdio::null())
                 .spawn()
         };
-        let child = spawn("moto_server", &[]).or_else(|_| spawn("python3", &["-m", "moto.server"])).unwrap_or_else(|e| {
-            panic!("cannot start moto ({e}); install it with: python3 -m pip install 'moto[server]'")
-        });
+        let child =
+            spawn("moto_server", &[]).or_else(|_| spawn("python3", &["-m", "moto.server"])).unwrap_or_else(|e| {
+                panic!("cannot start moto ({e}); install it with: python3 -m pip install 'moto[server]'")
+            });
         let mut moto = Moto { endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_owned(), child };
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(30);

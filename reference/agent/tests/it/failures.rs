@@ -34,8 +34,10 @@ async fn fail_with(plant: impl FnOnce(&Manifest, Vec<u8>) -> (Vec<u8>, Manifest)
 
 /// The session directory holds the agent's log and an empty project directory, nothing else.
 fn assert_nothing_extracted(session_dir: &Path, project_dir: &Path) {
-    let mut names: Vec<String> =
-        std::fs::read_dir(session_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(session_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     assert_eq!(names, ["agent.log", "project"], "nothing else in {}", session_dir.display());
     assert!(tree(project_dir).is_empty(), "nothing in the project directory");
@@ -109,7 +111,8 @@ async fn a_corrupt_zip_with_a_matching_hash_fails_the_session() {
 async fn a_file_whose_hash_differs_from_the_manifest_fails_the_session() {
     fail_with(
         |manifest, _| {
-            let (zip, mut m) = crafted(manifest, &[("src/a.ts", b"tampered!!")], &[("src/a.ts", b"tampered!!")], deflated());
+            let (zip, mut m) =
+                crafted(manifest, &[("src/a.ts", b"tampered!!")], &[("src/a.ts", b"tampered!!")], deflated());
             m.files[0].content_hash = hex_sha256(b"the original");
             (zip, m)
         },
@@ -139,6 +142,9 @@ async fn an_absolute_entry_fails_the_session() {
 #[tokio::test]
 async fn a_zip_bomb_fails_the_session() {
     let zeros = vec![0u8; 64 * 1024 * 1024];
-    fail_with(move |manifest, _| crafted(manifest, &[("bomb.bin", &zeros)], &[("bomb.bin", &zeros)], deflated()), "zip bomb")
-        .await;
+    fail_with(
+        move |manifest, _| crafted(manifest, &[("bomb.bin", &zeros)], &[("bomb.bin", &zeros)], deflated()),
+        "zip bomb",
+    )
+    .await;
 }

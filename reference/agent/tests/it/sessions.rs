@@ -51,8 +51,14 @@ async fn starts_follows_and_stops(app: &TestApp) {
 
     // Edits, deletes and bulks land on disk.
     let client = &seeded.client;
-    client.upsert_project_file(seeded.project, "src/lib/a.ts", "export const a = 42;\n", "typescript", None).await.unwrap();
-    client.upsert_project_file(seeded.project, "src/new/c.ts", "export const c = 3;\n", "typescript", None).await.unwrap();
+    client
+        .upsert_project_file(seeded.project, "src/lib/a.ts", "export const a = 42;\n", "typescript", None)
+        .await
+        .unwrap();
+    client
+        .upsert_project_file(seeded.project, "src/new/c.ts", "export const c = 3;\n", "typescript", None)
+        .await
+        .unwrap();
     client.delete_project_file(seeded.project, "src/lib/deep/b.ts", None).await.unwrap();
     let bulk = [
         BulkEntry::upsert("bulk/one.md", "markdown", "one"),
@@ -201,15 +207,22 @@ async fn the_agent_refreshes_its_token_and_keeps_following() {
     let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
     let dir = PathBuf::from(&view.project_dir);
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    seeded.client.upsert_project_file(seeded.project, "after-expiry.ts", "still here", "typescript", None).await.unwrap();
+    seeded
+        .client
+        .upsert_project_file(seeded.project, "after-expiry.ts", "still here", "typescript", None)
+        .await
+        .unwrap();
     wait_converged(&seeded, &dir, &BTreeMap::new()).await;
     assert_eq!(session(&app, &seeded.token, id).await.status, SessionStatus::Running);
 }
 
 #[tokio::test]
 async fn the_exec_command_starts_after_hydration() {
-    let app = spawn(PlatformOptions { agent_exec: Some("cat index.html > started.txt; sleep 600".into()), ..Default::default() })
-        .await;
+    let app = spawn(PlatformOptions {
+        agent_exec: Some("cat index.html > started.txt; sleep 600".into()),
+        ..Default::default()
+    })
+    .await;
     let seeded = seed(&app, FILES).await;
     let id = start_session(&app, &seeded).await;
     let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;

@@ -36,8 +36,9 @@ pub async fn seed(app: &TestApp, files: &[(&str, &str)]) -> Seeded {
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let token = app.user_token(owner);
-    let client =
-        Arc::new(FsyncClient::new(ClientConfig::new(&app.url, &app.anon_key).token(&token).retry(RetryPolicy::none())).unwrap());
+    let client = Arc::new(
+        FsyncClient::new(ClientConfig::new(&app.url, &app.anon_key).token(&token).retry(RetryPolicy::none())).unwrap(),
+    );
     if !files.is_empty() {
         let entries: Vec<BulkEntry> = files.iter().map(|(p, c)| BulkEntry::upsert(*p, "text", *c)).collect();
         client.bulk_upsert_project_files(project, &entries).await.unwrap();
@@ -149,8 +150,14 @@ pub async fn wait_converged(seeded: &Seeded, dir: &Path, binaries: &BTreeMap<Str
             return;
         }
         if Instant::now() > deadline {
-            let show = |t: &BTreeMap<String, Vec<u8>>| t.iter().map(|(k, v)| (k.clone(), hex_sha256(v))).collect::<Vec<_>>();
-            panic!("{} never converged:\n actual   {:?}\n expected {:?}", dir.display(), show(&actual), show(&expected));
+            let show =
+                |t: &BTreeMap<String, Vec<u8>>| t.iter().map(|(k, v)| (k.clone(), hex_sha256(v))).collect::<Vec<_>>();
+            panic!(
+                "{} never converged:\n actual   {:?}\n expected {:?}",
+                dir.display(),
+                show(&actual),
+                show(&expected)
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

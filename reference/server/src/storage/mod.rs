@@ -66,9 +66,9 @@ impl Storage {
                 return Err(StorageError::Config(url.into(), "expected s3://BUCKET".into()));
             }
             let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-            let mut builder = object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_region(var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into()));
+            let mut builder = object_store::aws::AmazonS3Builder::new().with_bucket_name(bucket).with_region(
+                var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into()),
+            );
             if let Some(key) = var("AWS_ACCESS_KEY_ID") {
                 builder = builder.with_access_key_id(key);
             }
@@ -80,7 +80,8 @@ impl Storage {
             }
             if let Some(endpoint) = var("AWS_ENDPOINT_URL").or_else(|| var("AWS_ENDPOINT")) {
                 let plain = endpoint.starts_with("http://");
-                builder = builder.with_endpoint(endpoint).with_allow_http(plain).with_virtual_hosted_style_request(false);
+                builder =
+                    builder.with_endpoint(endpoint).with_allow_http(plain).with_virtual_hosted_style_request(false);
             }
             if var("AWS_ALLOW_HTTP").is_some_and(|v| v == "true" || v == "1") {
                 builder = builder.with_allow_http(true);

@@ -10,6 +10,7 @@ mod rest_read;
 mod rls;
 mod rpc_contract;
 mod serve;
+mod storage;
 mod supabase_js;
 mod surface;
 
