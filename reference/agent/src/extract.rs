@@ -253,7 +253,8 @@ mod tests {
 
     #[test]
     fn links_directories_strangers_and_repeats_are_refused_before_anything_is_written() {
-        let cases: Vec<(Vec<Item>, Vec<(&str, &[u8])>, &str)> = vec![
+        type Case<'a> = (Vec<Item<'a>>, Vec<(&'a str, &'a [u8])>, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 vec![Item::File("ok.txt", b"x"), Item::Link("l", "/etc/passwd")],
                 vec![("l", b"/etc/passwd"), ("ok.txt", b"x")],
