@@ -320,11 +320,13 @@ fn may_manage(auth: &RequestAuth, owner: &str) -> bool {
         || (!is_container(auth) && auth.claims.get("sub").and_then(Value::as_str) == Some(owner))
 }
 
-/// The session a container token names, for the agent's own calls.
-fn agent_session(auth: &RequestAuth, id: Uuid) -> Result<(), ApiError> {
+/// The session of an agent's own call: the caller must hold that session's container token.
+fn agent_session(platform: &Platform, headers: &HeaderMap, id: &str) -> Result<Uuid, ApiError> {
+    let auth = caller(platform, headers)?;
+    let id = parse_id(id)?;
     let session = auth.claims.get("session_id").and_then(Value::as_str);
-    if is_container(auth) && session == Some(id.to_string().as_str()) {
-        Ok(())
+    if is_container(&auth) && session == Some(id.to_string().as_str()) {
+        Ok(id)
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "only this session's container token may do this"))
     }
@@ -402,9 +404,7 @@ async fn report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let auth = caller(&platform, &headers)?;
-    let id = parse_id(&id)?;
-    agent_session(&auth, id)?;
+    let id = agent_session(&platform, &headers, &id)?;
     let report: StatusReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
     if matches!(report.status, SessionStatus::Starting | SessionStatus::Stopped) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", "an agent reports hydrating, running or failed"));
@@ -426,9 +426,7 @@ async fn refresh_token(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let auth = caller(&platform, &headers)?;
-    let id = parse_id(&id)?;
-    agent_session(&auth, id)?;
+    let id = agent_session(&platform, &headers, &id)?;
     let (project, status) =
         platform.orchestrator.with(id, |s| (s.view.project_id, s.view.status)).ok_or_else(|| not_found(id))?;
     if status.is_final() {
@@ -442,9 +440,7 @@ async fn agent_snapshot(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let auth = caller(&platform, &headers)?;
-    let id = parse_id(&id)?;
-    agent_session(&auth, id)?;
+    let id = agent_session(&platform, &headers, &id)?;
     let manifest = platform.orchestrator.with(id, |s| s.manifest.clone()).ok_or_else(|| not_found(id))?;
     Ok(Json(AgentSnapshot { manifest }).into_response())
 }

@@ -27,7 +27,7 @@ use fsync_protocol::snapshot::{
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -144,8 +144,8 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
     let zip = written.map_err(|e| ApiError::internal(format!("write the snapshot zip: {e}")))?;
     tx.commit().await.map_err(|e| db_error(e, false))?;
 
-    let manifest = Manifest { project_id: project, seq, snapshot_id: id.clone(), files, zip_sha256: zip.sha256 };
-    upload_zip(platform, &snapshot_zip_name(project, &id), zip.file, zip.size).await?;
+    let zip_sha256 = upload_zip(platform, &snapshot_zip_name(project, &id), zip).await?;
+    let manifest = Manifest { project_id: project, seq, snapshot_id: id.clone(), files, zip_sha256 };
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(ApiError::internal)?;
     let manifest_name = snapshot_manifest_name(project, &id);
     let size = manifest_bytes.len();
@@ -208,38 +208,16 @@ struct Entry {
     stored: bool,
 }
 
-/// A finished zip in a temporary file.
-struct WrittenZip {
-    file: tempfile::NamedTempFile,
-    size: u64,
-    sha256: String,
-}
-
 /// Writes every entry received into a deterministic zip in a temporary file.
-fn write_zip(entries: std::sync::mpsc::Receiver<Entry>) -> std::io::Result<WrittenZip> {
+fn write_zip(entries: std::sync::mpsc::Receiver<Entry>) -> std::io::Result<tempfile::NamedTempFile> {
     let file = tempfile::NamedTempFile::new()?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file.reopen()?));
     for entry in entries {
         zip.start_file(entry.path.as_str(), entry_options(&entry)).map_err(std::io::Error::other)?;
         zip.write_all(&entry.bytes)?;
     }
-    let mut out = zip.finish().map_err(std::io::Error::other)?;
-    out.flush()?;
-    drop(out);
-    let mut reader = file.reopen()?;
-    reader.rewind()?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-    Ok(WrittenZip { file, size, sha256: to_hex(&hasher.finalize()) })
+    zip.finish().map_err(std::io::Error::other)?.flush()?;
+    Ok(file)
 }
 
 /// Fixed options: the same entry always gives the same bytes.
@@ -253,15 +231,28 @@ fn entry_options(entry: &Entry) -> zip::write::SimpleFileOptions {
         .large_file(entry.bytes.len() as u64 >= u32::MAX as u64)
 }
 
-/// Streams the zip file to storage (multipart for large objects) and records it.
-async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile, size: u64) -> Result<(), ApiError> {
-    use tokio::io::AsyncWriteExt;
+/// Streams the zip file to storage (multipart for large objects), hashing it on the way, and
+/// records it; returns its SHA-256.
+async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile) -> Result<String, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let key = crate::storage::Storage::key(SNAPSHOT_BUCKET, name);
     let mut writer = object_store::buffered::BufWriter::new(platform.storage.store().clone(), key);
     let mut source = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
-    tokio::io::copy(&mut source, &mut writer).await.map_err(ApiError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = source.read(&mut buffer).await.map_err(ApiError::internal)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+        writer.write_all(&buffer[..n]).await.map_err(ApiError::internal)?;
+    }
     writer.shutdown().await.map_err(ApiError::internal)?;
     drop(file);
     let metadata = json!({"size": size, "mimetype": "application/zip", "contentLength": size});
-    platform.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await
+    platform.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await?;
+    Ok(to_hex(&hasher.finalize()))
 }

@@ -93,7 +93,7 @@ impl From<StorageError> for StorageApiError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::NotFound(_) => StorageApiError::not_found(),
-            StorageError::Range => {
+            StorageError::Range { .. } => {
                 StorageApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "Range not satisfiable")
             }
             other => StorageApiError::internal(other),
@@ -302,9 +302,8 @@ async fn serve_object(
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);
     let object = match platform.storage.open_read(bucket, name, range).await {
         Ok(object) => object,
-        Err(StorageError::Range) => {
-            let size = platform.storage.open_read(bucket, name, None).await?.size;
-            let mut response = StorageApiError::from(StorageError::Range).into_response();
+        Err(StorageError::Range { size }) => {
+            let mut response = StorageApiError::from(StorageError::Range { size }).into_response();
             if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);
             }

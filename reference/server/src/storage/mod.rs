@@ -18,8 +18,8 @@ use std::sync::Arc;
 pub enum StorageError {
     #[error("object not found: {0}")]
     NotFound(String),
-    #[error("range not satisfiable")]
-    Range,
+    #[error("range not satisfiable for an object of {size} bytes")]
+    Range { size: u64 },
     #[error("storage URL {0:?}: {1}")]
     Config(String, String),
     #[error("object store: {0}")]
@@ -164,7 +164,7 @@ impl Storage {
         };
         let range = match range {
             None => 0..size,
-            Some(range) => range.resolve(size).ok_or(StorageError::Range)?,
+            Some(range) => range.resolve(size).ok_or(StorageError::Range { size })?,
         };
         let options = GetOptions {
             range: (range != (0..size) && !range.is_empty()).then(|| GetRange::Bounded(range.clone())),
@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(read(None).await.unwrap(), (0..10, b"0123456789".to_vec()));
         assert_eq!(read(Some(ByteRange::FromTo(2, 4))).await.unwrap(), (2..5, b"234".to_vec()));
         assert_eq!(read(Some(ByteRange::Suffix(2))).await.unwrap(), (8..10, b"89".to_vec()));
-        assert!(matches!(read(Some(ByteRange::From(10))).await, Err(StorageError::Range)));
+        assert!(matches!(read(Some(ByteRange::From(10))).await, Err(StorageError::Range { size: 10 })));
         assert!(matches!(storage.open_read("b", "nope", None).await, Err(StorageError::NotFound(_))));
         storage.delete("b", "a/x.bin").await.unwrap();
         storage.delete("b", "a/x.bin").await.unwrap();
