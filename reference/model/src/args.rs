@@ -2,7 +2,7 @@
 //! same coercions and the same errors (a number for a text argument is its text; `"5"` for an
 //! integer is 5; `"x"` for a uuid is `22P02`).
 
-use fsync_reference::error::ApiError;
+use fsync_store::error::ApiError;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -133,7 +133,7 @@ pub fn resolve(function: &str, args: &Map<String, Value>) -> Result<&'static Sig
         Some(s) if accepts(s) => Ok(s),
         _ => {
             let mut e = ApiError::new(
-                fsync_reference::error::StatusCode::NOT_FOUND,
+                fsync_store::error::StatusCode::NOT_FOUND,
                 "PGRST202",
                 format!("Could not find the function public.{function}({}) in the schema cache", given.join(", ")),
             );

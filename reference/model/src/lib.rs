@@ -12,11 +12,9 @@ pub mod args;
 mod read;
 pub mod state;
 
-use fsync_reference::auth::RequestAuth;
-use fsync_reference::error::ApiError;
-use fsync_reference::store::{
-    Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess,
-};
+use fsync_store::data::{Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use state::{Caller, Outcome, State};
 use std::sync::Mutex;
 use tokio::sync::mpsc;

@@ -3,9 +3,9 @@
 //! semantics as the SQL the server builds.
 
 use crate::state::{Access, Caller, State};
-use fsync_reference::auth::RequestAuth;
-use fsync_reference::error::ApiError;
-use fsync_reference::store::{Filter, FilterOp, ReadOutput, ReadQuery};
+use fsync_store::data::{Filter, FilterOp, ReadOutput, ReadQuery};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 

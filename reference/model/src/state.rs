@@ -7,8 +7,8 @@ use fsync_protocol::limits::{
     is_file_type, FILE_TYPES, MAX_BULK_BYTES, MAX_BULK_FILES, MAX_CONTENT_BYTES, MAX_INLINE_EVENT_BYTES, MAX_PATH_BYTES,
 };
 use fsync_protocol::{check_path, content_hash};
-use fsync_reference::error::ApiError;
-use fsync_reference::store::RealtimeMessage;
+use fsync_store::data::RealtimeMessage;
+use fsync_store::error::ApiError;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;

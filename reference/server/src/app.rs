@@ -1,11 +1,9 @@
 //! The HTTP application: routes, shared state, and [`serve`], which tests and `serve` alike use
 //! to run the server on a listener they bound (port 0 in tests).
 
-use crate::error::ApiError;
 use crate::platform::Platform;
 use crate::postgrest;
 use crate::realtime::{self, hub::Hub, RealtimeConfig};
-use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -14,6 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use fsync_protocol::jwt::Secret;
 use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
+use fsync_store::data::Store;
+use fsync_store::error::ApiError;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;

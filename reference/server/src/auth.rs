@@ -6,29 +6,14 @@
 //! sends it. The token's `role` claim becomes the database role for the request and must be one
 //! of the API roles.
 
-use crate::error::ApiError;
 use axum::http::{header, HeaderMap, StatusCode};
-use fsync_protocol::jwt::{self, Claims, JwtError, Secret};
+use fsync_protocol::jwt::{self, JwtError, Secret};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use serde_json::Value;
 
 /// The database roles a token may name.
 pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
-
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestAuth {
-    /// The database role the request runs as.
-    pub role: String,
-    /// The token's claims, as PostgREST puts them in `request.jwt.claims`.
-    pub claims: Claims,
-}
-
-impl RequestAuth {
-    /// `request.jwt.claims` as JSON text.
-    pub fn claims_json(&self) -> String {
-        Value::Object(self.claims.clone()).to_string()
-    }
-}
 
 /// Verifies the request's apikey and token at `now_s`.
 pub fn authenticate(headers: &HeaderMap, secret: &Secret, now_s: u64) -> Result<RequestAuth, ApiError> {

@@ -7,7 +7,6 @@
 pub mod app;
 pub mod auth;
 pub mod config;
-pub mod error;
 pub mod orchestrator;
 pub mod pg;
 pub mod platform;
@@ -15,7 +14,6 @@ pub mod postgrest;
 pub mod realtime;
 pub mod snapshot;
 pub mod storage;
-pub mod store;
 
 pub use app::{router, router_with, serve, serve_with, AppState};
 pub use pg::PgStore;

@@ -12,8 +12,7 @@
 //!
 //! Sessions live in the instance that spawned their agent (the agent is its child process).
 
-use crate::auth::{self, RequestAuth};
-use crate::error::{ApiError, StatusCode};
+use crate::auth;
 use crate::platform::Platform;
 use crate::snapshot;
 use axum::body::Bytes;
@@ -27,6 +26,8 @@ use fsync_protocol::snapshot::{
     snapshot_zip_name, AgentSnapshot, Manifest, SessionStatus, SessionView, StatusReport, TokenGrant,
     CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
 };
+use fsync_store::error::{ApiError, StatusCode};
+use fsync_store::RequestAuth;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,8 +5,6 @@
 //! They run on PostgreSQL ([`PgStore`]) and object storage ([`Storage`]); the in-memory model
 //! serves only the RPC and Realtime surface.
 
-use crate::auth::RequestAuth;
-use crate::error::ApiError;
 use crate::orchestrator::{self, Orchestrator, OrchestratorConfig};
 use crate::pg::{db_error, PgStore};
 use crate::snapshot;
@@ -14,6 +12,8 @@ use crate::storage::http::{download_claims, StorageApiError};
 use crate::storage::{self, Storage};
 use axum::Router;
 use fsync_protocol::jwt::{self, Secret};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;

@@ -9,7 +9,6 @@
 //! must match their recorded hash.
 
 use crate::auth;
-use crate::error::{ApiError, StatusCode};
 use crate::pg::db_error;
 use crate::platform::Platform;
 use axum::body::Bytes;
@@ -24,6 +23,7 @@ use fsync_protocol::snapshot::{
     snapshot_id, snapshot_manifest_name, snapshot_zip_name, Manifest, ManifestFile, SnapshotResponse, FILES_BUCKET,
     SNAPSHOT_BUCKET,
 };
+use fsync_store::error::{ApiError, StatusCode};
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

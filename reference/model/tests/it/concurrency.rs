@@ -2,7 +2,7 @@
 //! random compare-and-set writes at once, then a checker over the full version history.
 
 use crate::{cases, pg_history, shared, Who, World};
-use fsync_reference::store::{RpcCall, RpcOutput, Store};
+use fsync_store::data::{RpcCall, RpcOutput, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

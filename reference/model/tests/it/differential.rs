@@ -4,7 +4,7 @@
 //! and replays them first on every run.
 
 use crate::{both, cases, model_history, normalize, pg_events, pg_history, shared, Seen, Who, World, EVERYONE};
-use fsync_reference::store::{Filter, FilterOp, OrderTerm, ReadQuery, Store};
+use fsync_store::data::{Filter, FilterOp, OrderTerm, ReadQuery, Store};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use serde_json::{json, Value};
@@ -378,8 +378,8 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
                 offset: None,
             };
             let auth = world.auth(*who);
-            let read = |r: Result<fsync_reference::store::ReadOutput, fsync_reference::error::ApiError>| {
-                crate::seen(r.map(|o| fsync_reference::store::RpcOutput::Json(o.rows_json)))
+            let read = |r: Result<fsync_store::data::ReadOutput, fsync_store::error::ApiError>| {
+                crate::seen(r.map(|o| fsync_store::data::RpcOutput::Json(o.rows_json)))
             };
             let a = read(pg.read(&auth, query.clone()).await);
             let b = read(world.model.read(&auth, query).await);
@@ -431,15 +431,15 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
     (label, a, b)
 }
 
-fn drain(rx: &mut Receiver<fsync_reference::store::Delivery>) -> Vec<(String, Value)> {
+fn drain(rx: &mut Receiver<fsync_store::data::Delivery>) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     while let Ok(delivery) = rx.try_recv() {
         match delivery {
-            fsync_reference::store::Delivery::Message(m) if m.topic.starts_with("project:") => {
+            fsync_store::data::Delivery::Message(m) if m.topic.starts_with("project:") => {
                 out.push((m.event, normalize(serde_json::from_str(&m.payload_json).unwrap())));
             }
-            fsync_reference::store::Delivery::Message(_) => {}
-            fsync_reference::store::Delivery::Resync => panic!("the model never misses a message"),
+            fsync_store::data::Delivery::Message(_) => {}
+            fsync_store::data::Delivery::Resync => panic!("the model never misses a message"),
         }
     }
     out

@@ -10,10 +10,10 @@ mod snapshots;
 
 use fsync_model::state::{Access, Profile, Project};
 use fsync_model::MemStore;
-use fsync_reference::auth::RequestAuth;
-use fsync_reference::error::ApiError;
-use fsync_reference::store::{RpcCall, RpcOutput, Store};
 use fsync_reference::PgStore;
+use fsync_store::data::{RpcCall, RpcOutput, Store};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use fsync_testkit::TestDb;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;

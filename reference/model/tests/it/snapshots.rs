@@ -3,9 +3,9 @@
 
 use crate::{cases, shared, Who, World};
 use fsync_model::MemStore;
-use fsync_reference::auth::RequestAuth;
-use fsync_reference::store::{RpcCall, RpcOutput, Store};
 use fsync_reference::PgStore;
+use fsync_store::data::{RpcCall, RpcOutput, Store};
+use fsync_store::RequestAuth;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use serde_json::{json, Value};

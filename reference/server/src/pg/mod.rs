@@ -7,11 +7,11 @@ pub mod realtime;
 pub mod schema;
 pub mod sql;
 
-use crate::auth::RequestAuth;
-use crate::error::ApiError;
-use crate::store::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use axum::http::StatusCode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use fsync_store::data::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use schema::SchemaCache;
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
@@ -188,7 +188,7 @@ impl Store for PgStore {
         self.publish_pg(auth, message).await
     }
 
-    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<crate::store::Delivery>, ApiError> {
+    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<fsync_store::data::Delivery>, ApiError> {
         self.listen_pg().await
     }
 

@@ -3,9 +3,9 @@
 //! messages in commit order.
 
 use super::{db_error, PgStore};
-use crate::auth::RequestAuth;
-use crate::error::ApiError;
-use crate::store::{Delivery, RealtimeMessage, TopicAccess};
+use fsync_store::data::{Delivery, RealtimeMessage, TopicAccess};
+use fsync_store::error::ApiError;
+use fsync_store::RequestAuth;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, NoTls};

@@ -4,7 +4,7 @@
 //! as bind parameters, so nothing a client sends is spliced into SQL.
 
 use super::schema::{Function, ReturnKind};
-use crate::store::{Filter, FilterOp, OrderTerm};
+use fsync_store::data::{Filter, FilterOp, OrderTerm};
 
 /// Double-quotes an identifier.
 pub fn ident(name: &str) -> String {

@@ -5,12 +5,12 @@ pub mod query;
 
 use crate::app::AppState;
 use crate::auth::authenticate;
-use crate::error::ApiError;
-use crate::store::{ReadQuery, RpcCall, RpcOutput, Store};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use fsync_store::data::{ReadQuery, RpcCall, RpcOutput, Store};
+use fsync_store::error::ApiError;
 use serde_json::{Map, Value};
 
 /// The only schema the API exposes.

@@ -1,9 +1,9 @@
 //! Parsing PostgREST's read grammar (the subset supabase-js's builders produce) into a
 //! [`ReadQuery`].
 
-use crate::error::ApiError;
-use crate::store::{Filter, FilterOp, OrderTerm, ReadQuery};
 use axum::http::StatusCode;
+use fsync_store::data::{Filter, FilterOp, OrderTerm, ReadQuery};
+use fsync_store::error::ApiError;
 
 /// Query parameters that are not filters.
 const RESERVED: &[&str] = &["select", "order", "limit", "offset", "apikey", "columns", "on_conflict"];

@@ -5,8 +5,8 @@
 //! queue is full is kicked (disconnected with a `system` message by its writer) instead of
 //! stalling everyone else. It catches up by `seq` when it reconnects.
 
-use crate::store::{Delivery, RealtimeMessage};
 use fsync_protocol::realtime::{encode_broadcast, Vsn};
+use fsync_store::data::{Delivery, RealtimeMessage};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -8,14 +8,14 @@ mod socket;
 pub use fsync_protocol::realtime as wire;
 
 use crate::app::AppState;
-use crate::auth::RequestAuth;
-use crate::store::Store;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use fsync_protocol::jwt::{self, JwtError, Secret};
+use fsync_store::data::Store;
+use fsync_store::RequestAuth;
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -5,10 +5,10 @@
 use super::hub::{KickReason, SocketId, SocketOut, Subscription};
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::app::AppState;
-use crate::store::{RealtimeMessage, Store};
 use axum::extract::ws::{Message, WebSocket};
 use fsync_protocol::events::ProjectEvent;
 use fsync_protocol::realtime::{self as wire, Frame, Vsn};
+use fsync_store::data::{RealtimeMessage, Store};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

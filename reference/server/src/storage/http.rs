@@ -7,7 +7,7 @@
 //! token in the URL is the permission. Public reads work only on public buckets.
 
 use super::{ByteRange, StorageError};
-use crate::auth::{self, RequestAuth};
+use crate::auth;
 use crate::platform::Platform;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fsync_protocol::jwt::{self, Claims, JwtError};
+use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -71,8 +72,8 @@ impl IntoResponse for StorageApiError {
     }
 }
 
-impl From<crate::error::ApiError> for StorageApiError {
-    fn from(e: crate::error::ApiError) -> Self {
+impl From<fsync_store::error::ApiError> for StorageApiError {
+    fn from(e: fsync_store::error::ApiError) -> Self {
         let code = match e.status {
             StatusCode::UNAUTHORIZED => "InvalidJWT",
             StatusCode::FORBIDDEN => "AccessDenied",

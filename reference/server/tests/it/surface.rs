@@ -2,8 +2,8 @@
 //! reload, and a database that went away.
 
 use crate::fixture;
-use fsync_reference::auth::RequestAuth;
-use fsync_reference::store::{RpcCall, Store};
+use fsync_store::data::{RpcCall, Store};
+use fsync_store::RequestAuth;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,12 +1,12 @@
-//! The seam between the HTTP surface and the source of truth.
+//! The data port: the seam between the HTTP surface and the source of truth.
 //!
 //! The PostgREST-compatible endpoints reach the data only through [`Store`]: an RPC call by name
 //! with named JSON arguments, and a filtered read of a relation, both as a verified caller. The
-//! PostgreSQL implementation ([`crate::pg::PgStore`]) runs them as PostgREST does; an in-memory
-//! model can stand in for it in the simulator.
+//! PostgreSQL implementation (`fsync_reference::pg::PgStore`) runs them as PostgREST does; the
+//! in-memory model (`fsync_model::MemStore`) stands in for it in the simulator.
 
-use crate::auth::RequestAuth;
-use crate::error::ApiError;
+use crate::caller::RequestAuth;
+use crate::error::{ApiError, StatusCode};
 use serde_json::{Map, Value};
 use std::future::Future;
 use tokio::sync::mpsc;
@@ -80,7 +80,7 @@ impl ReadQuery {
     /// The error for a relation that is not exposed (PostgREST's `PGRST205`).
     pub fn unknown_relation(&self) -> ApiError {
         ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
+            StatusCode::NOT_FOUND,
             "PGRST205",
             format!("Could not find the table 'public.{}' in the schema cache", self.relation),
         )
@@ -98,7 +98,7 @@ impl ReadQuery {
         for column in named {
             if !exists(column) {
                 return Err(ApiError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
+                    StatusCode::BAD_REQUEST,
                     "42703",
                     format!("column {}.{} does not exist", self.relation, column),
                 ));

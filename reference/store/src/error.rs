@@ -1,16 +1,75 @@
 //! API errors in PostgREST's shape: a JSON body `{code, message, details, hint}` and the HTTP
 //! status PostgREST derives from the SQLSTATE (or from its own `PGRSTxxx` codes).
+//!
+//! An error may carry its cause (the database error, the I/O error): it is never sent to the
+//! client beyond `details`, but its debug form prints the whole chain, and a 5xx is logged once
+//! with it when it becomes a response.
 
-pub use axum::http::StatusCode;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum_core::response::{IntoResponse, Response};
 use fsync_protocol::api::ErrorBody;
+pub use http::StatusCode;
+use http::{header, HeaderValue};
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+/// What an error was caused by.
+pub type Cause = Arc<dyn StdError + Send + Sync>;
 
 /// An error answered to an API client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    cause: Option<Cause>,
+}
+
+/// Two errors are equal when a client would see the same answer; the cause is not compared.
+impl PartialEq for ApiError {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status && self.body == other.body
+    }
+}
+
+impl Eq for ApiError {}
+
+impl fmt::Debug for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut debug = f.debug_struct("ApiError");
+        debug.field("status", &self.status.as_u16()).field("body", &self.body);
+        if let Some(cause) = &self.cause {
+            debug.field("cause", &chain(cause.as_ref()));
+        }
+        debug.finish()
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.body.code, self.body.message)?;
+        if let Some(details) = &self.body.details {
+            write!(f, " ({details})")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for ApiError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn StdError + 'static))
+    }
+}
+
+/// `error: cause: cause's cause`, as `anyhow` prints `{:#}`.
+fn chain(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        text.push_str(": ");
+        text.push_str(&source.to_string());
+        next = source.source();
+    }
+    text
 }
 
 impl ApiError {
@@ -18,7 +77,19 @@ impl ApiError {
         ApiError {
             status,
             body: ErrorBody { code: code.to_owned(), message: message.into(), details: None, hint: None },
+            cause: None,
         }
+    }
+
+    /// Keeps `cause` as this error's source (not shown to the client).
+    pub fn with_cause(mut self, cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        self.cause = Some(Arc::from(cause.into()));
+        self
+    }
+
+    /// What this error was caused by, if anything.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
     }
 
     pub fn with_details(mut self, details: impl Into<String>) -> Self {
@@ -49,19 +120,24 @@ impl ApiError {
                 details: details.map(str::to_owned),
                 hint: hint.map(str::to_owned),
             },
+            cause: None,
         }
     }
 
-    /// The database could not be reached (PostgREST's `PGRST000`).
-    pub fn unavailable(cause: impl std::fmt::Display) -> Self {
+    /// The database could not be reached (PostgREST's `PGRST000`); `cause` is kept.
+    pub fn unavailable(cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        let cause = cause.into();
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "PGRST000", "Could not connect with the database")
             .with_details(cause.to_string())
+            .with_cause(cause)
     }
 
-    /// An unexpected failure inside the server.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
+    /// An unexpected failure inside the server; `cause` is kept.
+    pub fn internal(cause: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        let cause = cause.into();
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "FSYNC500", "Internal server error")
             .with_details(cause.to_string())
+            .with_cause(cause)
     }
 
     /// A request body that is not the JSON the endpoint takes (PostgREST's `PGRST102`).
@@ -70,9 +146,15 @@ impl ApiError {
     }
 }
 
+/// The one place a server error is logged: where it becomes a response, with its cause.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, axum::Json(&self.body)).into_response();
+        if self.status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+        }
+        let body = serde_json::to_string(&self.body).unwrap_or_else(|_| String::from("{}"));
+        let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let mut response = (self.status, json, body).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             let challenge = format!(
                 "Bearer error=\"invalid_token\", error_description=\"{}\"",
@@ -156,5 +238,17 @@ mod tests {
         for (code, message, authenticated, expected) in cases {
             assert_eq!(status_for_sqlstate(code, message, authenticated).as_u16(), expected, "{code}");
         }
+    }
+
+    #[test]
+    fn keeps_its_cause_out_of_equality_but_in_its_debug_form_and_source() {
+        let io = std::io::Error::other("disk on fire");
+        let error = ApiError::internal(io);
+        assert_eq!(error.body.details.as_deref(), Some("disk on fire"));
+        assert_eq!(error, ApiError::internal("disk on fire"));
+        assert!(format!("{error:?}").contains("cause: \"disk on fire\""), "{error:?}");
+        assert_eq!(error.to_string(), "500 FSYNC500: Internal server error (disk on fire)");
+        assert_eq!(StdError::source(&error).map(ToString::to_string).as_deref(), Some("disk on fire"));
+        assert!(ApiError::new(StatusCode::NOT_FOUND, "PT404", "x").cause().is_none());
     }
 }

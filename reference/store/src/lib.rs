@@ -1,0 +1,71 @@
+//! The ports of fsync (DESIGN §2, floor 2): what the server, the model, the client and the
+//! agent agree on without knowing each other's insides.
+//!
+//! - [`data::Store`]: the source of truth as the HTTP surface sees it (RPCs, reads, Realtime
+//!   topic authorization and deliveries), implemented by PostgreSQL and by the in-memory model;
+//! - [`caller::RequestAuth`]: who is calling;
+//! - [`error::ApiError`]: an error in PostgREST's shape, with its cause;
+//! - [`clock::Clock`] and [`ids::Ids`], bundled as [`Sources`]: where time and ids come from.
+
+pub mod caller;
+pub mod clock;
+pub mod data;
+pub mod error;
+pub mod ids;
+
+pub use caller::RequestAuth;
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use data::Store;
+pub use error::{ApiError, StatusCode};
+pub use ids::{Ids, SeededIds, SystemIds};
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Where a component takes time and ids from: the system in production, a seeded source and a
+/// driven clock in tests and the simulator.
+#[derive(Clone)]
+pub struct Sources {
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn Ids>,
+}
+
+impl Sources {
+    /// The system clock and operating-system randomness.
+    pub fn system() -> Sources {
+        Sources { clock: Arc::new(SystemClock), ids: Arc::new(SystemIds) }
+    }
+
+    /// Ids from `seed` and a clock at `epoch_s` that moves with tokio's: the same run twice gives
+    /// the same ids and timestamps.
+    pub fn seeded(seed: u64, epoch_s: u64) -> Sources {
+        Sources { clock: Arc::new(TokioClock::starting_at(epoch_s)), ids: Arc::new(SeededIds::new(seed)) }
+    }
+
+    /// Seconds since the epoch by this clock.
+    pub fn wall_s(&self) -> u64 {
+        self.clock.wall_s()
+    }
+
+    /// Now, by this clock.
+    pub fn now(&self) -> tokio::time::Instant {
+        self.clock.now()
+    }
+
+    /// A fresh uuid from this source.
+    pub fn uuid(&self) -> uuid::Uuid {
+        self.ids.uuid()
+    }
+}
+
+impl Default for Sources {
+    fn default() -> Sources {
+        Sources::system()
+    }
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sources")
+    }
+}
