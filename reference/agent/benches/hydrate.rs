@@ -8,6 +8,7 @@
 //!   and for the large one with its snapshot already built.
 //!
 //! `cargo bench -p fsync-agent --bench hydrate` (`FSYNC_BENCH_LARGE_MB` sets the large size).
+#![allow(clippy::disallowed_methods)] // a benchmark measures the real clock
 
 use fsync_agent::extract::extract;
 use fsync_protocol::api::BulkEntry;

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Why a batch was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,9 @@ pub struct Applied {
 pub struct ProjectDir {
     root: PathBuf,
     staging: PathBuf,
+    /// Names staged files: the staging directory is this directory's own, so a counter is
+    /// unique (a file left by a crashed run is overwritten).
+    staged: Arc<AtomicU64>,
 }
 
 impl ProjectDir {
@@ -56,7 +61,7 @@ impl ProjectDir {
         let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
         let staging = root.with_file_name(format!(".{name}.fsync-staging"));
         fs::create_dir_all(&staging)?;
-        Ok(ProjectDir { root, staging })
+        Ok(ProjectDir { root, staging, staged: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -184,7 +189,7 @@ impl ProjectDir {
     }
 
     fn stage(&self, bytes: &[u8]) -> io::Result<PathBuf> {
-        let file = self.staging.join(uuid::Uuid::new_v4().simple().to_string());
+        let file = self.staging.join(self.staged.fetch_add(1, Ordering::Relaxed).to_string());
         let mut out = fs::File::create(&file)?;
         out.write_all(bytes)?;
         Ok(file)
@@ -213,9 +218,10 @@ fn io_error(path: &str, what: &'static str, source: io::Error) -> ApplyError {
 mod tests {
     use super::*;
     use fsync_protocol::content_hash;
+    use fsync_store::Ids;
 
     fn dir() -> ProjectDir {
-        let base = std::env::temp_dir().join(format!("fsync-apply-{}", uuid::Uuid::new_v4().simple()));
+        let base = std::env::temp_dir().join(format!("fsync-apply-{}", fsync_store::SystemIds.uuid().simple()));
         ProjectDir::open(base.join("project")).unwrap()
     }
 

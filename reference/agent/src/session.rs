@@ -20,6 +20,7 @@ use fsync_protocol::jwt;
 use fsync_protocol::snapshot::{
     AgentSnapshot, ExtractLimits, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET,
 };
+use fsync_store::Sources;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -27,9 +28,10 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// How long the agent waits to join its channel before it gives up.
@@ -47,6 +49,8 @@ pub struct AgentConfig {
     pub dir: PathBuf,
     pub exec: Option<String>,
     pub limits: ExtractLimits,
+    /// Where time and ids come from (the system unless given).
+    pub sources: Sources,
 }
 
 impl AgentConfig {
@@ -78,6 +82,7 @@ impl AgentConfig {
             dir,
             exec,
             limits: ExtractLimits::default(),
+            sources: Sources::system(),
         })
     }
 }
@@ -111,6 +116,15 @@ impl Api {
     fn set_token(&self, token: &str) {
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = token.to_owned();
         self.client.set_token(token);
+    }
+
+    fn now(&self) -> Instant {
+        self.config.sources.now()
+    }
+
+    /// Milliseconds from `since` to now.
+    fn ms(&self, since: Instant) -> f64 {
+        self.now().saturating_duration_since(since).as_secs_f64() * 1000.0
     }
 
     fn session_url(&self, tail: &str) -> String {
@@ -217,8 +231,10 @@ fn error_message(body: &str) -> String {
 /// Runs the agent until `shutdown` resolves (or it fails). Reports `failed` with the reason
 /// itself when it can.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let client = FsyncClient::new(ClientConfig::new(&config.api_url, &config.token).token(&config.token))
-        .map_err(|e| failed(format!("API client: {e}")))?;
+    let client = FsyncClient::new(
+        ClientConfig::new(&config.api_url, &config.token).token(&config.token).sources(config.sources.clone()),
+    )
+    .map_err(|e| failed(format!("API client: {e}")))?;
     let api = Arc::new(Api {
         http: reqwest::Client::new(),
         client: Arc::new(client),
@@ -235,21 +251,17 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Res
     }
 }
 
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1000.0
-}
-
 async fn run_inner(
     api: &Arc<Api>,
     timings: &mut BTreeMap<String, f64>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let config = &api.config;
-    let started = Instant::now();
+    let started = api.now();
     let feed_config = FeedConfig::new(&config.api_url, &config.token, &config.token, config.project);
     let (feed, mut events) = ProjectFeed::start(feed_config, api.client.clone(), None, 1024);
-    wait_subscribed(&mut events).await?;
-    timings.insert("join".into(), ms(started));
+    wait_subscribed(&mut events, api.now() + JOIN_TIMEOUT).await?;
+    timings.insert("join".into(), api.ms(started));
     api.report(SessionStatus::Hydrating, None, timings).await;
 
     let (dir, base) = if config.snapshot_url.is_empty() {
@@ -258,7 +270,7 @@ async fn run_inner(
         hydrate_snapshot(api, timings).await?
     };
 
-    let step = Instant::now();
+    let step = api.now();
     feed.set_base_seq(base);
     let mut caught_up = feed.caught_up();
     loop {
@@ -275,12 +287,12 @@ async fn run_inner(
     while let Ok(event) = events.try_recv() {
         apply_event(api, &dir, Some(event)).await?;
     }
-    timings.insert("catch_up".into(), ms(step));
+    timings.insert("catch_up".into(), api.ms(step));
 
     let mut child = match &config.exec {
         None => None,
         Some(command) => {
-            let step = Instant::now();
+            let step = api.now();
             let child = tokio::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(command)
@@ -291,20 +303,19 @@ async fn run_inner(
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| failed(format!("start --exec {command:?}: {e}")))?;
-            timings.insert("exec".into(), ms(step));
+            timings.insert("exec".into(), api.ms(step));
             Some(child)
         }
     };
-    timings.insert("hydrate".into(), ms(started));
+    timings.insert("hydrate".into(), api.ms(started));
     api.report(SessionStatus::Running, None, timings).await;
     tracing::info!(seq = ?feed.last_seq(), dir = %dir.root().display(), "running");
 
     follow(api, &feed, &mut events, &dir, &mut child, shutdown).await
 }
 
-async fn wait_subscribed(events: &mut mpsc::Receiver<FeedEvent>) -> Result<(), AgentError> {
+async fn wait_subscribed(events: &mut mpsc::Receiver<FeedEvent>, deadline: Instant) -> Result<(), AgentError> {
     let mut last_reason = String::from("no answer");
-    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     loop {
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => return Err(failed(format!("could not join the project channel: {last_reason}"))),
@@ -344,7 +355,7 @@ async fn follow(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     tokio::pin!(shutdown);
-    let mut refresh_at = refresh_deadline(&api.token());
+    let mut refresh_at = refresh_deadline(&api.config.sources, &api.token());
     loop {
         let child_exit = async {
             match child.as_mut() {
@@ -371,12 +382,12 @@ async fn follow(
                     Ok(grant) => {
                         api.set_token(&grant.access_token);
                         feed.set_token(grant.access_token.clone());
-                        refresh_at = refresh_deadline(&grant.access_token);
+                        refresh_at = refresh_deadline(&api.config.sources, &grant.access_token);
                         tracing::debug!(expires_at = grant.expires_at, "token refreshed");
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "token refresh failed; retrying in 5 s");
-                        refresh_at = tokio::time::Instant::now() + Duration::from_secs(5);
+                        refresh_at = api.now() + Duration::from_secs(5);
                     }
                 }
             }
@@ -385,11 +396,11 @@ async fn follow(
 }
 
 /// When to refresh `token`: at two thirds of its remaining life (at least a second from now).
-fn refresh_deadline(token: &str) -> tokio::time::Instant {
-    let now = jwt::now_s();
+fn refresh_deadline(sources: &Sources, token: &str) -> Instant {
+    let now = sources.wall_s();
     let exp = jwt::unverified_claims(token).and_then(|c| c.get("exp").and_then(Value::as_u64)).unwrap_or(now + 60);
     let left = exp.saturating_sub(now);
-    tokio::time::Instant::now() + Duration::from_secs((left * 2 / 3).max(1))
+    sources.now() + Duration::from_secs((left * 2 / 3).max(1))
 }
 
 /// Hydrates from the snapshot; returns the project directory and the manifest's seq.
@@ -403,22 +414,22 @@ async fn hydrate_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>) -> Res
     let parent = config.dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let name = config.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "project".into());
     std::fs::create_dir_all(&parent).map_err(|e| failed(format!("create {}: {e}", parent.display())))?;
-    let zip_path = parent.join(format!(".{name}.snapshot-{}.zip", Uuid::new_v4().simple()));
-    let hydrate_dir = parent.join(format!(".{name}.hydrate-{}", Uuid::new_v4().simple()));
+    let zip_path = parent.join(format!(".{name}.snapshot-{}.zip", config.sources.uuid().simple()));
+    let hydrate_dir = parent.join(format!(".{name}.hydrate-{}", config.sources.uuid().simple()));
     let result = async {
-        let step = Instant::now();
+        let step = api.now();
         let max_zip = config.limits.max_total_bytes.saturating_add(64 * 1024 * 1024);
         download(&api.http, &config.snapshot_url, &zip_path, &manifest.zip_sha256, max_zip).await?;
-        timings.insert("download".into(), ms(step));
-        let step = Instant::now();
+        timings.insert("download".into(), api.ms(step));
+        let step = api.now();
         let (zip, dest, manifest_copy, limits) =
             (zip_path.clone(), hydrate_dir.clone(), manifest.clone(), config.limits);
         std::fs::create_dir(&dest).map_err(|e| failed(format!("create {}: {e}", dest.display())))?;
         tokio::task::spawn_blocking(move || extract::extract(&zip, &manifest_copy, &dest, &limits))
             .await
             .map_err(|e| failed(format!("extract: {e}")))??;
-        timings.insert("extract".into(), ms(step));
-        put_in_place(&hydrate_dir, &config.dir)
+        timings.insert("extract".into(), api.ms(step));
+        put_in_place(&hydrate_dir, &config.dir, &config.sources)
     }
     .await;
     let _ = std::fs::remove_file(&zip_path);
@@ -470,12 +481,12 @@ async fn download(
 }
 
 /// Renames the extracted directory to `target`, replacing an empty or earlier one.
-fn put_in_place(extracted: &Path, target: &Path) -> Result<(), AgentError> {
+fn put_in_place(extracted: &Path, target: &Path, sources: &Sources) -> Result<(), AgentError> {
     let io = |what: &str, e: std::io::Error| failed(format!("{what} {}: {e}", target.display()));
     match std::fs::rename(extracted, target) {
         Ok(()) => Ok(()),
         Err(_) if target.exists() => {
-            let old = target.with_file_name(format!(".old-{}", Uuid::new_v4().simple()));
+            let old = target.with_file_name(format!(".old-{}", sources.uuid().simple()));
             std::fs::rename(target, &old).map_err(|e| io("move aside", e))?;
             std::fs::rename(extracted, target).map_err(|e| io("move into place", e))?;
             let _ = std::fs::remove_dir_all(&old);
@@ -489,14 +500,14 @@ fn put_in_place(extracted: &Path, target: &Path) -> Result<(), AgentError> {
 /// highest seq among them: later changes replay idempotently on top.
 async fn hydrate_legacy(api: &Api, timings: &mut BTreeMap<String, f64>) -> Result<(ProjectDir, i64), AgentError> {
     let config = &api.config;
-    let step = Instant::now();
+    let step = api.now();
     let files = api
         .client
         .list_current_files(config.project)
         .await
         .map_err(|e| failed(format!("list the project's files: {e}")))?;
-    timings.insert("download".into(), ms(step));
-    let step = Instant::now();
+    timings.insert("download".into(), api.ms(step));
+    let step = api.now();
     let dir = ProjectDir::open(&config.dir).map_err(|e| failed(format!("open {}: {e}", config.dir.display())))?;
     let mut base = 0;
     for file in files {
@@ -512,6 +523,6 @@ async fn hydrate_legacy(api: &Api, timings: &mut BTreeMap<String, f64>) -> Resul
         dir.apply_with(std::slice::from_ref(&change), &binaries)
             .map_err(|e| failed(format!("write {}: {e}", change.path())))?;
     }
-    timings.insert("extract".into(), ms(step));
+    timings.insert("extract".into(), api.ms(step));
     Ok((dir, base))
 }

@@ -7,6 +7,7 @@ use fsync_protocol::api::{
     UpsertResult, UserProfile,
 };
 use fsync_protocol::limits::{is_file_type, MAX_BULK_FILES, MAX_CONTENT_BYTES};
+use fsync_store::Sources;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::{Mutex, RwLock};
@@ -25,6 +26,8 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// Where time and jitter come from (the system unless given).
+    pub sources: Sources,
 }
 
 impl ClientConfig {
@@ -35,7 +38,13 @@ impl ClientConfig {
             token: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
+            sources: Sources::system(),
         }
+    }
+
+    pub fn sources(mut self, sources: Sources) -> Self {
+        self.sources = sources;
+        self
     }
 
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -57,6 +66,7 @@ pub struct FsyncClient {
     token: RwLock<Option<String>>,
     retry: RetryPolicy,
     rng: Mutex<fastrand::Rng>,
+    sources: Sources,
 }
 
 impl FsyncClient {
@@ -67,7 +77,7 @@ impl FsyncClient {
             .map_err(|e| ClientError::InvalidInput(format!("build the HTTP client: {e}")))?;
         let rng = match config.retry.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),
-            None => fastrand::Rng::new(),
+            None => config.sources.ids.rng(),
         };
         Ok(FsyncClient {
             http,
@@ -76,7 +86,13 @@ impl FsyncClient {
             token: RwLock::new(config.token),
             retry: RetryPolicy { max_attempts: config.retry.max_attempts.max(1), ..config.retry },
             rng: Mutex::new(rng),
+            sources: config.sources,
         })
+    }
+
+    /// Where this client takes time and ids from (its feeds use the same).
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// Replaces the Bearer token (after a refresh).

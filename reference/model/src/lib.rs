@@ -14,9 +14,10 @@ pub mod state;
 
 use fsync_store::data::{Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use fsync_store::error::ApiError;
+use fsync_store::Ids;
 use fsync_store::RequestAuth;
 use state::{Caller, Outcome, State};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 /// Messages buffered for one listener.
@@ -32,6 +33,14 @@ pub struct MemStore {
 impl MemStore {
     pub fn new() -> Self {
         MemStore::default()
+    }
+
+    /// A store that draws row, project and message ids from `ids` (seeded in tests and the
+    /// simulator, so a run gives the same ids twice).
+    pub fn with_ids(ids: Arc<dyn Ids>) -> Self {
+        let store = MemStore::default();
+        store.lock().ids = state::IdSource(ids);
+        store
     }
 
     /// Changes the state directly (tests seed users and projects with known ids this way).

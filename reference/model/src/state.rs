@@ -9,8 +9,10 @@ use fsync_protocol::limits::{
 use fsync_protocol::{check_path, content_hash};
 use fsync_store::data::RealtimeMessage;
 use fsync_store::error::ApiError;
+use fsync_store::{Ids, SystemIds};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A caller: the request's database role and JWT claims.
@@ -111,6 +113,24 @@ pub struct State {
     pub files: BTreeMap<(Uuid, String), Vec<Row>>,
     /// Logical time: one tick per committed call.
     pub tick: u64,
+    /// Where row, project and message ids come from.
+    pub ids: IdSource,
+}
+
+/// The model's id source: the system's unless a seeded one is given (`MemStore::with_sources`).
+#[derive(Clone)]
+pub struct IdSource(pub Arc<dyn Ids>);
+
+impl Default for IdSource {
+    fn default() -> Self {
+        IdSource(Arc::new(SystemIds))
+    }
+}
+
+impl std::fmt::Debug for IdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdSource")
+    }
 }
 
 /// What a call returns and sends.
@@ -135,9 +155,9 @@ fn topic(project: Uuid) -> String {
     format!("project:{project}")
 }
 
-fn message(project: Uuid, event: &str, payload: Value) -> RealtimeMessage {
+fn message(id: Uuid, project: Uuid, event: &str, payload: Value) -> RealtimeMessage {
     RealtimeMessage {
-        id: Uuid::new_v4().to_string(),
+        id: id.to_string(),
         topic: topic(project),
         event: event.to_owned(),
         payload_json: payload.to_string(),
@@ -311,7 +331,7 @@ impl State {
         let rows = self.files.entry((project, path.to_owned())).or_default();
         let head = rows.last();
         let row = Row {
-            id: Uuid::new_v4(),
+            id: self.ids.0.uuid(),
             parent: head.map(|h| h.id),
             version: head.map_or(0, |h| h.version) + 1,
             seq,
@@ -360,6 +380,7 @@ impl State {
         let row = self.write_version(project, path, Some(file_type), Some(content), false, writer, seq);
         let inline = content.len() <= MAX_INLINE_EVENT_BYTES;
         let event = message(
+            self.ids.0.uuid(),
             project,
             "file:update",
             json!({
@@ -395,6 +416,7 @@ impl State {
         let seq = self.next_seq(project);
         let row = self.write_version(project, path, None, None, true, writer, seq);
         let event = message(
+            self.ids.0.uuid(),
             project,
             "file:delete",
             json!({"file_path": path, "version": row.version, "seq": seq, "timestamp": row.updated_at}),
@@ -612,7 +634,7 @@ impl State {
             } else {
                 json!({"seq": seq, "files": event_files, "files_omitted": false, "timestamp": timestamp})
             };
-            vec![message(project, "bulk:apply", payload)]
+            vec![message(self.ids.0.uuid(), project, "bulk:apply", payload)]
         } else {
             vec![]
         };
@@ -687,7 +709,7 @@ impl State {
         if !self.profiles.contains_key(&owner) {
             return Err(err("PT404", format!("user {owner} not found")));
         }
-        let id = Uuid::new_v4();
+        let id = self.ids.0.uuid();
         self.projects.insert(
             id,
             Project { name: name.clone(), owner, seq: 0, members: BTreeMap::from([(owner, Access::Owner)]) },
@@ -795,8 +817,8 @@ mod tests {
     use super::*;
 
     fn world() -> (State, Caller, Uuid) {
-        let owner = Uuid::new_v4();
-        let project = Uuid::new_v4();
+        let owner = Uuid::from_u128(1);
+        let project = Uuid::from_u128(2);
         let mut state = State::default();
         state.profiles.insert(owner, Profile { email: None, display_name: None });
         state.projects.insert(

@@ -133,11 +133,6 @@ pub fn unverified_claims(token: &str) -> Option<Claims> {
     }
 }
 
-/// Seconds since the Unix epoch by the system clock.
-pub fn now_s() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 fn mac(secret: &Secret, input: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(input);

@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo bench -p fsync-reference --bench realtime` (needs PostgreSQL, like the tests).
 //! `FSYNC_BENCH_SAMPLES` (default 300) and `FSYNC_BENCH_SOCKETS` (default 1000) scale it.
+#![allow(clippy::disallowed_methods)] // a benchmark measures the real clock
 
 use fsync_client::realtime::RealtimeSocket;
 use fsync_protocol::realtime::Vsn;
@@ -128,7 +129,7 @@ async fn main() {
         .await
         .unwrap()
         .get(0);
-    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_protocol::jwt::now_s(), 3600);
+    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_testkit::now_s(), 3600);
     claims.insert("sub".into(), json!(owner));
     let token = fsync_protocol::jwt::sign(&secret, &claims);
     let topic = format!("realtime:project:{project}");

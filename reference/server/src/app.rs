@@ -14,6 +14,7 @@ use fsync_protocol::jwt::Secret;
 use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use fsync_store::data::Store;
 use fsync_store::error::ApiError;
+use fsync_store::Sources;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -24,6 +25,8 @@ pub struct AppState<S> {
     pub secret: Secret,
     pub hub: Arc<Hub>,
     pub realtime: RealtimeConfig,
+    /// Where time and ids come from.
+    pub sources: Sources,
 }
 
 impl<S> Clone for AppState<S> {
@@ -33,6 +36,7 @@ impl<S> Clone for AppState<S> {
             secret: self.secret.clone(),
             hub: self.hub.clone(),
             realtime: self.realtime.clone(),
+            sources: self.sources.clone(),
         }
     }
 }
@@ -40,11 +44,16 @@ impl<S> Clone for AppState<S> {
 impl<S: Store> AppState<S> {
     /// The state of a running instance: starts listening for the store's broadcasts and feeding
     /// them to this instance's sockets. Once it returns, every later commit is delivered.
-    pub async fn start(store: Arc<S>, secret: Secret, realtime: RealtimeConfig) -> Result<AppState<S>, ApiError> {
+    pub async fn start(
+        store: Arc<S>,
+        secret: Secret,
+        realtime: RealtimeConfig,
+        sources: Sources,
+    ) -> Result<AppState<S>, ApiError> {
         let messages = store.listen().await?;
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::new(sources.clock.clone()));
         tokio::spawn(hub.clone().run(messages));
-        Ok(AppState { store, secret, hub, realtime })
+        Ok(AppState { store, secret, hub, realtime, sources })
     }
 }
 

@@ -9,6 +9,7 @@ use fsync_reference::pg::bootstrap::{self, Source};
 use fsync_reference::platform::Platform;
 use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
+use fsync_store::Sources;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -78,7 +79,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn mint(config: &Config, sub: Option<String>, role: &str, ttl: u64, extra: &[String]) -> anyhow::Result<String> {
-    let mut claims: Claims = jwt::claims_for(role, jwt::now_s(), ttl);
+    let mut claims: Claims = jwt::claims_for(role, Sources::system().wall_s(), ttl);
     if let Some(sub) = sub {
         claims.insert("sub".into(), Value::String(sub));
     }
@@ -132,10 +133,12 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
         orchestrator.agent_bin.display(),
         if orchestrator.snapshot_hydration { "on" } else { "off: FSYNC_USE_SNAPSHOT_HYDRATION is unset" }
     );
-    let platform = Arc::new(Platform::new(store.clone(), config.jwt_secret.clone(), storage, orchestrator));
-    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime)
+    let sources = Sources::system();
+    let platform =
+        Arc::new(Platform::new(store.clone(), config.jwt_secret.clone(), storage, orchestrator, sources.clone()));
+    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime, sources)
         .await
-        .map_err(|e| anyhow::anyhow!("start realtime: {} {:?}", e.body.message, e.body.details))?;
+        .context("start realtime")?;
     fsync_reference::serve_with(listener, state, Some(platform), shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);

@@ -27,12 +27,13 @@ use fsync_protocol::snapshot::{
     CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
 };
 use fsync_store::error::{ApiError, StatusCode};
-use fsync_store::RequestAuth;
+use fsync_store::{RequestAuth, Sources};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 /// How long `DELETE` waits for an agent to exit after SIGTERM before killing it.
@@ -96,11 +97,16 @@ struct Session {
 pub struct Orchestrator {
     pub config: OrchestratorConfig,
     sessions: Mutex<BTreeMap<Uuid, Session>>,
+    sources: Sources,
 }
 
 impl Orchestrator {
-    pub fn new(config: OrchestratorConfig) -> Orchestrator {
-        Orchestrator { config, sessions: Mutex::new(BTreeMap::new()) }
+    pub fn new(config: OrchestratorConfig, sources: Sources) -> Orchestrator {
+        Orchestrator { config, sessions: Mutex::new(BTreeMap::new()), sources }
+    }
+
+    fn ms_since(&self, since: Instant) -> f64 {
+        self.sources.now().saturating_duration_since(since).as_secs_f64() * 1000.0
     }
 
     fn with<T>(&self, id: Uuid, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
@@ -123,14 +129,14 @@ impl Orchestrator {
                 s.view.reason = reason;
             }
             if status == SessionStatus::Running {
-                let total = s.created.elapsed().as_secs_f64() * 1000.0;
+                let total = self.ms_since(s.created);
                 s.view.timings_ms.insert("total".into(), total);
             }
         });
     }
 
     fn timing(&self, id: Uuid, phase: &str, since: Instant) {
-        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        let ms = self.ms_since(since);
         self.with(id, |s| {
             s.view.timings_ms.insert(phase.to_owned(), ms);
         });
@@ -147,7 +153,7 @@ pub fn routes() -> Router<Arc<Platform>> {
 }
 
 fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, ApiError> {
-    auth::authenticate(headers, &platform.secret, jwt::now_s())
+    auth::authenticate(headers, &platform.secret, platform.sources.wall_s())
 }
 
 fn is_container(auth: &RequestAuth) -> bool {
@@ -189,7 +195,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
     }
 
     let orchestrator = &platform.orchestrator;
-    let id = Uuid::new_v4();
+    let id = platform.sources.uuid();
     let dir = orchestrator.config.sessions_dir.join(id.to_string());
     let project_dir = dir.join("project");
     let view = SessionView {
@@ -203,7 +209,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
         timings_ms: BTreeMap::new(),
         snapshot_hydration: orchestrator.config.snapshot_hydration,
     };
-    let session = Session { view: view.clone(), owner: user, manifest: None, created: Instant::now(), dir };
+    let session = Session { view: view.clone(), owner: user, manifest: None, created: platform.sources.now(), dir };
     orchestrator.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
     tokio::spawn(start(platform.clone(), id));
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -226,7 +232,7 @@ async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
         return Ok(());
     };
     let snapshot_url = if config.snapshot_hydration {
-        let started = Instant::now();
+        let started = platform.sources.now();
         let (manifest, reused) = snapshot::build_or_reuse(platform, project)
             .await
             .map_err(|e| format!("snapshot: {} {}", e.body.message, e.body.details.unwrap_or_default()))?;
@@ -246,7 +252,7 @@ async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
         String::new()
     };
 
-    let started = Instant::now();
+    let started = platform.sources.now();
     let token = container_token(platform, id, project);
     std::fs::create_dir_all(&project_dir).map_err(|e| format!("create {}: {e}", project_dir.display()))?;
     let log_path = dir.join("agent.log");
@@ -309,7 +315,7 @@ async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
 }
 
 fn container_token(platform: &Platform, id: Uuid, project: Uuid) -> TokenGrant {
-    let now = jwt::now_s();
+    let now = platform.sources.wall_s();
     let ttl = platform.orchestrator.config.token_ttl_s.min(CONTAINER_TOKEN_MAX_TTL_S);
     let claims = jwt::container_claims(&id.to_string(), &project.to_string(), now, ttl);
     TokenGrant { access_token: jwt::sign(&platform.secret, &claims), expires_at: now + ttl }
@@ -367,7 +373,7 @@ async fn stop(
         }
     });
     if let Some(pid) = pid {
-        stop_process(pid).await;
+        stop_process(pid, &platform.sources).await;
     }
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let view = orchestrator.view(id).ok_or_else(|| not_found(id))?;
@@ -375,12 +381,12 @@ async fn stop(
 }
 
 /// SIGTERM, then SIGKILL after [`STOP_GRACE`].
-async fn stop_process(pid: u32) {
+async fn stop_process(pid: u32, sources: &Sources) {
     let Ok(pid) = libc::pid_t::try_from(pid) else { return };
     // SAFETY: kill(2) with a pid this instance spawned; at worst the process is gone (ESRCH).
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
+    let deadline = sources.now() + STOP_GRACE;
+    while sources.now() < deadline {
         // SAFETY: signal 0 only checks that the process exists.
         if unsafe { libc::kill(pid, 0) } != 0 || is_zombie(pid) {
             return;

@@ -14,6 +14,7 @@ use axum::Router;
 use fsync_protocol::jwt::{self, Secret};
 use fsync_store::error::ApiError;
 use fsync_store::RequestAuth;
+use fsync_store::Sources;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
@@ -24,13 +25,22 @@ pub struct Platform {
     pub secret: Secret,
     pub storage: Storage,
     pub orchestrator: Orchestrator,
+    /// Where time and ids come from.
+    pub sources: Sources,
     /// The URL clients reach this instance at (`http://host:port`), known once it listens.
     public_url: OnceLock<String>,
 }
 
 impl Platform {
-    pub fn new(store: PgStore, secret: Secret, storage: Storage, orchestrator: OrchestratorConfig) -> Platform {
-        Platform { store, secret, storage, orchestrator: Orchestrator::new(orchestrator), public_url: OnceLock::new() }
+    pub fn new(
+        store: PgStore,
+        secret: Secret,
+        storage: Storage,
+        orchestrator: OrchestratorConfig,
+        sources: Sources,
+    ) -> Platform {
+        let orchestrator = Orchestrator::new(orchestrator, sources.clone());
+        Platform { store, secret, storage, orchestrator, sources, public_url: OnceLock::new() }
     }
 
     /// Sets the URL this instance is reached at (once; later calls are ignored).
@@ -45,7 +55,7 @@ impl Platform {
 
     /// `/object/sign/{bucket}/{name}?token=...`, as Storage answers a sign request.
     pub fn signed_path(&self, bucket: &str, name: &str, expires_in: u64) -> String {
-        let token = jwt::sign(&self.secret, &download_claims(bucket, name, jwt::now_s(), expires_in));
+        let token = jwt::sign(&self.secret, &download_claims(bucket, name, self.sources.wall_s(), expires_in));
         format!("/object/sign/{bucket}/{name}?token={token}")
     }
 
@@ -125,7 +135,7 @@ impl Platform {
 
     /// The caller the snapshot function and the orchestrator act as: the service role.
     pub fn service_auth(&self) -> RequestAuth {
-        RequestAuth { role: "service_role".into(), claims: jwt::claims_for("service_role", jwt::now_s(), 60) }
+        RequestAuth::service(self.sources.wall_s())
     }
 
     /// Removes the row of an object whose bytes could not be stored.

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use fsync_protocol::hash::{hex_sha256, to_hex};
-use fsync_protocol::jwt;
 use fsync_protocol::snapshot::{
     snapshot_id, snapshot_manifest_name, snapshot_zip_name, Manifest, ManifestFile, SnapshotResponse, FILES_BUCKET,
     SNAPSHOT_BUCKET,
@@ -47,7 +46,7 @@ async fn build_project_snapshot(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = auth::authenticate(&headers, &platform.secret, jwt::now_s())?;
+    let caller = auth::authenticate(&headers, &platform.secret, platform.sources.wall_s())?;
     if caller.role != "service_role" {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

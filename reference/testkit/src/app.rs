@@ -8,6 +8,7 @@ use fsync_reference::platform::Platform;
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
+use fsync_store::Sources;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -91,8 +92,10 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
         agent_exec: options.agent_exec.clone(),
         token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),
     };
-    let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator));
-    let state = AppState::start(Arc::new(store.clone()), secret.clone(), realtime).await.expect("start the app state");
+    let sources = Sources::system();
+    let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator, sources.clone()));
+    let state =
+        AppState::start(Arc::new(store.clone()), secret.clone(), realtime, sources).await.expect("start the app state");
     let hub = state.hub.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
     tokio::spawn(fsync_reference::serve_with(listener, state, Some(platform.clone()), async {
@@ -135,7 +138,7 @@ impl TestApp {
 
     /// A token with `claims` (plus `iat`/`exp` for an hour when absent).
     pub fn token(&self, mut claims: Claims) -> String {
-        let now = jwt::now_s();
+        let now = crate::now_s();
         claims.entry("iat").or_insert(json!(now));
         claims.entry("exp").or_insert(json!(now + 3600));
         jwt::sign(&self.secret, &claims)
@@ -148,7 +151,7 @@ impl TestApp {
 
     /// A container token for `project` (DESIGN §8).
     pub fn container_token(&self, project: Uuid) -> String {
-        let session = Uuid::new_v4();
+        let session = crate::new_id();
         self.token(claims(json!({
             "role": "authenticated", "sub": session, "session_id": session,
             "project_id": project, "scope": "container",
@@ -181,7 +184,7 @@ impl TestApp {
 
     /// A user profile, inserted directly (as the superuser).
     pub async fn create_user(&self) -> Uuid {
-        let id = Uuid::new_v4();
+        let id = crate::new_id();
         let client = self.db.connect().await.expect("connect");
         client
             .execute(

@@ -32,7 +32,7 @@ impl TestDb {
     }
 
     async fn create(template: Option<&str>) -> anyhow::Result<TestDb> {
-        let name = format!("fsync_test_{}", uuid::Uuid::new_v4().simple());
+        let name = format!("fsync_test_{}", crate::new_id().simple());
         let admin = connect(&admin_url()).await?;
         let statement = match template {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),

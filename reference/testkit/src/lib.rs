@@ -13,3 +13,20 @@ mod moto;
 pub use app::{claims, spawn_app, spawn_app_full, spawn_app_on, spawn_app_with, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
 pub use moto::Moto;
+
+use fsync_store::{Clock, Ids, SystemClock, SystemIds};
+
+/// Now, in seconds since the epoch: tests on the real stack run on the system clock.
+pub fn now_s() -> u64 {
+    SystemClock.wall_s()
+}
+
+/// Now, as a monotonic instant (deadlines in tests on the real stack).
+pub fn now() -> tokio::time::Instant {
+    SystemClock.now()
+}
+
+/// A fresh random uuid (users, projects and database names in tests on the real stack).
+pub fn new_id() -> uuid::Uuid {
+    SystemIds.uuid()
+}

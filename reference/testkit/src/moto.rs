@@ -2,7 +2,7 @@
 //! which `ci/test` does), started on a free loopback port and stopped on drop.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running moto server with one bucket.
 pub struct Moto {
@@ -31,7 +31,7 @@ impl Moto {
             });
         let mut moto = Moto { endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_owned(), child };
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = crate::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!("moto exited at start ({status}); is 'moto[server]' installed? python3 -m pip install 'moto[server]'");
@@ -39,7 +39,7 @@ impl Moto {
             if http.get(&moto.endpoint).send().await.is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "moto did not answer on {} within 30 s", moto.endpoint);
+            assert!(crate::now() < deadline, "moto did not answer on {} within 30 s", moto.endpoint);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let created = http.put(format!("{}/{bucket}", moto.endpoint)).send().await.expect("create the bucket");

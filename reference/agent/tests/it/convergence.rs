@@ -24,7 +24,7 @@ async fn random_edits_followed_by_the_feed_converge_on_disk() {
     config.heartbeat_interval = Duration::from_millis(500);
     let (_feed, mut events) = ProjectFeed::start(config, client.clone(), Some(0), 64);
     let dir = ProjectDir::open(
-        std::env::temp_dir().join(format!("fsync-converge-{}", uuid::Uuid::new_v4().simple())).join("p"),
+        std::env::temp_dir().join(format!("fsync-converge-{}", fsync_testkit::new_id().simple())).join("p"),
     )
     .unwrap();
 

@@ -228,9 +228,9 @@ async fn the_exec_command_starts_after_hydration() {
     let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
     assert!(view.timings_ms.contains_key("exec"));
     let dir = PathBuf::from(&view.project_dir);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = fsync_testkit::now() + Duration::from_secs(5);
     while !dir.join("started.txt").exists() {
-        assert!(std::time::Instant::now() < deadline, "the command never ran");
+        assert!(fsync_testkit::now() < deadline, "the command never ran");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop_session(&app, &seeded.token, id).await;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
 
 pub fn agent_bin() -> PathBuf {
@@ -82,13 +82,13 @@ pub async fn session(app: &TestApp, token: &str, id: Uuid) -> SessionView {
 
 /// Polls the session until it is `status` (or final); returns it.
 pub async fn wait_for(app: &TestApp, token: &str, id: Uuid, status: SessionStatus) -> SessionView {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = fsync_testkit::now() + Duration::from_secs(30);
     loop {
         let view = session(app, token, id).await;
         if view.status == status || view.status.is_final() {
             return view;
         }
-        assert!(Instant::now() < deadline, "session {id} never became {status:?}: {view:?}");
+        assert!(fsync_testkit::now() < deadline, "session {id} never became {status:?}: {view:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -142,14 +142,14 @@ pub async fn expected_tree(seeded: &Seeded, binaries: &BTreeMap<String, Vec<u8>>
 
 /// Waits until the directory equals `list_current_files`.
 pub async fn wait_converged(seeded: &Seeded, dir: &Path, binaries: &BTreeMap<String, Vec<u8>>) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = fsync_testkit::now() + Duration::from_secs(15);
     loop {
         let expected = expected_tree(seeded, binaries).await;
         let actual = tree(dir);
         if actual == expected {
             return;
         }
-        if Instant::now() > deadline {
+        if fsync_testkit::now() > deadline {
             let show =
                 |t: &BTreeMap<String, Vec<u8>>| t.iter().map(|(k, v)| (k.clone(), hex_sha256(v))).collect::<Vec<_>>();
             panic!(

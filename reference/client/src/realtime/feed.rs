@@ -141,7 +141,7 @@ impl ProjectFeed {
             topic: format!("realtime:project:{}", config.project),
             rng: match config.reconnect.seed {
                 Some(seed) => fastrand::Rng::with_seed(seed),
-                None => fastrand::Rng::new(),
+                None => api.sources().ids.rng(),
             },
             config,
             api,
@@ -180,7 +180,7 @@ impl Feed {
     async fn run(mut self) {
         let mut retry = 0u32;
         loop {
-            let started = tokio::time::Instant::now();
+            let started = self.api.sources().now();
             let (end, subscribed) = self.session().await;
             let reason = match end {
                 End::Stop => return,
@@ -192,7 +192,8 @@ impl Feed {
             }
             // Back off more after every session that did not last: a join that succeeds and then
             // fails at once (catch-up refused, kicked) must not reconnect in a tight loop.
-            let healthy = subscribed && started.elapsed() >= self.config.heartbeat_interval;
+            let lasted = self.api.sources().now().saturating_duration_since(started);
+            let healthy = subscribed && lasted >= self.config.heartbeat_interval;
             retry = if healthy { 0 } else { retry.saturating_add(1) };
             let delay = self.config.reconnect.delay(retry, &mut self.rng);
             let sleep = tokio::time::sleep(delay);

@@ -171,8 +171,7 @@ async fn a_dropped_connection_reconnects_and_catches_up() {
 #[tokio::test]
 async fn a_refreshed_token_keeps_the_channel_past_the_first_tokens_expiry() {
     let (app, owner, project, client) = setup().await;
-    let short =
-        app.token(claims(json!({"role": "authenticated", "sub": owner, "exp": fsync_protocol::jwt::now_s() + 2})));
+    let short = app.token(claims(json!({"role": "authenticated", "sub": owner, "exp": fsync_testkit::now_s() + 2})));
     let (handle, mut rx) = start(&app, short, project, Some(0));
     subscribed(&mut rx).await;
     handle.set_token(app.user_token(owner));
@@ -197,7 +196,7 @@ async fn a_session_that_fails_right_after_joining_backs_off_instead_of_spinning(
     };
     let (_handle, mut rx) = ProjectFeed::start(config, client_for(&app, token), Some(100), 1024);
     let mut disconnects = 0;
-    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let until = fsync_testkit::now() + Duration::from_millis(1500);
     while let Ok(Some(event)) = tokio::time::timeout_at(until, rx.recv()).await {
         if let FeedEvent::Disconnected { reason } = event {
             assert!(reason.contains("catch up"), "{reason}");

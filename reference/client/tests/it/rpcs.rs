@@ -38,7 +38,7 @@ async fn every_rpc_has_a_typed_call() {
     assert!(changes.changes.iter().all(|c| c.deleted));
 
     // Projects, profiles and members.
-    let friend = uuid::Uuid::new_v4();
+    let friend = fsync_testkit::new_id();
     let friend_client = client_for(&app, app.user_token(friend));
     let spoof = friend_client.ensure_user_profile(None, Some("ceo@example.test"), None).await.unwrap_err();
     assert_eq!(spoof.status(), Some(403), "a user cannot claim an email their token lacks");

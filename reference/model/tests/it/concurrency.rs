@@ -6,7 +6,7 @@ use fsync_store::data::{RpcCall, RpcOutput, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 const CLIENTS: usize = 8;
 const OPS_PER_CLIENT: usize = 25;
@@ -72,9 +72,9 @@ async fn client(world: Arc<World>, id: usize, seed: u64) -> Vec<Record> {
             }
         };
         let Value::Object(args) = args else { unreachable!() };
-        let start = Instant::now();
+        let start = fsync_testkit::now();
         let outcome = pg.rpc(&auth, RpcCall { function: function.to_owned(), args, read_only: false }).await;
-        let end = Instant::now();
+        let end = fsync_testkit::now();
         let result = match outcome {
             Ok(RpcOutput::Json(text)) => Ok(serde_json::from_str::<Value>(&text).unwrap()),
             Ok(RpcOutput::NoContent) => Ok(Value::Null),

@@ -485,8 +485,8 @@ fn postgres_and_the_model_agree_on_profiles_projects_members_and_topics() {
     shared().runtime.block_on(async {
         let world = World::new(&shared().db).await;
         let pg = &shared().pg;
-        let nobody = uuid::Uuid::new_v4();
-        let other_project = uuid::Uuid::new_v4();
+        let nobody = fsync_testkit::new_id();
+        let other_project = fsync_testkit::new_id();
         for who in EVERYONE {
             let me = match who {
                 Who::Owner => Some(world.owner),

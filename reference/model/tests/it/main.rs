@@ -76,7 +76,7 @@ pub struct World {
 impl World {
     /// Fresh users and a project, in PostgreSQL and in a fresh model.
     pub async fn new(pg_db: &TestDb) -> World {
-        let [owner, editor, viewer, stranger, project] = [(); 5].map(|_| Uuid::new_v4());
+        let [owner, editor, viewer, stranger, project] = [(); 5].map(|_| fsync_testkit::new_id());
         let client = pg_db.connect().await.unwrap();
         for user in [owner, editor, viewer, stranger] {
             client

@@ -15,13 +15,20 @@ use std::time::Duration;
 #[tokio::test]
 async fn the_server_serves_rpcs_and_realtime_from_the_model() {
     let secret = Secret::new(DEV_JWT_SECRET);
-    let state = AppState::start(Arc::new(MemStore::new()), secret.clone(), RealtimeConfig::default()).await.unwrap();
+    let state = AppState::start(
+        Arc::new(MemStore::new()),
+        secret.clone(),
+        RealtimeConfig::default(),
+        fsync_store::Sources::system(),
+    )
+    .await
+    .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(fsync_reference::serve(listener, state, std::future::pending()));
 
-    let user = uuid::Uuid::new_v4();
-    let mut claims = jwt::claims_for("authenticated", jwt::now_s(), 600);
+    let user = fsync_testkit::new_id();
+    let mut claims = jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);
     claims.insert("sub".into(), json!(user));
     let token = jwt::sign(&secret, &claims);
     let anon = anon_key(&secret);

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fsync_store::data::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use fsync_store::error::ApiError;
-use fsync_store::RequestAuth;
+use fsync_store::{Ids, RequestAuth, SystemIds};
 use schema::SchemaCache;
 use serde_json::Value;
 use std::sync::{Arc, RwLock};
@@ -26,6 +26,8 @@ pub struct PgStore {
     pool: Pool,
     config: tokio_postgres::Config,
     schema: Arc<RwLock<Arc<SchemaCache>>>,
+    /// Ids for the rows the server writes itself (Realtime's authorization probes).
+    ids: Arc<dyn Ids>,
 }
 
 impl PgStore {
@@ -40,7 +42,13 @@ impl PgStore {
         migrate::migrate(&mut client).await?;
         let cache = SchemaCache::load(&**client).await.context("load the schema cache")?;
         drop(client);
-        Ok(PgStore { pool, config, schema: Arc::new(RwLock::new(Arc::new(cache))) })
+        Ok(PgStore { pool, config, schema: Arc::new(RwLock::new(Arc::new(cache))), ids: Arc::new(SystemIds) })
+    }
+
+    /// Draws the ids the server writes itself from `ids`.
+    pub fn with_ids(mut self, ids: Arc<dyn Ids>) -> PgStore {
+        self.ids = ids;
+        self
     }
 
     /// Reloads the schema cache (after DDL outside the migrations).

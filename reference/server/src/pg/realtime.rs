@@ -27,7 +27,7 @@ impl PgStore {
         let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
         let tx = client.transaction().await.map_err(|e| db_error(e, true))?;
         // A probe row, written as the server, that the caller's SELECT policy must admit.
-        let probe = uuid::Uuid::new_v4();
+        let probe = self.ids.uuid();
         tx.execute(
             "INSERT INTO realtime.messages (id, topic, extension, private) VALUES ($1, $2, 'broadcast', true)",
             &[&probe, &topic],

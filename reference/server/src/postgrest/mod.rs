@@ -51,7 +51,7 @@ async fn call<S: Store>(
 ) -> Response {
     let result = async {
         check_profile(headers, profile_header)?;
-        let auth = authenticate(headers, &state.secret, fsync_protocol::jwt::now_s())?;
+        let auth = authenticate(headers, &state.secret, state.sources.wall_s())?;
         let output = state.store.rpc(&auth, RpcCall { function, args: args?, read_only }).await?;
         Ok::<_, ApiError>(rpc_response(output, headers))
     }
@@ -68,7 +68,7 @@ pub async fn read<S: Store>(
 ) -> Response {
     let result = async {
         check_profile(&headers, "accept-profile")?;
-        let auth = authenticate(&headers, &state.secret, fsync_protocol::jwt::now_s())?;
+        let auth = authenticate(&headers, &state.secret, state.sources.wall_s())?;
         let query: ReadQuery = query::parse(&relation, &pairs)?;
         let offset = query.offset.unwrap_or(0);
         let output = state.store.read(&auth, query).await?;

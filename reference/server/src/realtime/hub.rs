@@ -7,11 +7,13 @@
 
 use fsync_protocol::realtime::{encode_broadcast, Vsn};
 use fsync_store::data::{Delivery, RealtimeMessage};
+use fsync_store::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 /// How long the hub remembers who sent a client broadcast.
 const SENT_BY_TTL: Duration = Duration::from_secs(60);
@@ -107,12 +109,17 @@ struct State {
 }
 
 /// The fan-out of one server instance.
-#[derive(Default)]
 pub struct Hub {
     state: Mutex<State>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Hub {
+    /// An empty hub; `clock` ages the memory of who sent what.
+    pub fn new(clock: Arc<dyn Clock>) -> Hub {
+        Hub { state: Mutex::default(), clock }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -167,7 +174,7 @@ impl Hub {
     /// Entries whose message never came back (a lost notification) are forgotten after a minute.
     pub fn mark_sent(&self, id: &str, socket: SocketId) {
         let mut state = self.lock();
-        let now = Instant::now();
+        let now = self.clock.now();
         state.sent_by.retain(|_, (_, at)| now.duration_since(*at) < SENT_BY_TTL);
         state.sent_by.insert(id.to_owned(), (socket, now));
     }
@@ -231,7 +238,7 @@ mod tests {
 
     #[test]
     fn delivers_by_topic_and_privacy_and_kicks_a_full_queue() {
-        let hub = Hub::default();
+        let hub = Hub::new(Arc::new(fsync_store::SystemClock));
         let (fast, mut fast_rx, _) = SocketOut::new(8);
         let (slow, _slow_rx, slow_kick) = SocketOut::new(1);
         let (public, mut public_rx, _) = SocketOut::new(8);
@@ -260,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_sender_does_not_receive_its_own_broadcast_unless_it_asked() {
-        let hub = Hub::default();
+        let hub = Hub::new(Arc::new(fsync_store::SystemClock));
         let (me, mut me_rx, _) = SocketOut::new(8);
         let (echo, mut echo_rx, _) = SocketOut::new(8);
         hub.subscribe(

@@ -82,7 +82,7 @@ pub async fn websocket<S: Store>(
     let Some(apikey) = apikey.filter(|k| !k.is_empty()) else {
         return connect_error(StatusCode::UNAUTHORIZED, "API key is missing");
     };
-    let auth = match verify_realtime_token(&state.secret, apikey, jwt::now_s()) {
+    let auth = match verify_realtime_token(&state.secret, apikey, state.sources.wall_s()) {
         Ok(auth) => auth,
         Err(message) => return connect_error(StatusCode::UNAUTHORIZED, &message),
     };

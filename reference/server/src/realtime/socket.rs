@@ -135,13 +135,13 @@ impl<S: Store> Socket<S> {
         mut stream: futures_util::stream::SplitStream<WebSocket>,
         mut done: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut idle_deadline = Instant::now() + self.config.idle_timeout;
+        let mut idle_deadline = self.state.sources.now() + self.config.idle_timeout;
         loop {
             let expiry = self.next_expiry();
             tokio::select! {
                 incoming = stream.next() => {
                     let Some(Ok(message)) = incoming else { return };
-                    idle_deadline = Instant::now() + self.config.idle_timeout;
+                    idle_deadline = self.state.sources.now() + self.config.idle_timeout;
                     match message {
                         Message::Text(text) => {
                             if text.len() > self.config.max_frame_bytes {
@@ -239,13 +239,13 @@ impl<S: Store> Socket<S> {
             return self.reply_error(&frame, "ChannelRateLimitReached: Too many channels");
         }
         let auth = match channel_token(&frame.payload) {
-            Some(token) => match verify_realtime_token(&self.state.secret, token, fsync_protocol::jwt::now_s()) {
+            Some(token) => match verify_realtime_token(&self.state.secret, token, self.state.sources.wall_s()) {
                 Ok(auth) => auth,
                 Err(message) => return self.reply_error(&frame, format!("InvalidJWTToken: {message}")),
             },
             None => self.connect.clone(),
         };
-        if auth.exp_s <= fsync_protocol::jwt::now_s() {
+        if auth.exp_s <= self.state.sources.wall_s() {
             return self.reply_error(&frame, "InvalidJWTToken: Token has expired");
         }
         let mut may_write = !private;
@@ -302,7 +302,7 @@ impl<S: Store> Socket<S> {
         if token.starts_with("sb_") || token == channel.auth.token {
             return;
         }
-        let auth = match verify_realtime_token(&self.state.secret, token, fsync_protocol::jwt::now_s()) {
+        let auth = match verify_realtime_token(&self.state.secret, token, self.state.sources.wall_s()) {
             Ok(auth) => auth,
             Err(message) => return self.close_channel(&frame.topic, &message),
         };
@@ -357,7 +357,7 @@ impl<S: Store> Socket<S> {
             );
         }
         let message = RealtimeMessage {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: self.state.sources.uuid().to_string(),
             topic: frame.topic.trim_start_matches("realtime:").to_owned(),
             event: event.to_owned(),
             payload_json,
@@ -377,14 +377,14 @@ impl<S: Store> Socket<S> {
 
     fn next_expiry(&self) -> Option<Instant> {
         let exp = self.channels.values().map(|c| c.auth.exp_s).min()?;
-        let now = fsync_protocol::jwt::now_s();
+        let now = self.state.sources.wall_s();
         // Wake at least daily: an absurd `exp` must not overflow the deadline.
-        Some(Instant::now() + Duration::from_secs(exp.saturating_sub(now).min(86_400)))
+        Some(self.state.sources.now() + Duration::from_secs(exp.saturating_sub(now).min(86_400)))
     }
 
     /// Closes every channel whose token has expired.
     fn expire_channels(&mut self) {
-        let now = fsync_protocol::jwt::now_s();
+        let now = self.state.sources.wall_s();
         let expired: Vec<(String, u64)> =
             self.channels.iter().filter(|(_, c)| c.auth.exp_s <= now).map(|(t, c)| (t.clone(), c.auth.exp_s)).collect();
         for (topic, exp) in expired {

@@ -111,7 +111,7 @@ fn check_name(bucket: &str, name: &str) -> Result<(), StorageApiError> {
 }
 
 fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, StorageApiError> {
-    Ok(auth::authenticate(headers, &platform.secret, jwt::now_s())?)
+    Ok(auth::authenticate(headers, &platform.secret, platform.sources.wall_s())?)
 }
 
 async fn upload_new(
@@ -258,7 +258,7 @@ async fn signed_download(
     let token = query.get("token").ok_or_else(|| {
         StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidJWT", "querystring must have required property 'token'")
     })?;
-    verify_download(&platform.secret, token, &bucket, &name, jwt::now_s())?;
+    verify_download(&platform.secret, token, &bucket, &name, platform.sources.wall_s())?;
     serve_object(&platform, &bucket, &name, &headers, query.get("download")).await
 }
 

@@ -119,11 +119,11 @@ async fn malformed_missing_and_mistyped_arguments() {
 async fn bad_tokens_get_401_and_change_nothing() {
     let f = fixture().await;
     let args = json!({"project_uuid": f.project, "p_file_path": "a", "p_content": "x", "p_file_type": "text"});
-    let user = claims(json!({"role": "authenticated", "sub": f.owner, "exp": jwt::now_s() + 600}));
+    let user = claims(json!({"role": "authenticated", "sub": f.owner, "exp": fsync_testkit::now_s() + 600}));
 
     let forged = jwt::sign(&Secret::new("not the project secret at all, really"), &user);
     let mut expired_claims = user.clone();
-    expired_claims.insert("exp".into(), json!(jwt::now_s() - 10));
+    expired_claims.insert("exp".into(), json!(fsync_testkit::now_s() - 10));
     let expired = jwt::sign(&f.app.secret, &expired_claims);
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let payload = URL_SAFE_NO_PAD.encode(serde_json::Value::Object(user.clone()).to_string());

@@ -49,9 +49,9 @@ async fn next_frame(socket: &mut RealtimeSocket, wait: Duration) -> Option<Frame
 
 /// The next broadcast's (event, payload) within `wait`.
 async fn next_broadcast(socket: &mut RealtimeSocket, wait: Duration) -> Option<(String, Value)> {
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = fsync_testkit::now() + wait;
     loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let left = deadline.saturating_duration_since(fsync_testkit::now());
         let frame = next_frame(socket, left).await?;
         if frame.event == "broadcast" {
             return Some((frame.payload["event"].as_str()?.to_owned(), frame.payload["payload"].clone()));
@@ -82,7 +82,7 @@ async fn connect_errors_are_http_responses_worded_as_supabase_words_them() {
             other => panic!("{url}: expected an HTTP error, got {:?}", other.map(|_| ())),
         }
     }
-    let expired = f.app.token(claims(json!({"role": "anon", "exp": fsync_protocol::jwt::now_s() - 1})));
+    let expired = f.app.token(claims(json!({"role": "anon", "exp": fsync_testkit::now_s() - 1})));
     let err = RealtimeSocket::connect(&f.app.url, &expired, Vsn::V2).await.err().expect("refused");
     assert!(err.to_string().contains("Token has expired"), "{err}");
     let no_exp = fsync_protocol::jwt::sign(&f.app.secret, &claims(json!({"role": "anon"})));
@@ -219,7 +219,7 @@ async fn nothing_reaches_a_non_member_and_containers_stay_in_their_project() {
 async fn a_token_that_expires_while_joined_closes_the_channel() {
     let f = fixture().await;
     let short =
-        f.app.token(claims(json!({"role": "authenticated", "sub": f.owner, "exp": fsync_protocol::jwt::now_s() + 2})));
+        f.app.token(claims(json!({"role": "authenticated", "sub": f.owner, "exp": fsync_testkit::now_s() + 2})));
     let mut socket = connect(&f.app, Vsn::V2).await;
     let join_ref = joined(&mut socket, &topic(f.project), &short).await;
     let system = next_frame(&mut socket, Duration::from_secs(5)).await.expect("a system message");
@@ -237,7 +237,7 @@ async fn a_token_that_expires_while_joined_closes_the_channel() {
 async fn access_token_refresh_extends_a_channel_and_a_revoked_reader_is_closed() {
     let f = fixture().await;
     let short =
-        f.app.token(claims(json!({"role": "authenticated", "sub": f.owner, "exp": fsync_protocol::jwt::now_s() + 2})));
+        f.app.token(claims(json!({"role": "authenticated", "sub": f.owner, "exp": fsync_testkit::now_s() + 2})));
     let mut socket = connect(&f.app, Vsn::V2).await;
     let join_ref = joined(&mut socket, &topic(f.project), &short).await;
     socket.push(&topic(f.project), &join_ref, "access_token", json!({"access_token": f.owner_token})).await.unwrap();
@@ -323,8 +323,8 @@ async fn a_slow_consumer_is_disconnected_instead_of_stalling_others() {
     }
     assert_eq!(reader.await.unwrap(), (1..=WRITES).collect::<Vec<_>>(), "the fast consumer got every event");
     // The slow socket was dropped: only the fast one is left.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while f.app.state_sockets() > 1 && tokio::time::Instant::now() < deadline {
+    let deadline = fsync_testkit::now() + WAIT;
+    while f.app.state_sockets() > 1 && fsync_testkit::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(f.app.state_sockets(), 1, "the slow consumer was disconnected");
@@ -438,7 +438,7 @@ async fn an_idle_socket_is_closed() {
         socket.await_reply(&hb).await.unwrap();
     }
     // ...silence closes it.
-    let started = std::time::Instant::now();
+    let started = fsync_testkit::now();
     assert!(next_frame(&mut socket, WAIT).await.is_none());
     assert!(started.elapsed() < Duration::from_secs(2), "closed by the idle timeout, not the wait");
 }

@@ -73,7 +73,7 @@ async fn table_reads_follow_membership_under_the_authenticated_role() {
     }
     // A container token reads nothing directly (it has the two read RPCs).
     let container =
-        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
+        json!({"role": "authenticated", "sub": fsync_testkit::new_id(), "scope": "container", "project_id": f.project});
     assert_eq!(as_role(&mut client, "authenticated", &container, &current).await, Ok(0));
     assert_eq!(as_role(&mut client, "authenticated", &container, &files).await, Ok(0));
     assert_eq!(as_role(&mut client, "authenticated", &container, &members).await, Ok(0));
@@ -231,8 +231,9 @@ async fn realtime_topic_policy_admits_members_and_the_scoped_container_only() {
     let topic = format!("project:{}", f.project);
     let probe = format!("SELECT count(*) FROM realtime.messages WHERE topic = '{topic}'");
     let container =
-        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
-    let foreign = json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": other});
+        json!({"role": "authenticated", "sub": fsync_testkit::new_id(), "scope": "container", "project_id": f.project});
+    let foreign =
+        json!({"role": "authenticated", "sub": fsync_testkit::new_id(), "scope": "container", "project_id": other});
     for (claims, want) in [(user(f.owner), 1), (user(viewer), 1), (user(stranger), 0), (container, 1), (foreign, 0)] {
         assert_eq!(as_role_on_topic(&mut client, "authenticated", &claims, &topic, &probe).await, Ok(want), "{claims}");
     }
@@ -248,7 +249,7 @@ async fn realtime_topic_policy_admits_members_and_the_scoped_container_only() {
         .await
         .unwrap();
     let container =
-        json!({"role": "authenticated", "sub": Uuid::new_v4(), "scope": "container", "project_id": f.project});
+        json!({"role": "authenticated", "sub": fsync_testkit::new_id(), "scope": "container", "project_id": f.project});
     assert_eq!(
         as_role_on_topic(&mut client, "authenticated", &user(viewer), &client_topic, &probe_client).await,
         Ok(1)

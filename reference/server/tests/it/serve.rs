@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 /// A database URL on the machine's server for a database that does not exist yet.
 fn missing_database_url() -> (String, String) {
-    let name = format!("fsync_test_{}", uuid::Uuid::new_v4().simple());
+    let name = format!("fsync_test_{}", fsync_testkit::new_id().simple());
     let admin = admin_url();
     let base = &admin[..admin.rfind('/').expect("admin URL has a database")];
     (format!("{base}/{name}"), name)
@@ -59,7 +59,7 @@ async fn two_server_processes_on_one_database_deliver_each_others_writes() {
     let urls = [printed_value(&printed_first, "API URL: "), printed_value(&printed_second, "API URL: ")];
     let anon = printed_value(&printed_first, "anon key: ");
 
-    let owner = uuid::Uuid::new_v4();
+    let owner = fsync_testkit::new_id();
     let client = db.connect().await.unwrap();
     client.execute("INSERT INTO public.user_profiles (id) VALUES ($1)", &[&owner]).await.unwrap();
     let project: uuid::Uuid = client
@@ -68,7 +68,7 @@ async fn two_server_processes_on_one_database_deliver_each_others_writes() {
         .unwrap()
         .get(0);
     let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
-    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_protocol::jwt::now_s(), 600);
+    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);
     claims.insert("sub".into(), serde_json::json!(owner));
     let token = fsync_protocol::jwt::sign(&secret, &claims);
     let topic = format!("realtime:project:{project}");
@@ -124,11 +124,8 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
     let service = find("service_role key: ").expect("service_role key line");
     assert!(find("JWT secret: ").unwrap().contains("development default"));
     let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
-    assert_eq!(fsync_protocol::jwt::verify(&secret, &anon, fsync_protocol::jwt::now_s()).unwrap()["role"], "anon");
-    assert_eq!(
-        fsync_protocol::jwt::verify(&secret, &service, fsync_protocol::jwt::now_s()).unwrap()["role"],
-        "service_role"
-    );
+    assert_eq!(fsync_protocol::jwt::verify(&secret, &anon, fsync_testkit::now_s()).unwrap()["role"], "anon");
+    assert_eq!(fsync_protocol::jwt::verify(&secret, &service, fsync_testkit::now_s()).unwrap()["role"], "service_role");
 
     let health: serde_json::Value = reqwest::get(format!("{api}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
@@ -136,7 +133,7 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
         .post(format!("{api}/rest/v1/rpc/list_changes_since"))
         .header("apikey", &anon)
         .bearer_auth(&service)
-        .json(&serde_json::json!({"project_uuid": uuid::Uuid::new_v4(), "since_seq": 0}))
+        .json(&serde_json::json!({"project_uuid": fsync_testkit::new_id(), "since_seq": 0}))
         .send()
         .await
         .unwrap();
@@ -160,7 +157,7 @@ async fn token_mints_a_signed_jwt_with_extra_claims() {
     assert!(output.status.success());
     let token = String::from_utf8(output.stdout).unwrap();
     let secret = fsync_protocol::jwt::Secret::new(fsync_reference::config::DEV_JWT_SECRET);
-    let claims = fsync_protocol::jwt::verify(&secret, token.trim(), fsync_protocol::jwt::now_s()).unwrap();
+    let claims = fsync_protocol::jwt::verify(&secret, token.trim(), fsync_testkit::now_s()).unwrap();
     assert_eq!(claims["sub"], "11111111-1111-1111-1111-111111111111");
     assert_eq!(claims["scope"], "container");
     assert_eq!(claims["n"], 3);
@@ -190,7 +187,7 @@ async fn resolve_creates_a_missing_database() {
 
 #[tokio::test]
 async fn a_private_cluster_starts_from_the_installed_binaries_and_stops_on_drop() {
-    let dir = std::env::temp_dir().join(format!("fsync-private-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!("fsync-private-{}", fsync_testkit::new_id().simple()));
     let cluster = tokio::task::spawn_blocking({
         let dir = dir.clone();
         move || PrivateCluster::start(&dir)

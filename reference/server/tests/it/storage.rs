@@ -108,10 +108,12 @@ async fn snapshots_are_written_only_with_the_service_role_and_read_through_signe
     let base = format!("/object/sign/project-snapshots/{name}");
     let (status, _, body) = get(app, &format!("{base}?token={tampered}"), None).await;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "InvalidJWT".into()));
-    let expired = jwt::sign(&app.secret, &download_claims("project-snapshots", &name, jwt::now_s() - 120, 60));
+    let expired =
+        jwt::sign(&app.secret, &download_claims("project-snapshots", &name, fsync_testkit::now_s() - 120, 60));
     let (status, _, body) = get(app, &format!("{base}?token={expired}"), None).await;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "ExpiredToken".into()));
-    let other = jwt::sign(&app.secret, &download_claims("project-snapshots", "other/x.zip", jwt::now_s(), 60));
+    let other =
+        jwt::sign(&app.secret, &download_claims("project-snapshots", "other/x.zip", fsync_testkit::now_s(), 60));
     let (status, _, body) = get(app, &format!("{base}?token={other}"), None).await;
     assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "InvalidSignature".into()));
     let (status, _, body) = get(app, &format!("{base}?token={}", app.service_key), None).await;
@@ -150,7 +152,7 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
     assert_eq!(status, StatusCode::FORBIDDEN, "viewers do not write");
     let (status, _) = upload(app, &app.user_token(stranger), "project-files", &name, b"x", false).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let other_project = format!("{}/{}", uuid::Uuid::new_v4(), "a".repeat(64));
+    let other_project = format!("{}/{}", fsync_testkit::new_id(), "a".repeat(64));
     let (status, _) = upload(app, &f.owner_token, "project-files", &other_project, b"x", false).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "not under another project's folder");
     let (status, body) = upload(app, &f.owner_token, "project-files", &name, b"bytes", false).await;
@@ -160,7 +162,7 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
         let (status, body) = sign(app, &token, "project-files", &name, json!({"expiresIn": 30})).await;
         assert_eq!(status, StatusCode::OK, "{body}");
     }
-    for token in [app.user_token(stranger), app.container_token(uuid::Uuid::new_v4())] {
+    for token in [app.user_token(stranger), app.container_token(fsync_testkit::new_id())] {
         let (status, _) = sign(app, &token, "project-files", &name, json!({"expiresIn": 30})).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
@@ -240,7 +242,7 @@ async fn the_snapshot_function_is_deterministic_reuses_a_seq_and_is_service_only
     assert_eq!(status, StatusCode::FORBIDDEN, "members may not call it");
     let (status, _) = build(app, &app.service_key, json!({"projectId": "nope"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = build(app, &app.service_key, json!({"projectId": uuid::Uuid::new_v4()})).await;
+    let (status, _) = build(app, &app.service_key, json!({"projectId": fsync_testkit::new_id()})).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let (status, body) = build(app, &app.service_key, json!({"projectId": f.project})).await;
