@@ -1,18 +1,20 @@
 //! [`ProjectFeed`]: one project's changes, in `seq` order, with no gap and no repeat, whatever
 //! the connection does (DESIGN §5.3).
 //!
-//! It joins the private channel `project:<uuid>`, keeps `last_seq`, applies an event whose seq
-//! is `last_seq + 1`, ignores older ones, and on a gap (or a `bulk:apply`, or content left out of
-//! an event) fetches `list_changes_since(last_seq)` instead. After every (re)join, and when the
-//! consumer sets its base seq (the snapshot's), it catches up from `last_seq`, so writes made
-//! while it was not listening arrive too. It reconnects with jittered backoff, heartbeats, and
-//! pushes a refreshed token to the channel.
+//! It joins the private channel `project:<uuid>` and feeds every event to a [`Sequencer`],
+//! which decides (with no I/O) to apply an event whose seq is `last_seq + 1`, to ignore older
+//! ones, and on a gap (or a `bulk:apply`, or content left out of an event) to fetch
+//! `list_changes_since(last_seq)` instead. After every (re)join, and when the consumer sets its
+//! base seq (the snapshot's), it catches up from `last_seq`, so writes made while it was not
+//! listening arrive too. It reconnects with jittered backoff, heartbeats, and pushes a refreshed
+//! token to the channel.
 //!
 //! Events that arrive before the base seq is known are not kept: the catch-up that setting the
 //! base triggers reads after they were committed, so it contains them. What matters is that the
 //! channel is joined before the snapshot is read (the agent joins first), not that events are
 //! held.
 
+use super::sequencer::{Sequencer, Step};
 use super::socket::{private_join_payload, RealtimeError, RealtimeSocket};
 use crate::{FsyncClient, RetryPolicy};
 use fsync_protocol::events::{FileChange, ProjectEvent};
@@ -145,7 +147,7 @@ impl ProjectFeed {
             },
             config,
             api,
-            last_seq: base_seq,
+            seq: Sequencer::new(base_seq),
             commands: command_rx,
             events,
             seq_tx,
@@ -160,7 +162,7 @@ struct Feed {
     config: FeedConfig,
     topic: String,
     api: Arc<FsyncClient>,
-    last_seq: Option<i64>,
+    seq: Sequencer,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<FeedEvent>,
     seq_tx: watch::Sender<Option<i64>>,
@@ -231,10 +233,9 @@ impl Feed {
         if self.events.send(FeedEvent::Subscribed).await.is_err() {
             return (End::Stop, true);
         }
-        if self.last_seq.is_some() {
-            if let Err(end) = self.catch_up().await {
-                return (end, true);
-            }
+        let joined = self.seq.joined();
+        if let Err(end) = self.step(joined).await {
+            return (end, true);
         }
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -329,11 +330,10 @@ impl Feed {
                 }
             }
             Command::SetBase(seq) => {
-                if self.last_seq.is_none() {
-                    self.set_last_seq(seq);
+                if self.seq.set_base(seq) {
                     let _ = self.seq_tx.send(Some(seq));
                     if joined.is_some() {
-                        self.catch_up().await?;
+                        self.catch_up(seq).await?;
                     }
                 }
             }
@@ -352,65 +352,38 @@ impl Feed {
                 return Ok(());
             }
         };
-        if self.last_seq.is_none() {
-            // Covered by the catch-up that setting the base seq triggers.
-            return Ok(());
-        }
-        self.apply(event).await
+        let step = self.seq.event(event);
+        self.step(step).await
     }
 
-    /// Applies one event at or after the base: in order, or through a catch-up.
-    async fn apply(&mut self, event: ProjectEvent) -> Result<(), End> {
-        let last = self.last_seq.unwrap_or(0);
-        let seq = event.seq();
-        if seq <= last {
-            return Ok(());
+    /// Does what the sequencer decided.
+    async fn step(&mut self, step: Step) -> Result<(), End> {
+        match step {
+            Step::Nothing => Ok(()),
+            Step::Apply { seq, changes } => self.deliver(seq, changes, ChangeSource::Live).await,
+            Step::CatchUp { since } => self.catch_up(since).await,
         }
-        if seq > last + 1 {
-            return self.catch_up().await;
-        }
-        let change = match event {
-            // Content is absent exactly when it was too large to send (`content_omitted`).
-            ProjectEvent::Update(update) if update.content.is_some() => FileChange::Write {
-                path: update.file_path,
-                file_type: update.file_type,
-                content: update.content,
-                content_hash: Some(update.content_hash),
-                version: update.version,
-            },
-            ProjectEvent::Delete(delete) => FileChange::Delete { path: delete.file_path, version: delete.version },
-            // Content left out of the event, or a bulk: fetch what changed.
-            ProjectEvent::Update(_) | ProjectEvent::Bulk(_) => return self.catch_up().await,
-        };
-        self.deliver(seq, vec![change], ChangeSource::Live).await
     }
 
-    /// Fetches every change after `last_seq` and delivers them as one batch.
-    async fn catch_up(&mut self) -> Result<(), End> {
-        let last = self.last_seq.unwrap_or(0);
-        let changes = self
+    /// Fetches every change after `since` and delivers what is new as one batch.
+    async fn catch_up(&mut self, since: i64) -> Result<(), End> {
+        let answer = self
             .api
-            .list_changes_since(self.config.project, last)
+            .list_changes_since(self.config.project, since)
             .await
-            .map_err(|e| End::Lost(format!("catch up from seq {last}: {e}")))?;
-        if changes.seq > last {
-            let batch = changes.changes.into_iter().map(FileChange::from_change).collect();
-            self.deliver(changes.seq, batch, ChangeSource::CatchUp).await?;
+            .map_err(|e| End::Lost(format!("catch up from seq {since}: {e}")))?;
+        let caught = self.seq.caught_up(answer);
+        if let Some((seq, batch)) = caught.apply {
+            self.deliver(seq, batch, ChangeSource::CatchUp).await?;
         }
-        let _ = self.caught_tx.send(Some(changes.seq.max(last)));
+        let _ = self.caught_tx.send(Some(caught.reached));
         Ok(())
     }
 
+    /// Hands a batch the sequencer already counted to the consumer.
     async fn deliver(&mut self, seq: i64, changes: Vec<FileChange>, source: ChangeSource) -> Result<(), End> {
-        self.set_last_seq(seq);
         self.events.send(FeedEvent::Changes { seq, changes, source }).await.map_err(|_| End::Stop)?;
         let _ = self.seq_tx.send(Some(seq));
         Ok(())
-    }
-
-    fn set_last_seq(&mut self, seq: i64) {
-        // Architecture invariant: a consumer's last_seq never goes backwards.
-        assert!(self.last_seq.is_none_or(|last| seq >= last), "last_seq went backwards: {:?} -> {seq}", self.last_seq);
-        self.last_seq = Some(seq);
     }
 }

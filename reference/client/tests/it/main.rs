@@ -4,6 +4,7 @@
 mod feed;
 mod retries;
 mod rpcs;
+mod sequencer;
 mod store;
 
 use fsync_client::{ClientConfig, FsyncClient, RetryPolicy};
