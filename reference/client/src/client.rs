@@ -2,6 +2,7 @@
 
 use crate::error::ClientError;
 use crate::retry::{retryable_status, RetryPolicy};
+use crate::transport::{self, Transport, TransportError};
 use fsync_protocol::api::{
     rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody, MemberRole, Project,
     UpsertResult, UserProfile,
@@ -13,6 +14,9 @@ use serde_json::{json, Value};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 use uuid::Uuid;
+
+/// The largest RPC answer read (a large project's `list_current_files` is about its size).
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// Where and as whom a client calls.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Where time and jitter come from (the system unless given).
     pub sources: Sources,
+    /// How requests reach the server (TCP unless given).
+    pub transport: Transport,
 }
 
 impl ClientConfig {
@@ -39,7 +45,13 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(30),
             sources: Sources::system(),
+            transport: Transport::tcp(),
         }
+    }
+
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     pub fn sources(mut self, sources: Sources) -> Self {
@@ -60,7 +72,8 @@ impl ClientConfig {
 
 /// A client of the fsync SQL API.
 pub struct FsyncClient {
-    http: reqwest::Client,
+    transport: Transport,
+    timeout: Duration,
     base: String,
     apikey: String,
     token: RwLock<Option<String>>,
@@ -71,16 +84,13 @@ pub struct FsyncClient {
 
 impl FsyncClient {
     pub fn new(config: ClientConfig) -> Result<FsyncClient, ClientError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| ClientError::InvalidInput(format!("build the HTTP client: {e}")))?;
         let rng = match config.retry.seed {
             Some(seed) => fastrand::Rng::with_seed(seed),
             None => config.sources.ids.rng(),
         };
         Ok(FsyncClient {
-            http,
+            transport: config.transport,
+            timeout: config.timeout,
             base: config.url.trim_end_matches('/').to_owned(),
             apikey: config.apikey,
             token: RwLock::new(config.token),
@@ -93,6 +103,11 @@ impl FsyncClient {
     /// Where this client takes time and ids from (its feeds use the same).
     pub fn sources(&self) -> &Sources {
         &self.sources
+    }
+
+    /// How this client reaches the server (its feeds use the same).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
     }
 
     /// Replaces the Bearer token (after a refresh).
@@ -109,6 +124,9 @@ impl FsyncClient {
             attempt += 1;
             let outcome = self.attempt(&url, &body).await;
             let retry_after = match &outcome {
+                Err(Failure::Network(TransportError::InvalidRequest { .. })) => {
+                    return Err(outcome.map_err(Failure::into_error).unwrap_err())
+                }
                 Err(Failure::Network(_)) => None,
                 Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => *retry_after,
                 _ => return outcome.map_err(Failure::into_error).and_then(|text| decode(&text)),
@@ -132,25 +150,25 @@ impl FsyncClient {
 
     async fn attempt(&self, url: &str, body: &str) -> Result<String, Failure> {
         let token = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let response = self
-            .http
-            .post(url)
-            .header("apikey", &self.apikey)
-            .header("content-type", "application/json")
-            .header("content-profile", "public")
-            .bearer_auth(token.as_deref().unwrap_or(&self.apikey))
-            .body(body.to_owned())
-            .send()
-            .await
-            .map_err(Failure::Network)?;
-        let status = response.status().as_u16();
+        let bearer = format!("Bearer {}", token.as_deref().unwrap_or(&self.apikey));
+        let headers = [
+            ("apikey", self.apikey.as_str()),
+            ("content-type", "application/json"),
+            ("content-profile", "public"),
+            ("authorization", bearer.as_str()),
+        ];
+        let request =
+            transport::request(http::Method::POST, url, &headers, body.to_owned()).map_err(Failure::Network)?;
+        let response =
+            self.transport.fetch(request, MAX_RESPONSE_BYTES, self.timeout).await.map_err(Failure::Network)?;
+        let status = response.status.as_u16();
         let retry_after = response
-            .headers()
+            .headers
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(Failure::Network)?;
+        let text = response.text();
         if (200..300).contains(&status) {
             Ok(text)
         } else {
@@ -290,13 +308,16 @@ fn truncate(text: &str) -> &str {
 
 /// One attempt's failure, before the retry decision.
 enum Failure {
-    Network(reqwest::Error),
+    Network(TransportError),
     Status { status: u16, text: String, retry_after: Option<Duration> },
 }
 
 impl Failure {
     fn into_error(self) -> ClientError {
         match self {
+            Failure::Network(TransportError::InvalidRequest { url, reason }) => {
+                ClientError::InvalidInput(format!("request to {url}: {reason}"))
+            }
             Failure::Network(source) => ClientError::Network { attempts: 1, source },
             Failure::Status { status, text, .. } => {
                 let body: ErrorBody = serde_json::from_str(&text).unwrap_or_else(|_| ErrorBody {

@@ -15,7 +15,7 @@ pub enum ClientError {
     Network {
         attempts: u32,
         #[source]
-        source: reqwest::Error,
+        source: crate::transport::TransportError,
     },
     /// Refused before sending: the server would refuse it too.
     #[error("invalid input: {0}")]

@@ -10,8 +10,10 @@ mod error;
 pub mod realtime;
 mod retry;
 mod store;
+pub mod transport;
 
 pub use client::{ClientConfig, FsyncClient};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
 pub use store::{FileState, ProjectStore};
+pub use transport::{Dialer, TcpDialer, Transport};

@@ -220,7 +220,12 @@ impl Feed {
     /// One connection: join, catch up, then follow events until the connection ends. Returns
     /// how it ended and whether the join succeeded.
     async fn session(&mut self) -> (End, bool) {
-        let connect = RealtimeSocket::connect(&self.config.api_url, &self.config.apikey, self.config.vsn);
+        let connect = RealtimeSocket::connect_via(
+            self.api.transport(),
+            &self.config.api_url,
+            &self.config.apikey,
+            self.config.vsn,
+        );
         let mut socket = match tokio::time::timeout(self.config.join_timeout, connect).await {
             Ok(Ok(socket)) => socket,
             Ok(Err(e)) => return (End::Lost(format!("connect: {e}")), false),

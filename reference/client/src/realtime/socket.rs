@@ -1,11 +1,11 @@
 //! One WebSocket connection speaking Supabase Realtime's Phoenix channel protocol.
 
+use crate::transport::{Stream, Transport};
 use fsync_protocol::realtime::{self as wire, Frame, Vsn};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 /// Why a Realtime connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +23,24 @@ pub enum RealtimeError {
 
 /// A connection to `/realtime/v1/websocket`.
 pub struct RealtimeSocket {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Stream>,
     vsn: Vsn,
     next_ref: u64,
 }
 
 impl RealtimeSocket {
-    /// Connects to the Realtime endpoint of the API at `api_url` (`http(s)://host:port`).
+    /// Connects over TCP to the Realtime endpoint of the API at `api_url` (`http://host:port`).
     pub async fn connect(api_url: &str, apikey: &str, vsn: Vsn) -> Result<RealtimeSocket, RealtimeError> {
+        RealtimeSocket::connect_via(&Transport::tcp(), api_url, apikey, vsn).await
+    }
+
+    /// Connects through `transport` to the Realtime endpoint of the API at `api_url`.
+    pub async fn connect_via(
+        transport: &Transport,
+        api_url: &str,
+        apikey: &str,
+        vsn: Vsn,
+    ) -> Result<RealtimeSocket, RealtimeError> {
         let base = api_url.trim_end_matches('/');
         let ws_base = if let Some(rest) = base.strip_prefix("https://") {
             format!("wss://{rest}")
@@ -44,8 +54,8 @@ impl RealtimeSocket {
             Vsn::V2 => "2.0.0",
         };
         let url = format!("{ws_base}/realtime/v1/websocket?apikey={apikey}&vsn={vsn_param}");
-        match tokio_tungstenite::connect_async(url).await {
-            Ok((ws, _)) => Ok(RealtimeSocket { ws, vsn, next_ref: 0 }),
+        match transport.websocket(&url, None).await {
+            Ok(ws) => Ok(RealtimeSocket { ws, vsn, next_ref: 0 }),
             Err(tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();
                 let body = response.body().as_deref().unwrap_or_default();

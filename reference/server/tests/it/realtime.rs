@@ -73,7 +73,7 @@ async fn connect_errors_are_http_responses_worded_as_supabase_words_them() {
         ),
     ];
     for (url, status, message) in cases {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        match fsync_client::Transport::tcp().websocket(&url, None).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status().as_u16(), status, "{url}");
                 let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
