@@ -2,8 +2,12 @@
 //! then apply every change as it comes.
 //!
 //! [`apply::ProjectDir`] applies batches atomically; [`extract`] checks and extracts snapshot
-//! zips; [`session`] is the agent's life from join to shutdown.
+//! zips; [`session`] is the agent's life from join to shutdown (its HTTP calls in `api`,
+//! hydration in `hydrate`, following in `follow`).
 
+mod api;
 pub mod apply;
 pub mod extract;
+mod follow;
+mod hydrate;
 pub mod session;

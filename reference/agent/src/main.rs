@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match runtime.block_on(session::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("fsync-agent: {e}");
+            eprintln!("fsync-agent: {e:#}");
             ExitCode::FAILURE
         }
     }

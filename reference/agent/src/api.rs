@@ -1,0 +1,192 @@
+//! The agent's HTTP side: the SQL API as its container token (through [`FsyncClient`]), its
+//! session's endpoints (status, token, manifest), binaries signed through Storage, and the
+//! snapshot download. Every request goes through the client's [`Transport`].
+
+use crate::session::AgentConfig;
+use anyhow::{bail, ensure, Context};
+use bytes::Bytes;
+use fsync_client::transport::{self, Fetched, Transport};
+use fsync_client::{ClientConfig, FsyncClient};
+use fsync_protocol::events::FileChange;
+use fsync_protocol::hash::{hex_sha256, to_hex};
+use fsync_protocol::snapshot::{AgentSnapshot, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET};
+use http::Method;
+use http_body_util::BodyExt;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+
+/// How long one call to the session's endpoints or to Storage may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest answer of a session endpoint (a 10,000-file manifest is about 1.5 MB).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+pub(crate) struct Api {
+    pub client: Arc<FsyncClient>,
+    pub config: AgentConfig,
+    transport: Transport,
+    token: Mutex<String>,
+}
+
+impl Api {
+    pub fn new(config: AgentConfig) -> anyhow::Result<Api> {
+        let client_config = ClientConfig::new(&config.api_url, &config.token)
+            .token(&config.token)
+            .sources(config.sources.clone())
+            .transport(config.transport.clone());
+        let client = FsyncClient::new(client_config).context("build the API client")?;
+        Ok(Api {
+            client: Arc::new(client),
+            transport: config.transport.clone(),
+            token: Mutex::new(config.token.clone()),
+            config,
+        })
+    }
+
+    pub fn token(&self) -> String {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_token(&self, token: &str) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = token.to_owned();
+        self.client.set_token(token);
+    }
+
+    pub fn now(&self) -> Instant {
+        self.config.sources.now()
+    }
+
+    /// Milliseconds from `since` to now.
+    pub fn ms(&self, since: Instant) -> f64 {
+        self.now().saturating_duration_since(since).as_secs_f64() * 1000.0
+    }
+
+    fn session_url(&self, tail: &str) -> String {
+        format!("{}/orchestrator/v1/sessions/{}{tail}", self.config.api_url, self.config.session)
+    }
+
+    /// One request with the container token, read whole.
+    async fn call(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Fetched> {
+        let token = self.token();
+        let bearer = format!("Bearer {token}");
+        let headers =
+            [("apikey", token.as_str()), ("authorization", bearer.as_str()), ("content-type", "application/json")];
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = transport::request(method, url, &headers, body)?;
+        Ok(self.transport.fetch(request, MAX_ANSWER_BYTES, CALL_TIMEOUT).await?)
+    }
+
+    /// A JSON call that must succeed.
+    async fn json<T: DeserializeOwned>(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<T> {
+        let answer = self.call(method, url, body).await?;
+        ensure!(answer.status.is_success(), "HTTP {}: {}", answer.status, error_message(&answer.text()));
+        serde_json::from_slice(&answer.body).context("unexpected answer")
+    }
+
+    /// Tells the orchestrator where the session stands; a failure to tell is logged, not fatal.
+    pub async fn report(&self, status: SessionStatus, reason: Option<String>, timings: &BTreeMap<String, f64>) {
+        let report = StatusReport { status, reason, timings_ms: timings.clone() };
+        let body = serde_json::to_value(&report).unwrap_or(Value::Null);
+        let sent = self.json::<Value>(Method::POST, &self.session_url("/status"), Some(&body)).await;
+        if let Err(e) = sent.context("report the session status") {
+            tracing::warn!(error = format!("{e:#}"), status = status.as_str(), "could not report the session status");
+        }
+    }
+
+    pub async fn manifest(&self) -> anyhow::Result<Manifest> {
+        let snapshot: AgentSnapshot =
+            self.json(Method::GET, &self.session_url("/snapshot"), None).await.context("fetch the manifest")?;
+        snapshot.manifest.context("the orchestrator has no manifest for this session")
+    }
+
+    pub async fn refresh_token(&self) -> anyhow::Result<TokenGrant> {
+        self.json(Method::POST, &self.session_url("/token"), None).await.context("refresh the token")
+    }
+
+    /// The bytes of a binary file: signed through Storage with the container token, downloaded,
+    /// checked against `content_hash`.
+    pub async fn binary(&self, content_hash: &str) -> anyhow::Result<Vec<u8>> {
+        let name = format!("{}/{content_hash}", self.config.project);
+        let sign_url = format!("{}/storage/v1/object/sign/{FILES_BUCKET}/{name}", self.config.api_url);
+        let signed: Value = self
+            .json(Method::POST, &sign_url, Some(&json!({"expiresIn": 60})))
+            .await
+            .with_context(|| format!("sign {FILES_BUCKET}/{name}"))?;
+        let path = signed.get("signedURL").and_then(Value::as_str).context("the signed answer has no signedURL")?;
+        let answer = self
+            .call(Method::GET, &format!("{}/storage/v1{path}", self.config.api_url), None)
+            .await
+            .with_context(|| format!("download {name}"))?;
+        ensure!(
+            answer.status.is_success(),
+            "download {name}: HTTP {}: {}",
+            answer.status,
+            error_message(&answer.text())
+        );
+        let actual = hex_sha256(&answer.body);
+        ensure!(actual == content_hash, "binary {name} has hash {actual}");
+        Ok(answer.body.to_vec())
+    }
+
+    /// Fetches the bytes of every write in `changes` that carries no content.
+    pub async fn binaries(&self, changes: &[FileChange]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+        let mut binaries = BTreeMap::new();
+        for change in changes {
+            if let FileChange::Write { path, content: None, content_hash: Some(hash), .. } = change {
+                binaries.insert(path.clone(), self.binary(hash).await?);
+            }
+        }
+        Ok(binaries)
+    }
+
+    /// Streams the snapshot into `path`, hashing as it goes; refuses a body over `max_bytes` or
+    /// whose SHA-256 is not `expected`.
+    pub async fn download_snapshot(&self, path: &Path, expected: &str, max_bytes: u64) -> anyhow::Result<u64> {
+        let request = transport::request(Method::GET, &self.config.snapshot_url, &[], Bytes::new())?;
+        let response = self.transport.send(request).await?;
+        let status = response.status();
+        let mut body = response.into_body();
+        if !status.is_success() {
+            let text = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
+            bail!("HTTP {status}: {}", error_message(&text.unwrap_or_default()));
+        }
+        let mut file = tokio::fs::File::create(path).await.with_context(|| format!("create {}", path.display()))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(frame) = body.frame().await {
+            let Ok(chunk) = frame.context("read the snapshot")?.into_data() else { continue };
+            size += chunk.len() as u64;
+            ensure!(size <= max_bytes, "the snapshot zip is larger than {max_bytes} bytes");
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.with_context(|| format!("write {}", path.display()))?;
+        }
+        file.flush().await.with_context(|| format!("write {}", path.display()))?;
+        let actual = to_hex(&hasher.finalize());
+        ensure!(
+            actual == expected,
+            "the snapshot zip's SHA-256 is {actual}, the manifest says {expected} (truncated or tampered download)"
+        );
+        Ok(size)
+    }
+}
+
+/// The message of an error body (PostgREST's or Storage's), or the body.
+fn error_message(body: &str) -> String {
+    match serde_json::from_str::<Value>(body) {
+        Ok(value) => {
+            let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
+            let message = field("message").unwrap_or_else(|| body.to_owned());
+            match field("code").or_else(|| field("error")) {
+                Some(code) => format!("{code}: {message}"),
+                None => message,
+            }
+        }
+        Err(_) => body.chars().take(300).collect(),
+    }
+}
