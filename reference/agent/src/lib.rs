@@ -3,11 +3,13 @@
 //!
 //! [`apply::ProjectDir`] applies batches atomically; [`extract`] checks and extracts snapshot
 //! zips; [`session`] is the agent's life from join to shutdown (its HTTP calls in `api`,
-//! hydration in `hydrate`, following in `follow`).
+//! hydration in `hydrate`, following in `follow`); [`launcher::InProcessLauncher`] runs it as a
+//! task for the orchestrator.
 
 mod api;
 pub mod apply;
 pub mod extract;
 mod follow;
 mod hydrate;
+pub mod launcher;
 pub mod session;

@@ -9,8 +9,10 @@
 //! state, for random operation sequences.
 
 pub mod args;
+mod platform;
 mod read;
 pub mod state;
+pub mod storage;
 
 use fsync_store::data::{Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use fsync_store::error::ApiError;
@@ -53,7 +55,7 @@ impl MemStore {
         self.lock().clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -28,7 +28,7 @@ impl Caller {
     }
 
     /// `auth.uid()`: the `sub` claim as a uuid (an invalid one is an error in SQL).
-    fn uid(&self) -> Result<Option<Uuid>, ApiError> {
+    pub(crate) fn uid(&self) -> Result<Option<Uuid>, ApiError> {
         match self.claims.get("sub") {
             None | Some(Value::Null) => Ok(None),
             Some(v) => {
@@ -113,6 +113,8 @@ pub struct State {
     pub files: BTreeMap<(Uuid, String), Vec<Row>>,
     /// Logical time: one tick per committed call.
     pub tick: u64,
+    /// `storage.objects`: (bucket, name) → row.
+    pub objects: BTreeMap<(String, String), crate::storage::StoredObject>,
     /// Where row, project and message ids come from.
     pub ids: IdSource,
 }

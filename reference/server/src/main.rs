@@ -128,14 +128,19 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
     let mut orchestrator = OrchestratorConfig::from_lookup(lookup, &config.state_dir);
     orchestrator.sessions_dir = absolute(&orchestrator.sessions_dir);
     say!(
-        "Sessions: {} (agent {}, snapshot hydration {})",
+        "Sessions: {} ({}, snapshot hydration {})",
         orchestrator.sessions_dir.display(),
-        orchestrator.agent_bin.display(),
+        orchestrator.launcher.describe(),
         if orchestrator.snapshot_hydration { "on" } else { "off: FSYNC_USE_SNAPSHOT_HYDRATION is unset" }
     );
     let sources = Sources::system();
-    let platform =
-        Arc::new(Platform::new(store.clone(), config.jwt_secret.clone(), storage, orchestrator, sources.clone()));
+    let platform = Arc::new(Platform::new(
+        Arc::new(store.clone()),
+        config.jwt_secret.clone(),
+        storage,
+        orchestrator,
+        sources.clone(),
+    ));
     let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime, sources)
         .await
         .context("start realtime")?;

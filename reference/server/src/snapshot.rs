@@ -1,7 +1,8 @@
 //! The `build-project-snapshot` Edge Function (DESIGN §9, plan 2.1).
 //!
-//! One REPEATABLE READ transaction reads `projects.seq` and every live file, so the zip is exactly
-//! the project at that `seq`. Rows stream from PostgreSQL to a writer thread that builds the zip in
+//! One consistent read ([`fsync_store::platform::SnapshotRead`]: on PostgreSQL, one REPEATABLE
+//! READ transaction) gives `projects.seq` and every live file, so the zip is exactly the project
+//! at that `seq`. Rows stream from the store to a writer thread that builds the zip in
 //! a temporary file (sorted paths, fixed timestamps and modes: the same state gives the same
 //! bytes); the file is then streamed to storage, and the manifest is stored beside it last, so a
 //! stored manifest always names a complete zip. A later call at the same `seq` finds the manifest
@@ -9,7 +10,6 @@
 //! must match their recorded hash.
 
 use crate::auth;
-use crate::pg::db_error;
 use crate::platform::Platform;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -23,7 +23,7 @@ use fsync_protocol::snapshot::{
     SNAPSHOT_BUCKET,
 };
 use fsync_store::error::{ApiError, StatusCode};
-use futures_util::{pin_mut, TryStreamExt};
+use fsync_store::platform::SnapshotFile;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -76,50 +76,21 @@ async fn build_project_snapshot(
 /// The snapshot of `project` at its current `seq`: the stored one, or a new one. Returns the
 /// manifest and whether it was reused.
 pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manifest, bool), ApiError> {
-    let mut client = platform.store.pool().get().await.map_err(ApiError::unavailable)?;
-    let tx = client
-        .build_transaction()
-        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(|e| db_error(e, false))?;
-    let Some(row) = tx
-        .query_opt("SELECT seq FROM public.projects WHERE id = $1", &[&project])
-        .await
-        .map_err(|e| db_error(e, false))?
-    else {
+    let Some(mut read) = platform.data.open_snapshot(project).await? else {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("project {project} not found")));
     };
-    let seq: i64 = row.get(0);
+    let seq = read.seq();
     let id = snapshot_id(seq);
     if let Some(manifest) = stored_manifest(platform, project, &id).await? {
         return Ok((manifest, true));
     }
 
-    let rows = tx
-        .query_raw(
-            "SELECT file_path, file_type, content, content_hash, version, storage_key
-             FROM public.project_files
-             WHERE project_id = $1 AND is_current_version AND NOT is_deleted
-             ORDER BY file_path COLLATE \"C\"",
-            [&project],
-        )
-        .await
-        .map_err(|e| db_error(e, false))?;
-    pin_mut!(rows);
-
     let (entries, receiver) = std::sync::mpsc::sync_channel::<Entry>(32);
     let writer = tokio::task::spawn_blocking(move || write_zip(receiver));
     let mut files = Vec::new();
     let produced: Result<(), ApiError> = async {
-        while let Some(row) = rows.try_next().await.map_err(|e| db_error(e, false))? {
-            let path: String = row.get(0);
-            let file_type: String = row.get(1);
-            let content: Option<String> = row.get(2);
-            let content_hash: Option<String> = row.get(3);
-            let version: i32 = row.get(4);
-            let storage_key: Option<String> = row.get(5);
+        while let Some(file) = read.next_file().await? {
+            let SnapshotFile { path, file_type, content, content_hash, version, storage_key } = file;
             let bytes = match content {
                 Some(content) => content.into_bytes(),
                 None => binary_content(platform, project, &path, content_hash.as_deref(), storage_key).await?,
@@ -138,10 +109,10 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
     }
     .await;
     drop(entries);
+    drop(read);
     let written = writer.await.map_err(ApiError::internal)?;
     produced?;
     let zip = written.map_err(|e| ApiError::internal(format!("write the snapshot zip: {e}")))?;
-    tx.commit().await.map_err(|e| db_error(e, false))?;
 
     let zip_sha256 = upload_zip(platform, &snapshot_zip_name(project, &id), zip).await?;
     let manifest = Manifest { project_id: project, seq, snapshot_id: id.clone(), files, zip_sha256 };
@@ -154,7 +125,7 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .await
         .map_err(ApiError::internal)?;
     let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
-    platform.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
+    platform.data.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
     Ok((manifest, false))
 }
 
@@ -252,6 +223,6 @@ async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFi
     writer.shutdown().await.map_err(ApiError::internal)?;
     drop(file);
     let metadata = json!({"size": size, "mimetype": "application/zip", "contentLength": size});
-    platform.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await?;
+    platform.data.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await?;
     Ok(to_hex(&hasher.finalize()))
 }

@@ -5,6 +5,9 @@
 //!   topic authorization and deliveries), implemented by PostgreSQL and by the in-memory model;
 //! - [`caller::RequestAuth`]: who is calling;
 //! - [`error::ApiError`]: an error in PostgREST's shape, with its cause;
+//! - [`platform::PlatformStore`]: snapshot reads, storage object rows and membership, for
+//!   Storage, the snapshot function and the orchestrator;
+//! - [`launch::Launcher`]: how the orchestrator starts agents (processes, or in-process tasks);
 //! - [`clock::Clock`] and [`ids::Ids`], bundled as [`Sources`]: where time and ids come from.
 
 pub mod caller;
@@ -12,6 +15,8 @@ pub mod clock;
 pub mod data;
 pub mod error;
 pub mod ids;
+pub mod launch;
+pub mod platform;
 
 pub use caller::RequestAuth;
 pub use clock::{Clock, SystemClock, TokioClock};

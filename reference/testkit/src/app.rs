@@ -3,7 +3,7 @@
 use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
-use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::orchestrator::{OrchestratorConfig, ProcessLauncher};
 use fsync_reference::platform::Platform;
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::storage::Storage;
@@ -87,13 +87,16 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
         .expect("open the storage");
     let orchestrator = OrchestratorConfig {
         sessions_dir: dir.path().join("sessions"),
-        agent_bin: options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent")),
+        launcher: Arc::new(ProcessLauncher::new(
+            options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent")),
+        )),
         snapshot_hydration: !options.legacy_hydration,
         agent_exec: options.agent_exec.clone(),
         token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),
     };
     let sources = Sources::system();
-    let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator, sources.clone()));
+    let platform =
+        Arc::new(Platform::new(Arc::new(store.clone()), secret.clone(), storage, orchestrator, sources.clone()));
     let state =
         AppState::start(Arc::new(store.clone()), secret.clone(), realtime, sources).await.expect("start the app state");
     let hub = state.hub.clone();

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod migrate;
+mod platform;
 pub mod realtime;
 pub mod schema;
 pub mod sql;

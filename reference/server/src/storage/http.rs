@@ -163,12 +163,12 @@ async fn upload(
         "contentLength": body.len(),
         "httpStatusCode": 200,
     });
-    let id = platform.record_object(&auth, &bucket, &name, &metadata, upsert).await?;
+    let id = platform.data.record_object(&auth, &bucket, &name, &metadata, upsert).await?;
     let Some(id) = id else {
         return Err(StorageApiError::new(StatusCode::CONFLICT, "Duplicate", "The resource already exists"));
     };
     if let Err(e) = platform.storage.put(&bucket, &name, body).await {
-        let _ = platform.forget_object(&bucket, &name).await;
+        let _ = platform.data.forget_object(&bucket, &name).await;
         return Err(e.into());
     }
     Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})).into_response())
@@ -181,7 +181,7 @@ async fn remove(
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
     let auth = caller(&platform, &headers)?;
-    if !platform.delete_object_row(&auth, &bucket, &name).await? {
+    if !platform.data.delete_object_row(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }
     platform.storage.delete(&bucket, &name).await?;
@@ -209,7 +209,7 @@ async fn sign(
         .as_u64()
         .filter(|s| *s >= 1)
         .ok_or_else(|| StorageApiError::invalid("expiresIn must be an integer >= 1"))?;
-    if !platform.object_visible(&auth, &bucket, &name).await? {
+    if !platform.data.object_visible(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }
     let signed = platform.signed_path(&bucket, &name, expires_in);
@@ -270,7 +270,7 @@ async fn authenticated_download(
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
     let auth = caller(&platform, &headers)?;
-    if !platform.object_visible(&auth, &bucket, &name).await? {
+    if !platform.data.object_visible(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }
     serve_object(&platform, &bucket, &name, &headers, query.get("download")).await
@@ -297,7 +297,7 @@ async fn serve_object(
     headers: &HeaderMap,
     download: Option<&String>,
 ) -> Result<Response, StorageApiError> {
-    let Some(mimetype) = platform.object_mimetype(bucket, name).await? else {
+    let Some(mimetype) = platform.data.object_mimetype(bucket, name).await? else {
         return Err(StorageApiError::not_found());
     };
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse);

@@ -10,7 +10,14 @@
 //! and last line of stderr). `DELETE` stops the agent (SIGTERM, then SIGKILL) and removes the
 //! directory.
 //!
-//! Sessions live in the instance that spawned their agent (the agent is its child process).
+//! Agents start through a [`Launcher`]: a child process ([`ProcessLauncher`], what `serve`
+//! does) or an in-process task running the same agent code (`fsync_agent::launcher`). Sessions
+//! live in the instance that started their agent. The registry holds at most
+//! [`MAX_SESSIONS`]; a session that ended is forgotten [`FORGET_AFTER`] later.
+
+mod process;
+
+pub use process::ProcessLauncher;
 
 use crate::auth;
 use crate::platform::Platform;
@@ -27,25 +34,32 @@ use fsync_protocol::snapshot::{
     CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
 };
 use fsync_store::error::{ApiError, StatusCode};
+use fsync_store::launch::{AgentControl, AgentLaunch, Launcher};
 use fsync_store::{RequestAuth, Sources};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-/// How long `DELETE` waits for an agent to exit after SIGTERM before killing it.
+/// How long `DELETE` waits for an agent to exit after asking it to stop before killing it.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Most sessions one instance holds (live ones and recently ended ones).
+pub const MAX_SESSIONS: usize = 4096;
+/// How long an ended session stays visible.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 /// How the orchestrator starts agents.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OrchestratorConfig {
     /// Where session directories are made (`FSYNC_SESSIONS_DIR`, default `./.fsync/sessions`).
     pub sessions_dir: PathBuf,
-    /// The agent binary (`FSYNC_AGENT_BIN`, default `fsync-agent` beside the server's binary).
-    pub agent_bin: PathBuf,
+    /// What starts agents: by default a [`ProcessLauncher`] of `FSYNC_AGENT_BIN` (default
+    /// `fsync-agent` beside the server's binary).
+    pub launcher: Arc<dyn Launcher>,
     /// `FSYNC_USE_SNAPSHOT_HYDRATION`: hydrate from a snapshot (on) or file by file (off).
     pub snapshot_hydration: bool,
     /// `FSYNC_AGENT_EXEC`: the command agents start after hydrating (the preview's dev server).
@@ -62,11 +76,25 @@ impl OrchestratorConfig {
             sessions_dir: non_empty("FSYNC_SESSIONS_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| state_dir.join("sessions")),
-            agent_bin: non_empty("FSYNC_AGENT_BIN").map(PathBuf::from).unwrap_or_else(default_agent_bin),
+            launcher: Arc::new(ProcessLauncher::new(
+                non_empty("FSYNC_AGENT_BIN").map(PathBuf::from).unwrap_or_else(default_agent_bin),
+            )),
             snapshot_hydration: non_empty("FSYNC_USE_SNAPSHOT_HYDRATION").is_some_and(|v| flag_on(&v)),
             agent_exec: non_empty("FSYNC_AGENT_EXEC"),
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
         }
+    }
+}
+
+impl std::fmt::Debug for OrchestratorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrchestratorConfig")
+            .field("sessions_dir", &self.sessions_dir)
+            .field("launcher", &self.launcher.describe())
+            .field("snapshot_hydration", &self.snapshot_hydration)
+            .field("agent_exec", &self.agent_exec)
+            .field("token_ttl_s", &self.token_ttl_s)
+            .finish()
     }
 }
 
@@ -90,7 +118,13 @@ struct Session {
     owner: String,
     manifest: Option<Manifest>,
     created: Instant,
+    /// When it became final (it is forgotten [`FORGET_AFTER`] later).
+    ended: Option<Instant>,
     dir: PathBuf,
+    /// Stops its agent, once there is one.
+    control: Option<Arc<dyn AgentControl>>,
+    /// Becomes true when its agent has ended.
+    exited: watch::Receiver<bool>,
 }
 
 /// The sessions of this instance.
@@ -109,8 +143,43 @@ impl Orchestrator {
         self.sources.now().saturating_duration_since(since).as_secs_f64() * 1000.0
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<Uuid, Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn with<T>(&self, id: Uuid, f: impl FnOnce(&mut Session) -> T) -> Option<T> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&id).map(f)
+        self.lock().get_mut(&id).map(f)
+    }
+
+    /// Adds a session, after forgetting those that ended long enough ago; refuses when the
+    /// registry is full.
+    fn insert(&self, id: Uuid, session: Session) -> Result<(), ApiError> {
+        let now = self.sources.now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| s.ended.is_none_or(|ended| now.saturating_duration_since(ended) < FORGET_AFTER));
+        if sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "PT503",
+                format!("this instance holds {MAX_SESSIONS} sessions; stop one or try again later"),
+            ));
+        }
+        sessions.insert(id, session);
+        Ok(())
+    }
+
+    /// Asks every live agent to stop (the server is stopping).
+    pub fn stop_all(&self) {
+        for session in self.lock().values() {
+            if let Some(control) = &session.control {
+                control.terminate();
+            }
+        }
+    }
+
+    /// Live sessions (not yet running, hydrating or running).
+    pub fn live(&self) -> usize {
+        self.lock().values().filter(|s| !s.view.status.is_final()).count()
     }
 
     /// A session's view.
@@ -125,6 +194,9 @@ impl Orchestrator {
                 return;
             }
             s.view.status = status;
+            if status.is_final() {
+                s.ended = Some(self.sources.now());
+            }
             if reason.is_some() {
                 s.view.reason = reason;
             }
@@ -186,11 +258,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
         .and_then(|s| Uuid::parse_str(s).ok())
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "project_id must be a project's uuid"))?;
     // Row level security shows a project to its members only.
-    let rows = platform
-        .store
-        .query_as(&auth, true, "GET", "/projects", "SELECT 1 FROM public.projects WHERE id = $1", &[&project])
-        .await?;
-    if rows.is_empty() {
+    if !platform.data.is_member(&auth, project).await? {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "42501", format!("not a member of project {project}")));
     }
 
@@ -209,21 +277,31 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
         timings_ms: BTreeMap::new(),
         snapshot_hydration: orchestrator.config.snapshot_hydration,
     };
-    let session = Session { view: view.clone(), owner: user, manifest: None, created: platform.sources.now(), dir };
-    orchestrator.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(id, session);
-    tokio::spawn(start(platform.clone(), id));
+    let (exited_tx, exited) = watch::channel(false);
+    let session = Session {
+        view: view.clone(),
+        owner: user,
+        manifest: None,
+        created: platform.sources.now(),
+        ended: None,
+        dir,
+        control: None,
+        exited,
+    };
+    orchestrator.insert(id, session)?;
+    tokio::spawn(start(platform.clone(), id, exited_tx));
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
 /// Starts a session: snapshot, token, agent; then watches the agent.
-async fn start(platform: Arc<Platform>, id: Uuid) {
-    if let Err(reason) = launch(&platform, id).await {
+async fn start(platform: Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) {
+    if let Err(reason) = launch(&platform, id, exited).await {
         tracing::warn!(session = %id, %reason, "session failed to start");
         platform.orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
     }
 }
 
-async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
+async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) -> Result<(), String> {
     let orchestrator = &platform.orchestrator;
     let config = &orchestrator.config;
     let Some((project, dir, project_dir)) =
@@ -255,63 +333,57 @@ async fn launch(platform: &Arc<Platform>, id: Uuid) -> Result<(), String> {
     let started = platform.sources.now();
     let token = container_token(platform, id, project);
     std::fs::create_dir_all(&project_dir).map_err(|e| format!("create {}: {e}", project_dir.display()))?;
-    let log_path = dir.join("agent.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| format!("create {}: {e}", log_path.display()))?;
-    let mut command = tokio::process::Command::new(&config.agent_bin);
-    command
-        .env_clear()
-        .env("PROJECT_ID", project.to_string())
-        .env("SESSION_ID", id.to_string())
-        .env("SNAPSHOT_URL", snapshot_url)
-        .env("REALTIME_TOKEN", token.access_token)
-        .env("FSYNC_API_URL", platform.public_url())
-        .arg("--dir")
-        .arg(&project_dir)
-        .current_dir(&dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true);
-    if let Some(exec) = &config.agent_exec {
-        command.arg("--exec").arg(exec);
-    }
     let stopped_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
     if stopped_already {
         return Ok(());
     }
-    let mut child = command.spawn().map_err(|e| format!("spawn {}: {e}", config.agent_bin.display()))?;
+    let agent = AgentLaunch {
+        project_id: project,
+        session_id: id,
+        snapshot_url,
+        realtime_token: token.access_token,
+        api_url: platform.public_url().to_owned(),
+        project_dir,
+        session_dir: dir,
+        exec: config.agent_exec.clone(),
+    };
+    let launched = config.launcher.launch(agent).await.map_err(|e| format!("start the agent: {e}"))?;
     orchestrator.timing(id, "spawn", started);
-    orchestrator.with(id, |s| s.view.agent_pid = child.id());
-    tokio::spawn({
-        let platform = platform.clone();
-        async move {
-            let status = child.wait().await;
-            let orchestrator = &platform.orchestrator;
-            let final_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
-            if final_already {
-                return;
-            }
-            let how = match status {
-                Ok(status) => format!("the agent exited ({status})"),
-                Err(e) => format!("the agent could not be waited for: {e}"),
-            };
-            let last_line = std::fs::read_to_string(&log_path)
-                .ok()
-                .and_then(|log| log.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned));
-            let reason = match last_line {
-                Some(line) => format!("{how}: {line}"),
-                None => how.clone(),
-            };
-            // A reason the agent reported itself is kept; the exit is added to it.
-            let reported = orchestrator.with(id, |s| s.view.reason.clone()).flatten();
-            let reason = match reported {
-                Some(reported) if !reported.is_empty() => format!("{reported} ({how})"),
-                _ => reason,
-            };
-            orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
-        }
+    let control: Arc<dyn AgentControl> = Arc::from(launched.control);
+    orchestrator.with(id, |s| {
+        s.view.agent_pid = launched.pid;
+        s.control = Some(control);
     });
+    tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited));
     Ok(())
+}
+
+/// Waits for the agent to end; one that ends while its session is live fails the session.
+async fn watch_agent(
+    platform: Arc<Platform>,
+    id: Uuid,
+    exit: fsync_store::platform::BoxFuture<'static, fsync_store::launch::AgentExit>,
+    exited: watch::Sender<bool>,
+) {
+    let exit = exit.await;
+    let _ = exited.send(true);
+    let orchestrator = &platform.orchestrator;
+    let final_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
+    if final_already {
+        return;
+    }
+    let how = format!("the agent exited ({})", exit.how);
+    let reason = match exit.last_words {
+        Some(line) => format!("{how}: {line}"),
+        None => how.clone(),
+    };
+    // A reason the agent reported itself is kept; the exit is added to it.
+    let reported = orchestrator.with(id, |s| s.view.reason.clone()).flatten();
+    let reason = match reported {
+        Some(reported) if !reported.is_empty() => format!("{reported} ({how})"),
+        _ => reason,
+    };
+    orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
 }
 
 fn container_token(platform: &Platform, id: Uuid, project: Uuid) -> TokenGrant {
@@ -362,47 +434,23 @@ async fn stop(
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
     let orchestrator = &platform.orchestrator;
-    let (owner, pid, dir) =
-        orchestrator.with(id, |s| (s.owner.clone(), s.view.agent_pid, s.dir.clone())).ok_or_else(|| not_found(id))?;
+    let (owner, control, mut exited, dir) = orchestrator
+        .with(id, |s| (s.owner.clone(), s.control.clone(), s.exited.clone(), s.dir.clone()))
+        .ok_or_else(|| not_found(id))?;
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }
-    orchestrator.with(id, |s| {
-        if !s.view.status.is_final() {
-            s.view.status = SessionStatus::Stopped;
+    orchestrator.set_status(id, SessionStatus::Stopped, None);
+    if let Some(control) = control {
+        control.terminate();
+        let ended = tokio::time::timeout(STOP_GRACE, exited.wait_for(|ended| *ended)).await;
+        if ended.is_err() {
+            control.kill();
         }
-    });
-    if let Some(pid) = pid {
-        stop_process(pid, &platform.sources).await;
     }
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let view = orchestrator.view(id).ok_or_else(|| not_found(id))?;
     Ok(Json(view).into_response())
-}
-
-/// SIGTERM, then SIGKILL after [`STOP_GRACE`].
-async fn stop_process(pid: u32, sources: &Sources) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else { return };
-    // SAFETY: kill(2) with a pid this instance spawned; at worst the process is gone (ESRCH).
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = sources.now() + STOP_GRACE;
-    while sources.now() < deadline {
-        // SAFETY: signal 0 only checks that the process exists.
-        if unsafe { libc::kill(pid, 0) } != 0 || is_zombie(pid) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-}
-
-/// Whether `pid` has exited and waits to be reaped (the watcher reaps it).
-fn is_zombie(pid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true)
 }
 
 async fn report(
