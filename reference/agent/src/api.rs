@@ -10,6 +10,7 @@ use fsync_client::{ClientConfig, FsyncClient};
 use fsync_protocol::events::FileChange;
 use fsync_protocol::hash::{hex_sha256, to_hex};
 use fsync_protocol::snapshot::{AgentSnapshot, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET};
+use fsync_store::Blocking;
 use http::Method;
 use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
@@ -156,7 +157,9 @@ impl Api {
             let text = body.collect().await.map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned());
             bail!("HTTP {status}: {}", error_message(&text.unwrap_or_default()));
         }
-        let mut file = tokio::fs::File::create(path).await.with_context(|| format!("create {}", path.display()))?;
+        let mut file = ZipFile::create(path, self.config.sources.blocking)
+            .await
+            .with_context(|| format!("create {}", path.display()))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(frame) = body.frame().await {
@@ -164,7 +167,7 @@ impl Api {
             size += chunk.len() as u64;
             ensure!(size <= max_bytes, "the snapshot zip is larger than {max_bytes} bytes");
             hasher.update(&chunk);
-            file.write_all(&chunk).await.with_context(|| format!("write {}", path.display()))?;
+            file.write(&chunk).await.with_context(|| format!("write {}", path.display()))?;
         }
         file.flush().await.with_context(|| format!("write {}", path.display()))?;
         let actual = to_hex(&hasher.finalize());
@@ -173,6 +176,35 @@ impl Api {
             "the snapshot zip's SHA-256 is {actual}, the manifest says {expected} (truncated or tampered download)"
         );
         Ok(size)
+    }
+}
+
+/// The downloaded zip on disk: through tokio's file (threads), or written inline.
+enum ZipFile {
+    Tokio(tokio::fs::File),
+    Inline(std::fs::File),
+}
+
+impl ZipFile {
+    async fn create(path: &Path, blocking: Blocking) -> std::io::Result<ZipFile> {
+        Ok(match blocking {
+            Blocking::Threads => ZipFile::Tokio(tokio::fs::File::create(path).await?),
+            Blocking::Inline => ZipFile::Inline(std::fs::File::create(path)?),
+        })
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            ZipFile::Tokio(file) => file.write_all(bytes).await,
+            ZipFile::Inline(file) => std::io::Write::write_all(file, bytes),
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            ZipFile::Tokio(file) => file.flush().await,
+            ZipFile::Inline(file) => std::io::Write::flush(file),
+        }
     }
 }
 

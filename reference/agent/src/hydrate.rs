@@ -40,7 +40,9 @@ pub(crate) async fn from_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>
         let (zip, dest, manifest_copy, limits) =
             (zip_path.clone(), hydrate_dir.clone(), manifest.clone(), config.limits);
         std::fs::create_dir(&dest).with_context(|| format!("create {}", dest.display()))?;
-        tokio::task::spawn_blocking(move || extract::extract(&zip, &manifest_copy, &dest, &limits))
+        config
+            .sources
+            .run_blocking(move || extract::extract(&zip, &manifest_copy, &dest, &limits))
             .await
             .context("extract")??;
         timings.insert("extract".into(), api.ms(step));

@@ -1,5 +1,5 @@
-//! The HTTP application: routes, shared state, and [`serve`], which tests and `serve` alike use
-//! to run the server on a listener they bound (port 0 in tests).
+//! The HTTP application: routes, shared state, and [`serve`], which tests, the simulator and
+//! `serve` alike use to run the server on a listener they made (port 0 in tests).
 
 use crate::platform::Platform;
 use crate::postgrest;
@@ -9,6 +9,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::Listener;
 use axum::{Json, Router};
 use fsync_protocol::jwt::Secret;
 use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
@@ -17,7 +18,6 @@ use fsync_store::error::ApiError;
 use fsync_store::Sources;
 use std::future::Future;
 use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// What every handler shares.
 pub struct AppState<S> {
@@ -57,14 +57,9 @@ impl<S: Store> AppState<S> {
     }
 }
 
-/// The router for the RPC, read and Realtime endpoints.
-pub fn router<S: Store>(state: AppState<S>) -> Router {
-    router_with(state, None)
-}
-
-/// The router for every endpoint of the reference server: with a [`Platform`], also Storage,
-/// the snapshot function and the orchestrator.
-pub fn router_with<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> Router {
+/// The router for every endpoint of the reference server: the RPC, read and Realtime endpoints,
+/// and with a [`Platform`], also Storage, the snapshot function and the orchestrator.
+pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> Router {
     let mut router = Router::new()
         .route("/health", get(health::<S>))
         .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
@@ -78,30 +73,31 @@ pub fn router_with<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>
     router.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES)).layer(middleware::from_fn(cors))
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` completes.
-pub async fn serve<S: Store>(
-    listener: TcpListener,
-    state: AppState<S>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, state, None, shutdown).await
-}
-
-/// Serves every endpoint (with `platform`, Storage, functions and sessions too) on `listener`
-/// until `shutdown` completes. The platform learns its public URL from the listener.
-pub async fn serve_with<S: Store>(
-    listener: TcpListener,
+/// Serves `router(state, platform)` on `listener` (a tokio `TcpListener` in production,
+/// in-process or simulated streams in tests) until `shutdown` completes. The platform learns its
+/// public URL from the listener. When it returns, every WebSocket is closed and every agent the
+/// platform started has been asked to stop.
+pub async fn serve<S, L>(
+    listener: L,
     state: AppState<S>,
     platform: Option<Arc<Platform>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    S: Store,
+    L: Listener,
+    L::Addr: std::fmt::Display + std::fmt::Debug,
+{
     if let Some(platform) = &platform {
         platform.set_public_url(format!("http://{}", listener.local_addr()?));
     }
     let hub = state.hub.clone();
-    let served = axum::serve(listener, router_with(state, platform)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router(state, platform.clone())).with_graceful_shutdown(shutdown).await;
     // WebSockets outlive graceful shutdown (they are upgraded connections): close them now.
     hub.close_all();
+    if let Some(platform) = &platform {
+        platform.orchestrator.stop_all();
+    }
     served
 }
 

@@ -15,5 +15,5 @@ pub mod realtime;
 pub mod snapshot;
 pub mod storage;
 
-pub use app::{router, router_with, serve, serve_with, AppState};
+pub use app::{router, serve, AppState};
 pub use pg::PgStore;

@@ -144,7 +144,7 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
     let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime, sources)
         .await
         .context("start realtime")?;
-    fsync_reference::serve_with(listener, state, Some(platform), shutdown_signal()).await?;
+    fsync_reference::serve(listener, state, Some(platform), shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);
     Ok(())

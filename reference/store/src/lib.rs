@@ -27,24 +27,56 @@ pub use ids::{Ids, SeededIds, SystemIds};
 use std::fmt;
 use std::sync::Arc;
 
-/// Where a component takes time and ids from: the system in production, a seeded source and a
-/// driven clock in tests and the simulator.
+/// Where blocking work (zip writing, extraction, file I/O) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blocking {
+    /// On tokio's blocking threads: production.
+    Threads,
+    /// Inline on the calling task: simulated runs, where a thread would let real time leak in
+    /// (DESIGN §13: no threads on simulated paths).
+    Inline,
+}
+
+/// Where a component takes time and ids from, and where it runs blocking work: the system in
+/// production, a seeded source, a driven clock and inline work in tests and the simulator.
 #[derive(Clone)]
 pub struct Sources {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
+    pub blocking: Blocking,
 }
 
 impl Sources {
-    /// The system clock and operating-system randomness.
+    /// The system clock, operating-system randomness, blocking work on threads.
     pub fn system() -> Sources {
-        Sources { clock: Arc::new(SystemClock), ids: Arc::new(SystemIds) }
+        Sources { clock: Arc::new(SystemClock), ids: Arc::new(SystemIds), blocking: Blocking::Threads }
     }
 
-    /// Ids from `seed` and a clock at `epoch_s` that moves with tokio's: the same run twice gives
-    /// the same ids and timestamps.
+    /// Ids from `seed`, a clock at `epoch_s` that moves with tokio's, blocking work inline: the
+    /// same run twice gives the same ids and timestamps.
     pub fn seeded(seed: u64, epoch_s: u64) -> Sources {
-        Sources { clock: Arc::new(TokioClock::starting_at(epoch_s)), ids: Arc::new(SeededIds::new(seed)) }
+        Sources {
+            clock: Arc::new(TokioClock::starting_at(epoch_s)),
+            ids: Arc::new(SeededIds::new(seed)),
+            blocking: Blocking::Inline,
+        }
+    }
+
+    /// The same clock and blocking policy with ids from `seed` (one seeded stream per component,
+    /// so concurrent components cannot reorder each other's draws).
+    pub fn with_seed(&self, seed: u64) -> Sources {
+        Sources { ids: Arc::new(SeededIds::new(seed)), ..self.clone() }
+    }
+
+    /// Runs blocking `work` where this policy says; a panic in it is an error.
+    pub async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> std::io::Result<T> {
+        match self.blocking {
+            Blocking::Inline => Ok(work()),
+            Blocking::Threads => tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other),
+        }
     }
 
     /// Seconds since the epoch by this clock.
@@ -71,6 +103,6 @@ impl Default for Sources {
 
 impl fmt::Debug for Sources {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Sources")
+        f.debug_struct("Sources").field("blocking", &self.blocking).finish_non_exhaustive()
     }
 }

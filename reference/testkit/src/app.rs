@@ -101,7 +101,7 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
         AppState::start(Arc::new(store.clone()), secret.clone(), realtime, sources).await.expect("start the app state");
     let hub = state.hub.clone();
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(fsync_reference::serve_with(listener, state, Some(platform.clone()), async {
+    tokio::spawn(fsync_reference::serve(listener, state, Some(platform.clone()), async {
         let _ = stopped.await;
     }));
     TestApp {

@@ -4,14 +4,17 @@
 //! The machine's PostgreSQL is used (`FSYNC_TEST_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, a superuser connection). Migrated databases are
 //! cloned from a template built once per migration checksum, which keeps a fresh database per
-//! test cheap. `TEST_LOG=1` switches server logs on.
+//! test cheap. `TEST_LOG=1` switches server logs on. [`MemoryNet`] joins servers and clients
+//! with in-process streams instead of sockets.
 
 mod app;
 mod db;
+pub mod memnet;
 mod moto;
 
 pub use app::{claims, spawn_app, spawn_app_full, spawn_app_on, spawn_app_with, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
+pub use memnet::MemoryNet;
 pub use moto::Moto;
 
 use fsync_store::{Clock, Ids, SystemClock, SystemIds};

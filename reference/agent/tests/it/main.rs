@@ -3,5 +3,6 @@
 
 mod convergence;
 mod failures;
+mod on_model;
 mod sessions;
 mod support;

@@ -25,7 +25,7 @@ async fn the_server_serves_rpcs_and_realtime_from_the_model() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fsync_reference::serve(listener, state, std::future::pending()));
+    tokio::spawn(fsync_reference::serve(listener, state, None, std::future::pending()));
 
     let user = fsync_testkit::new_id();
     let mut claims = jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);

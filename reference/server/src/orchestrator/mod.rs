@@ -448,7 +448,7 @@ async fn stop(
             control.kill();
         }
     }
-    let _ = tokio::fs::remove_dir_all(&dir).await;
+    let _ = platform.sources.run_blocking(move || std::fs::remove_dir_all(dir)).await;
     let view = orchestrator.view(id).ok_or_else(|| not_found(id))?;
     Ok(Json(view).into_response())
 }

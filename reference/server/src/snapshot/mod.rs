@@ -11,6 +11,7 @@
 
 use crate::auth;
 use crate::platform::Platform;
+use archive::{Entry, ZipOut, ZipReader};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -26,9 +27,10 @@ use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::platform::SnapshotFile;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::sync::Arc;
 use uuid::Uuid;
+
+mod archive;
 
 /// How long the signed URL in a function response lasts when the request does not say.
 pub const DEFAULT_SIGNED_URL_TTL_S: u64 = 15 * 60;
@@ -85,8 +87,7 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         return Ok((manifest, true));
     }
 
-    let (entries, receiver) = std::sync::mpsc::sync_channel::<Entry>(32);
-    let writer = tokio::task::spawn_blocking(move || write_zip(receiver));
+    let mut zip = ZipOut::start(platform.sources.blocking).map_err(ApiError::internal)?;
     let mut files = Vec::new();
     let produced: Result<(), ApiError> = async {
         while let Some(file) = read.next_file().await? {
@@ -101,16 +102,15 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
             };
             files.push(ManifestFile { path: path.clone(), version, content_hash, size: bytes.len() as u64 });
             let stored = STORED_TYPES.contains(&file_type.as_str());
-            if entries.send(Entry { path, bytes, stored }).is_err() {
+            if !zip.add(Entry { path, bytes, stored }).map_err(ApiError::internal)? {
                 break; // the writer failed; its error is reported below
             }
         }
         Ok(())
     }
     .await;
-    drop(entries);
     drop(read);
-    let written = writer.await.map_err(ApiError::internal)?;
+    let written = zip.finish().await;
     produced?;
     let zip = written.map_err(|e| ApiError::internal(format!("write the snapshot zip: {e}")))?;
 
@@ -171,43 +171,13 @@ async fn binary_content(
     Ok(bytes.to_vec())
 }
 
-/// One file for the zip writer.
-struct Entry {
-    path: String,
-    bytes: Vec<u8>,
-    stored: bool,
-}
-
-/// Writes every entry received into a deterministic zip in a temporary file.
-fn write_zip(entries: std::sync::mpsc::Receiver<Entry>) -> std::io::Result<tempfile::NamedTempFile> {
-    let file = tempfile::NamedTempFile::new()?;
-    let mut zip = zip::ZipWriter::new(std::io::BufWriter::with_capacity(256 * 1024, file.reopen()?));
-    for entry in entries {
-        zip.start_file(entry.path.as_str(), entry_options(&entry)).map_err(std::io::Error::other)?;
-        zip.write_all(&entry.bytes)?;
-    }
-    zip.finish().map_err(std::io::Error::other)?.flush()?;
-    Ok(file)
-}
-
-/// Fixed options: the same entry always gives the same bytes.
-fn entry_options(entry: &Entry) -> zip::write::SimpleFileOptions {
-    let method = if entry.stored { zip::CompressionMethod::Stored } else { zip::CompressionMethod::Deflated };
-    zip::write::SimpleFileOptions::default()
-        .compression_method(method)
-        .compression_level(if entry.stored { None } else { Some(1) })
-        .last_modified_time(zip::DateTime::default())
-        .unix_permissions(0o644)
-        .large_file(entry.bytes.len() as u64 >= u32::MAX as u64)
-}
-
 /// Streams the zip file to storage (multipart for large objects), hashing it on the way, and
 /// records it; returns its SHA-256.
 async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile) -> Result<String, ApiError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let key = crate::storage::Storage::key(SNAPSHOT_BUCKET, name);
     let mut writer = object_store::buffered::BufWriter::new(platform.storage.store().clone(), key);
-    let mut source = tokio::fs::File::from_std(file.reopen().map_err(ApiError::internal)?);
+    let mut source = ZipReader::open(&file, platform.sources.blocking).map_err(ApiError::internal)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;

@@ -1,0 +1,226 @@
+//! A whole preview session with no PostgreSQL and no socket: the real server on the in-memory
+//! model and an in-memory object store, served over in-process streams, two in-process agents
+//! (the same session code as the binary) hydrating from the snapshot and then following edits,
+//! deletes and a bulk. What the harness (the simulator, load runs) builds on.
+
+use fsync_agent::apply::ProjectDir;
+use fsync_agent::launcher::InProcessLauncher;
+use fsync_client::transport::{self, Transport};
+use fsync_client::{ClientConfig, FsyncClient, RetryPolicy};
+use fsync_model::MemStore;
+use fsync_protocol::api::BulkEntry;
+use fsync_protocol::jwt::{self, Secret};
+use fsync_protocol::snapshot::{SessionStatus, SessionView, CONTAINER_TOKEN_MAX_TTL_S};
+use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
+use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::platform::Platform;
+use fsync_reference::realtime::RealtimeConfig;
+use fsync_reference::storage::Storage;
+use fsync_reference::AppState;
+use fsync_store::{Ids, Sources, SystemIds};
+use fsync_testkit::MemoryNet;
+use http::Method;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+const API: &str = "http://fsync.test:54321";
+
+/// The server on the model, reachable only through `net`.
+struct World {
+    store: Arc<MemStore>,
+    transport: Transport,
+    anon: String,
+    secret: Secret,
+    dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl World {
+    /// The server takes time and ids from `server`, the agents from `agents`, the model its ids
+    /// from `model`.
+    async fn start(server: Sources, agents: Sources, model: Arc<dyn Ids>) -> World {
+        let net = MemoryNet::new();
+        let transport = Transport::new(net.dialer());
+        let secret = Secret::new(DEV_JWT_SECRET);
+        let store = Arc::new(MemStore::with_ids(model));
+        let dir = tempfile::tempdir().unwrap();
+        let orchestrator = OrchestratorConfig {
+            sessions_dir: dir.path().join("sessions"),
+            launcher: Arc::new(InProcessLauncher::new(agents, transport.clone())),
+            snapshot_hydration: true,
+            agent_exec: None,
+            token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
+        };
+        let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory://");
+        let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator, server.clone()));
+        let state = AppState::start(store.clone(), secret.clone(), RealtimeConfig::default(), server).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(fsync_reference::serve(net.listen("fsync.test", 54321), state, Some(platform), async {
+            let _ = stopped.await;
+        }));
+        World { store, transport, anon: anon_key(&secret), secret, dir, _stop: stop }
+    }
+
+    fn user_token(&self, user: Uuid, now_s: u64) -> String {
+        let mut claims = jwt::claims_for("authenticated", now_s, 3600);
+        claims.insert("sub".into(), json!(user));
+        claims.insert("email".into(), json!(format!("{user}@example.test")));
+        jwt::sign(&self.secret, &claims)
+    }
+
+    fn client(&self, token: &str, sources: Sources) -> FsyncClient {
+        let config = ClientConfig::new(API, &self.anon)
+            .token(token)
+            .retry(RetryPolicy::none())
+            .transport(self.transport.clone())
+            .sources(sources);
+        FsyncClient::new(config).unwrap()
+    }
+
+    async fn call(&self, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let bearer = format!("Bearer {token}");
+        let headers = [("apikey", self.anon.as_str()), ("authorization", bearer.as_str())];
+        let request = transport::request(method, &format!("{API}{path}"), &headers, body.to_string()).unwrap();
+        let answer = self.transport.fetch(request, 1 << 20, Duration::from_secs(10)).await.unwrap();
+        (answer.status.as_u16(), serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
+    }
+
+    async fn wait_running(&self, token: &str, id: &str) -> SessionView {
+        for _ in 0..500 {
+            let (status, body) =
+                self.call(Method::GET, &format!("/orchestrator/v1/sessions/{id}"), token, Value::Null).await;
+            assert_eq!(status, 200, "{body}");
+            let view: SessionView = serde_json::from_value(body).unwrap();
+            match view.status {
+                SessionStatus::Running => return view,
+                SessionStatus::Failed | SessionStatus::Stopped => panic!("session {id} ended: {view:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        panic!("session {id} never ran");
+    }
+}
+
+/// `list_current_files` as path → bytes.
+async fn current(client: &FsyncClient, project: Uuid) -> BTreeMap<String, Vec<u8>> {
+    let files = client.list_current_files(project).await.unwrap();
+    files.into_iter().map(|f| (f.file_path, f.content.unwrap_or_default().into_bytes())).collect()
+}
+
+/// Waits until the agent's directory holds exactly the project's files.
+async fn converges(dir: &ProjectDir, client: &FsyncClient, project: Uuid) {
+    let expected = current(client, project).await;
+    for _ in 0..500 {
+        if dir.tree().unwrap() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(dir.tree().unwrap(), expected, "{} never converged", dir.root().display());
+}
+
+#[tokio::test]
+async fn a_preview_session_runs_on_the_model_over_in_process_streams_with_in_process_agents() {
+    let sources = Sources::system();
+    let world = World::start(sources.clone(), sources.clone(), Arc::new(SystemIds)).await;
+    let owner = Uuid::from_u128(7);
+    let token = world.user_token(owner, sources.wall_s());
+    let client = world.client(&token, sources);
+    let project = client.create_project("on the model", None).await.unwrap().id;
+    let files = [("package.json", "{}"), ("src/App.tsx", "export default 1;\n"), ("src/lib/util.ts", "export {}\n")];
+    let entries: Vec<BulkEntry> = files.iter().map(|(p, c)| BulkEntry::upsert(*p, "text", *c)).collect();
+    client.bulk_upsert_project_files(project, &entries).await.unwrap();
+
+    // Two sessions, each hydrating from the snapshot through the model-backed platform.
+    let mut dirs = Vec::new();
+    for _ in 0..2 {
+        let (status, body) =
+            world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
+        assert_eq!(status, 201, "{body}");
+        let view = world.wait_running(&token, body["id"].as_str().unwrap()).await;
+        assert!(view.snapshot_id.is_some(), "hydrated from a snapshot: {view:?}");
+        let dir = ProjectDir::open(&view.project_dir).unwrap();
+        assert_eq!(dir.tree().unwrap(), current(&client, project).await, "the snapshot's content");
+        dirs.push(dir);
+    }
+
+    // Then edits, a delete and a bulk arrive on both.
+    client.upsert_project_file(project, "src/App.tsx", "export default 2;\n", "typescript", None).await.unwrap();
+    client.delete_project_file(project, "src/lib/util.ts", None).await.unwrap();
+    let bulk = [
+        BulkEntry::upsert("src/new/a.ts", "typescript", "a"),
+        BulkEntry::upsert("README.md", "markdown", "# on the model"),
+        BulkEntry::delete("package.json"),
+    ];
+    client.bulk_upsert_project_files(project, &bulk).await.unwrap();
+    for dir in &dirs {
+        converges(dir, &client, project).await;
+    }
+    let tree = dirs[0].tree().unwrap();
+    assert_eq!(tree.keys().collect::<Vec<_>>(), ["README.md", "src/App.tsx", "src/new/a.ts"]);
+    assert!(world.store.snapshot().objects.keys().any(|(bucket, _)| bucket == "project-snapshots"));
+}
+
+/// Everything a run shows the outside that ids, time and randomness could change.
+#[derive(Debug, PartialEq)]
+struct Trace {
+    token: String,
+    project: Uuid,
+    sessions: Vec<Value>,
+    messages: Vec<(String, String, String, String)>,
+    files: Value,
+}
+
+/// One whole run (project, bulk, two sessions, edits, a delete and a bulk, convergence) with
+/// every source seeded from `seed` and tokio's clock paused.
+fn seeded_run(seed: u64) -> Trace {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    runtime.block_on(async move {
+        let server = Sources::seeded(seed, 1_800_000_000);
+        let world = World::start(server.clone(), server.with_seed(seed + 1), server.with_seed(seed + 2).ids).await;
+        let mut deliveries = fsync_store::Store::listen(world.store.as_ref()).await.unwrap();
+        let token = world.user_token(Uuid::from_u128(7), server.wall_s());
+        let client = world.client(&token, server.with_seed(seed + 3));
+        let project = client.create_project("seeded", None).await.unwrap().id;
+        let entries = [BulkEntry::upsert("src/a.ts", "typescript", "a"), BulkEntry::upsert("b.md", "markdown", "b")];
+        client.bulk_upsert_project_files(project, &entries).await.unwrap();
+        let mut sessions = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..2 {
+            let (_, body) =
+                world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
+            let view = world.wait_running(&token, body["id"].as_str().unwrap()).await;
+            dirs.push(ProjectDir::open(&view.project_dir).unwrap());
+            let mut view = serde_json::to_value(view).unwrap();
+            let relative = view["project_dir"].as_str().unwrap().replace(&world.dir.path().display().to_string(), "");
+            view["project_dir"] = json!(relative);
+            sessions.push(view);
+        }
+        client.upsert_project_file(project, "src/a.ts", "a2", "typescript", Some(1)).await.unwrap();
+        client.delete_project_file(project, "b.md", None).await.unwrap();
+        client.bulk_upsert_project_files(project, &[BulkEntry::upsert("c/d.ts", "typescript", "d")]).await.unwrap();
+        for dir in &dirs {
+            converges(dir, &client, project).await;
+        }
+        let mut messages = Vec::new();
+        while let Ok(fsync_store::data::Delivery::Message(m)) = deliveries.try_recv() {
+            messages.push((m.id, m.topic, m.event, m.payload_json));
+        }
+        let files = serde_json::to_value(client.list_current_files(project).await.unwrap()).unwrap();
+        Trace { token, project, sessions, messages, files }
+    })
+}
+
+#[test]
+fn a_seeded_run_gives_the_same_ids_timestamps_and_event_payloads_twice() {
+    let first = seeded_run(42);
+    assert_eq!(first.messages.len(), 4, "two bulks, an update and a delete: {:?}", first.messages);
+    assert!(first.sessions.iter().all(|s| s["timings_ms"]["total"].is_number()), "{:?}", first.sessions);
+    assert_eq!(first, seeded_run(42), "the same seed, the same run");
+    let other = seeded_run(43);
+    assert_ne!(first.project, other.project, "ids come from the seed");
+    assert_ne!(first.sessions[0]["id"], other.sessions[0]["id"]);
+}
