@@ -224,3 +224,75 @@ fn a_seeded_run_gives_the_same_ids_timestamps_and_event_payloads_twice() {
     assert_ne!(first.project, other.project, "ids come from the seed");
     assert_ne!(first.sessions[0]["id"], other.sessions[0]["id"]);
 }
+
+/// Both ends of an in-process agent's life reach its session as a process's do: `DELETE` stops
+/// it (and its directory goes), and one that fails on its own fails its session with its reason.
+#[tokio::test]
+async fn in_process_agents_are_stopped_and_their_failures_noticed() {
+    let sources = Sources::system();
+    let world = World::start(sources.clone(), sources.clone(), Arc::new(SystemIds)).await;
+    let token = world.user_token(Uuid::from_u128(8), sources.wall_s());
+    let client = world.client(&token, sources);
+    let project = client.create_project("lifecycle", None).await.unwrap().id;
+    client.upsert_project_file(project, "src/App.tsx", "1", "typescript", None).await.unwrap();
+    let mut views = Vec::new();
+    for _ in 0..2 {
+        let (status, body) =
+            world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
+        assert_eq!(status, 201, "{body}");
+        views.push(world.wait_running(&token, body["id"].as_str().unwrap()).await);
+    }
+
+    let (status, body) =
+        world.call(Method::DELETE, &format!("/orchestrator/v1/sessions/{}", views[0].id), &token, Value::Null).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("stopped")), "{body}");
+    assert!(!std::path::Path::new(&views[0].project_dir).exists(), "the stopped session's directory is gone");
+
+    // A directory where the next write must put a file: the agent cannot apply it and stops.
+    let blocked = std::path::Path::new(&views[1].project_dir).join("src/App.tsx");
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+    client.upsert_project_file(project, "src/App.tsx", "2", "typescript", None).await.unwrap();
+    let path = format!("/orchestrator/v1/sessions/{}", views[1].id);
+    for _ in 0..500 {
+        let (_, body) = world.call(Method::GET, &path, &token, Value::Null).await;
+        if body["status"] == "failed" {
+            let reason = body["reason"].as_str().unwrap_or_default();
+            assert!(reason.contains("apply the changes up to seq 2") && reason.contains("is a directory"), "{reason}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the failed agent's session never failed");
+}
+
+/// The launcher itself: an agent that cannot reach its API fails with its reason (it can report
+/// to no one, so only its exit tells), and a killed one ends at once.
+#[tokio::test(start_paused = true)]
+async fn an_in_process_agent_ends_with_its_reason_or_when_killed() {
+    use fsync_store::launch::{AgentLaunch, Launcher};
+    let sources = Sources::system();
+    let nowhere = Transport::new(MemoryNet::new().dialer());
+    let launcher = InProcessLauncher::new(sources, nowhere);
+    let dir = tempfile::tempdir().unwrap();
+    let launch = |n: u128| AgentLaunch {
+        project_id: Uuid::from_u128(n),
+        session_id: Uuid::from_u128(n + 100),
+        snapshot_url: String::new(),
+        realtime_token: "token".into(),
+        api_url: "http://nowhere.test:1".into(),
+        project_dir: dir.path().join(format!("p{n}")),
+        session_dir: dir.path().to_owned(),
+        exec: None,
+    };
+    let failed = launcher.launch(launch(1)).await.unwrap();
+    assert_eq!(failed.pid, None);
+    let exit = failed.exit.await;
+    assert_eq!(exit.how, "failed");
+    let words = exit.last_words.unwrap_or_default();
+    assert!(words.contains("could not join the project channel") && words.contains("nothing listens"), "{words}");
+
+    let killed = launcher.launch(launch(2)).await.unwrap();
+    killed.control.kill();
+    assert_eq!(killed.exit.await.how, "killed");
+}

@@ -5,6 +5,7 @@
 
 mod concurrency;
 mod differential;
+mod platform;
 mod server_on_model;
 mod snapshots;
 

@@ -499,3 +499,48 @@ async fn agent_snapshot(
     let manifest = platform.orchestrator.with(id, |s| s.manifest.clone()).ok_or_else(|| not_found(id))?;
     Ok(Json(AgentSnapshot { manifest }).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(project: Uuid, created: Instant) -> Session {
+        let view = SessionView {
+            id: project,
+            project_id: project,
+            status: SessionStatus::Starting,
+            reason: None,
+            project_dir: String::new(),
+            agent_pid: None,
+            snapshot_id: None,
+            timings_ms: BTreeMap::new(),
+            snapshot_hydration: true,
+        };
+        let (_, exited) = watch::channel(false);
+        let dir = PathBuf::new();
+        Session { view, owner: String::new(), manifest: None, created, ended: None, dir, control: None, exited }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_registry_is_bounded_and_forgets_ended_sessions_after_a_while() {
+        let config = OrchestratorConfig::from_lookup(|_| None, std::path::Path::new("/nowhere"));
+        let sources = Sources::seeded(1, 1_700_000_000);
+        let orchestrator = Orchestrator::new(config, sources.clone());
+        let id = |n: usize| Uuid::from_u128(n as u128 + 1);
+        for n in 0..MAX_SESSIONS {
+            orchestrator.insert(id(n), session(id(n), sources.now())).unwrap();
+        }
+        let full = orchestrator.insert(id(MAX_SESSIONS), session(id(MAX_SESSIONS), sources.now())).unwrap_err();
+        assert_eq!(full.status, StatusCode::SERVICE_UNAVAILABLE);
+
+        orchestrator.set_status(id(0), SessionStatus::Failed, Some("gone".into()));
+        tokio::time::advance(FORGET_AFTER / 2).await;
+        assert!(orchestrator.insert(id(MAX_SESSIONS), session(id(MAX_SESSIONS), sources.now())).is_err());
+        assert_eq!(orchestrator.view(id(0)).map(|v| v.status), Some(SessionStatus::Failed), "still visible");
+
+        tokio::time::advance(FORGET_AFTER / 2).await;
+        orchestrator.insert(id(MAX_SESSIONS), session(id(MAX_SESSIONS), sources.now())).unwrap();
+        assert_eq!(orchestrator.view(id(0)), None, "forgotten");
+        assert_eq!(orchestrator.live(), MAX_SESSIONS, "the live ones stay");
+    }
+}

@@ -1,0 +1,171 @@
+//! The platform port held to PostgreSQL: for every kind of caller, the same answers from the
+//! model and from PostgreSQL on who may record, see (sign, download) and delete which storage
+//! object, what the buckets are, who may see a project, and what a snapshot read returns at a
+//! seq — including a read opened before a write, which must still show the project as it was.
+
+use crate::{both, shared, Who, World, EVERYONE};
+use fsync_model::MemStore;
+use fsync_protocol::snapshot::{FILES_BUCKET, SNAPSHOT_BUCKET};
+use fsync_reference::PgStore;
+use fsync_store::error::ApiError;
+use fsync_store::platform::{PlatformStore, SnapshotFile};
+use serde_json::json;
+use uuid::Uuid;
+
+/// A port call's outcome, comparable across stores (object ids cannot agree: only whether one
+/// came back).
+type Outcome<T> = Result<T, ApiError>;
+
+/// Runs `f` on PostgreSQL and on the model and checks they agree.
+macro_rules! agree {
+    ($world:expr, $pg:expr, $what:expr, |$store:ident| $call:expr) => {{
+        let on_pg = {
+            let $store: &dyn PlatformStore = $pg;
+            $call.await
+        };
+        let on_model = {
+            let $store: &dyn PlatformStore = &$world.model;
+            $call.await
+        };
+        assert_eq!(on_pg, on_model, "{} (left: PostgreSQL, right: the model)", $what);
+        on_pg
+    }};
+}
+
+fn recorded(result: Outcome<Option<Uuid>>) -> Outcome<bool> {
+    result.map(|id| id.is_some())
+}
+
+/// The object names a case uses: its project's, another project's, one that names no project.
+fn names(world: &World) -> Vec<String> {
+    let other = fsync_testkit::new_id();
+    vec![format!("{}/aa", world.project), format!("{other}/bb"), format!("plain-{}/cc", world.project)]
+}
+
+#[test]
+fn who_may_record_see_and_delete_storage_objects() {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        for bucket in [FILES_BUCKET, SNAPSHOT_BUCKET, "no-such-bucket"] {
+            let _ = agree!(world, pg, format!("bucket {bucket}"), |s| s.bucket_public(bucket));
+        }
+        let metadata = json!({"size": 3, "mimetype": "text/plain"});
+        for bucket in [FILES_BUCKET, SNAPSHOT_BUCKET] {
+            for name in names(&world) {
+                // An object the service role put there: who sees it, who may replace or delete it.
+                let _ = agree!(world, pg, "service records", |s| s.record_object_as_service(bucket, &name, &metadata));
+                let _ = agree!(world, pg, format!("mimetype of {bucket}/{name}"), |s| s.object_mimetype(bucket, &name));
+                for who in EVERYONE {
+                    let auth = world.auth(who);
+                    let what = |op: &str| format!("{who:?} {op} {bucket}/{name}");
+                    let _ = agree!(world, pg, what("sees"), |s| s.object_visible(&auth, bucket, &name));
+                    let _ = agree!(world, pg, what("records again"), |s| async {
+                        recorded(s.record_object(&auth, bucket, &name, &metadata, false).await)
+                    });
+                }
+                for who in EVERYONE {
+                    let auth = world.auth(who);
+                    let what = |op: &str| format!("{who:?} {op} {bucket}/{name}");
+                    let _ = agree!(world, pg, what("replaces"), |s| async {
+                        recorded(s.record_object(&auth, bucket, &name, &metadata, true).await)
+                    });
+                    let _ = agree!(world, pg, what("deletes"), |s| s.delete_object_row(&auth, bucket, &name));
+                    let _ = agree!(world, pg, what("sees after deleting"), |s| s.object_visible(&auth, bucket, &name));
+                    let _ =
+                        agree!(world, pg, "service records", |s| s.record_object_as_service(bucket, &name, &metadata));
+                }
+                // Objects of its own: who may upload one at all.
+                for who in EVERYONE {
+                    let auth = world.auth(who);
+                    let own = format!("{name}-{who:?}");
+                    let what = |op: &str| format!("{who:?} {op} {bucket}/{own}");
+                    let new = agree!(world, pg, what("uploads"), |s| async {
+                        recorded(s.record_object(&auth, bucket, &own, &json!({"size": 1}), false).await)
+                    });
+                    let _ = agree!(world, pg, what("sees its upload"), |s| s.object_visible(&auth, bucket, &own));
+                    let _ = agree!(world, pg, what("mimetype"), |s| s.object_mimetype(bucket, &own));
+                    if new == Ok(true) {
+                        let _ = agree!(world, pg, what("forgets"), |s| s.forget_object(bucket, &own));
+                        let _ =
+                            agree!(world, pg, what("sees the forgotten"), |s| s.object_visible(&auth, bucket, &own));
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn who_may_see_a_project() {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        for who in EVERYONE {
+            let auth = world.auth(who);
+            let _ = agree!(world, pg, format!("{who:?} sees the project"), |s| s.is_member(&auth, world.project));
+            let nowhere = Uuid::from_u128(99);
+            let _ = agree!(world, pg, format!("{who:?} sees no project"), |s| s.is_member(&auth, nowhere));
+        }
+    });
+}
+
+async fn drain(store: &dyn PlatformStore, project: Uuid) -> Option<(i64, Vec<SnapshotFile>)> {
+    let mut read = store.open_snapshot(project).await.unwrap()?;
+    let mut files = Vec::new();
+    while let Some(file) = read.next_file().await.unwrap() {
+        files.push(file);
+    }
+    Some((read.seq(), files))
+}
+
+#[test]
+fn a_snapshot_read_is_the_project_at_its_seq() {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        let project = world.project;
+        let writes = [
+            ("bulk_upsert_project_files", json!({"project_uuid": project, "files": [
+                {"file_path": "b/z.ts", "file_type": "typescript", "content": "z"},
+                {"file_path": "B.md", "file_type": "markdown", "content": "upper"},
+                {"file_path": "a.ts", "file_type": "typescript", "content": "a"},
+            ]})),
+            ("upsert_project_file", json!({"project_uuid": project, "p_file_path": "a.ts", "p_content": "a2",
+                "p_file_type": "typescript", "expected_version": 1})),
+            ("delete_project_file", json!({"project_uuid": project, "p_file_path": "b/z.ts"})),
+        ];
+        for (function, args) in writes {
+            let (on_pg, on_model) = both(&world, pg, Who::Owner, function, args).await;
+            assert_eq!(on_pg, on_model, "{function}");
+        }
+        let read = agree!(world, pg, "the snapshot read", |s| drain(s, project));
+        let (seq, files) = read.expect("the project exists");
+        assert_eq!(seq, 3);
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["B.md", "a.ts"], "live files only, in bytewise order");
+        assert_eq!(files[1].version, 2);
+        let _ = agree!(world, pg, "no such project", |s| drain(s, Uuid::from_u128(98)));
+
+        // A read opened before a write shows the project as it was when it opened.
+        let model: &MemStore = &world.model;
+        let stores: [&dyn PlatformStore; 2] = [pg, model];
+        let mut opened = Vec::new();
+        for store in stores {
+            opened.push(store.open_snapshot(project).await.unwrap().unwrap());
+        }
+        let args = json!({"project_uuid": project, "p_file_path": "late.ts", "p_content": "late", "p_file_type": "typescript"});
+        let (on_pg, on_model) = both(&world, pg, Who::Owner, "upsert_project_file", args).await;
+        assert_eq!(on_pg, on_model);
+        for mut read in opened {
+            let mut paths = Vec::new();
+            while let Some(file) = read.next_file().await.unwrap() {
+                paths.push(file.path);
+            }
+            assert_eq!((read.seq(), paths), (3, vec!["B.md".to_owned(), "a.ts".to_owned()]));
+        }
+    });
+}
