@@ -50,6 +50,13 @@ impl MemStore {
         f(&mut self.lock());
     }
 
+    /// How many instances the store delivers broadcasts to (a stopped instance no longer counts).
+    pub fn listeners(&self) -> usize {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        listeners.retain(|tx| !tx.is_closed());
+        listeners.len()
+    }
+
     /// A copy of the whole state.
     pub fn snapshot(&self) -> State {
         self.lock().clone()

@@ -1,9 +1,10 @@
-//! The HTTP application: routes, shared state, and [`serve`], which tests, the simulator and
+//! The HTTP application: every route assembled, and [`serve`], which tests, the simulator and
 //! `serve` alike use to run the server on a listener they made (port 0 in tests).
 
 use crate::platform::Platform;
 use crate::postgrest;
-use crate::realtime::{self, hub::Hub, RealtimeConfig};
+use crate::realtime;
+use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
@@ -11,51 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::Listener;
 use axum::{Json, Router};
-use fsync_protocol::jwt::Secret;
 use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
 use fsync_store::data::Store;
 use fsync_store::error::ApiError;
-use fsync_store::Sources;
 use std::future::Future;
 use std::sync::Arc;
-
-/// What every handler shares.
-pub struct AppState<S> {
-    pub store: Arc<S>,
-    pub secret: Secret,
-    pub hub: Arc<Hub>,
-    pub realtime: RealtimeConfig,
-    /// Where time and ids come from.
-    pub sources: Sources,
-}
-
-impl<S> Clone for AppState<S> {
-    fn clone(&self) -> Self {
-        AppState {
-            store: self.store.clone(),
-            secret: self.secret.clone(),
-            hub: self.hub.clone(),
-            realtime: self.realtime.clone(),
-            sources: self.sources.clone(),
-        }
-    }
-}
-
-impl<S: Store> AppState<S> {
-    /// The state of a running instance: starts listening for the store's broadcasts and feeding
-    /// them to this instance's sockets. Once it returns, every later commit is delivered.
-    pub async fn start(
-        store: Arc<S>,
-        secret: Secret,
-        realtime: RealtimeConfig,
-        sources: Sources,
-    ) -> Result<AppState<S>, ApiError> {
-        let messages = store.listen().await?;
-        let hub = Arc::new(Hub::new(sources.clock.clone()));
-        tokio::spawn(hub.clone().run(messages));
-        Ok(AppState { store, secret, hub, realtime, sources })
-    }
-}
 
 /// The router for every endpoint of the reference server: the RPC, read and Realtime endpoints,
 /// and with a [`Platform`], also Storage, the snapshot function and the orchestrator.
@@ -68,15 +29,15 @@ pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> 
         .fallback(not_found)
         .with_state(state);
     if let Some(platform) = platform {
-        router = router.merge(crate::platform::router(platform));
+        router = router.merge(platform_routes(platform));
     }
     router.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES)).layer(middleware::from_fn(cors))
 }
 
 /// Serves `router(state, platform)` on `listener` (a tokio `TcpListener` in production,
 /// in-process or simulated streams in tests) until `shutdown` completes. The platform learns its
-/// public URL from the listener. When it returns, every WebSocket is closed and every agent the
-/// platform started has been asked to stop.
+/// public URL from the listener. When it returns, every WebSocket is closed, the store no longer
+/// delivers to this instance, and every agent the platform started has stopped.
 pub async fn serve<S, L>(
     listener: L,
     state: AppState<S>,
@@ -91,14 +52,23 @@ where
     if let Some(platform) = &platform {
         platform.set_public_url(format!("http://{}", listener.local_addr()?));
     }
-    let hub = state.hub.clone();
+    let instance = state.clone();
     let served = axum::serve(listener, router(state, platform.clone())).with_graceful_shutdown(shutdown).await;
-    // WebSockets outlive graceful shutdown (they are upgraded connections): close them now.
-    hub.close_all();
+    // WebSockets outlive graceful shutdown (they are upgraded connections): close them now, and
+    // end what the instance runs in the background, so it can be started again in this process.
+    instance.stop();
     if let Some(platform) = &platform {
-        platform.orchestrator.stop_all();
+        platform.orchestrator.stop_all().await;
     }
     served
+}
+
+/// The storage, function and orchestrator routes.
+fn platform_routes(platform: Arc<Platform>) -> Router {
+    crate::storage::http::routes()
+        .merge(crate::snapshot::routes())
+        .merge(crate::orchestrator::http::routes())
+        .with_state(platform)
 }
 
 async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {

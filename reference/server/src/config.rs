@@ -1,7 +1,14 @@
-//! Configuration from the environment (DESIGN §12), with the documented development defaults.
+//! Configuration from the environment (DESIGN §12), with the documented development defaults:
+//! [`Settings`] reads every variable, in one place, with one flag parser.
 
+use crate::orchestrator::{OrchestratorConfig, ProcessLauncher};
+use crate::realtime::RealtimeConfig;
+use crate::storage::{Storage, StorageError};
 use fsync_protocol::jwt::{self, Claims, Secret};
-use std::path::PathBuf;
+use fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The JWT secret when `FSYNC_JWT_SECRET` is unset: the Supabase CLI's local development secret.
 /// Never use it outside development.
@@ -16,9 +23,39 @@ pub const DEFAULT_STATE_DIR: &str = ".fsync";
 const KEY_IAT: u64 = 1_700_000_000;
 const KEY_EXP: u64 = 2_000_000_000;
 
-/// Server settings.
+/// The variables [`Settings`] reads, each once, here and nowhere else.
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "FSYNC_JWT_SECRET",
+    "FSYNC_STATE_DIR",
+    "FSYNC_STORAGE_URL",
+    "FSYNC_SESSIONS_DIR",
+    "FSYNC_AGENT_BIN",
+    "FSYNC_AGENT_EXEC",
+    "FSYNC_USE_SNAPSHOT_HYDRATION",
+    "FSYNC_KEEP_CLIENT_BROADCAST",
+];
+
+/// The `AWS_*` variables an `s3://` storage URL is configured by.
+pub const AWS_VARIABLES: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ALLOW_HTTP",
+];
+
+/// Everything `serve` is configured by (DESIGN §12), read from the environment in one place.
+///
+/// Defaults: the machine's PostgreSQL (else a private cluster) when `DATABASE_URL` is unset; the
+/// development JWT secret; state in `./.fsync`; storage in `file://$FSYNC_STATE_DIR/storage`;
+/// sessions in `$FSYNC_STATE_DIR/sessions`; the agent `fsync-agent` beside the server's binary
+/// (else on `PATH`); no `--exec`; every plan flag off.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
     /// `DATABASE_URL`; `None` means: the machine's server on 127.0.0.1:5432, else a private one.
     pub database_url: Option<String>,
     /// `FSYNC_JWT_SECRET`.
@@ -27,26 +64,93 @@ pub struct Config {
     pub jwt_secret_is_default: bool,
     /// `FSYNC_STATE_DIR` (default `./.fsync`).
     pub state_dir: PathBuf,
+    /// `FSYNC_STORAGE_URL`: `file://DIR` or `s3://BUCKET`.
+    pub storage_url: Option<String>,
+    /// The `AWS_*` variables that are set.
+    pub aws: BTreeMap<String, String>,
+    /// `FSYNC_SESSIONS_DIR`.
+    pub sessions_dir: Option<PathBuf>,
+    /// `FSYNC_AGENT_BIN`.
+    pub agent_bin: Option<PathBuf>,
+    /// `FSYNC_AGENT_EXEC`.
+    pub agent_exec: Option<String>,
+    /// `FSYNC_USE_SNAPSHOT_HYDRATION` (plan flag).
+    pub snapshot_hydration: bool,
+    /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan flag 3.3).
+    pub keep_client_broadcast: bool,
 }
 
-impl Config {
-    /// Reads the configuration from the process environment.
-    pub fn from_env() -> Config {
-        Config::from_lookup(|name| std::env::var(name).ok())
+/// A plan flag's value: on for `1`, `true`, `yes`, `on` (any case, around spaces); off otherwise.
+pub fn flag(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Settings {
+        Settings::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the configuration through `lookup` (tests pass a map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Config {
-        let non_empty = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let secret = non_empty("FSYNC_JWT_SECRET");
-        Config {
-            database_url: non_empty("DATABASE_URL"),
+    /// Reads the settings through `lookup` (tests pass a map). Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Settings {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let secret = var("FSYNC_JWT_SECRET");
+        Settings {
+            database_url: var("DATABASE_URL"),
             jwt_secret_is_default: secret.is_none(),
             jwt_secret: Secret::new(secret.unwrap_or_else(|| DEV_JWT_SECRET.to_owned())),
-            state_dir: non_empty("FSYNC_STATE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            state_dir: var("FSYNC_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
+            storage_url: var("FSYNC_STORAGE_URL"),
+            aws: AWS_VARIABLES.iter().filter_map(|name| var(name).map(|v| ((*name).to_owned(), v))).collect(),
+            sessions_dir: var("FSYNC_SESSIONS_DIR").map(PathBuf::from),
+            agent_bin: var("FSYNC_AGENT_BIN").map(PathBuf::from),
+            agent_exec: var("FSYNC_AGENT_EXEC"),
+            snapshot_hydration: flag(var("FSYNC_USE_SNAPSHOT_HYDRATION").as_deref()),
+            keep_client_broadcast: flag(var("FSYNC_KEEP_CLIENT_BROADCAST").as_deref()),
         }
+    }
+
+    /// Realtime's settings: the defaults, with the client-broadcast flag.
+    pub fn realtime(&self) -> RealtimeConfig {
+        RealtimeConfig { keep_client_broadcast: self.keep_client_broadcast, ..RealtimeConfig::default() }
+    }
+
+    /// The storage URL, a `file://` default made absolute (agents run elsewhere).
+    pub fn storage_url(&self) -> String {
+        self.storage_url
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", absolute(&self.state_dir.join("storage")).display()))
+    }
+
+    /// Opens the storage at [`Settings::storage_url`], with the `AWS_*` settings.
+    pub fn storage(&self) -> Result<Storage, StorageError> {
+        Storage::open_with(&self.storage_url(), |name| self.aws.get(name).cloned())
+    }
+
+    /// The orchestrator's settings: an absolute sessions directory, agents as child processes.
+    pub fn orchestrator(&self) -> OrchestratorConfig {
+        let sessions_dir = self.sessions_dir.clone().unwrap_or_else(|| self.state_dir.join("sessions"));
+        OrchestratorConfig {
+            sessions_dir: absolute(&sessions_dir),
+            launcher: Arc::new(ProcessLauncher::new(self.agent_bin.clone().unwrap_or_else(default_agent_bin))),
+            snapshot_hydration: self.snapshot_hydration,
+            agent_exec: self.agent_exec.clone(),
+            token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
+        }
+    }
+}
+
+/// `path` made absolute against the working directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `fsync-agent` beside the running binary, else on `PATH`.
+fn default_agent_bin() -> PathBuf {
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join("fsync-agent")));
+    match beside {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("fsync-agent"),
     }
 }
 
@@ -72,19 +176,50 @@ mod tests {
 
     #[test]
     fn defaults_and_overrides() {
-        let config = Config::from_lookup(|_| None);
-        assert!(config.jwt_secret_is_default);
-        assert_eq!(config.jwt_secret.expose(), DEV_JWT_SECRET);
-        assert_eq!(config.database_url, None);
-        assert_eq!(config.state_dir, PathBuf::from(".fsync"));
+        let settings = Settings::from_lookup(|_| None);
+        assert!(settings.jwt_secret_is_default);
+        assert_eq!(settings.jwt_secret.expose(), DEV_JWT_SECRET);
+        assert_eq!(settings.database_url, None);
+        assert_eq!(settings.state_dir, PathBuf::from(".fsync"));
+        assert!(!settings.snapshot_hydration && !settings.keep_client_broadcast, "every plan flag off");
+        assert!(settings.storage_url().starts_with("file:///") && settings.storage_url().ends_with(".fsync/storage"));
+        let orchestrator = settings.orchestrator();
+        assert!(orchestrator.sessions_dir.is_absolute() && orchestrator.sessions_dir.ends_with(".fsync/sessions"));
+        assert!(orchestrator.launcher.describe().ends_with("fsync-agent"), "{}", orchestrator.launcher.describe());
+        assert!(!settings.realtime().keep_client_broadcast);
 
-        let config = Config::from_lookup(|name| match name {
+        let settings = Settings::from_lookup(|name| match name {
             "FSYNC_JWT_SECRET" => Some("s".repeat(40)),
             "DATABASE_URL" => Some("postgres://x/y".into()),
+            "FSYNC_STATE_DIR" => Some("/srv/fsync".into()),
+            "FSYNC_USE_SNAPSHOT_HYDRATION" => Some(" On ".into()),
+            "FSYNC_KEEP_CLIENT_BROADCAST" => Some("yes".into()),
+            "FSYNC_AGENT_BIN" => Some("/opt/agent".into()),
+            "FSYNC_AGENT_EXEC" => Some("npm run dev".into()),
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "AWS_SESSION_TOKEN" => Some("  ".into()),
             _ => None,
         });
-        assert!(!config.jwt_secret_is_default);
-        assert_eq!(config.database_url.as_deref(), Some("postgres://x/y"));
+        assert!(!settings.jwt_secret_is_default);
+        assert_eq!(settings.database_url.as_deref(), Some("postgres://x/y"));
+        assert_eq!(settings.storage_url(), "file:///srv/fsync/storage");
+        assert_eq!(settings.orchestrator().sessions_dir, PathBuf::from("/srv/fsync/sessions"));
+        assert_eq!(settings.orchestrator().launcher.describe(), "agent /opt/agent");
+        assert_eq!(settings.orchestrator().agent_exec.as_deref(), Some("npm run dev"));
+        assert!(settings.snapshot_hydration && settings.orchestrator().snapshot_hydration);
+        assert!(settings.realtime().keep_client_broadcast);
+        assert_eq!(settings.aws.keys().collect::<Vec<_>>(), ["AWS_REGION"], "empty values are unset");
+    }
+
+    #[test]
+    fn one_flag_parser() {
+        for on in ["1", "true", "TRUE", " yes ", "on"] {
+            assert!(flag(Some(on)), "{on}");
+        }
+        for off in ["0", "false", "off", "no", "", "enabled"] {
+            assert!(!flag(Some(off)), "{off}");
+        }
+        assert!(!flag(None));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! over PostgREST's HTTP surface, so `@supabase/supabase-js` and the fsync Rust client can use it.
 //!
 //! Start at [`app::serve`] (the server on a listener), [`pg::PgStore`] (how requests reach
-//! PostgreSQL) and [`config::Config`] (what the environment sets).
+//! PostgreSQL) and [`config::Settings`] (what the environment sets).
 
 pub mod app;
 pub mod auth;
@@ -13,7 +13,9 @@ pub mod platform;
 pub mod postgrest;
 pub mod realtime;
 pub mod snapshot;
+pub mod state;
 pub mod storage;
 
-pub use app::{router, serve, AppState};
+pub use app::{router, serve};
 pub use pg::PgStore;
+pub use state::AppState;

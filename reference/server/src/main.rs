@@ -3,11 +3,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fsync_protocol::jwt::{self, Claims};
-use fsync_reference::config::{self, Config};
-use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::config::{self, Settings};
 use fsync_reference::pg::bootstrap::{self, Source};
 use fsync_reference::platform::Platform;
-use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
 use fsync_store::Sources;
 use serde_json::Value;
@@ -66,19 +64,19 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Token { sub, role, ttl, claims } => {
-            let config = Config::from_env();
-            println!("{}", mint(&config, sub, &role, ttl, &claims)?);
+            let settings = Settings::from_env();
+            println!("{}", mint(&settings, sub, &role, ttl, &claims)?);
             Ok(())
         }
         Command::Serve { addr } => {
             init_tracing();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(Config::from_env(), addr))
+            runtime.block_on(serve(Settings::from_env(), addr))
         }
     }
 }
 
-fn mint(config: &Config, sub: Option<String>, role: &str, ttl: u64, extra: &[String]) -> anyhow::Result<String> {
+fn mint(settings: &Settings, sub: Option<String>, role: &str, ttl: u64, extra: &[String]) -> anyhow::Result<String> {
     let mut claims: Claims = jwt::claims_for(role, Sources::system().wall_s(), ttl);
     if let Some(sub) = sub {
         claims.insert("sub".into(), Value::String(sub));
@@ -88,10 +86,10 @@ fn mint(config: &Config, sub: Option<String>, role: &str, ttl: u64, extra: &[Str
         let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
         claims.insert(key.to_owned(), value);
     }
-    Ok(jwt::sign(&config.jwt_secret, &claims))
+    Ok(jwt::sign(&settings.jwt_secret, &claims))
 }
 
-async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
+async fn serve(config: Settings, addr: String) -> anyhow::Result<()> {
     let database = bootstrap::resolve(config.database_url.clone(), &config.state_dir).await?;
     match &database.source {
         Source::Url => say!("Database: {} (DATABASE_URL)", bootstrap::redact(&database.url)),
@@ -117,16 +115,10 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
             "from FSYNC_JWT_SECRET"
         }
     );
-    let realtime = fsync_reference::realtime::RealtimeConfig::from_lookup(|name| std::env::var(name).ok());
-    let storage_url = std::env::var("FSYNC_STORAGE_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| format!("file://{}", absolute(&config.state_dir.join("storage")).display()));
-    let storage = Storage::open(&storage_url)?;
+    let storage_url = config.storage_url();
+    let storage = config.storage()?;
     say!("Storage: {storage_url}");
-    let lookup = |name: &str| std::env::var(name).ok();
-    let mut orchestrator = OrchestratorConfig::from_lookup(lookup, &config.state_dir);
-    orchestrator.sessions_dir = absolute(&orchestrator.sessions_dir);
+    let orchestrator = config.orchestrator();
     say!(
         "Sessions: {} ({}, snapshot hydration {})",
         orchestrator.sessions_dir.display(),
@@ -141,7 +133,7 @@ async fn serve(config: Config, addr: String) -> anyhow::Result<()> {
         orchestrator,
         sources.clone(),
     ));
-    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), realtime, sources)
+    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), config.realtime(), sources)
         .await
         .context("start realtime")?;
     fsync_reference::serve(listener, state, Some(platform), shutdown_signal()).await?;
@@ -168,11 +160,6 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-/// `path` made absolute against the working directory (agents run elsewhere).
-fn absolute(path: &std::path::Path) -> std::path::PathBuf {
-    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn init_tracing() {

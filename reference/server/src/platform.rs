@@ -5,11 +5,9 @@
 //! They reach the source of truth through the [`PlatformStore`] port (PostgreSQL, or the
 //! in-memory model) and bytes through object storage ([`Storage`]).
 
-use crate::orchestrator::{self, Orchestrator, OrchestratorConfig};
-use crate::snapshot;
-use crate::storage::http::{download_claims, StorageApiError};
-use crate::storage::{self, Storage};
-use axum::Router;
+use crate::orchestrator::registry::{Orchestrator, OrchestratorConfig};
+use crate::storage::signing::download_claims;
+use crate::storage::Storage;
 use fsync_protocol::jwt::{self, Secret};
 use fsync_store::platform::PlatformStore;
 use fsync_store::{RequestAuth, Sources};
@@ -61,21 +59,8 @@ impl Platform {
         format!("{}/storage/v1{}", self.public_url(), self.signed_path(bucket, name, expires_in))
     }
 
-    pub(crate) async fn bucket_exists(&self, bucket: &str) -> Result<bool, StorageApiError> {
-        Ok(self.data.bucket_public(bucket).await?.is_some())
-    }
-
-    pub(crate) async fn bucket_is_public(&self, bucket: &str) -> Result<bool, StorageApiError> {
-        Ok(self.data.bucket_public(bucket).await? == Some(true))
-    }
-
     /// The caller the snapshot function and the orchestrator act as: the service role.
     pub fn service_auth(&self) -> RequestAuth {
         RequestAuth::service(self.sources.wall_s())
     }
-}
-
-/// The storage, function and orchestrator routes.
-pub fn router(platform: Arc<Platform>) -> Router {
-    storage::http::routes().merge(snapshot::routes()).merge(orchestrator::routes()).with_state(platform)
 }

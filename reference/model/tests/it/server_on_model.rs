@@ -8,7 +8,8 @@ use fsync_protocol::jwt::{self, Secret};
 use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
 use fsync_reference::realtime::RealtimeConfig;
 use fsync_reference::AppState;
-use serde_json::json;
+use fsync_store::data::RpcCall;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,4 +55,71 @@ async fn the_server_serves_rpcs_and_realtime_from_the_model() {
     }
     let files = client.list_current_files(project.id).await.unwrap();
     assert_eq!(files[0].content.as_deref(), Some("one"));
+}
+
+/// A server instance stops completely (its sockets closed, the store no longer delivering to it)
+/// and a new one starts on the same store and address in the same process; a feed that followed
+/// the first reconnects to the second and catches up what was written in between.
+#[tokio::test]
+async fn a_server_stops_and_starts_again_in_one_process() {
+    use fsync_client::Transport;
+    let secret = Secret::new(DEV_JWT_SECRET);
+    let store = Arc::new(MemStore::new());
+    let net = fsync_testkit::MemoryNet::new();
+    let sources = fsync_store::Sources::system();
+    let start = || async {
+        let state =
+            AppState::start(store.clone(), secret.clone(), RealtimeConfig::default(), sources.clone()).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(fsync_reference::serve(net.listen("fsync.test", 80), state, None, async {
+            let _ = stopped.await;
+        }));
+        (stop, served)
+    };
+    let (stop, served) = start().await;
+    assert_eq!(store.listeners(), 1);
+
+    let url = "http://fsync.test";
+    let mut claims = jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);
+    claims.insert("sub".into(), json!(fsync_testkit::new_id()));
+    let token = jwt::sign(&secret, &claims);
+    let anon = anon_key(&secret);
+    let config = ClientConfig::new(url, &anon).token(&token).transport(Transport::new(net.dialer()));
+    let client = Arc::new(FsyncClient::new(config).unwrap());
+    let project = client.create_project("restarted", None).await.unwrap().id;
+    let mut feed_config = FeedConfig::new(url, &anon, &token, project);
+    feed_config.reconnect.base_delay = Duration::from_millis(10);
+    let (_feed, mut events) = ProjectFeed::start(feed_config, client.clone(), Some(0), 16);
+    assert_eq!(next(&mut events).await, FeedEvent::Subscribed);
+
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    assert_eq!(store.listeners(), 0, "the stopped instance's feed from the store is gone");
+    assert!(matches!(next(&mut events).await, FeedEvent::Disconnected { .. }));
+    // Written while no instance serves: only the store holds it.
+    let auth = fsync_store::RequestAuth { role: "authenticated".into(), claims: claims.clone() };
+    let Value::Object(args) = json!({"project_uuid": project, "p_file_path": "a.ts", "p_content": "in between",
+        "p_file_type": "typescript"})
+    else {
+        unreachable!()
+    };
+    store.call(&auth, &RpcCall { function: "upsert_project_file".into(), args, read_only: false }).unwrap();
+    let (_stop, _served) = start().await;
+    let caught_up = loop {
+        match next(&mut events).await {
+            FeedEvent::Changes { seq, changes, source } => break (seq, changes[0].path().to_owned(), source),
+            FeedEvent::Disconnected { .. } | FeedEvent::Subscribed => {}
+        }
+    };
+    assert_eq!(caught_up, (1, "a.ts".to_owned(), ChangeSource::CatchUp));
+    client.upsert_project_file(project, "b.ts", "after the restart", "typescript", None).await.unwrap();
+    match next(&mut events).await {
+        FeedEvent::Changes { seq: 2, source: ChangeSource::Live, .. } => {}
+        other => panic!("expected the live change, got {other:?}"),
+    }
+    assert_eq!(store.listeners(), 1);
+}
+
+async fn next(events: &mut tokio::sync::mpsc::Receiver<FeedEvent>) -> FeedEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event in time").expect("the feed runs")
 }

@@ -209,6 +209,8 @@ async fn follow(
                 Some(id) => id,
                 None => return ListenEnd::Lost(ApiError::unavailable("the LISTEN connection closed")),
             },
+            // The instance stopped: its LISTEN connection goes with it.
+            _ = out.closed() => return ListenEnd::ConsumerGone,
             _ = ping.tick() => {
                 match tokio::time::timeout(LISTEN_PING_TIMEOUT, client.simple_query("SELECT 1")).await {
                     Ok(Ok(_)) => continue,

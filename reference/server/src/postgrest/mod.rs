@@ -3,8 +3,8 @@
 
 pub mod query;
 
-use crate::app::AppState;
 use crate::auth::authenticate;
+use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};

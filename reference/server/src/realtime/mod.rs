@@ -7,7 +7,7 @@ mod socket;
 
 pub use fsync_protocol::realtime as wire;
 
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -46,18 +46,6 @@ impl Default for RealtimeConfig {
             keep_client_broadcast: false,
         }
     }
-}
-
-impl RealtimeConfig {
-    /// The defaults, with `FSYNC_KEEP_CLIENT_BROADCAST` read through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        RealtimeConfig { keep_client_broadcast: flag(lookup("FSYNC_KEEP_CLIENT_BROADCAST")), ..Self::default() }
-    }
-}
-
-/// A feature flag's value: on for `1`, `true`, `yes`, `on` (any case); off otherwise.
-pub fn flag(value: Option<String>) -> bool {
-    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// Hard cap on one WebSocket message (Supabase Realtime's `max_frame_size`); beyond it the

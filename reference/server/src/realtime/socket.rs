@@ -4,7 +4,7 @@
 
 use super::hub::{KickReason, SocketId, SocketOut, Subscription};
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
-use crate::app::AppState;
+use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use fsync_protocol::events::ProjectEvent;
 use fsync_protocol::realtime::{self as wire, Frame, Vsn};

@@ -6,6 +6,7 @@
 //! the caller's role and claims set as for any request. A signed download needs no header: the
 //! token in the URL is the permission. Public reads work only on public buckets.
 
+use super::signing::verify_download;
 use super::{ByteRange, StorageError};
 use crate::auth;
 use crate::platform::Platform;
@@ -15,7 +16,6 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fsync_protocol::jwt::{self, Claims, JwtError};
 use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -152,7 +152,7 @@ async fn upload(
         ));
     }
     let mimetype = if content_type.is_empty() { "application/octet-stream" } else { content_type };
-    if !platform.bucket_exists(&bucket).await? {
+    if platform.data.bucket_public(&bucket).await?.is_none() {
         return Err(StorageApiError::new(StatusCode::NOT_FOUND, "NoSuchBucket", "Bucket not found"));
     }
     let metadata = json!({
@@ -216,38 +216,6 @@ async fn sign(
     Ok(Json(json!({"signedURL": signed})).into_response())
 }
 
-/// The claims of a signed download token for `bucket/name`.
-pub fn download_claims(bucket: &str, name: &str, now_s: u64, expires_in: u64) -> Claims {
-    let mut claims = Claims::new();
-    claims.insert("url".into(), json!(format!("{bucket}/{name}")));
-    claims.insert("scope".into(), json!("download"));
-    claims.insert("iat".into(), json!(now_s));
-    claims.insert("exp".into(), json!(now_s + expires_in));
-    claims
-}
-
-/// Checks a signed download token for `bucket/name`, as Supabase Storage checks it.
-pub fn verify_download(
-    secret: &jwt::Secret,
-    token: &str,
-    bucket: &str,
-    name: &str,
-    now_s: u64,
-) -> Result<(), StorageApiError> {
-    let claims = jwt::verify(secret, token, now_s).map_err(|e| match e {
-        JwtError::Expired => {
-            StorageApiError::new(StatusCode::BAD_REQUEST, "ExpiredToken", "The provided token has expired.")
-        }
-        other => StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidJWT", other.to_string()),
-    })?;
-    let url_matches = claims.get("url").and_then(Value::as_str) == Some(&format!("{bucket}/{name}"));
-    let scope_ok = claims.get("scope").and_then(Value::as_str) == Some("download");
-    if !url_matches || !scope_ok {
-        return Err(StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidSignature", "Invalid signature"));
-    }
-    Ok(())
-}
-
 async fn signed_download(
     State(platform): State<Arc<Platform>>,
     Path((bucket, name)): Path<(String, String)>,
@@ -283,7 +251,7 @@ async fn public_download(
     headers: HeaderMap,
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
-    if !platform.bucket_is_public(&bucket).await? {
+    if platform.data.bucket_public(&bucket).await? != Some(true) {
         return Err(StorageApiError::new(StatusCode::BAD_REQUEST, "NoSuchBucket", "Bucket not found"));
     }
     serve_object(&platform, &bucket, &name, &headers, query.get("download")).await

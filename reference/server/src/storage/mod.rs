@@ -5,6 +5,7 @@
 //! An object `name` in `bucket` is stored under the key `{bucket}/{name}`.
 
 pub mod http;
+pub mod signing;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -51,12 +52,7 @@ pub struct ObjectBody {
 
 impl Storage {
     /// Opens `url`: `file://DIR` (created if missing), a plain directory path, or `s3://BUCKET`
-    /// configured by the usual `AWS_*` variables of the environment.
-    pub fn open(url: &str) -> Result<Storage, StorageError> {
-        Storage::open_with(url, |name| std::env::var(name).ok())
-    }
-
-    /// Like [`Storage::open`], reading `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_ACCESS_KEY_ID`,
+    /// configured by `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` (default `us-east-1`) and
     /// `AWS_ALLOW_HTTP` through `lookup`.
     pub fn open_with(url: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Storage, StorageError> {
@@ -250,7 +246,7 @@ mod tests {
     #[tokio::test]
     async fn local_storage_round_trip_and_ranges() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(&format!("file://{}", dir.path().display())).unwrap();
+        let storage = Storage::open_with(&format!("file://{}", dir.path().display()), |_| None).unwrap();
         storage.put("b", "a/x.bin", Bytes::from_static(b"0123456789")).await.unwrap();
         assert!(storage.exists("b", "a/x.bin").await.unwrap());
         assert!(!storage.exists("b", "a/y.bin").await.unwrap());
@@ -272,7 +268,7 @@ mod tests {
         storage.delete("b", "a/x.bin").await.unwrap();
         storage.delete("b", "a/x.bin").await.unwrap();
         assert!(!storage.exists("b", "a/x.bin").await.unwrap());
-        assert!(Storage::open("ftp://x").is_err());
-        assert!(Storage::open("s3://").is_err());
+        assert!(Storage::open_with("ftp://x", |_| None).is_err());
+        assert!(Storage::open_with("s3://", |_| None).is_err());
     }
 }

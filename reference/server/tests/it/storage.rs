@@ -4,7 +4,7 @@
 use crate::fixture;
 use fsync_protocol::jwt;
 use fsync_protocol::snapshot::SnapshotResponse;
-use fsync_reference::storage::http::download_claims;
+use fsync_reference::storage::signing::download_claims;
 use fsync_testkit::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,0 +1,207 @@
+//! The session endpoints: `POST /orchestrator/v1/sessions` (a member starts one), `GET` and
+//! `DELETE /orchestrator/v1/sessions/{id}` (the member who started it, or the service role), and
+//! the agent's own `status`, `token` and `snapshot` calls with its container token.
+
+use super::registry::{Session, STOP_GRACE};
+use super::start::{container_token, start};
+use crate::auth;
+use crate::platform::Platform;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use fsync_protocol::snapshot::{AgentSnapshot, SessionStatus, SessionView, StatusReport};
+use fsync_store::error::{ApiError, StatusCode};
+use fsync_store::RequestAuth;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub fn routes() -> Router<Arc<Platform>> {
+    Router::new()
+        .route("/orchestrator/v1/sessions", post(create))
+        .route("/orchestrator/v1/sessions/{id}", get(show).delete(stop))
+        .route("/orchestrator/v1/sessions/{id}/status", post(report))
+        .route("/orchestrator/v1/sessions/{id}/token", post(refresh_token))
+        .route("/orchestrator/v1/sessions/{id}/snapshot", get(agent_snapshot))
+}
+
+fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, ApiError> {
+    auth::authenticate(headers, &platform.secret, platform.sources.wall_s())
+}
+
+fn is_container(auth: &RequestAuth) -> bool {
+    auth.claims.get("scope").and_then(Value::as_str) == Some("container")
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("session {id} not found"))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "22023", format!("{id:?} is not a session id")))
+}
+
+async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let auth = caller(&platform, &headers)?;
+    let user = auth.claims.get("sub").and_then(Value::as_str).map(str::to_owned);
+    let (Some(user), false, "authenticated") = (user, is_container(&auth), auth.role.as_str()) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "42501",
+            "sessions are started with a signed-in member's token",
+        ));
+    };
+    let request: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let project = request
+        .get("project_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "project_id must be a project's uuid"))?;
+    // Row level security shows a project to its members only.
+    if !platform.data.is_member(&auth, project).await? {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "42501", format!("not a member of project {project}")));
+    }
+
+    let orchestrator = &platform.orchestrator;
+    let id = platform.sources.uuid();
+    let dir = orchestrator.config.sessions_dir.join(id.to_string());
+    let project_dir = dir.join("project");
+    let view = SessionView {
+        id,
+        project_id: project,
+        status: SessionStatus::Starting,
+        reason: None,
+        project_dir: project_dir.display().to_string(),
+        agent_pid: None,
+        snapshot_id: None,
+        timings_ms: BTreeMap::new(),
+        snapshot_hydration: orchestrator.config.snapshot_hydration,
+    };
+    let (exited_tx, exited) = watch::channel(false);
+    let session = Session {
+        view: view.clone(),
+        owner: user,
+        manifest: None,
+        created: platform.sources.now(),
+        ended: None,
+        dir,
+        control: None,
+        exited,
+    };
+    orchestrator.insert(id, session)?;
+    tokio::spawn(start(platform.clone(), id, exited_tx));
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// Who may see or stop a session: the member who started it, or the service role.
+fn may_manage(auth: &RequestAuth, owner: &str) -> bool {
+    auth.role == "service_role"
+        || (!is_container(auth) && auth.claims.get("sub").and_then(Value::as_str) == Some(owner))
+}
+
+/// The session of an agent's own call: the caller must hold that session's container token.
+fn agent_session(platform: &Platform, headers: &HeaderMap, id: &str) -> Result<Uuid, ApiError> {
+    let auth = caller(platform, headers)?;
+    let id = parse_id(id)?;
+    let session = auth.claims.get("session_id").and_then(Value::as_str);
+    if is_container(&auth) && session == Some(id.to_string().as_str()) {
+        Ok(id)
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "only this session's container token may do this"))
+    }
+}
+
+async fn show(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let auth = caller(&platform, &headers)?;
+    let id = parse_id(&id)?;
+    let (view, owner) =
+        platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone())).ok_or_else(|| not_found(id))?;
+    if !may_manage(&auth, &owner) {
+        return Err(not_found(id));
+    }
+    Ok(Json(view).into_response())
+}
+
+async fn stop(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let auth = caller(&platform, &headers)?;
+    let id = parse_id(&id)?;
+    let orchestrator = &platform.orchestrator;
+    let (owner, control, mut exited, dir) = orchestrator
+        .with(id, |s| (s.owner.clone(), s.control.clone(), s.exited.clone(), s.dir.clone()))
+        .ok_or_else(|| not_found(id))?;
+    if !may_manage(&auth, &owner) {
+        return Err(not_found(id));
+    }
+    orchestrator.set_status(id, SessionStatus::Stopped, None);
+    if let Some(control) = control {
+        control.terminate();
+        let ended = tokio::time::timeout(STOP_GRACE, exited.wait_for(|ended| *ended)).await;
+        if ended.is_err() {
+            control.kill();
+        }
+    }
+    let _ = platform.sources.run_blocking(move || std::fs::remove_dir_all(dir)).await;
+    let view = orchestrator.view(id).ok_or_else(|| not_found(id))?;
+    Ok(Json(view).into_response())
+}
+
+async fn report(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = agent_session(&platform, &headers, &id)?;
+    let report: StatusReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    if matches!(report.status, SessionStatus::Starting | SessionStatus::Stopped) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", "an agent reports hydrating, running or failed"));
+    }
+    let orchestrator = &platform.orchestrator;
+    orchestrator
+        .with(id, |s| {
+            for (phase, ms) in &report.timings_ms {
+                s.view.timings_ms.insert(phase.clone(), *ms);
+            }
+        })
+        .ok_or_else(|| not_found(id))?;
+    orchestrator.set_status(id, report.status, report.reason);
+    Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
+}
+
+async fn refresh_token(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = agent_session(&platform, &headers, &id)?;
+    let (project, status) =
+        platform.orchestrator.with(id, |s| (s.view.project_id, s.view.status)).ok_or_else(|| not_found(id))?;
+    if status.is_final() {
+        return Err(ApiError::new(StatusCode::CONFLICT, "PT409", format!("session {id} is {}", status.as_str())));
+    }
+    Ok(Json(container_token(&platform, id, project)).into_response())
+}
+
+async fn agent_snapshot(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = agent_session(&platform, &headers, &id)?;
+    let manifest = platform.orchestrator.with(id, |s| s.manifest.clone()).ok_or_else(|| not_found(id))?;
+    Ok(Json(AgentSnapshot { manifest }).into_response())
+}

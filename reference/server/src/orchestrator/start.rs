@@ -1,0 +1,116 @@
+//! Starting a session in the background: build or reuse the snapshot, sign its URL, mint the
+//! container token, start the agent through the launcher; then watch it, so an agent that ends
+//! while its session is live fails the session with the reason.
+
+use crate::platform::Platform;
+use crate::snapshot;
+use fsync_protocol::jwt;
+use fsync_protocol::snapshot::{
+    snapshot_zip_name, SessionStatus, TokenGrant, CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
+};
+use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch};
+use fsync_store::platform::BoxFuture;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// Starts a session: snapshot, token, agent; then watches the agent.
+pub(super) async fn start(platform: Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) {
+    if let Err(reason) = launch(&platform, id, exited).await {
+        tracing::warn!(session = %id, %reason, "session failed to start");
+        platform.orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
+    }
+}
+
+async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) -> Result<(), String> {
+    let orchestrator = &platform.orchestrator;
+    let config = &orchestrator.config;
+    let Some((project, dir, project_dir)) =
+        orchestrator.with(id, |s| (s.view.project_id, s.dir.clone(), PathBuf::from(&s.view.project_dir)))
+    else {
+        return Ok(());
+    };
+    let snapshot_url = if config.snapshot_hydration {
+        let started = platform.sources.now();
+        let (manifest, reused) = snapshot::build_or_reuse(platform, project)
+            .await
+            .map_err(|e| format!("snapshot: {} {}", e.body.message, e.body.details.unwrap_or_default()))?;
+        orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
+        orchestrator.timing(id, "snapshot", started);
+        let url = platform.signed_url(
+            SNAPSHOT_BUCKET,
+            &snapshot_zip_name(project, &manifest.snapshot_id),
+            config.token_ttl_s,
+        );
+        orchestrator.with(id, |s| {
+            s.view.snapshot_id = Some(manifest.snapshot_id.clone());
+            s.manifest = Some(manifest);
+        });
+        url
+    } else {
+        String::new()
+    };
+
+    let started = platform.sources.now();
+    let token = container_token(platform, id, project);
+    std::fs::create_dir_all(&project_dir).map_err(|e| format!("create {}: {e}", project_dir.display()))?;
+    let stopped_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
+    if stopped_already {
+        return Ok(());
+    }
+    let agent = AgentLaunch {
+        project_id: project,
+        session_id: id,
+        snapshot_url,
+        realtime_token: token.access_token,
+        api_url: platform.public_url().to_owned(),
+        project_dir,
+        session_dir: dir,
+        exec: config.agent_exec.clone(),
+    };
+    let launched = config.launcher.launch(agent).await.map_err(|e| format!("start the agent: {e}"))?;
+    orchestrator.timing(id, "spawn", started);
+    let control: Arc<dyn AgentControl> = Arc::from(launched.control);
+    orchestrator.with(id, |s| {
+        s.view.agent_pid = launched.pid;
+        s.control = Some(control);
+    });
+    tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited));
+    Ok(())
+}
+
+/// Waits for the agent to end; one that ends while its session is live fails the session.
+async fn watch_agent(
+    platform: Arc<Platform>,
+    id: Uuid,
+    exit: BoxFuture<'static, AgentExit>,
+    exited: watch::Sender<bool>,
+) {
+    let exit = exit.await;
+    let _ = exited.send(true);
+    let orchestrator = &platform.orchestrator;
+    let final_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
+    if final_already {
+        return;
+    }
+    let how = format!("the agent exited ({})", exit.how);
+    let reason = match exit.last_words {
+        Some(line) => format!("{how}: {line}"),
+        None => how.clone(),
+    };
+    // A reason the agent reported itself is kept; the exit is added to it.
+    let reported = orchestrator.with(id, |s| s.view.reason.clone()).flatten();
+    let reason = match reported {
+        Some(reported) if !reported.is_empty() => format!("{reported} ({how})"),
+        _ => reason,
+    };
+    orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
+}
+
+pub(super) fn container_token(platform: &Platform, id: Uuid, project: Uuid) -> TokenGrant {
+    let now = platform.sources.wall_s();
+    let ttl = platform.orchestrator.config.token_ttl_s.min(CONTAINER_TOKEN_MAX_TTL_S);
+    let claims = jwt::container_claims(&id.to_string(), &project.to_string(), now, ttl);
+    TokenGrant { access_token: jwt::sign(&platform.secret, &claims), expires_at: now + ttl }
+}

@@ -1,0 +1,58 @@
+//! What every RPC, read and Realtime handler shares: the store, the secret, this instance's
+//! Realtime hub and settings, and where time and ids come from.
+
+use crate::realtime::{hub::Hub, RealtimeConfig};
+use fsync_protocol::jwt::Secret;
+use fsync_store::data::Store;
+use fsync_store::error::ApiError;
+use fsync_store::Sources;
+use std::sync::Arc;
+use tokio::task::AbortHandle;
+
+/// What every handler shares.
+pub struct AppState<S> {
+    pub store: Arc<S>,
+    pub secret: Secret,
+    pub hub: Arc<Hub>,
+    pub realtime: RealtimeConfig,
+    /// Where time and ids come from.
+    pub sources: Sources,
+    /// The task feeding the store's broadcasts to the hub (ended when the server stops).
+    feeder: AbortHandle,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            store: self.store.clone(),
+            secret: self.secret.clone(),
+            hub: self.hub.clone(),
+            realtime: self.realtime.clone(),
+            sources: self.sources.clone(),
+            feeder: self.feeder.clone(),
+        }
+    }
+}
+
+impl<S: Store> AppState<S> {
+    /// The state of a running instance: starts listening for the store's broadcasts and feeding
+    /// them to this instance's sockets. Once it returns, every later commit is delivered.
+    pub async fn start(
+        store: Arc<S>,
+        secret: Secret,
+        realtime: RealtimeConfig,
+        sources: Sources,
+    ) -> Result<AppState<S>, ApiError> {
+        let messages = store.listen().await?;
+        let hub = Arc::new(Hub::new(sources.clock.clone()));
+        let feeder = tokio::spawn(hub.clone().run(messages)).abort_handle();
+        Ok(AppState { store, secret, hub, realtime, sources, feeder })
+    }
+
+    /// Ends this instance's background work: the store stops delivering to it (its LISTEN
+    /// connection or model subscription goes) and every socket is told to go.
+    pub fn stop(&self) {
+        self.feeder.abort();
+        self.hub.close_all();
+    }
+}
