@@ -2,7 +2,7 @@
 //! session's endpoints (status, token, manifest), binaries signed through Storage, and the
 //! snapshot download. Every request goes through the client's [`Transport`].
 
-use crate::session::AgentConfig;
+use crate::config::AgentConfig;
 use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
 use fsync_client::transport::{self, Fetched, Transport};

@@ -3,7 +3,8 @@
 //! hundreds of agents. Terminating one resolves its shutdown signal (as SIGTERM does the
 //! binary's); killing one aborts its task (as SIGKILL does).
 
-use crate::session::{self, AgentConfig};
+use crate::config::AgentConfig;
+use crate::session;
 use fsync_client::Transport;
 use fsync_protocol::snapshot::ExtractLimits;
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch, Launched, Launcher};

@@ -8,6 +8,7 @@
 
 mod api;
 pub mod apply;
+pub mod config;
 pub mod extract;
 mod follow;
 mod hydrate;

@@ -17,73 +17,18 @@ use crate::api::Api;
 use crate::{follow, hydrate};
 use anyhow::Context;
 use fsync_client::realtime::{FeedConfig, ProjectFeed};
-use fsync_client::Transport;
-use fsync_protocol::snapshot::{ExtractLimits, SessionStatus};
-use fsync_store::Sources;
+use fsync_protocol::snapshot::SessionStatus;
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
+
+pub use crate::config::AgentConfig;
 
 /// How long the agent waits to join its channel before it gives up.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
 /// Change batches the feed may hold before the agent applies them.
 const FEED_CAPACITY: usize = 1024;
-
-/// What the agent is told (DESIGN §12): five variables, `--dir` and `--exec`.
-#[derive(Debug, Clone)]
-pub struct AgentConfig {
-    pub project: Uuid,
-    pub session: Uuid,
-    /// Empty: the legacy path (file by file through the API).
-    pub snapshot_url: String,
-    pub token: String,
-    pub api_url: String,
-    pub dir: PathBuf,
-    pub exec: Option<String>,
-    pub limits: ExtractLimits,
-    /// Where time and ids come from (the system unless given).
-    pub sources: Sources,
-    /// How the agent reaches the API (TCP unless given).
-    pub transport: Transport,
-}
-
-impl AgentConfig {
-    /// Reads the five variables through `lookup`; names what is missing or malformed.
-    pub fn from_lookup(
-        lookup: impl Fn(&str) -> Option<String>,
-        dir: PathBuf,
-        exec: Option<String>,
-    ) -> Result<AgentConfig, String> {
-        let var = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
-        let uuid = |name: &str| -> Result<Uuid, String> {
-            let value = var(name)?;
-            Uuid::parse_str(value.trim()).map_err(|_| format!("{name}={value:?} is not a uuid"))
-        };
-        let token = var("REALTIME_TOKEN")?;
-        if token.trim().is_empty() {
-            return Err("REALTIME_TOKEN is empty".into());
-        }
-        let api_url = var("FSYNC_API_URL")?.trim_end_matches('/').to_owned();
-        if !api_url.starts_with("http://") && !api_url.starts_with("https://") {
-            return Err(format!("FSYNC_API_URL={api_url:?} is not an http(s) URL"));
-        }
-        Ok(AgentConfig {
-            project: uuid("PROJECT_ID")?,
-            session: uuid("SESSION_ID")?,
-            snapshot_url: var("SNAPSHOT_URL")?.trim().to_owned(),
-            token,
-            api_url,
-            dir,
-            exec,
-            limits: ExtractLimits::default(),
-            sources: Sources::system(),
-            transport: Transport::tcp(),
-        })
-    }
-}
 
 /// Runs the agent until `shutdown` resolves (or it fails). Reports `failed` with the reason
 /// (the whole context chain) itself when it can.

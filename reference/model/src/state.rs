@@ -114,9 +114,18 @@ pub struct State {
     /// Logical time: one tick per committed call.
     pub tick: u64,
     /// `storage.objects`: (bucket, name) → row.
-    pub objects: BTreeMap<(String, String), crate::storage::StoredObject>,
+    pub objects: BTreeMap<(String, String), StoredObject>,
     /// Where row, project and message ids come from.
     pub ids: IdSource,
+}
+
+/// One row of `storage.objects`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredObject {
+    pub id: Uuid,
+    /// `auth.uid()` of whoever recorded it.
+    pub owner: Option<Uuid>,
+    pub metadata: Value,
 }
 
 /// The model's id source: the system's unless a seeded one is given (`MemStore::with_sources`).

@@ -4,7 +4,7 @@
 //! members (and the project's container token) read and owners and editors write the objects
 //! named `{project_id}/...`; no policy opens any other bucket.
 
-use crate::state::{Access, Caller, State};
+use crate::state::{Access, Caller, State, StoredObject};
 use fsync_protocol::snapshot::{FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_store::error::ApiError;
 use serde_json::Value;
@@ -12,15 +12,6 @@ use uuid::Uuid;
 
 /// The buckets the migrations create, with whether each is public.
 pub const BUCKETS: &[(&str, bool)] = &[(FILES_BUCKET, false), (SNAPSHOT_BUCKET, false)];
-
-/// One row of `storage.objects`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredObject {
-    pub id: Uuid,
-    /// `auth.uid()` of whoever recorded it.
-    pub owner: Option<Uuid>,
-    pub metadata: Value,
-}
 
 /// What a statement does to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

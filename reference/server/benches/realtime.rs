@@ -129,7 +129,7 @@ async fn main() {
         .await
         .unwrap()
         .get(0);
-    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_testkit::now_s(), 3600);
+    let mut claims = fsync_protocol::jwt::claims_for("authenticated", fsync_store::Sources::system().wall_s(), 3600);
     claims.insert("sub".into(), json!(owner));
     let token = fsync_protocol::jwt::sign(&secret, &claims);
     let topic = format!("realtime:project:{project}");

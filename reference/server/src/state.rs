@@ -1,7 +1,8 @@
 //! What every RPC, read and Realtime handler shares: the store, the secret, this instance's
 //! Realtime hub and settings, and where time and ids come from.
 
-use crate::realtime::{hub::Hub, RealtimeConfig};
+use crate::realtime::config::RealtimeConfig;
+use crate::realtime::hub::Hub;
 use fsync_protocol::jwt::Secret;
 use fsync_store::data::Store;
 use fsync_store::error::ApiError;

@@ -6,6 +6,7 @@
 //! the caller's role and claims set as for any request. A signed download needs no header: the
 //! token in the URL is the permission. Public reads work only on public buckets.
 
+use super::error::StorageApiError;
 use super::signing::verify_download;
 use super::{ByteRange, StorageError};
 use crate::auth;
@@ -32,74 +33,6 @@ pub fn routes() -> Router<Arc<Platform>> {
             "/storage/v1/object/{bucket}/{*name}",
             post(upload_new).put(upload_replace).get(authenticated_download).delete(remove),
         )
-}
-
-/// An error as Supabase Storage answers it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl StorageApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        StorageApiError { status, code, message: message.into() }
-    }
-
-    fn not_found() -> Self {
-        StorageApiError::new(StatusCode::NOT_FOUND, "NoSuchKey", "Object not found")
-    }
-
-    fn invalid(message: impl Into<String>) -> Self {
-        StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
-    }
-
-    fn internal(cause: impl std::fmt::Display) -> Self {
-        StorageApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", cause.to_string())
-    }
-}
-
-impl IntoResponse for StorageApiError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "statusCode": self.status.as_u16().to_string(),
-            "code": self.code,
-            "error": self.code,
-            "message": self.message,
-        });
-        (self.status, Json(body)).into_response()
-    }
-}
-
-impl From<fsync_store::error::ApiError> for StorageApiError {
-    fn from(e: fsync_store::error::ApiError) -> Self {
-        let code = match e.status {
-            StatusCode::UNAUTHORIZED => "InvalidJWT",
-            StatusCode::FORBIDDEN => "AccessDenied",
-            StatusCode::SERVICE_UNAVAILABLE => "DatabaseError",
-            _ if e.status.is_server_error() => "InternalError",
-            _ => "InvalidRequest",
-        };
-        let message = match e.body.code.as_str() {
-            // Row level security refused the row (Supabase's wording).
-            "42501" => "new row violates row-level security policy".to_owned(),
-            _ => e.body.message,
-        };
-        StorageApiError::new(e.status, code, message)
-    }
-}
-
-impl From<StorageError> for StorageApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::NotFound(_) => StorageApiError::not_found(),
-            StorageError::Range { .. } => {
-                StorageApiError::new(StatusCode::RANGE_NOT_SATISFIABLE, "InvalidRange", "Range not satisfiable")
-            }
-            other => StorageApiError::internal(other),
-        }
-    }
 }
 
 /// Checks a bucket id and an object name the way the rest of fsync checks paths.

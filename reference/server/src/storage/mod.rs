@@ -4,6 +4,7 @@
 //!
 //! An object `name` in `bucket` is stored under the key `{bucket}/{name}`.
 
+pub mod error;
 pub mod http;
 pub mod signing;
 

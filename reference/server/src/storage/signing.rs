@@ -2,7 +2,7 @@
 //! the project secret, naming one object and the `download` scope. The token is the permission:
 //! a signed download needs no other header.
 
-use super::http::StorageApiError;
+use super::error::StorageApiError;
 use axum::http::StatusCode;
 use fsync_protocol::jwt::{self, Claims, JwtError};
 use serde_json::{json, Value};

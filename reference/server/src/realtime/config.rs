@@ -1,0 +1,32 @@
+//! Realtime's settings and their defaults.
+
+use std::time::Duration;
+
+/// Realtime settings.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// A socket that sends nothing for this long is closed (Phoenix's default is 60 s).
+    pub idle_timeout: Duration,
+    /// Frames queued for one socket before it counts as too slow and is disconnected.
+    pub queue_capacity: usize,
+    /// Incoming frames above this size are dropped (the connection carries on).
+    pub max_frame_bytes: usize,
+    /// Channels one socket may join.
+    pub max_channels: usize,
+    /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
+    /// the server authors every event.
+    pub keep_client_broadcast: bool,
+}
+
+impl Default for RealtimeConfig {
+    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, client broadcasts off.
+    fn default() -> Self {
+        RealtimeConfig {
+            idle_timeout: Duration::from_secs(60),
+            queue_capacity: 1024,
+            max_frame_bytes: 1024 * 1024,
+            max_channels: 100,
+            keep_client_broadcast: false,
+        }
+    }
+}
