@@ -9,10 +9,14 @@
 //! state, for random operation sequences.
 
 pub mod args;
+mod bulk;
+mod files;
+mod members;
 mod platform;
 mod read;
 pub mod state;
 pub mod storage;
+mod topics;
 
 use fsync_store::data::{Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
 use fsync_store::error::ApiError;
