@@ -30,7 +30,7 @@ async fn run() {
     let options =
         PlatformOptions { agent_bin: Some(PathBuf::from(env!("CARGO_BIN_EXE_fsync-agent"))), ..Default::default() };
     let db = TestDb::migrated().await.expect("a test database");
-    let app = fsync_testkit::spawn_app_full(Arc::new(db), Default::default(), options).await;
+    let app = fsync_testkit::spawn_app(fsync_testkit::AppOptions::on(Arc::new(db)).platform(options)).await;
     let owner = app.create_user().await;
     let token = app.user_token(owner);
 

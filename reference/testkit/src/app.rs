@@ -8,6 +8,7 @@ use fsync_reference::platform::Platform;
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::storage::Storage;
 use fsync_reference::{AppState, PgStore};
+use fsync_store::launch::Launcher;
 use fsync_store::Sources;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -38,24 +39,36 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
 }
 
-/// Starts the server on 127.0.0.1:0 against a fresh migrated database.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(RealtimeConfig::default()).await
+/// What a test server is started with. Every field has a default: a fresh migrated database,
+/// Realtime's defaults, a fresh local storage and sessions directory, agents spawned as the
+/// `fsync-agent` binary (which tests of other crates never start), snapshot hydration on.
+#[derive(Clone, Default)]
+pub struct AppOptions {
+    /// An existing database (another instance on it, for multi-instance tests); `None`: a fresh one.
+    pub db: Option<Arc<TestDb>>,
+    pub realtime: RealtimeConfig,
+    pub platform: PlatformOptions,
 }
 
-/// Like [`spawn_app`] with realtime settings.
-pub async fn spawn_app_with(realtime: RealtimeConfig) -> TestApp {
-    let db = TestDb::migrated().await.expect("create a test database");
-    spawn_app_on(Arc::new(db), realtime).await
-}
+impl AppOptions {
+    /// Another instance on `db`.
+    pub fn on(db: Arc<TestDb>) -> AppOptions {
+        AppOptions { db: Some(db), ..AppOptions::default() }
+    }
 
-/// Starts another server instance on an existing database (for multi-instance tests).
-pub async fn spawn_app_on(db: Arc<TestDb>, realtime: RealtimeConfig) -> TestApp {
-    spawn_app_full(db, realtime, PlatformOptions::default()).await
+    pub fn realtime(mut self, realtime: RealtimeConfig) -> AppOptions {
+        self.realtime = realtime;
+        self
+    }
+
+    pub fn platform(mut self, platform: PlatformOptions) -> AppOptions {
+        self.platform = platform;
+        self
+    }
 }
 
 /// Storage and orchestrator settings of a test server.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PlatformOptions {
     /// `None`: a fresh local directory for this server.
     pub storage_url: Option<String>,
@@ -70,11 +83,19 @@ pub struct PlatformOptions {
     pub token_ttl_s: Option<u64>,
     /// `AWS_*` settings for an `s3://` storage URL.
     pub aws: Vec<(String, String)>,
+    /// What starts agents (`None`: the `agent_bin` process); e.g. in-process agents.
+    pub launcher: Option<Arc<dyn Launcher>>,
 }
 
-/// Starts the server with every endpoint (Storage, functions, sessions) on `db`.
-pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: PlatformOptions) -> TestApp {
+/// Starts the server with every endpoint (RPC, reads, Realtime, Storage, functions, sessions)
+/// on 127.0.0.1:0, as `options` say.
+pub async fn spawn_app(options: AppOptions) -> TestApp {
     init_test_log();
+    let AppOptions { db, realtime, platform: options } = options;
+    let db = match db {
+        Some(db) => db,
+        None => Arc::new(TestDb::migrated().await.expect("create a test database")),
+    };
     let store = PgStore::connect(&db.url).await.expect("connect the store");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
@@ -87,9 +108,10 @@ pub async fn spawn_app_full(db: Arc<TestDb>, realtime: RealtimeConfig, options: 
         .expect("open the storage");
     let orchestrator = OrchestratorConfig {
         sessions_dir: dir.path().join("sessions"),
-        launcher: Arc::new(ProcessLauncher::new(
-            options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent")),
-        )),
+        launcher: options.launcher.clone().unwrap_or_else(|| {
+            let agent_bin = options.agent_bin.clone().unwrap_or_else(|| PathBuf::from("fsync-agent"));
+            Arc::new(ProcessLauncher::new(agent_bin))
+        }),
         snapshot_hydration: !options.legacy_hydration,
         agent_exec: options.agent_exec.clone(),
         token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),

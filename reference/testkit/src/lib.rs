@@ -12,7 +12,7 @@ mod db;
 pub mod memnet;
 mod moto;
 
-pub use app::{claims, spawn_app, spawn_app_full, spawn_app_on, spawn_app_with, PlatformOptions, TestApp};
+pub use app::{claims, spawn_app, AppOptions, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
 pub use memnet::MemoryNet;
 pub use moto::Moto;

@@ -13,7 +13,7 @@ const PATHS: &[&str] = &["index.html", "src/main.ts", "src/lib/a.ts", "src/lib/d
 
 #[tokio::test]
 async fn random_edits_followed_by_the_feed_converge_on_disk() {
-    let app = fsync_testkit::spawn_app().await;
+    let app = fsync_testkit::spawn_app(Default::default()).await;
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let token = app.user_token(owner);

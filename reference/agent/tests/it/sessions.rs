@@ -281,3 +281,28 @@ async fn only_members_start_sessions_and_only_their_starter_sees_them() {
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
 }
+
+/// The same session with the agent as an in-process task instead of a child process: PostgreSQL,
+/// real TCP and local storage as before; it hydrates, follows, and stops with its session.
+#[tokio::test]
+async fn an_in_process_agent_runs_a_session_on_the_real_stack() {
+    let launcher =
+        fsync_agent::launcher::InProcessLauncher::new(fsync_store::Sources::system(), fsync_client::Transport::tcp());
+    let app = spawn(PlatformOptions { launcher: Some(std::sync::Arc::new(launcher)), ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert_eq!((view.status, view.agent_pid), (SessionStatus::Running, None), "{view:?}");
+    let dir = PathBuf::from(&view.project_dir);
+    assert_eq!(tree(&dir), expected_tree(&seeded, &BTreeMap::new()).await, "hydrated tree");
+    seeded
+        .client
+        .upsert_project_file(seeded.project, "src/lib/a.ts", "export const a = 3;\n", "typescript", None)
+        .await
+        .unwrap();
+    seeded.client.delete_project_file(seeded.project, "src/lib/deep/b.ts", None).await.unwrap();
+    wait_converged(&seeded, &dir, &BTreeMap::new()).await;
+    let stopped = stop_session(&app, &seeded.token, id).await;
+    assert_eq!(stopped.status, SessionStatus::Stopped);
+    assert!(!dir.exists(), "its directory is gone");
+}

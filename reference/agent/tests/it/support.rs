@@ -22,7 +22,7 @@ pub fn agent_bin() -> PathBuf {
 pub async fn spawn(mut options: PlatformOptions) -> TestApp {
     options.agent_bin.get_or_insert_with(agent_bin);
     let db = TestDb::migrated().await.expect("a test database");
-    fsync_testkit::spawn_app_full(Arc::new(db), Default::default(), options).await
+    fsync_testkit::spawn_app(fsync_testkit::AppOptions::on(Arc::new(db)).platform(options)).await
 }
 
 /// A project owned by a new user, and the owner's client.

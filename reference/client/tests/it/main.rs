@@ -20,7 +20,7 @@ pub fn client_for(app: &TestApp, token: String) -> Arc<FsyncClient> {
 
 /// An app, a user with a project, and that user's client.
 pub async fn setup() -> (TestApp, Uuid, Uuid, Arc<FsyncClient>) {
-    let app = fsync_testkit::spawn_app().await;
+    let app = fsync_testkit::spawn_app(Default::default()).await;
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let client = client_for(&app, app.user_token(owner));

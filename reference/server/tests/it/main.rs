@@ -27,7 +27,7 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
-    let app = fsync_testkit::spawn_app().await;
+    let app = fsync_testkit::spawn_app(Default::default()).await;
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let owner_token = app.user_token(owner);

@@ -6,7 +6,7 @@ use crate::{fixture, Fixture};
 use fsync_client::realtime::RealtimeSocket;
 use fsync_protocol::realtime::{Frame, Vsn};
 use fsync_reference::realtime::RealtimeConfig;
-use fsync_testkit::{claims, spawn_app_on, TestApp};
+use fsync_testkit::{claims, spawn_app, AppOptions, TestApp};
 use serde_json::{json, Value};
 use std::time::Duration;
 use uuid::Uuid;
@@ -143,7 +143,7 @@ async fn events_arrive_only_after_commit_and_never_for_a_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_through_two_instances_reach_both_in_seq_order() {
     let f = std::sync::Arc::new(fixture().await);
-    let second = spawn_app_on(f.app.db.clone(), RealtimeConfig::default()).await;
+    let second = spawn_app(AppOptions::on(f.app.db.clone())).await;
     let mut on_first = connect(&f.app, Vsn::V2).await;
     let mut on_second = connect(&second, Vsn::V1).await;
     joined(&mut on_first, &topic(f.project), &f.owner_token).await;
@@ -292,7 +292,7 @@ async fn malformed_frames_are_answered_or_dropped_and_everyone_carries_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_consumer_is_disconnected_instead_of_stalling_others() {
     let config = RealtimeConfig { queue_capacity: 8, ..RealtimeConfig::default() };
-    let app = fsync_testkit::spawn_app_with(config).await;
+    let app = spawn_app(AppOptions::default().realtime(config)).await;
     let owner = app.create_user().await;
     let project = app.create_project(owner).await;
     let f = Fixture { owner_token: app.user_token(owner), app, owner, project };
@@ -351,12 +351,12 @@ async fn client_broadcasts_are_relayed_only_when_kept_and_only_for_writers() {
 
     // On: relayed through the database to every instance; viewers may not send.
     let kept = RealtimeConfig { keep_client_broadcast: true, ..RealtimeConfig::default() };
-    let app = fsync_testkit::spawn_app_with(kept.clone()).await;
+    let app = spawn_app(AppOptions::default().realtime(kept.clone())).await;
     let owner = app.create_user().await;
     let viewer = app.create_user().await;
     let project = app.create_project(owner).await;
     app.add_member(owner, project, viewer, "viewer").await;
-    let second = spawn_app_on(app.db.clone(), kept).await;
+    let second = spawn_app(AppOptions::on(app.db.clone()).realtime(kept)).await;
     // Clients broadcast on `project:<uuid>:client`; the server's topic takes none.
     let client_topic = format!("{}:client", topic(project));
 
@@ -429,7 +429,7 @@ async fn a_server_going_away_tells_its_sockets() {
 #[tokio::test]
 async fn an_idle_socket_is_closed() {
     let config = RealtimeConfig { idle_timeout: Duration::from_millis(300), ..RealtimeConfig::default() };
-    let app = fsync_testkit::spawn_app_with(config).await;
+    let app = spawn_app(AppOptions::default().realtime(config)).await;
     let mut socket = connect(&app, Vsn::V2).await;
     // Heartbeats keep it open...
     for _ in 0..3 {
