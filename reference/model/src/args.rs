@@ -54,6 +54,17 @@ pub const SIGNATURES: &[Signature] = &[
         defaults: 1,
     },
     Signature { name: "list_current_files", args: &[("project_uuid", Uuid)], defaults: 0 },
+    Signature {
+        name: "upsert_project_binary",
+        args: &[
+            ("project_uuid", Uuid),
+            ("p_file_path", Text),
+            ("p_content_hash", Text),
+            ("p_file_type", Text),
+            ("expected_version", Int),
+        ],
+        defaults: 2,
+    },
     Signature { name: "bulk_upsert_project_files", args: &[("project_uuid", Uuid), ("files", Jsonb)], defaults: 0 },
     Signature { name: "list_changes_since", args: &[("project_uuid", Uuid), ("since_seq", BigInt)], defaults: 0 },
     Signature {

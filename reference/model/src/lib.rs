@@ -9,6 +9,7 @@
 //! state, for random operation sequences.
 
 pub mod args;
+mod binary;
 mod bulk;
 mod files;
 mod members;
@@ -118,6 +119,16 @@ impl MemStore {
                 a.text("p_file_path").as_deref(),
                 a.text("p_content").as_deref(),
                 a.text("p_file_type").as_deref(),
+                a.int("expected_version"),
+            ),
+            "upsert_project_binary" => state.upsert_project_binary(
+                &caller,
+                a.uuid("project_uuid"),
+                a.text("p_file_path").as_deref(),
+                a.text("p_content_hash").as_deref(),
+                // `p_file_type text DEFAULT 'binary'`: only an omitted argument takes the default.
+                if call.args.contains_key("p_file_type") { a.text("p_file_type") } else { Some("binary".into()) }
+                    .as_deref(),
                 a.int("expected_version"),
             ),
             "delete_project_file" => state.delete_project_file(

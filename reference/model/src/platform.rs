@@ -32,7 +32,7 @@ impl MemStore {
                     content: head.content.clone(),
                     content_hash: head.content_hash.clone(),
                     version: head.version,
-                    storage_key: None,
+                    storage_key: head.stored.as_ref().map(|s| s.key.clone()),
                 })
             })
             .collect();

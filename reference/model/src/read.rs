@@ -112,7 +112,8 @@ fn visible_rows(state: &State, caller: &Caller, name: &str) -> Vec<Map<String, V
                             "parent_version_id": row.parent, "is_current_version": current, "created_by": row.created_by,
                             "last_modified_by": row.last_modified_by, "created_at": row.updated_at,
                             "updated_at": row.updated_at, "is_deleted": row.deleted, "seq": row.seq,
-                            "size_bytes": row.content.as_ref().map(|c| c.len()), "storage_key": null,
+                            "size_bytes": row.stored.as_ref().map_or(row.content.as_ref().map(|c| c.len() as i64), |s| Some(s.size)),
+                            "storage_key": row.stored.as_ref().map(|s| s.key.clone()),
                         })
                     };
                     rows.push(value);

@@ -100,6 +100,8 @@ pub struct Row {
     pub last_modified_by: Option<Uuid>,
     /// A logical timestamp (the model has no clock).
     pub updated_at: String,
+    /// For a binary file: where its bytes are (`content` is `None`).
+    pub stored: Option<crate::binary::Stored>,
 }
 
 /// Everything the database holds, for the tables the API touches.
@@ -356,8 +358,29 @@ impl State {
             created_by: head.map_or(writer, |h| h.created_by),
             last_modified_by: Some(writer),
             updated_at: now,
+            stored: None,
         };
         rows.push(row.clone());
+        row
+    }
+
+    /// Like `write_version` for a binary file: no content, its hash, where its bytes are.
+    #[allow(clippy::too_many_arguments)] // the columns of the row, as in SQL
+    pub(crate) fn write_binary(
+        &mut self,
+        project: Uuid,
+        path: &str,
+        file_type: &str,
+        hash: &str,
+        stored: crate::binary::Stored,
+        writer: Uuid,
+        seq: i64,
+    ) -> Row {
+        let mut row = self.write_version(project, path, Some(file_type), None, false, writer, seq);
+        row.content_hash = Some(hash.to_owned());
+        row.stored = Some(stored);
+        let rows = self.files.get_mut(&(project, path.to_owned())).expect("the row just written");
+        *rows.last_mut().expect("the row just written") = row.clone();
         row
     }
 }

@@ -104,10 +104,40 @@ impl World {
     }
 }
 
-/// `list_current_files` as path → bytes.
+impl World {
+    /// Uploads `bytes` to `project-files` as `token` and records them at `path`; the bytes.
+    async fn put_binary(&self, token: &str, project: Uuid, path: &str, bytes: &[u8]) -> Vec<u8> {
+        let hash = fsync_protocol::hash::hex_sha256(bytes);
+        let bearer = format!("Bearer {token}");
+        let headers =
+            [("apikey", self.anon.as_str()), ("authorization", bearer.as_str()), ("content-type", "image/png")];
+        let url = format!("{API}/storage/v1/object/project-files/{project}/{hash}");
+        let request = transport::request(Method::POST, &url, &headers, bytes.to_vec()).unwrap();
+        let answer = self.transport.fetch(request, 1 << 20, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(answer.status.as_u16(), 200, "{}", answer.text());
+        let args =
+            json!({"project_uuid": project, "p_file_path": path, "p_content_hash": hash, "p_file_type": "image"});
+        let (status, body) = self.call(Method::POST, "/rest/v1/rpc/upsert_project_binary", token, args).await;
+        assert_eq!(status, 200, "{body}");
+        bytes.to_vec()
+    }
+}
+
+/// Waits until the agent's directory holds exactly `expected`.
+async fn converges_to(dir: &ProjectDir, expected: &BTreeMap<String, Vec<u8>>) {
+    for _ in 0..500 {
+        if &dir.tree().unwrap() == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(&dir.tree().unwrap(), expected, "{} never converged", dir.root().display());
+}
+
+/// `list_current_files` as path → bytes (text files; binaries have no content here).
 async fn current(client: &FsyncClient, project: Uuid) -> BTreeMap<String, Vec<u8>> {
     let files = client.list_current_files(project).await.unwrap();
-    files.into_iter().map(|f| (f.file_path, f.content.unwrap_or_default().into_bytes())).collect()
+    files.into_iter().filter_map(|f| Some((f.file_path, f.content?.into_bytes()))).collect()
 }
 
 /// Waits until the agent's directory holds exactly the project's files.
@@ -133,6 +163,7 @@ async fn a_preview_session_runs_on_the_model_over_in_process_streams_with_in_pro
     let files = [("package.json", "{}"), ("src/App.tsx", "export default 1;\n"), ("src/lib/util.ts", "export {}\n")];
     let entries: Vec<BulkEntry> = files.iter().map(|(p, c)| BulkEntry::upsert(*p, "text", *c)).collect();
     client.bulk_upsert_project_files(project, &entries).await.unwrap();
+    let logo = world.put_binary(&token, project, "public/logo.png", b"\x89PNG\r\n\x1a\n the logo").await;
 
     // Two sessions, each hydrating from the snapshot through the model-backed platform.
     let mut dirs = Vec::new();
@@ -143,7 +174,9 @@ async fn a_preview_session_runs_on_the_model_over_in_process_streams_with_in_pro
         let view = world.wait_running(&token, body["id"].as_str().unwrap()).await;
         assert!(view.snapshot_id.is_some(), "hydrated from a snapshot: {view:?}");
         let dir = ProjectDir::open(&view.project_dir).unwrap();
-        assert_eq!(dir.tree().unwrap(), current(&client, project).await, "the snapshot's content");
+        let mut expected = current(&client, project).await;
+        expected.insert("public/logo.png".into(), logo.clone());
+        assert_eq!(dir.tree().unwrap(), expected, "the snapshot's content, the binary from storage");
         dirs.push(dir);
     }
 
@@ -156,11 +189,16 @@ async fn a_preview_session_runs_on_the_model_over_in_process_streams_with_in_pro
         BulkEntry::delete("package.json"),
     ];
     client.bulk_upsert_project_files(project, &bulk).await.unwrap();
+    let icon = world.put_binary(&token, project, "public/icon.png", b"\x89PNG\r\n\x1a\n the icon").await;
+    let mut expected = current(&client, project).await;
+    expected.insert("public/logo.png".into(), logo);
+    expected.insert("public/icon.png".into(), icon);
     for dir in &dirs {
-        converges(dir, &client, project).await;
+        converges_to(dir, &expected).await;
     }
     let tree = dirs[0].tree().unwrap();
-    assert_eq!(tree.keys().collect::<Vec<_>>(), ["README.md", "src/App.tsx", "src/new/a.ts"]);
+    let paths = ["README.md", "public/icon.png", "public/logo.png", "src/App.tsx", "src/new/a.ts"];
+    assert_eq!(tree.keys().collect::<Vec<_>>(), paths);
     assert!(world.store.snapshot().objects.keys().any(|(bucket, _)| bucket == "project-snapshots"));
 }
 

@@ -169,3 +169,92 @@ fn a_snapshot_read_is_the_project_at_its_seq() {
         }
     });
 }
+
+/// `upsert_project_binary` on both stores, for every caller: refused before the bytes are in
+/// storage, then recorded (and a repeat is a no-op), with the object's size and storage key in the
+/// row, the same events, and the same snapshot read.
+#[test]
+fn binaries_are_recorded_alike() {
+    use fsync_store::data::{Filter, FilterOp, ReadQuery, Store};
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        let project = world.project;
+        let mut deliveries = Store::listen(&world.model).await.unwrap();
+        let hash = fsync_protocol::hash::hex_sha256(b"\x89PNG fake image bytes");
+        let record = |path: String, file_type: Option<&str>, expected: Option<i32>| {
+            let mut args = json!({"project_uuid": project, "p_file_path": path, "p_content_hash": hash});
+            if let Some(file_type) = file_type {
+                args["p_file_type"] = json!(file_type);
+            }
+            if let Some(expected) = expected {
+                args["expected_version"] = json!(expected);
+            }
+            args
+        };
+        for who in EVERYONE {
+            let (on_pg, on_model) =
+                both(&world, pg, who, "upsert_project_binary", record(format!("early-{who:?}.png"), None, None)).await;
+            assert_eq!(on_pg, on_model, "{who:?} records before the upload");
+        }
+        let name = format!("{project}/{hash}");
+        let metadata = json!({"size": 21, "mimetype": "image/png"});
+        let _ = agree!(world, pg, "the upload", |s| s.record_object_as_service(FILES_BUCKET, &name, &metadata));
+        for who in EVERYONE {
+            let path = format!("img/{who:?}.png");
+            for (what, args) in [
+                ("records", record(path.clone(), Some("image"), None)),
+                ("repeats", record(path.clone(), Some("image"), Some(7))),
+                ("records with the default type", record(path.clone(), None, None)),
+                ("records against a stale version", record(path.clone(), Some("image"), Some(1))),
+                ("records a bad hash", json!({"project_uuid": project, "p_file_path": path, "p_content_hash": "ABC"})),
+            ] {
+                let (on_pg, on_model) = both(&world, pg, who, "upsert_project_binary", args).await;
+                assert_eq!(on_pg, on_model, "{who:?} {what}");
+            }
+        }
+        for (function, args) in [
+            ("list_current_files", json!({"project_uuid": project})),
+            ("list_changes_since", json!({"project_uuid": project, "since_seq": 0})),
+        ] {
+            let (on_pg, on_model) = both(&world, pg, Who::Owner, function, args).await;
+            assert_eq!(on_pg, on_model, "{function}");
+        }
+        let query = ReadQuery {
+            relation: "project_files".into(),
+            columns: Some(vec!["file_path".into(), "version".into(), "size_bytes".into(), "storage_key".into()]),
+            filters: vec![Filter {
+                column: "project_id".into(),
+                op: FilterOp::Eq,
+                negated: false,
+                values: vec![project.to_string()],
+            }],
+            order: vec![
+                fsync_store::data::OrderTerm { column: "file_path".into(), descending: false, nulls_first: None },
+                fsync_store::data::OrderTerm { column: "version".into(), descending: false, nulls_first: None },
+            ],
+            ..ReadQuery::default()
+        };
+        let owner = world.auth(Who::Owner);
+        let rows = |r: Result<fsync_store::data::ReadOutput, ApiError>| {
+            r.map(|o| serde_json::from_str::<serde_json::Value>(&o.rows_json).unwrap())
+        };
+        let on_pg = rows(Store::read(pg, &owner, query.clone()).await);
+        let on_model = rows(Store::read(&world.model, &owner, query).await);
+        assert_eq!(on_pg, on_model, "rows with size and storage key");
+        assert!(on_pg
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["storage_key"] == json!(format!("project-files/{name}"))));
+        let read = agree!(world, pg, "the snapshot read", |s| drain(s, project));
+        assert!(read.unwrap().1.iter().all(|f| f.content.is_none() && f.storage_key.is_some()));
+        let mut model_events = Vec::new();
+        while let Ok(fsync_store::data::Delivery::Message(m)) = deliveries.try_recv() {
+            model_events.push((m.event, crate::normalize(serde_json::from_str(&m.payload_json).unwrap())));
+        }
+        assert_eq!(crate::pg_events(&shared.db, project).await, model_events, "broadcasts");
+    });
+}
