@@ -71,8 +71,11 @@ pub fn check_manifest(manifest: &Manifest, limits: &ExtractLimits) -> Result<(),
     Ok(())
 }
 
+/// The opened archive.
+type Archive = zip::ZipArchive<io::BufReader<fs::File>>;
+
 /// Extracts the zip at `zip_path` into `dest` (a new, empty directory), checking every entry
-/// against `manifest` and `limits`.
+/// against `manifest` and `limits` before writing anything.
 pub fn extract(
     zip_path: &Path,
     manifest: &Manifest,
@@ -80,10 +83,25 @@ pub fn extract(
     limits: &ExtractLimits,
 ) -> Result<Extracted, ExtractError> {
     check_manifest(manifest, limits)?;
-    let expected: BTreeMap<&str, &ManifestFile> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let file = fs::File::open(zip_path).map_err(|source| io_error("open the downloaded zip", source))?;
     let mut archive = zip::ZipArchive::new(io::BufReader::with_capacity(256 * 1024, file))
         .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+    let order = check_entries(&mut archive, manifest, limits)?;
+    let mut extracted = Extracted::default();
+    let mut buffer = vec![0u8; 64 * 1024];
+    for (index, want) in order {
+        extracted.bytes += write_entry(&mut archive, index, want, dest, &mut buffer)?;
+        extracted.files += 1;
+    }
+    Ok(extracted)
+}
+
+/// Checks every entry of the archive against the manifest; the order to extract them in.
+fn check_entries<'m>(
+    archive: &mut Archive,
+    manifest: &'m Manifest,
+    limits: &ExtractLimits,
+) -> Result<Vec<(usize, &'m ManifestFile)>, ExtractError> {
     if archive.len() != manifest.files.len() {
         return Err(ExtractError::Corrupt(format!(
             "{} entries, the manifest lists {} files",
@@ -91,8 +109,7 @@ pub fn extract(
             manifest.files.len()
         )));
     }
-
-    // Every entry is checked before anything is written.
+    let expected: BTreeMap<&str, &ManifestFile> = manifest.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut order = Vec::with_capacity(archive.len());
     let mut seen = BTreeMap::new();
     for index in 0..archive.len() {
@@ -130,58 +147,57 @@ pub fn extract(
         }
         order.push((index, *want));
     }
+    Ok(order)
+}
 
-    let mut extracted = Extracted::default();
-    let mut buffer = vec![0u8; 64 * 1024];
-    for (index, want) in order {
-        let mut entry = archive.by_index(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
-        let target = dest.join(&want.path);
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
-        }
-        let out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .map_err(|source| io_error(format!("create {}", want.path), source))?;
-        let mut out = io::BufWriter::with_capacity(256 * 1024, out);
-        let mut hasher = Sha256::new();
-        let mut written = 0u64;
-        loop {
-            let n = entry.read(&mut buffer).map_err(|e| ExtractError::Corrupt(format!("{}: {e}", want.path)))?;
-            if n == 0 {
-                break;
-            }
-            written += n as u64;
-            if written > want.size {
-                return Err(ExtractError::Bomb(format!(
-                    "{} inflates past its declared {} bytes",
-                    want.path, want.size
-                )));
-            }
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n]).map_err(|source| io_error(format!("write {}", want.path), source))?;
-        }
-        out.flush().map_err(|source| io_error(format!("write {}", want.path), source))?;
-        if written != want.size {
-            return Err(ExtractError::Corrupt(format!(
-                "{}: {written} bytes, the manifest says {}",
-                want.path, want.size
-            )));
-        }
-        let actual = to_hex(&hasher.finalize());
-        if actual != want.content_hash {
-            return Err(ExtractError::HashMismatch {
-                path: want.path.clone(),
-                expected: want.content_hash.clone(),
-                actual,
-            });
-        }
-        extracted.files += 1;
-        extracted.bytes += written;
+/// Streams one checked entry to its file under `dest`, never past its declared size, and checks
+/// its SHA-256; the bytes written.
+fn write_entry(
+    archive: &mut Archive,
+    index: usize,
+    want: &ManifestFile,
+    dest: &Path,
+    buffer: &mut [u8],
+) -> Result<u64, ExtractError> {
+    let mut entry = archive.by_index(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+    let target = dest.join(&want.path);
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
     }
-    Ok(extracted)
+    let out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+        .map_err(|source| io_error(format!("create {}", want.path), source))?;
+    let mut out = io::BufWriter::with_capacity(256 * 1024, out);
+    let mut hasher = Sha256::new();
+    let mut written = 0u64;
+    loop {
+        let n = entry.read(buffer).map_err(|e| ExtractError::Corrupt(format!("{}: {e}", want.path)))?;
+        if n == 0 {
+            break;
+        }
+        written += n as u64;
+        if written > want.size {
+            return Err(ExtractError::Bomb(format!("{} inflates past its declared {} bytes", want.path, want.size)));
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n]).map_err(|source| io_error(format!("write {}", want.path), source))?;
+    }
+    out.flush().map_err(|source| io_error(format!("write {}", want.path), source))?;
+    if written != want.size {
+        return Err(ExtractError::Corrupt(format!("{}: {written} bytes, the manifest says {}", want.path, want.size)));
+    }
+    let actual = to_hex(&hasher.finalize());
+    if actual != want.content_hash {
+        return Err(ExtractError::HashMismatch {
+            path: want.path.clone(),
+            expected: want.content_hash.clone(),
+            actual,
+        });
+    }
+    Ok(written)
 }
 
 fn io_error(what: impl Into<String>, source: io::Error) -> ExtractError {

@@ -220,6 +220,22 @@ impl Feed {
     /// One connection: join, catch up, then follow events until the connection ends. Returns
     /// how it ended and whether the join succeeded.
     async fn session(&mut self) -> (End, bool) {
+        let (socket, join_ref) = match self.open().await {
+            Ok(joined) => joined,
+            Err(reason) => return (End::Lost(reason), false),
+        };
+        if self.events.send(FeedEvent::Subscribed).await.is_err() {
+            return (End::Stop, true);
+        }
+        let joined = self.seq.joined();
+        match self.step(joined).await {
+            Ok(()) => (self.follow(socket, &join_ref).await, true),
+            Err(end) => (end, true),
+        }
+    }
+
+    /// Connects and joins the channel; the join's ref.
+    async fn open(&mut self) -> Result<(RealtimeSocket, String), String> {
         let connect = RealtimeSocket::connect_via(
             self.api.transport(),
             &self.config.api_url,
@@ -228,76 +244,73 @@ impl Feed {
         );
         let mut socket = match tokio::time::timeout(self.config.join_timeout, connect).await {
             Ok(Ok(socket)) => socket,
-            Ok(Err(e)) => return (End::Lost(format!("connect: {e}")), false),
-            Err(_) => return (End::Lost("connect: no answer in time".into()), false),
+            Ok(Err(e)) => return Err(format!("connect: {e}")),
+            Err(_) => return Err("connect: no answer in time".into()),
         };
-        let join_ref = match self.join(&mut socket).await {
-            Ok(join_ref) => join_ref,
-            Err(reason) => return (End::Lost(reason), false),
-        };
-        if self.events.send(FeedEvent::Subscribed).await.is_err() {
-            return (End::Stop, true);
-        }
-        let joined = self.seq.joined();
-        if let Err(end) = self.step(joined).await {
-            return (end, true);
-        }
+        let join_ref = self.join(&mut socket).await?;
+        Ok((socket, join_ref))
+    }
+
+    /// Follows a joined channel: frames, heartbeats (one unanswered by the next ends it) and
+    /// commands, until the connection ends or the feed stops.
+    async fn follow(&mut self, mut socket: RealtimeSocket, join_ref: &String) -> End {
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         heartbeat.tick().await;
         let mut pending_heartbeat: Option<String> = None;
         loop {
-            tokio::select! {
-                frame = socket.recv() => {
-                    let frame = match frame {
-                        Ok(Some(frame)) => frame,
-                        Ok(None) => return (End::Lost("the server closed the connection".into()), true),
-                        Err(e) => return (End::Lost(e.to_string()), true),
-                    };
-                    if frame.topic == "phoenix" {
-                        if frame.event == "phx_reply" && frame.msg_ref.is_some() && frame.msg_ref == pending_heartbeat {
-                            pending_heartbeat = None;
-                        }
-                        continue;
-                    }
-                    if frame.topic != self.topic {
-                        continue;
-                    }
-                    match frame.event.as_str() {
-                        "broadcast" => {
-                            if let Err(end) = self.on_broadcast(&frame).await {
-                                return (end, true);
-                            }
-                        }
-                        "phx_close" => return (End::Lost("the server closed the channel".into()), true),
-                        "system" if frame.payload.get("status").and_then(Value::as_str) == Some("error") => {
-                            let message = frame.payload.get("message").and_then(Value::as_str).unwrap_or("system error");
-                            return (End::Lost(message.to_owned()), true);
-                        }
-                        _ => {}
-                    }
-                }
+            let outcome = tokio::select! {
+                frame = socket.recv() => match frame {
+                    Ok(Some(frame)) => self.on_frame(&frame, &mut pending_heartbeat).await,
+                    Ok(None) => Err(End::Lost("the server closed the connection".into())),
+                    Err(e) => Err(End::Lost(e.to_string())),
+                },
                 _ = heartbeat.tick() => {
                     if pending_heartbeat.is_some() {
-                        return (End::Lost("heartbeat timeout".into()), true);
-                    }
-                    match socket.push_heartbeat().await {
-                        Ok(msg_ref) => pending_heartbeat = Some(msg_ref),
-                        Err(e) => return (End::Lost(e.to_string()), true),
+                        Err(End::Lost("heartbeat timeout".into()))
+                    } else {
+                        match socket.push_heartbeat().await {
+                            Ok(msg_ref) => {
+                                pending_heartbeat = Some(msg_ref);
+                                Ok(())
+                            }
+                            Err(e) => Err(End::Lost(e.to_string())),
+                        }
                     }
                 }
                 command = self.commands.recv() => match command {
                     None => {
                         socket.close().await;
-                        return (End::Stop, true);
+                        return End::Stop;
                     }
-                    Some(command) => {
-                        if let Err(end) = self.command(command, Some((&mut socket, &join_ref))).await {
-                            return (end, true);
-                        }
-                    }
+                    Some(command) => self.command(command, Some((&mut socket, join_ref))).await,
                 },
+            };
+            if let Err(end) = outcome {
+                return end;
             }
+        }
+    }
+
+    /// One frame from the server: a heartbeat reply, a broadcast, or the channel's end.
+    async fn on_frame(&mut self, frame: &Frame, pending_heartbeat: &mut Option<String>) -> Result<(), End> {
+        if frame.topic == "phoenix" {
+            if frame.event == "phx_reply" && frame.msg_ref.is_some() && frame.msg_ref == *pending_heartbeat {
+                *pending_heartbeat = None;
+            }
+            return Ok(());
+        }
+        if frame.topic != self.topic {
+            return Ok(());
+        }
+        match frame.event.as_str() {
+            "broadcast" => self.on_broadcast(frame).await,
+            "phx_close" => Err(End::Lost("the server closed the channel".into())),
+            "system" if frame.payload.get("status").and_then(Value::as_str) == Some("error") => {
+                let message = frame.payload.get("message").and_then(Value::as_str).unwrap_or("system error");
+                Err(End::Lost(message.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
 
