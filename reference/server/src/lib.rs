@@ -7,6 +7,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod instance;
 pub mod orchestrator;
 pub mod pg;
 pub mod platform;
@@ -17,5 +18,6 @@ pub mod state;
 pub mod storage;
 
 pub use app::{router, serve};
+pub use instance::{Server, ServerBuilder};
 pub use pg::PgStore;
 pub use state::AppState;

@@ -5,8 +5,7 @@ use clap::{Parser, Subcommand};
 use fsync_protocol::jwt::{self, Claims};
 use fsync_reference::config::{self, Settings};
 use fsync_reference::pg::bootstrap::{self, Source};
-use fsync_reference::platform::Platform;
-use fsync_reference::{AppState, PgStore};
+use fsync_reference::{PgStore, ServerBuilder};
 use fsync_store::Sources;
 use serde_json::Value;
 use std::sync::Arc;
@@ -125,18 +124,14 @@ async fn serve(config: Settings, addr: String) -> anyhow::Result<()> {
         orchestrator.launcher.describe(),
         if orchestrator.snapshot_hydration { "on" } else { "off: FSYNC_USE_SNAPSHOT_HYDRATION is unset" }
     );
-    let sources = Sources::system();
-    let platform = Arc::new(Platform::new(
-        Arc::new(store.clone()),
-        config.jwt_secret.clone(),
-        storage,
-        orchestrator,
-        sources.clone(),
-    ));
-    let state = AppState::start(Arc::new(store), config.jwt_secret.clone(), config.realtime(), sources)
+    let server = ServerBuilder::new(Arc::new(store.clone()))
+        .secret(config.jwt_secret.clone())
+        .realtime(config.realtime())
+        .platform(Arc::new(store), storage, orchestrator)
+        .start()
         .await
         .context("start realtime")?;
-    fsync_reference::serve(listener, state, Some(platform), shutdown_signal()).await?;
+    server.serve(listener, shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);
     Ok(())

@@ -7,9 +7,8 @@ use fsync_reference::orchestrator::{OrchestratorConfig, ProcessLauncher};
 use fsync_reference::platform::Platform;
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
 use fsync_reference::storage::Storage;
-use fsync_reference::{AppState, PgStore};
+use fsync_reference::{PgStore, ServerBuilder};
 use fsync_store::launch::Launcher;
-use fsync_store::Sources;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -116,14 +115,17 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         agent_exec: options.agent_exec.clone(),
         token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),
     };
-    let sources = Sources::system();
-    let platform =
-        Arc::new(Platform::new(Arc::new(store.clone()), secret.clone(), storage, orchestrator, sources.clone()));
-    let state =
-        AppState::start(Arc::new(store.clone()), secret.clone(), realtime, sources).await.expect("start the app state");
-    let hub = state.hub.clone();
+    let server = ServerBuilder::new(Arc::new(store.clone()))
+        .secret(secret.clone())
+        .realtime(realtime)
+        .platform(Arc::new(store.clone()), storage, orchestrator)
+        .start()
+        .await
+        .expect("start the server");
+    let hub = server.state.hub.clone();
+    let platform = server.platform.clone().expect("the platform is mounted");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(fsync_reference::serve(listener, state, Some(platform.clone()), async {
+    tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
     TestApp {

@@ -13,10 +13,8 @@ use fsync_protocol::jwt::{self, Secret};
 use fsync_protocol::snapshot::{SessionStatus, SessionView, CONTAINER_TOKEN_MAX_TTL_S};
 use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
 use fsync_reference::orchestrator::OrchestratorConfig;
-use fsync_reference::platform::Platform;
-use fsync_reference::realtime::RealtimeConfig;
 use fsync_reference::storage::Storage;
-use fsync_reference::AppState;
+use fsync_reference::ServerBuilder;
 use fsync_store::{Ids, Sources, SystemIds};
 use fsync_testkit::MemoryNet;
 use http::Method;
@@ -55,10 +53,15 @@ impl World {
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
         };
         let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory://");
-        let platform = Arc::new(Platform::new(store.clone(), secret.clone(), storage, orchestrator, server.clone()));
-        let state = AppState::start(store.clone(), secret.clone(), RealtimeConfig::default(), server).await.unwrap();
+        let instance = ServerBuilder::new(store.clone())
+            .secret(secret.clone())
+            .sources(server)
+            .platform(store.clone(), storage, orchestrator)
+            .start()
+            .await
+            .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(fsync_reference::serve(net.listen("fsync.test", 54321), state, Some(platform), async {
+        tokio::spawn(instance.serve(net.listen("fsync.test", 54321), async {
             let _ = stopped.await;
         }));
         World { store, transport, anon: anon_key(&secret), secret, dir, _stop: stop }

@@ -6,8 +6,7 @@ use fsync_client::{ClientConfig, ClientError, FsyncClient, ProjectStore, RetryPo
 use fsync_model::MemStore;
 use fsync_protocol::jwt::{self, Secret};
 use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
-use fsync_reference::realtime::RealtimeConfig;
-use fsync_reference::AppState;
+use fsync_reference::ServerBuilder;
 use fsync_store::data::RpcCall;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -16,17 +15,10 @@ use std::time::Duration;
 #[tokio::test]
 async fn the_server_serves_rpcs_and_realtime_from_the_model() {
     let secret = Secret::new(DEV_JWT_SECRET);
-    let state = AppState::start(
-        Arc::new(MemStore::new()),
-        secret.clone(),
-        RealtimeConfig::default(),
-        fsync_store::Sources::system(),
-    )
-    .await
-    .unwrap();
+    let server = ServerBuilder::new(Arc::new(MemStore::new())).secret(secret.clone()).start().await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(fsync_reference::serve(listener, state, None, std::future::pending()));
+    tokio::spawn(server.serve(listener, std::future::pending()));
 
     let user = fsync_testkit::new_id();
     let mut claims = jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);
@@ -68,10 +60,10 @@ async fn a_server_stops_and_starts_again_in_one_process() {
     let net = fsync_testkit::MemoryNet::new();
     let sources = fsync_store::Sources::system();
     let start = || async {
-        let state =
-            AppState::start(store.clone(), secret.clone(), RealtimeConfig::default(), sources.clone()).await.unwrap();
+        let server =
+            ServerBuilder::new(store.clone()).secret(secret.clone()).sources(sources.clone()).start().await.unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(fsync_reference::serve(net.listen("fsync.test", 80), state, None, async {
+        let served = tokio::spawn(server.serve(net.listen("fsync.test", 80), async {
             let _ = stopped.await;
         }));
         (stop, served)
