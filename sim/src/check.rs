@@ -2,6 +2,7 @@
 //! outlives every server). Here: convergence at quiescence (invariant 1), byte for byte.
 
 use fsync_model::MemStore;
+use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
 use uuid::Uuid;
@@ -52,4 +53,60 @@ pub fn difference(actual: &BTreeMap<String, Vec<u8>>, expected: &BTreeMap<String
     let stale: Vec<&String> =
         expected.iter().filter(|(p, b)| actual.get(*p).is_some_and(|a| a != *b)).map(|(p, _)| p).collect();
     format!("missing {missing:?}, extra {extra:?}, other bytes {stale:?}")
+}
+
+/// The project's tree after every seq, as digests: what an agent's directory may look like.
+#[derive(Default)]
+pub struct History {
+    /// `digests[s]` is the digest of the live files after seq `s`.
+    digests: Vec<String>,
+}
+
+impl History {
+    /// Brings the digests up to the project's current seq.
+    pub fn update(&mut self, store: &MemStore, project: Uuid) {
+        let state = store.snapshot();
+        let Some(head) = state.projects.get(&project).map(|p| p.seq) else { return };
+        let rows: Vec<(&String, &Vec<fsync_model::state::Row>)> = state
+            .files
+            .range((project, String::new())..)
+            .take_while(|((p, _), _)| *p == project)
+            .map(|((_, path), rows)| (path, rows))
+            .collect();
+        for seq in self.digests.len() as i64..=head {
+            let mut hasher = sha2::Sha256::new();
+            for (path, versions) in &rows {
+                let at = versions.iter().rev().find(|r| r.seq <= seq);
+                if let Some(row) = at.filter(|r| !r.deleted) {
+                    hasher.update(path.as_bytes());
+                    hasher.update([0]);
+                    hasher.update(row.content.as_deref().unwrap_or("").as_bytes());
+                    hasher.update([0]);
+                }
+            }
+            self.digests.push(fsync_protocol::hash::to_hex(&hasher.finalize()));
+        }
+    }
+
+    /// The seqs, from `from` on, whose tree is `digest`: where an agent at least at `from` may be.
+    pub fn first_match(&self, digest: &str, from: i64) -> Option<i64> {
+        (from.max(0) as usize..self.digests.len()).find(|&s| self.digests[s] == digest).map(|s| s as i64)
+    }
+
+    /// Whether any seq before `before` has the tree `digest`.
+    pub fn matches_before(&self, digest: &str, before: i64) -> bool {
+        self.digests.iter().take(before.max(0) as usize).any(|d| d == digest)
+    }
+}
+
+/// The digest of a directory's tree, in the form [`History`] keeps.
+pub fn digest(tree: &BTreeMap<String, Vec<u8>>) -> String {
+    let mut hasher = sha2::Sha256::new();
+    for (path, bytes) in tree {
+        hasher.update(path.as_bytes());
+        hasher.update([0]);
+        hasher.update(bytes);
+        hasher.update([0]);
+    }
+    fsync_protocol::hash::to_hex(&hasher.finalize())
 }

@@ -9,7 +9,7 @@ use fsync_client::Transport;
 use fsync_protocol::snapshot::ExtractLimits;
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch, Launched, Launcher};
 use fsync_store::platform::BoxFuture;
-use fsync_store::Sources;
+use fsync_store::{Plant, Sources};
 use std::collections::VecDeque;
 use std::error::Error;
 use std::sync::{Arc, Mutex};
@@ -76,7 +76,7 @@ impl AgentControl for Stop {
 }
 
 /// One agent host: takes launches one after another and runs each agent to its end.
-pub async fn agent_host(queue: AgentQueue, sources: Sources) -> turmoil::Result {
+pub async fn agent_host(queue: AgentQueue, sources: Sources, plant: Option<Plant>) -> turmoil::Result {
     let transport = Transport::new(Arc::new(crate::net::SimDialer));
     loop {
         let Pending { launch, mut stop, exit } = queue.next().await;
@@ -91,9 +91,14 @@ pub async fn agent_host(queue: AgentQueue, sources: Sources) -> turmoil::Result 
             limits: ExtractLimits::default(),
             sources: sources.clone(),
             transport: transport.clone(),
+            plant,
         };
+        // Told to stop, it stops; an orchestrator that goes away (its server restarted) is not
+        // a reason to stop: a container outlives the instance that started it.
         let shutdown = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
+            if stop.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         };
         let ended = match session::run(config, shutdown).await {
             Ok(()) => AgentExit { how: "stopped".into(), last_words: None },

@@ -23,6 +23,10 @@ struct Cli {
     /// Print each run's trace.
     #[arg(long)]
     trace: bool,
+    /// Plant a known bug (skip-gap-check, apply-stale, broadcast-before-commit,
+    /// skip-base-catch-up, no-resync-after-listen-loss): the checkers must catch it.
+    #[arg(long)]
+    plant: Option<fsync_store::Plant>,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -38,6 +42,7 @@ fn parse_range(text: &str) -> Result<(u64, u64), String> {
 #[allow(clippy::disallowed_methods)] // the summary reports wall time
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs();
     let (from, to) = match (cli.seed, cli.seeds) {
         (Some(seed), _) => (seed, seed + 1),
         (None, Some(range)) => range,
@@ -46,7 +51,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut failed, mut sim_seconds) = (0u64, 0f64);
     for seed in from..to {
-        let outcome = run(&Config::new(seed));
+        let outcome = run(&Config { plant: cli.plant, ..Config::new(seed) });
         sim_seconds += outcome.sim_seconds;
         if cli.trace {
             for line in &outcome.trace {
@@ -67,7 +72,8 @@ fn main() -> ExitCode {
         for violation in &outcome.violations {
             println!("seed {seed}: invariant {} violated: {}", violation.invariant, violation.detail);
         }
-        println!("  replay: cargo run -p fsync-sim -- --seed {seed} --trace");
+        let plant = cli.plant.map(|p| format!(" --plant {p}")).unwrap_or_default();
+        println!("  replay: cargo run -p fsync-sim -- --seed {seed}{plant} --trace");
     }
     let wall = started.elapsed().as_secs_f64();
     println!(
@@ -79,5 +85,23 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `FSYNC_SIM_LOG=debug` (any tracing filter) shows the hosts' logs, stamped with simulated time.
+fn init_logs() {
+    let Ok(filter) = std::env::var("FSYNC_SIM_LOG") else { return };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_timer(SimTime)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        write!(w, "{:>9.3}s", turmoil::sim_elapsed().unwrap_or_default().as_secs_f64())
     }
 }

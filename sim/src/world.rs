@@ -16,8 +16,10 @@ use fsync_protocol::jwt::{self, Secret};
 use fsync_protocol::snapshot::{SessionStatus, SessionView, CONTAINER_TOKEN_MAX_TTL_S};
 use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
 use fsync_reference::orchestrator::OrchestratorConfig;
+use fsync_reference::realtime::RealtimeConfig;
 use fsync_reference::storage::Storage;
 use fsync_reference::ServerBuilder;
+use fsync_store::Plant;
 use http::Method;
 use object_store::memory::InMemory;
 use serde_json::{json, Value};
@@ -41,12 +43,14 @@ pub struct Config {
     pub ops: usize,
     /// Whether faults are drawn at all.
     pub faults: bool,
+    /// A known bug to plant (the checkers must catch it).
+    pub plant: Option<Plant>,
 }
 
 impl Config {
     /// Two agents, two editors of 25 writes each, faults on.
     pub fn new(seed: u64) -> Config {
-        Config { seed, agents: 2, editors: 2, ops: 25, faults: true }
+        Config { seed, agents: 2, editors: 2, ops: 25, faults: true, plant: None }
     }
 }
 
@@ -78,6 +82,12 @@ pub enum FaultKind {
     Latency(Duration),
     /// The server crashes and starts again (sockets and sessions gone; data kept).
     ServerRestart,
+    /// While it lasts, each broadcast is lost silently with this chance in percent (Supabase's
+    /// `realtime.send` may lose them).
+    DropBroadcasts(u32),
+    /// The server's feed of broadcasts is lost for a while, then regained with a resync (a lost
+    /// LISTEN connection).
+    LoseFeed,
 }
 
 /// Everything the hosts share (the model and the bucket outlive the server).
@@ -89,6 +99,7 @@ struct Shared {
     sessions_dir: PathBuf,
     trace: Trace,
     seed: u64,
+    plant: Option<Plant>,
 }
 
 /// The fault schedule for `config`: which kinds are enabled is itself drawn (swarm testing).
@@ -96,15 +107,17 @@ pub fn draw_faults(config: &Config, rng: &mut fastrand::Rng) -> Vec<Fault> {
     if !config.faults {
         return vec![];
     }
-    let (partitions, latency, restarts) = (rng.bool(), rng.bool(), rng.bool());
+    let (partitions, latency, restarts, drops, losses) = (rng.bool(), rng.bool(), rng.bool(), rng.bool(), rng.bool());
     let mut kinds = Vec::new();
     let mut hosts: Vec<String> = (0..config.agents).map(|i| format!("agent-{i}")).collect();
     hosts.extend((0..config.editors).map(|i| format!("editor-{i}")));
     for _ in 0..rng.usize(1..6) {
-        let kind = match rng.u8(0..3) {
+        let kind = match rng.u8(0..5) {
             0 if partitions => FaultKind::Partition(hosts[rng.usize(..hosts.len())].clone()),
             1 if latency => FaultKind::Latency(Duration::from_millis(rng.u64(100..2_000))),
             2 if restarts => FaultKind::ServerRestart,
+            3 if drops => FaultKind::DropBroadcasts(rng.u32(10..60)),
+            4 if losses => FaultKind::LoseFeed,
             _ => continue,
         };
         kinds.push(kind);
@@ -126,7 +139,7 @@ pub fn run(config: &Config) -> Outcome {
     let mut rng = fastrand::Rng::with_seed(config.seed);
     let faults = draw_faults(config, &mut rng);
     let dir = tempfile::tempdir().expect("a directory for the agents' projects");
-    let store = Arc::new(MemStore::with_ids(clock::sources(config.seed, 1).ids));
+    let store = Arc::new(MemStore::with_ids(clock::sources(config.seed, 1).ids).with_plant(config.plant));
     let people = seed_people(&store, config, &mut rng);
     let shared = Shared {
         store: store.clone(),
@@ -135,6 +148,7 @@ pub fn run(config: &Config) -> Outcome {
         sessions_dir: dir.path().join("sessions"),
         trace: Trace::default(),
         seed: config.seed,
+        plant: config.plant,
     };
     let violations = Arc::new(Mutex::new(Vec::new()));
     let mut sim = turmoil::Builder::new()
@@ -151,7 +165,8 @@ pub fn run(config: &Config) -> Outcome {
     for i in 0..config.agents {
         let queue = shared.queue.clone();
         let sources = clock::sources(config.seed, 100 + i as u64);
-        sim.host(format!("agent-{i}"), move || agent_host(queue.clone(), sources.clone()));
+        let plant = config.plant;
+        sim.host(format!("agent-{i}"), move || agent_host(queue.clone(), sources.clone(), plant));
     }
     let done = Arc::new(AtomicUsize::new(0));
     for (i, token) in people.editors.iter().enumerate() {
@@ -170,6 +185,12 @@ pub fn run(config: &Config) -> Outcome {
         sim.client(format!("editor-{i}"), editor.run());
     }
     let quiet_after = faults.iter().map(|f| f.at + f.lasts).max().unwrap_or_default();
+    // A stalled stream (a partition, a crawling link) is noticed by heartbeats, and a lost last
+    // broadcast by the idle catch-up: both take a while. Otherwise agents catch up at once.
+    let slow = faults
+        .iter()
+        .any(|f| matches!(f.kind, FaultKind::Partition(_) | FaultKind::Latency(_) | FaultKind::DropBroadcasts(_)));
+    let quiescence = if slow { QUIESCENCE } else { QUIESCENCE_FAST };
     let driver = Driver {
         shared: shared.clone(),
         people: people.clone(),
@@ -177,11 +198,14 @@ pub fn run(config: &Config) -> Outcome {
         editors: config.editors,
         done,
         quiet_after,
+        quiescence,
         violations: violations.clone(),
     };
     sim.client("driver", driver.run());
+    let (watched, project, found) = (shared.clone(), people.project, violations.clone());
+    sim.host("watcher", move || watcher(watched.clone(), project, found.clone()));
 
-    let finished = drive(&mut sim, &faults, &shared.trace);
+    let finished = drive(&mut sim, &faults, &shared);
     let mut violations = violations.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Err(e) = finished {
         violations.push(Violation { invariant: "liveness", detail: format!("the simulation did not finish: {e}") });
@@ -197,7 +221,8 @@ pub fn run(config: &Config) -> Outcome {
 }
 
 /// Steps the simulation, applying each fault when its time comes and healing it after.
-fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], trace: &Trace) -> turmoil::Result {
+fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], shared: &Shared) -> turmoil::Result {
+    let trace = &shared.trace;
     let mut started = vec![false; faults.len()];
     let mut healed = vec![false; faults.len()];
     loop {
@@ -210,6 +235,10 @@ fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], trace: &Trace) -> turmoil
                     FaultKind::Partition(host) => sim.partition(host.as_str(), "server"),
                     FaultKind::Latency(max) => sim.set_max_message_latency(*max),
                     FaultKind::ServerRestart => sim.bounce("server"),
+                    FaultKind::DropBroadcasts(percent) => {
+                        shared.store.drop_broadcasts(Some(f64::from(*percent) / 100.0), shared.seed ^ i as u64)
+                    }
+                    FaultKind::LoseFeed => shared.store.lose_feed(),
                 }
             }
             if started[i] && !healed[i] && now >= fault.at + fault.lasts {
@@ -218,6 +247,8 @@ fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], trace: &Trace) -> turmoil
                 match &fault.kind {
                     FaultKind::Partition(host) => sim.repair(host.as_str(), "server"),
                     FaultKind::Latency(_) => sim.set_max_message_latency(Duration::from_millis(20)),
+                    FaultKind::LoseFeed => shared.store.regain_feed(),
+                    FaultKind::DropBroadcasts(_) => shared.store.drop_broadcasts(None, 0),
                     FaultKind::ServerRestart => {}
                 }
             }
@@ -240,9 +271,11 @@ async fn server_host(shared: Shared) -> turmoil::Result {
         token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
     };
     let storage = Storage::from_store(shared.objects.clone(), "memory://");
+    let realtime = RealtimeConfig { plant: shared.plant, ..RealtimeConfig::default() };
     let server = ServerBuilder::new(shared.store.clone())
         .secret(Secret::new(DEV_JWT_SECRET))
         .sources(sources)
+        .realtime(realtime)
         .platform(shared.store.clone(), storage, orchestrator)
         .start()
         .await?;
@@ -295,11 +328,15 @@ struct Driver {
     editors: usize,
     done: Arc<AtomicUsize>,
     quiet_after: Duration,
+    quiescence: Duration,
     violations: Arc<Mutex<Vec<Violation>>>,
 }
 
-/// How long, after the faults stop and the editors finish, every agent has to converge.
+/// How long, after the faults stop and the editors finish, every agent has to converge when a
+/// fault stalled streams or lost broadcasts (heartbeats and the idle catch-up notice them)...
 const QUIESCENCE: Duration = Duration::from_secs(120);
+/// ...and when none did (a resync or a reconnect catches up at once).
+const QUIESCENCE_FAST: Duration = Duration::from_secs(15);
 
 impl Driver {
     async fn run(self) -> turmoil::Result {
@@ -318,7 +355,7 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.shared.trace.note("driver: faults over, editors done; waiting for quiescence");
-        let deadline = elapsed() + QUIESCENCE;
+        let deadline = elapsed() + self.quiescence;
         loop {
             let expected = check::live_files(&self.shared.store, self.people.project);
             let diverged: Vec<_> = dirs.iter().filter(|(_, dir)| check::tree(dir) != expected).collect();
@@ -382,4 +419,48 @@ impl Driver {
 
 fn elapsed() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// Watches every agent's directory as the simulation runs: whenever it looks, each tree must be
+/// the project's tree at some seq no earlier than the one it last showed (invariants 2, 5, 6, 8:
+/// nothing that was never written, no going back, bulks whole, the snapshot plus every later
+/// change).
+async fn watcher(shared: Shared, project: Uuid, violations: Arc<Mutex<Vec<Violation>>>) -> turmoil::Result {
+    let mut history = check::History::default();
+    let mut at: BTreeMap<PathBuf, i64> = BTreeMap::new();
+    let mut reported = std::collections::BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        history.update(&shared.store, project);
+        let Ok(entries) = std::fs::read_dir(&shared.sessions_dir) else { continue };
+        let mut dirs: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path().join("project")).filter(|d| d.is_dir()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let digest = check::digest(&check::tree(&dir));
+            let from = at.get(&dir).copied().unwrap_or(0);
+            match history.first_match(&digest, from) {
+                Some(seq) => {
+                    at.insert(dir, seq);
+                }
+                None if reported.insert(dir.clone()) => {
+                    let (invariant, what) = if history.matches_before(&digest, from) {
+                        (
+                            "5 an agent's last_seq never goes back",
+                            format!("went back from seq {from} to an earlier tree"),
+                        )
+                    } else {
+                        (
+                            "2 nothing appears that was never written",
+                            format!("holds a tree the project never had (last at seq {from})"),
+                        )
+                    };
+                    let detail = format!("{}: {what}", dir.display());
+                    shared.trace.note(format!("VIOLATION {invariant}: {detail}"));
+                    violations.lock().unwrap_or_else(|e| e.into_inner()).push(Violation { invariant, detail });
+                }
+                None => {}
+            }
+        }
+    }
 }

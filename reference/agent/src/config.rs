@@ -23,6 +23,8 @@ pub struct AgentConfig {
     pub sources: Sources,
     /// How the agent reaches the API (TCP unless given).
     pub transport: Transport,
+    /// A bug planted by the simulator; `None` everywhere else.
+    pub plant: Option<fsync_store::Plant>,
 }
 
 impl AgentConfig {
@@ -56,6 +58,7 @@ impl AgentConfig {
             limits: ExtractLimits::default(),
             sources: Sources::system(),
             transport: Transport::tcp(),
+            plant: None,
         })
     }
 }

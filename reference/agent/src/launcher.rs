@@ -41,6 +41,7 @@ impl Launcher for InProcessLauncher {
             limits: self.limits,
             sources: self.sources.clone(),
             transport: self.transport.clone(),
+            plant: None,
         };
         Box::pin(async move {
             let (stop, stopped) = watch::channel(false);

@@ -51,7 +51,8 @@ async fn run_inner(
 ) -> anyhow::Result<()> {
     let config = &api.config;
     let started = api.now();
-    let feed_config = FeedConfig::new(&config.api_url, &config.token, &config.token, config.project);
+    let mut feed_config = FeedConfig::new(&config.api_url, &config.token, &config.token, config.project);
+    feed_config.plant = config.plant;
     let (feed, mut events) = ProjectFeed::start(feed_config, api.client.clone(), None, FEED_CAPACITY);
     follow::subscribed(&mut events, api.now() + JOIN_TIMEOUT).await?;
     timings.insert("join".into(), api.ms(started));

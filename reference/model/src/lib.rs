@@ -11,6 +11,7 @@
 pub mod args;
 mod binary;
 mod bulk;
+pub mod faults;
 mod files;
 mod members;
 mod platform;
@@ -35,6 +36,8 @@ const LISTEN_QUEUE: usize = 4096;
 pub struct MemStore {
     state: Mutex<State>,
     listeners: Mutex<Vec<mpsc::Sender<Delivery>>>,
+    /// What the simulator does to broadcasts (nothing, unless it says so).
+    faults: Mutex<faults::Faults>,
 }
 
 impl MemStore {
@@ -53,6 +56,37 @@ impl MemStore {
     /// Changes the state directly (tests seed users and projects with known ids this way).
     pub fn seed(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
+    }
+
+    /// The same store with a planted bug (`broadcast-before-commit`; the simulator's `--plant`).
+    pub fn with_plant(self, plant: Option<fsync_store::Plant>) -> Self {
+        self.faults().plant = plant;
+        self
+    }
+
+    /// From now on, each broadcast is lost silently with `chance` (drawn from `seed`), as
+    /// Supabase's `realtime.send` may lose them; `None` stops it.
+    pub fn drop_broadcasts(&self, chance: Option<f64>, seed: u64) {
+        self.faults().drop = chance.map(|c| (c, fastrand::Rng::with_seed(seed)));
+    }
+
+    /// Every broadcast is lost until [`MemStore::regain_feed`]: a LISTEN connection lost.
+    pub fn lose_feed(&self) {
+        self.faults().feed_lost = true;
+    }
+
+    /// The feed is back, and every listener is told to resync (as a LISTEN loop that reconnects
+    /// does): what was lost meanwhile must be caught up by seq.
+    pub fn regain_feed(&self) {
+        self.faults().feed_lost = false;
+        let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for tx in listeners.iter() {
+            let _ = tx.try_send(Delivery::Resync);
+        }
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, faults::Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How many instances the store delivers broadcasts to (a stopped instance no longer counts).
@@ -79,6 +113,9 @@ impl MemStore {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         listeners.retain(|tx| !tx.is_closed());
         for message in messages {
+            if self.faults().fate() == faults::Fate::Lose {
+                continue;
+            }
             for tx in listeners.iter() {
                 // A listener that fell 4,096 messages behind loses messages, as a LISTEN
                 // connection that drops does; consumers notice the seq gap.
@@ -112,7 +149,7 @@ impl MemStore {
         let a = args::bind(signature, &call.args)?;
         let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
         let mut state = self.lock();
-        let Outcome { result, messages } = match signature.name {
+        let outcome = match signature.name {
             "upsert_project_file" => state.upsert_project_file(
                 &caller,
                 a.uuid("project_uuid"),
@@ -153,7 +190,21 @@ impl MemStore {
                 state.remove_project_member(&caller, a.uuid("project_uuid"), a.uuid("p_user_id"))
             }
             other => unreachable!("{other} has a signature but no implementation"),
-        }?;
+        };
+        if outcome.is_err()
+            && signature.name == "upsert_project_file"
+            && self.faults().plant == Some(fsync_store::Plant::BroadcastBeforeCommit)
+        {
+            let (project, path, content, file_type) =
+                (a.uuid("project_uuid"), a.text("p_file_path"), a.text("p_content"), a.text("p_file_type"));
+            if let (Some(project), Some(path), Some(content), Some(file_type)) = (project, path, content, file_type) {
+                let id = state.ids.0.uuid();
+                self.deliver(
+                    faults::phantom_update(&state, id, project, &path, &content, &file_type).into_iter().collect(),
+                );
+            }
+        }
+        let Outcome { result, messages } = outcome?;
         self.deliver(messages);
         drop(state);
         Ok(RpcOutput::Json(result.to_string()))

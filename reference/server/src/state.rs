@@ -45,7 +45,7 @@ impl<S: Store> AppState<S> {
         sources: Sources,
     ) -> Result<AppState<S>, ApiError> {
         let messages = store.listen().await?;
-        let hub = Arc::new(Hub::new(sources.clock.clone()));
+        let hub = Arc::new(Hub::new(sources.clock.clone()).planted(realtime.plant));
         let feeder = tokio::spawn(hub.clone().run(messages)).abort_handle();
         Ok(AppState { store, secret, hub, realtime, sources, feeder })
     }

@@ -16,6 +16,7 @@ pub mod data;
 pub mod error;
 pub mod ids;
 pub mod launch;
+pub mod plant;
 pub mod platform;
 
 pub use caller::RequestAuth;
@@ -23,6 +24,7 @@ pub use clock::{Clock, SystemClock, TokioClock};
 pub use data::Store;
 pub use error::{ApiError, StatusCode};
 pub use ids::{Ids, SeededIds, SystemIds};
+pub use plant::Plant;
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,6 +8,9 @@
 //! - `seq == last_seq + 1` with its content: applied as it came.
 //! - A gap, a `bulk:apply`, or content left out of an event: catch up from `last_seq`.
 //! - After every (re)join, and when the base is set while joined: catch up from `last_seq`.
+//! - When no event came for a while (`FeedConfig::idle_catch_up`): catch up from `last_seq` too. A broadcast can be
+//!   lost without a word (Supabase's `realtime.send` swallows its errors); a gap shows it only
+//!   when a later event comes, and the last one of a burst has none after it.
 //! - A catch-up's answer brings the consumer to its `seq` when that is ahead; an answer read
 //!   before changes already applied (behind `last_seq`) changes nothing.
 //!
@@ -16,6 +19,7 @@
 
 use fsync_protocol::api::Changes;
 use fsync_protocol::events::{FileChange, ProjectEvent};
+use fsync_store::Plant;
 
 /// What the driver must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,12 +45,20 @@ pub struct CaughtUp {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sequencer {
     last_seq: Option<i64>,
+    /// A bug planted by the simulator (`skip-gap-check`, `apply-stale`); never set otherwise.
+    plant: Option<Plant>,
 }
 
 impl Sequencer {
     /// A consumer at `base` (the snapshot's seq), or one waiting for its base (`None`).
     pub fn new(base: Option<i64>) -> Sequencer {
-        Sequencer { last_seq: base }
+        Sequencer { last_seq: base, plant: None }
+    }
+
+    /// The same sequencer with a planted bug (the simulator's `--plant`).
+    pub fn planted(mut self, plant: Option<Plant>) -> Sequencer {
+        self.plant = plant;
+        self
     }
 
     /// The seq of the last change handed out (or the base).
@@ -73,14 +85,20 @@ impl Sequencer {
         }
     }
 
+    /// No event came for a while: check for changes whose broadcasts were lost.
+    pub fn idle(&self) -> Step {
+        self.joined()
+    }
+
     /// One project event, as it arrived.
     pub fn event(&mut self, event: ProjectEvent) -> Step {
         let Some(last) = self.last_seq else { return Step::Nothing };
         let seq = event.seq();
-        if seq <= last {
+        let stale = seq <= last;
+        if stale && self.plant != Some(Plant::ApplyStale) {
             return Step::Nothing;
         }
-        if seq > last + 1 {
+        if seq > last + 1 && self.plant != Some(Plant::SkipGapCheck) {
             return Step::CatchUp { since: last };
         }
         let change = match event {
@@ -96,6 +114,10 @@ impl Sequencer {
             // Content left out of the event, or a bulk: fetch what changed.
             ProjectEvent::Update(_) | ProjectEvent::Bulk(_) => return Step::CatchUp { since: last },
         };
+        if stale {
+            // Planted: a stale change applied over newer files; last_seq stays.
+            return Step::Apply { seq: last, changes: vec![change] };
+        }
         self.advance(seq);
         Step::Apply { seq, changes: vec![change] }
     }
@@ -179,6 +201,23 @@ mod tests {
         let bulk = ProjectEvent::Bulk(BulkApply { seq: 1, files: vec![], files_omitted: true, timestamp: "".into() });
         assert_eq!(s.event(bulk), Step::CatchUp { since: 0 });
         assert_eq!(s.last_seq(), Some(0), "nothing moves until the catch-up answers");
+    }
+
+    #[test]
+    fn a_quiet_feed_checks_from_last_seq() {
+        assert_eq!(Sequencer::new(None).idle(), Step::Nothing);
+        assert_eq!(Sequencer::new(Some(4)).idle(), Step::CatchUp { since: 4 });
+    }
+
+    #[test]
+    fn planted_bugs_undo_the_checks_they_name() {
+        let mut skip = Sequencer::new(Some(0)).planted(Some(Plant::SkipGapCheck));
+        assert!(matches!(skip.event(update(3, Some("x"))), Step::Apply { seq: 3, .. }), "across the gap");
+        let mut stale = Sequencer::new(Some(5)).planted(Some(Plant::ApplyStale));
+        assert!(matches!(stale.event(update(2, Some("old"))), Step::Apply { seq: 5, .. }), "stale, applied");
+        assert_eq!(stale.last_seq(), Some(5), "last_seq stays");
+        let mut honest = Sequencer::new(Some(5)).planted(Some(Plant::SkipBaseCatchUp));
+        assert_eq!(honest.event(update(2, Some("old"))), Step::Nothing, "other plants leave the sequencer alone");
     }
 
     #[test]

@@ -115,3 +115,36 @@ async fn a_server_stops_and_starts_again_in_one_process() {
 async fn next(events: &mut tokio::sync::mpsc::Receiver<FeedEvent>) -> FeedEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event in time").expect("the feed runs")
 }
+
+/// A broadcast lost without a word (Supabase's `realtime.send` may lose one) leaves no gap when it
+/// was the last of a burst; the feed catches up anyway once it has been quiet for a while.
+#[tokio::test]
+async fn a_silently_lost_last_broadcast_is_caught_up_when_the_feed_goes_quiet() {
+    let secret = Secret::new(DEV_JWT_SECRET);
+    let store = Arc::new(MemStore::new());
+    let server = ServerBuilder::new(store.clone()).secret(secret.clone()).start().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let mut claims = jwt::claims_for("authenticated", fsync_testkit::now_s(), 600);
+    claims.insert("sub".into(), json!(fsync_testkit::new_id()));
+    let token = jwt::sign(&secret, &claims);
+    let anon = anon_key(&secret);
+    let client =
+        Arc::new(FsyncClient::new(ClientConfig::new(&url, &anon).token(&token).retry(RetryPolicy::none())).unwrap());
+    let project = client.create_project("lossy", None).await.unwrap().id;
+    let mut config = FeedConfig::new(&url, &anon, &token, project);
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.idle_catch_up = Duration::from_millis(300);
+    let (_feed, mut events) = ProjectFeed::start(config, client.clone(), Some(0), 16);
+    assert_eq!(next(&mut events).await, FeedEvent::Subscribed);
+
+    store.drop_broadcasts(Some(1.0), 1);
+    client.upsert_project_file(project, "lost.ts", "its event never comes", "typescript", None).await.unwrap();
+    match next(&mut events).await {
+        FeedEvent::Changes { seq: 1, source: ChangeSource::CatchUp, changes } => {
+            assert_eq!(changes[0].path(), "lost.ts")
+        }
+        other => panic!("expected the change through a catch-up, got {other:?}"),
+    }
+}

@@ -16,6 +16,8 @@ pub struct RealtimeConfig {
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
     /// the server authors every event.
     pub keep_client_broadcast: bool,
+    /// A bug planted by the simulator (`no-resync-after-listen-loss`); `None` everywhere else.
+    pub plant: Option<fsync_store::Plant>,
 }
 
 impl Default for RealtimeConfig {
@@ -27,6 +29,7 @@ impl Default for RealtimeConfig {
             max_frame_bytes: 1024 * 1024,
             max_channels: 100,
             keep_client_broadcast: false,
+            plant: None,
         }
     }
 }

@@ -112,12 +112,20 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
+    /// Planted by the simulator: ignore the store's resync (`no-resync-after-listen-loss`).
+    ignore_resync: bool,
 }
 
 impl Hub {
     /// An empty hub; `clock` ages the memory of who sent what.
     pub fn new(clock: Arc<dyn Clock>) -> Hub {
-        Hub { state: Mutex::default(), clock }
+        Hub { state: Mutex::default(), clock, ignore_resync: false }
+    }
+
+    /// The same hub with a planted bug (the simulator's `--plant`).
+    pub fn planted(mut self, plant: Option<fsync_store::Plant>) -> Hub {
+        self.ignore_resync = plant == Some(fsync_store::Plant::NoResyncAfterListenLoss);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -211,6 +219,7 @@ impl Hub {
         while let Some(delivery) = deliveries.recv().await {
             match delivery {
                 Delivery::Message(message) => self.fan_out(&message),
+                Delivery::Resync if self.ignore_resync => {}
                 Delivery::Resync => self.close_all(),
             }
         }

@@ -1,0 +1,67 @@
+//! What the simulator does to the model's broadcasts, and the model's planted bug: messages lost
+//! silently (as Supabase's `realtime.send` may lose them), a lost and regained feed (as a LISTEN
+//! connection that drops: messages lost, then every listener told to resync), and
+//! `broadcast-before-commit` (an event sent for a write that then fails).
+
+use crate::state::State;
+use fsync_protocol::content_hash;
+use fsync_store::data::RealtimeMessage;
+use fsync_store::Plant;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The faults in force.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// While set: each message is lost silently with this chance, drawn from `rng`.
+    pub drop: Option<(f64, fastrand::Rng)>,
+    /// Whether the feed is lost: every message goes until it is regained (then a resync).
+    pub feed_lost: bool,
+    pub plant: Option<Plant>,
+}
+
+/// What happens to one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fate {
+    Deliver,
+    Lose,
+}
+
+impl Faults {
+    pub fn fate(&mut self) -> Fate {
+        if let Some((chance, rng)) = &mut self.drop {
+            if rng.f64() < *chance {
+                return Fate::Lose;
+            }
+        }
+        if self.feed_lost {
+            return Fate::Lose;
+        }
+        Fate::Deliver
+    }
+}
+
+/// `broadcast-before-commit`: the `file:update` an upsert would have sent, as if it had committed
+/// at the next seq (the write then fails, and a later one takes that seq).
+pub fn phantom_update(
+    state: &State,
+    message_id: Uuid,
+    project: Uuid,
+    path: &str,
+    content: &str,
+    file_type: &str,
+) -> Option<RealtimeMessage> {
+    let seq = state.projects.get(&project)?.seq + 1;
+    let version = state.head(project, path).map_or(0, |h| h.version) + 1;
+    let payload = json!({
+        "file_path": path, "file_type": file_type, "content": content, "content_omitted": false,
+        "content_hash": content_hash(content), "version": version, "seq": seq, "timestamp": "",
+    });
+    Some(RealtimeMessage {
+        id: message_id.to_string(),
+        topic: format!("project:{project}"),
+        event: "file:update".into(),
+        payload_json: payload.to_string(),
+        private: true,
+    })
+}
