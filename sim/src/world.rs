@@ -88,6 +88,8 @@ pub enum FaultKind {
     /// The server's feed of broadcasts is lost for a while, then regained with a resync (a lost
     /// LISTEN connection).
     LoseFeed,
+    /// An event delivered again, late: the one this many deliveries back.
+    LateEvent(usize),
 }
 
 /// Everything the hosts share (the model and the bucket outlive the server).
@@ -100,6 +102,9 @@ struct Shared {
     trace: Trace,
     seed: u64,
     plant: Option<Plant>,
+    /// How many times a server has started: each start draws from an id stream of its own (a
+    /// restarted server must not hand out the ids it handed out before).
+    starts: Arc<AtomicUsize>,
 }
 
 /// The fault schedule for `config`: which kinds are enabled is itself drawn (swarm testing).
@@ -107,17 +112,19 @@ pub fn draw_faults(config: &Config, rng: &mut fastrand::Rng) -> Vec<Fault> {
     if !config.faults {
         return vec![];
     }
-    let (partitions, latency, restarts, drops, losses) = (rng.bool(), rng.bool(), rng.bool(), rng.bool(), rng.bool());
+    let (partitions, latency, restarts, drops, losses, repeats) =
+        (rng.bool(), rng.bool(), rng.bool(), rng.bool(), rng.bool(), rng.bool());
     let mut kinds = Vec::new();
     let mut hosts: Vec<String> = (0..config.agents).map(|i| format!("agent-{i}")).collect();
     hosts.extend((0..config.editors).map(|i| format!("editor-{i}")));
     for _ in 0..rng.usize(1..6) {
-        let kind = match rng.u8(0..5) {
+        let kind = match rng.u8(0..6) {
             0 if partitions => FaultKind::Partition(hosts[rng.usize(..hosts.len())].clone()),
             1 if latency => FaultKind::Latency(Duration::from_millis(rng.u64(100..2_000))),
             2 if restarts => FaultKind::ServerRestart,
             3 if drops => FaultKind::DropBroadcasts(rng.u32(10..60)),
             4 if losses => FaultKind::LoseFeed,
+            5 if repeats => FaultKind::LateEvent(rng.usize(1..6)),
             _ => continue,
         };
         kinds.push(kind);
@@ -125,7 +132,12 @@ pub fn draw_faults(config: &Config, rng: &mut fastrand::Rng) -> Vec<Fault> {
     let mut faults: Vec<Fault> = kinds
         .into_iter()
         .map(|kind| Fault {
-            at: Duration::from_millis(rng.u64(2_000..30_000)),
+            // Late repeats come while editors still write (afterwards they would repeat old news).
+            at: Duration::from_millis(if matches!(kind, FaultKind::LateEvent(_)) {
+                rng.u64(1_000..6_000)
+            } else {
+                rng.u64(2_000..30_000)
+            }),
             lasts: Duration::from_millis(rng.u64(500..20_000)),
             kind,
         })
@@ -149,6 +161,7 @@ pub fn run(config: &Config) -> Outcome {
         trace: Trace::default(),
         seed: config.seed,
         plant: config.plant,
+        starts: Arc::new(AtomicUsize::new(0)),
     };
     let violations = Arc::new(Mutex::new(Vec::new()));
     let mut sim = turmoil::Builder::new()
@@ -162,7 +175,8 @@ pub fn run(config: &Config) -> Outcome {
 
     let server = shared.clone();
     sim.host("server", move || server_host(server.clone()));
-    for i in 0..config.agents {
+    // One agent host more than sessions at first: the late session's.
+    for i in 0..=config.agents {
         let queue = shared.queue.clone();
         let sources = clock::sources(config.seed, 100 + i as u64);
         let plant = config.plant;
@@ -239,6 +253,7 @@ fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], shared: &Shared) -> turmo
                         shared.store.drop_broadcasts(Some(f64::from(*percent) / 100.0), shared.seed ^ i as u64)
                     }
                     FaultKind::LoseFeed => shared.store.lose_feed(),
+                    FaultKind::LateEvent(back) => shared.store.repeat_late(*back),
                 }
             }
             if started[i] && !healed[i] && now >= fault.at + fault.lasts {
@@ -249,7 +264,7 @@ fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], shared: &Shared) -> turmo
                     FaultKind::Latency(_) => sim.set_max_message_latency(Duration::from_millis(20)),
                     FaultKind::LoseFeed => shared.store.regain_feed(),
                     FaultKind::DropBroadcasts(_) => shared.store.drop_broadcasts(None, 0),
-                    FaultKind::ServerRestart => {}
+                    FaultKind::ServerRestart | FaultKind::LateEvent(_) => {}
                 }
             }
         }
@@ -262,7 +277,8 @@ fn drive(sim: &mut turmoil::Sim<'_>, faults: &[Fault], shared: &Shared) -> turmo
 /// The server: the real router on the model, with Storage, the snapshot function and the
 /// orchestrator over the shared bucket, agents launched onto the agent hosts.
 async fn server_host(shared: Shared) -> turmoil::Result {
-    let sources = clock::sources(shared.seed, 2);
+    let start = shared.starts.fetch_add(1, Ordering::SeqCst) as u64;
+    let sources = clock::sources(shared.seed, 2 + 1_000 * start);
     let orchestrator = OrchestratorConfig {
         sessions_dir: shared.sessions_dir.clone(),
         launcher: Arc::new(SimLauncher { queue: shared.queue.clone() }),
@@ -355,23 +371,53 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         self.shared.trace.note("driver: faults over, editors done; waiting for quiescence");
-        let deadline = elapsed() + self.quiescence;
+        if !self.converge(&dirs, self.quiescence).await {
+            return Ok(());
+        }
+        // A late session with a write racing its start: the write lands before the snapshot is
+        // read, between that read and the agent's join, or after the join; the agent must hold it
+        // whichever it was (invariant 8).
+        let body = json!({"project_id": self.people.project});
+        let created = self.call(&transport, Method::POST, "/orchestrator/v1/sessions", &body).await;
+        let racing = json!({"project_uuid": self.people.project, "p_file_path": "src/late.ts",
+            "p_content": "// written as the late session starts\n", "p_file_type": "typescript"});
+        let wrote = self.call(&transport, Method::POST, "/rest/v1/rpc/upsert_project_file", &racing).await;
+        self.shared.trace.note(format!(
+            "driver: late session {:?}, racing write {:?}",
+            created.as_ref().map(|c| c.0),
+            wrote.map(|w| w.0)
+        ));
+        let Some((201, view)) = created else { return Ok(()) };
+        let Some(id) = view["id"].as_str() else { return Ok(()) };
+        match self.wait_running(&transport, id).await {
+            Some(view) => {
+                dirs.push((view.id, PathBuf::from(view.project_dir)));
+                self.converge(&dirs, QUIESCENCE_FAST).await;
+            }
+            None => self.violate("liveness", "the late session never reached running".into()),
+        }
+        Ok(())
+    }
+
+    /// Waits until every directory holds the project's files, or reports those that do not.
+    async fn converge(&self, dirs: &[(Uuid, PathBuf)], within: Duration) -> bool {
+        let deadline = elapsed() + within;
         loop {
             let expected = check::live_files(&self.shared.store, self.people.project);
             let diverged: Vec<_> = dirs.iter().filter(|(_, dir)| check::tree(dir) != expected).collect();
             if diverged.is_empty() {
                 let seq = self.shared.store.snapshot().projects[&self.people.project].seq;
                 self.shared.trace.note(format!("driver: {} agents converged at seq {seq}", dirs.len()));
-                return Ok(());
+                return true;
             }
             if elapsed() >= deadline {
                 for (id, dir) in diverged {
                     let detail = check::difference(&check::tree(dir), &expected);
                     self.violate("1 convergence", format!("session {id} did not converge: {detail}"));
                 }
-                return Ok(());
+                return false;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -389,6 +435,11 @@ impl Driver {
             }
         }
         let id = created?;
+        self.wait_running(transport, &id).await
+    }
+
+    /// Polls a session until it runs; `None` if it ends or never does.
+    async fn wait_running(&self, transport: &Transport, id: &str) -> Option<SessionView> {
         for _ in 0..120 {
             tokio::time::sleep(Duration::from_millis(500)).await;
             let path = format!("/orchestrator/v1/sessions/{id}");

@@ -18,7 +18,12 @@ pub struct Faults {
     /// Whether the feed is lost: every message goes until it is regained (then a resync).
     pub feed_lost: bool,
     pub plant: Option<Plant>,
+    /// The last messages delivered, to send again late (duplicated and late events).
+    pub recent: std::collections::VecDeque<RealtimeMessage>,
 }
+
+/// How many delivered messages are kept for a late repeat.
+pub const RECENT: usize = 8;
 
 /// What happens to one message.
 #[derive(Debug, PartialEq, Eq)]

@@ -70,6 +70,21 @@ impl MemStore {
         self.faults().drop = chance.map(|c| (c, fastrand::Rng::with_seed(seed)));
     }
 
+    /// Delivers again the message `back` deliveries ago (0: the last one): a duplicated, late
+    /// event, as a network may hand one over.
+    pub fn repeat_late(&self, back: usize) {
+        let message = {
+            let faults = self.faults();
+            faults.recent.iter().rev().nth(back).cloned()
+        };
+        if let Some(message) = message {
+            let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            for tx in listeners.iter() {
+                let _ = tx.try_send(Delivery::Message(message.clone()));
+            }
+        }
+    }
+
     /// Every broadcast is lost until [`MemStore::regain_feed`]: a LISTEN connection lost.
     pub fn lose_feed(&self) {
         self.faults().feed_lost = true;
@@ -115,6 +130,13 @@ impl MemStore {
         for message in messages {
             if self.faults().fate() == faults::Fate::Lose {
                 continue;
+            }
+            {
+                let mut faults = self.faults();
+                faults.recent.push_back(message.clone());
+                if faults.recent.len() > faults::RECENT {
+                    faults.recent.pop_front();
+                }
             }
             for tx in listeners.iter() {
                 // A listener that fell 4,096 messages behind loses messages, as a LISTEN

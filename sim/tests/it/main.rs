@@ -47,6 +47,7 @@ fn fault_kinds_are_drawn_per_seed() {
         FaultKind::ServerRestart => 2,
         FaultKind::DropBroadcasts(_) => 3,
         FaultKind::LoseFeed => 4,
+        FaultKind::LateEvent(_) => 5,
     };
     let enabled: Vec<std::collections::BTreeSet<u8>> = (0..50)
         .map(|seed| {
@@ -65,16 +66,16 @@ fn fault_kinds_are_drawn_per_seed() {
 
 /// Planted bugs are caught: each with the first seed that catches it in `0..200` pinned here
 /// (`fsync-sim --seeds 0..200 --plant BUG` gives the figure; a change to the world moves the
-/// seeds: find them again with that command). `skip-base-catch-up` needs a fault this world does
-/// not draw yet (a write landing between the snapshot read and the agent's join).
+/// seeds: find them again with that command).
 #[test]
 fn planted_bugs_are_caught() {
     use fsync_store::Plant;
     for (plant, seed) in [
-        (Plant::SkipGapCheck, 48),
-        (Plant::ApplyStale, 60),
+        (Plant::SkipGapCheck, 51),
+        (Plant::ApplyStale, 5),
         (Plant::BroadcastBeforeCommit, 0),
-        (Plant::NoResyncAfterListenLoss, 12),
+        (Plant::SkipBaseCatchUp, 0),
+        (Plant::NoResyncAfterListenLoss, 130),
     ] {
         let planted = run(&Config { plant: Some(plant), ..Config::new(seed) });
         assert!(!planted.violations.is_empty(), "{plant} at seed {seed} went unnoticed");
