@@ -392,7 +392,8 @@ impl Driver {
         match self.wait_running(&transport, id).await {
             Some(view) => {
                 dirs.push((view.id, PathBuf::from(view.project_dir)));
-                self.converge(&dirs, QUIESCENCE_FAST).await;
+                // A stream a partition wedged may still be waiting for its heartbeat to notice.
+                self.converge(&dirs, self.quiescence).await;
             }
             None => self.violate("liveness", "the late session never reached running".into()),
         }

@@ -74,7 +74,7 @@ fn planted_bugs_are_caught() {
         (Plant::SkipGapCheck, 51),
         (Plant::ApplyStale, 5),
         (Plant::BroadcastBeforeCommit, 0),
-        (Plant::SkipBaseCatchUp, 0),
+        (Plant::SkipBaseCatchUp, 1),
         (Plant::NoResyncAfterListenLoss, 130),
     ] {
         let planted = run(&Config { plant: Some(plant), ..Config::new(seed) });
