@@ -28,22 +28,10 @@ pub fn live_files(store: &MemStore, project: Uuid) -> BTreeMap<String, Vec<u8>> 
         .collect()
 }
 
-/// Every regular file under `root`, by relative path (what an agent's directory holds).
+/// Every regular file under `root`, by relative path (what an agent's directory holds); empty
+/// when it cannot be read.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            let Ok(kind) = entry.file_type() else { continue };
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if let (Ok(relative), Ok(bytes)) = (entry.path().strip_prefix(root), std::fs::read(entry.path())) {
-                files.insert(relative.to_string_lossy().into_owned(), bytes);
-            }
-        }
-    }
-    files
+    fsync_agent::apply::read_tree(root).unwrap_or_default()
 }
 
 /// How two trees differ, shortly: the paths missing, extra, or with other bytes.

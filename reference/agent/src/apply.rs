@@ -129,22 +129,7 @@ impl ProjectDir {
 
     /// Every file under the root, by relative path, with its bytes (for convergence checks).
     pub fn tree(&self) -> io::Result<BTreeMap<String, Vec<u8>>> {
-        let mut files = BTreeMap::new();
-        let mut pending = vec![self.root.clone()];
-        while let Some(dir) = pending.pop() {
-            for entry in fs::read_dir(&dir)? {
-                let entry = entry?;
-                let kind = entry.file_type()?;
-                if kind.is_dir() {
-                    pending.push(entry.path());
-                } else if kind.is_file() {
-                    let relative =
-                        entry.path().strip_prefix(&self.root).expect("under the root").to_string_lossy().into_owned();
-                    files.insert(relative, fs::read(entry.path())?);
-                }
-            }
-        }
-        Ok(files)
+        read_tree(&self.root)
     }
 
     fn check(&self, change: &FileChange, binaries: &BTreeMap<String, Vec<u8>>) -> Result<(), ApplyError> {
@@ -204,6 +189,25 @@ impl ProjectDir {
             }
         }
     }
+}
+
+/// Every regular file under `root`, by path relative to it.
+pub fn read_tree(root: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                let relative = entry.path().strip_prefix(root).expect("under the root").to_string_lossy().into_owned();
+                files.insert(relative, fs::read(entry.path())?);
+            }
+        }
+    }
+    Ok(files)
 }
 
 fn bad(path: &str, reason: String) -> ApplyError {

@@ -103,7 +103,8 @@ fn host_port(uri: &Uri) -> Result<(String, u16), String> {
 pub enum TransportError {
     #[error("invalid request to {url:?}: {reason}")]
     InvalidRequest { url: String, reason: String },
-    #[error("{}", chain(.0))]
+    // hyper's own messages are terse: its whole chain says what happened.
+    #[error("{}", fsync_store::error::chain(.0))]
     Send(#[source] hyper_util::client::legacy::Error),
     #[error("read the response: {0}")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -111,18 +112,6 @@ pub enum TransportError {
     Timeout(Duration),
     #[error("the response is larger than {0} bytes")]
     TooLarge(usize),
-}
-
-/// An error and its sources, as `anyhow` prints `{:#}`: hyper's own messages are terse.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(source) = next {
-        text.push_str(": ");
-        text.push_str(&source.to_string());
-        next = source.source();
-    }
-    text
 }
 
 /// A whole answer.

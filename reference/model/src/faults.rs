@@ -33,14 +33,15 @@ pub enum Fate {
 }
 
 impl Faults {
-    pub fn fate(&mut self) -> Fate {
-        if let Some((chance, rng)) = &mut self.drop {
-            if rng.f64() < *chance {
-                return Fate::Lose;
-            }
-        }
-        if self.feed_lost {
+    /// What happens to `message`; one delivered is kept for a late repeat.
+    pub fn fate(&mut self, message: &RealtimeMessage) -> Fate {
+        let dropped = self.drop.as_mut().is_some_and(|(chance, rng)| rng.f64() < *chance);
+        if dropped || self.feed_lost {
             return Fate::Lose;
+        }
+        self.recent.push_back(message.clone());
+        if self.recent.len() > RECENT {
+            self.recent.pop_front();
         }
         Fate::Deliver
     }

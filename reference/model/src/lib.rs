@@ -128,15 +128,8 @@ impl MemStore {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         listeners.retain(|tx| !tx.is_closed());
         for message in messages {
-            if self.faults().fate() == faults::Fate::Lose {
+            if self.faults().fate(&message) == faults::Fate::Lose {
                 continue;
-            }
-            {
-                let mut faults = self.faults();
-                faults.recent.push_back(message.clone());
-                if faults.recent.len() > faults::RECENT {
-                    faults.recent.pop_front();
-                }
             }
             for tx in listeners.iter() {
                 // A listener that fell 4,096 messages behind loses messages, as a LISTEN

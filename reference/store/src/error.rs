@@ -61,7 +61,7 @@ impl StdError for ApiError {
 }
 
 /// `error: cause: cause's cause`, as `anyhow` prints `{:#}`.
-fn chain(error: &(dyn StdError + 'static)) -> String {
+pub fn chain(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(source) = next {

@@ -63,6 +63,9 @@ pub(super) struct Session {
     pub(super) exited: watch::Receiver<bool>,
 }
 
+/// A running agent: how to stop it, and whether it has ended.
+type Running = (Arc<dyn AgentControl>, watch::Receiver<bool>);
+
 /// The sessions of this instance.
 pub struct Orchestrator {
     pub config: OrchestratorConfig,
@@ -107,11 +110,11 @@ impl Orchestrator {
     /// Stops every live session (the server is stopping): asks each agent to stop, waits up to
     /// [`STOP_GRACE`] for them, and kills those still running.
     pub async fn stop_all(&self) {
-        let agents: Vec<(Arc<dyn AgentControl>, watch::Receiver<bool>)> = {
+        let (ids, agents): (Vec<Uuid>, Vec<Running>) = {
             let sessions = self.lock();
-            sessions.values().filter_map(|s| s.control.clone().map(|c| (c, s.exited.clone()))).collect()
+            let agents = sessions.values().filter_map(|s| s.control.clone().map(|c| (c, s.exited.clone()))).collect();
+            (sessions.keys().copied().collect(), agents)
         };
-        let ids: Vec<Uuid> = self.lock().keys().copied().collect();
         for id in ids {
             self.set_status(id, SessionStatus::Stopped, None);
         }
