@@ -1,10 +1,13 @@
-//! The checkers of DESIGN §10, against the model as the oracle (it is the database, and it
-//! outlives every server). Here: convergence at quiescence (invariant 1), byte for byte.
+//! The checkers of DESIGN §10 on agents' directories, against the model as the oracle (it is
+//! the database, and it outlives every server): the trees an agent may show (a per-`seq` digest
+//! history) and convergence at quiescence, byte for byte. [`crate::ledger`] checks the database.
 
+use crate::trace::Trace;
 use fsync_model::MemStore;
 use sha2::Digest;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// An invariant that did not hold, and how.
@@ -12,6 +15,22 @@ use uuid::Uuid;
 pub struct Violation {
     pub invariant: &'static str,
     pub detail: String,
+}
+
+/// The violations a run found, from every host.
+#[derive(Clone, Default)]
+pub struct Found(Arc<Mutex<Vec<Violation>>>);
+
+impl Found {
+    /// Records a violation seen from `lane`, in the trace too.
+    pub fn report(&self, trace: &Trace, lane: &str, invariant: &'static str, detail: String) {
+        trace.violation(lane, format!("{invariant}: {detail}"));
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(Violation { invariant, detail });
+    }
+
+    pub fn all(&self) -> Vec<Violation> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The project's live files as the source of truth holds them: path → bytes.

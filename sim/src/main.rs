@@ -1,6 +1,6 @@
-//! `fsync-sim [--seed N | --seeds A..B] [--trace]`: runs simulated worlds and checks them. Exit
-//! status 0 only when every checker held; each failure prints its seed, the invariant and the
-//! command that replays it.
+//! `fsync-sim [--seed N | --seeds A..B] [--legacy] [--plant BUG] [--trace] [--trace-html FILE]`:
+//! runs simulated worlds and checks them. Exit status 0 only when every checker held; each
+//! failure prints its seed, the invariant and the command that replays it.
 
 use clap::Parser;
 use fsync_sim::{run, Config};
@@ -27,6 +27,14 @@ struct Cli {
     /// skip-base-catch-up, no-resync-after-listen-loss): the checkers must catch it.
     #[arg(long)]
     plant: Option<fsync_store::Plant>,
+    /// Run the plan's old paths (editors broadcast their own edits; agents hydrate file by file
+    /// and apply broadcasts as they come, with no seq and no catch-up).
+    #[arg(long)]
+    legacy: bool,
+    /// Write the run as a self-contained HTML page (with --seed; with --seeds, the first
+    /// failing seed's).
+    #[arg(long, value_name = "FILE")]
+    trace_html: Option<std::path::PathBuf>,
 }
 
 fn parse_range(text: &str) -> Result<(u64, u64), String> {
@@ -49,20 +57,36 @@ fn main() -> ExitCode {
         (None, None) => (0, 1),
     };
     let started = Instant::now();
-    let (mut failed, mut sim_seconds) = (0u64, 0f64);
+    let (mut failed, mut sim_seconds, mut drawn_html) = (0u64, 0f64, false);
+    let (mut max_catch_ups, mut max_hydrations) = (0u64, 0u32);
     for seed in from..to {
-        let outcome = run(&Config { plant: cli.plant, ..Config::new(seed) });
+        let outcome = run(&Config { plant: cli.plant, legacy: cli.legacy, ..Config::new(seed) });
         sim_seconds += outcome.sim_seconds;
+        for live in outcome.liveness.values() {
+            max_catch_ups = max_catch_ups.max(live.catch_ups);
+            max_hydrations = max_hydrations.max(live.hydrations);
+        }
         if cli.trace {
             for line in &outcome.trace {
                 println!("seed {seed} {line}");
             }
         }
+        let replay = replay(&cli, seed);
+        let draw =
+            cli.trace_html.as_ref().filter(|_| !drawn_html && (to - from == 1 || !outcome.violations.is_empty()));
+        if let Some(path) = draw {
+            drawn_html = true;
+            match std::fs::write(path, fsync_sim::html::render(&outcome, &replay)) {
+                Ok(()) => println!("seed {seed}: trace drawn in {}", path.display()),
+                Err(e) => eprintln!("could not write {}: {e}", path.display()),
+            }
+        }
         if outcome.violations.is_empty() {
             if to - from == 1 {
                 println!(
-                    "seed {seed}: every checker held ({} faults, trace {})",
-                    outcome.faults.len(),
+                    "seed {seed}: every checker held ({} faults, {} servers, trace {})",
+                    outcome.drawn.faults.len(),
+                    outcome.drawn.servers,
                     outcome.trace_hash
                 );
             }
@@ -72,13 +96,14 @@ fn main() -> ExitCode {
         for violation in &outcome.violations {
             println!("seed {seed}: invariant {} violated: {}", violation.invariant, violation.detail);
         }
-        let plant = cli.plant.map(|p| format!(" --plant {p}")).unwrap_or_default();
-        println!("  replay: cargo run -p fsync-sim -- --seed {seed}{plant} --trace");
+        println!("  replay: {replay} --trace");
     }
     let wall = started.elapsed().as_secs_f64();
+    let runs = to - from;
     println!(
-        "{} seeds, {failed} failed; {sim_seconds:.0} simulated s in {wall:.1} wall s ({:.0} simulated s per wall s)",
-        to - from,
+        "{runs} seeds{}, {failed} failed ({:.1}%); {sim_seconds:.0} simulated s in {wall:.1} wall s ({:.0} simulated s per wall s); per agent at most {max_catch_ups} catch-ups and {max_hydrations} hydrations",
+        if cli.legacy { " on the legacy paths" } else { "" },
+        100.0 * failed as f64 / runs as f64,
         sim_seconds / wall.max(1e-9)
     );
     if failed == 0 {
@@ -86,6 +111,13 @@ fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The command that runs `seed` again as `cli` ran it.
+fn replay(cli: &Cli, seed: u64) -> String {
+    let plant = cli.plant.map(|p| format!(" --plant {p}")).unwrap_or_default();
+    let legacy = if cli.legacy { " --legacy" } else { "" };
+    format!("cargo run --release -p fsync-sim -- --seed {seed}{legacy}{plant}")
 }
 
 /// `FSYNC_SIM_LOG=debug` (any tracing filter) shows the hosts' logs, stamped with simulated time.

@@ -9,6 +9,11 @@ use std::time::Duration;
 /// The port every simulated server listens on.
 pub const PORT: u16 = 54321;
 
+/// The API URL of the server host `server` (`server-0`, `server-1`).
+pub fn api_url(server: &str) -> String {
+    format!("http://{server}:{PORT}")
+}
+
 /// turmoil's listener as axum's.
 pub struct SimListener(pub turmoil::net::TcpListener);
 
@@ -37,7 +42,7 @@ impl axum::serve::Listener for SimListener {
     }
 }
 
-/// Dials turmoil's hosts by name (`server:54321`).
+/// Dials turmoil's hosts by name (`server-0:54321`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SimDialer;
 

@@ -100,10 +100,12 @@ impl Api {
         }
     }
 
-    pub async fn manifest(&self) -> anyhow::Result<Manifest> {
+    /// The snapshot to hydrate from, and where to download it.
+    pub async fn manifest(&self) -> anyhow::Result<(Manifest, String)> {
         let snapshot: AgentSnapshot =
             self.json(Method::GET, &self.session_url("/snapshot"), None).await.context("fetch the manifest")?;
-        snapshot.manifest.context("the orchestrator has no manifest for this session")
+        let manifest = snapshot.manifest.context("the orchestrator has no manifest for this session")?;
+        Ok((manifest, snapshot.url.unwrap_or_else(|| self.config.snapshot_url.clone())))
     }
 
     pub async fn refresh_token(&self) -> anyhow::Result<TokenGrant> {
@@ -148,8 +150,14 @@ impl Api {
 
     /// Streams the snapshot into `path`, hashing as it goes; refuses a body over `max_bytes` or
     /// whose SHA-256 is not `expected`.
-    pub async fn download_snapshot(&self, path: &Path, expected: &str, max_bytes: u64) -> anyhow::Result<u64> {
-        let request = transport::request(Method::GET, &self.config.snapshot_url, &[], Bytes::new())?;
+    pub async fn download_snapshot(
+        &self,
+        url: &str,
+        path: &Path,
+        expected: &str,
+        max_bytes: u64,
+    ) -> anyhow::Result<u64> {
+        let request = transport::request(Method::GET, url, &[], Bytes::new())?;
         let response = self.transport.send(request).await?;
         let status = response.status();
         let mut body = response.into_body();

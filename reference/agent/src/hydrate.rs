@@ -18,7 +18,7 @@ const ZIP_OVERHEAD_BYTES: u64 = 64 * 1024 * 1024;
 /// project directory and the manifest's seq.
 pub(crate) async fn from_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>) -> anyhow::Result<(ProjectDir, i64)> {
     let config = &api.config;
-    let manifest = api.manifest().await?;
+    let (manifest, url) = api.manifest().await?;
     anyhow::ensure!(
         manifest.project_id == config.project,
         "the manifest is for project {}, not {}",
@@ -34,7 +34,7 @@ pub(crate) async fn from_snapshot(api: &Api, timings: &mut BTreeMap<String, f64>
     let result = async {
         let step = api.now();
         let max_zip = config.limits.max_total_bytes.saturating_add(ZIP_OVERHEAD_BYTES);
-        api.download_snapshot(&zip_path, &manifest.zip_sha256, max_zip).await.context("download the snapshot")?;
+        api.download_snapshot(&url, &zip_path, &manifest.zip_sha256, max_zip).await.context("download the snapshot")?;
         timings.insert("download".into(), api.ms(step));
         let step = api.now();
         let (zip, dest, manifest_copy, limits) =

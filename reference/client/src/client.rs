@@ -70,13 +70,23 @@ impl ClientConfig {
     }
 }
 
+/// Replaces `token` with `fresh`. A caller with no anon key (a container) sends its own token as
+/// the apikey too: then the apikey is replaced with it, or every request would fail once the
+/// first token expired.
+pub(crate) fn renew(apikey: &mut String, token: &mut String, fresh: &str) {
+    if apikey == token {
+        *apikey = fresh.to_owned();
+    }
+    *token = fresh.to_owned();
+}
+
 /// A client of the fsync SQL API.
 pub struct FsyncClient {
     transport: Transport,
     timeout: Duration,
     base: String,
-    apikey: String,
-    token: RwLock<Option<String>>,
+    /// The apikey and the Bearer token (`None`: the apikey is sent as both).
+    credentials: RwLock<(String, Option<String>)>,
     retry: RetryPolicy,
     rng: Mutex<fastrand::Rng>,
     sources: Sources,
@@ -92,8 +102,7 @@ impl FsyncClient {
             transport: config.transport,
             timeout: config.timeout,
             base: config.url.trim_end_matches('/').to_owned(),
-            apikey: config.apikey,
-            token: RwLock::new(config.token),
+            credentials: RwLock::new((config.apikey, config.token)),
             retry: RetryPolicy { max_attempts: config.retry.max_attempts.max(1), ..config.retry },
             rng: Mutex::new(rng),
             sources: config.sources,
@@ -110,9 +119,14 @@ impl FsyncClient {
         &self.transport
     }
 
-    /// Replaces the Bearer token (after a refresh).
+    /// Replaces the Bearer token (after a refresh); see [`renew`] for the apikey.
     pub fn set_token(&self, token: impl Into<String>) {
-        *self.token.write().unwrap_or_else(|e| e.into_inner()) = Some(token.into());
+        let token = token.into();
+        let mut credentials = self.credentials.write().unwrap_or_else(|e| e.into_inner());
+        let (apikey, old) = &mut *credentials;
+        let mut current = old.clone().unwrap_or_else(|| apikey.clone());
+        renew(apikey, &mut current, &token);
+        *old = Some(current);
     }
 
     /// Calls `function` with named `args` and decodes the result, retrying per the policy.
@@ -149,10 +163,10 @@ impl FsyncClient {
     }
 
     async fn attempt(&self, url: &str, body: &str) -> Result<String, Failure> {
-        let token = self.token.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let bearer = format!("Bearer {}", token.as_deref().unwrap_or(&self.apikey));
+        let (apikey, token) = self.credentials.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let bearer = format!("Bearer {}", token.as_deref().unwrap_or(&apikey));
         let headers = [
-            ("apikey", self.apikey.as_str()),
+            ("apikey", apikey.as_str()),
             ("content-type", "application/json"),
             ("content-profile", "public"),
             ("authorization", bearer.as_str()),
@@ -336,5 +350,20 @@ impl Failure {
                 ClientError::Api { status, body: Box::new(body) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renew;
+
+    #[test]
+    fn a_token_used_as_apikey_is_renewed_as_both() {
+        let (mut apikey, mut token) = ("first".to_owned(), "first".to_owned());
+        renew(&mut apikey, &mut token, "second");
+        assert_eq!((apikey.as_str(), token.as_str()), ("second", "second"));
+        let (mut anon, mut user) = ("anon".to_owned(), "first".to_owned());
+        renew(&mut anon, &mut user, "second");
+        assert_eq!((anon.as_str(), user.as_str()), ("anon", "second"), "an anon key stays");
     }
 }

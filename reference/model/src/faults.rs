@@ -15,8 +15,6 @@ use uuid::Uuid;
 pub struct Faults {
     /// While set: each message is lost silently with this chance, drawn from `rng`.
     pub drop: Option<(f64, fastrand::Rng)>,
-    /// Whether the feed is lost: every message goes until it is regained (then a resync).
-    pub feed_lost: bool,
     pub plant: Option<Plant>,
     /// The last messages delivered, to send again late (duplicated and late events).
     pub recent: std::collections::VecDeque<RealtimeMessage>,
@@ -36,7 +34,7 @@ impl Faults {
     /// What happens to `message`; one delivered is kept for a late repeat.
     pub fn fate(&mut self, message: &RealtimeMessage) -> Fate {
         let dropped = self.drop.as_mut().is_some_and(|(chance, rng)| rng.f64() < *chance);
-        if dropped || self.feed_lost {
+        if dropped {
             return Fate::Lose;
         }
         self.recent.push_back(message.clone());

@@ -25,6 +25,7 @@ use fsync_store::error::ApiError;
 use fsync_store::Ids;
 use fsync_store::RequestAuth;
 use state::{Caller, Outcome, State};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -35,9 +36,18 @@ const LISTEN_QUEUE: usize = 4096;
 #[derive(Default)]
 pub struct MemStore {
     state: Mutex<State>,
-    listeners: Mutex<Vec<mpsc::Sender<Delivery>>>,
+    listeners: Mutex<Vec<Listener>>,
     /// What the simulator does to broadcasts (nothing, unless it says so).
     faults: Mutex<faults::Faults>,
+    /// Calls per (function, the caller's `session_id` claim): what a container asked for.
+    calls: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+/// One instance listening for broadcasts (a LISTEN connection).
+struct Listener {
+    tx: mpsc::Sender<Delivery>,
+    /// Lost: it gets nothing until regained (then it is told to resync).
+    lost: bool,
 }
 
 impl MemStore {
@@ -79,25 +89,38 @@ impl MemStore {
         };
         if let Some(message) = message {
             let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-            for tx in listeners.iter() {
-                let _ = tx.try_send(Delivery::Message(message.clone()));
+            for listener in listeners.iter().filter(|l| !l.lost) {
+                let _ = listener.tx.try_send(Delivery::Message(message.clone()));
             }
         }
     }
 
-    /// Every broadcast is lost until [`MemStore::regain_feed`]: a LISTEN connection lost.
-    pub fn lose_feed(&self) {
-        self.faults().feed_lost = true;
+    /// The `pick`-th live listener (modulo how many there are; in the order they started) gets
+    /// nothing until [`MemStore::regain_feed`]: one instance's LISTEN connection lost.
+    pub fn lose_feed(&self, pick: usize) {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        listeners.retain(|l| !l.tx.is_closed());
+        let count = listeners.len();
+        if let Some(listener) = listeners.get_mut(pick % count.max(1)) {
+            listener.lost = true;
+        }
     }
 
-    /// The feed is back, and every listener is told to resync (as a LISTEN loop that reconnects
-    /// does): what was lost meanwhile must be caught up by seq.
+    /// Every lost feed is back, and its listener is told to resync (as a LISTEN loop that
+    /// reconnects does): what was lost meanwhile must be caught up by seq.
     pub fn regain_feed(&self) {
-        self.faults().feed_lost = false;
-        let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        for tx in listeners.iter() {
-            let _ = tx.try_send(Delivery::Resync);
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        for listener in listeners.iter_mut().filter(|l| l.lost) {
+            listener.lost = false;
+            let _ = listener.tx.try_send(Delivery::Resync);
         }
+    }
+
+    /// How many times each container session called `function` (by its `session_id` claim), as
+    /// a database's statement statistics would show.
+    pub fn calls_by_session(&self, function: &str) -> BTreeMap<String, u64> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.iter().filter(|((f, _), _)| f == function).map(|((_, s), n)| (s.clone(), *n)).collect()
     }
 
     fn faults(&self) -> std::sync::MutexGuard<'_, faults::Faults> {
@@ -107,7 +130,7 @@ impl MemStore {
     /// How many instances the store delivers broadcasts to (a stopped instance no longer counts).
     pub fn listeners(&self) -> usize {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        listeners.retain(|tx| !tx.is_closed());
+        listeners.retain(|l| !l.tx.is_closed());
         listeners.len()
     }
 
@@ -126,15 +149,15 @@ impl MemStore {
             return;
         }
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        listeners.retain(|tx| !tx.is_closed());
+        listeners.retain(|l| !l.tx.is_closed());
         for message in messages {
             if self.faults().fate(&message) == faults::Fate::Lose {
                 continue;
             }
-            for tx in listeners.iter() {
+            for listener in listeners.iter().filter(|l| !l.lost) {
                 // A listener that fell 4,096 messages behind loses messages, as a LISTEN
                 // connection that drops does; consumers notice the seq gap.
-                let _ = tx.try_send(Delivery::Message(message.clone()));
+                let _ = listener.tx.try_send(Delivery::Message(message.clone()));
             }
         }
     }
@@ -162,6 +185,10 @@ impl MemStore {
             ));
         }
         let a = args::bind(signature, &call.args)?;
+        if let Some(session) = auth.claims.get("session_id").and_then(serde_json::Value::as_str) {
+            let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+            *calls.entry((signature.name.to_owned(), session.to_owned())).or_default() += 1;
+        }
         let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
         let mut state = self.lock();
         let outcome = match signature.name {
@@ -259,7 +286,7 @@ impl Store for MemStore {
 
     async fn listen(&self) -> Result<mpsc::Receiver<Delivery>, ApiError> {
         let (tx, rx) = mpsc::channel(LISTEN_QUEUE);
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        self.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(Listener { tx, lost: false });
         Ok(rx)
     }
 

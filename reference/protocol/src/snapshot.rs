@@ -162,6 +162,10 @@ pub struct StatusReport {
 pub struct AgentSnapshot {
     /// `None` on the legacy path (hydrate file by file through the API).
     pub manifest: Option<Manifest>,
+    /// Where to download it, when not from the URL the agent was launched with: a container that
+    /// restarts rehydrates from a fresh snapshot, never from one older than what it showed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// What `POST /orchestrator/v1/sessions/{id}/token` gives the agent.

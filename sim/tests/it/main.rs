@@ -1,6 +1,9 @@
 //! The simulator's own tests: a fixed seed set passes every checker (more with
 //! `FSYNC_SIM_SEEDS=N`), and the same seed gives the same run.
 
+mod ledger;
+mod legacy;
+
 use fsync_sim::{run, Config};
 
 /// Seeds the test command runs (a few seconds); `FSYNC_SIM_SEEDS` runs more.
@@ -10,9 +13,11 @@ fn seeds() -> u64 {
 
 #[test]
 fn every_checker_holds_on_the_fixed_seed_set() {
-    let mut failures = Vec::new();
+    let (mut failures, mut servers, mut rehydrated) = (Vec::new(), std::collections::BTreeSet::new(), false);
     for seed in 0..seeds() {
         let outcome = run(&Config::new(seed));
+        servers.insert(outcome.drawn.servers);
+        rehydrated |= outcome.liveness.values().any(|l| l.hydrations > 1);
         for violation in outcome.violations {
             failures.push(format!(
                 "seed {seed}: {} — {} (replay: cargo run -p fsync-sim -- --seed {seed} --trace)",
@@ -21,6 +26,8 @@ fn every_checker_holds_on_the_fixed_seed_set() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(servers.len(), 2, "the set has worlds of one server and of two");
+    assert!(rehydrated, "some agent crashed and rehydrated");
 }
 
 /// The same seed gives the same trace, byte for byte; another seed another one.
@@ -36,31 +43,36 @@ fn a_seed_replays_exactly() {
     assert_ne!(run(&Config::new(3)).trace_hash, run(&Config::new(4)).trace_hash);
 }
 
-/// The faults a seed draws are the seed's: some seeds have none, and seeds differ in how many
-/// kinds of fault they enable (swarm testing).
+/// The faults a seed draws are the seed's: some seeds have none, seeds differ in how many kinds
+/// of fault they enable (swarm testing), and the world's shape (one server or two, short token
+/// lives) is drawn too.
 #[test]
 fn fault_kinds_are_drawn_per_seed() {
-    use fsync_sim::world::{draw_faults, FaultKind};
+    use fsync_sim::faults::{draw, FaultKind};
     let kind = |k: &FaultKind| match k {
-        FaultKind::Partition(_) => 0,
-        FaultKind::Latency(_) => 1,
-        FaultKind::ServerRestart => 2,
-        FaultKind::DropBroadcasts(_) => 3,
-        FaultKind::LoseFeed => 4,
-        FaultKind::LateEvent(_) => 5,
+        FaultKind::Partition { .. } => 0,
+        FaultKind::OneWay { .. } => 1,
+        FaultKind::Hold { .. } => 2,
+        FaultKind::Latency(_) => 3,
+        FaultKind::ServerRestart(_) => 4,
+        FaultKind::AgentCrash(_) => 5,
+        FaultKind::DropBroadcasts(_) => 6,
+        FaultKind::LoseFeed(_) => 7,
+        FaultKind::LateEvent(_) => 8,
     };
-    let enabled: Vec<std::collections::BTreeSet<u8>> = (0..50)
-        .map(|seed| {
-            let faults = draw_faults(&Config::new(seed), &mut fastrand::Rng::with_seed(seed));
-            faults.iter().map(|f| kind(&f.kind)).collect()
-        })
-        .collect();
+    let drawn: Vec<_> = (0..200).map(|seed| draw(&Config::new(seed), &mut fastrand::Rng::with_seed(seed))).collect();
+    let enabled: Vec<std::collections::BTreeSet<u8>> =
+        drawn.iter().map(|d| d.faults.iter().map(|f| kind(&f.kind)).collect()).collect();
     assert!(enabled.iter().any(|k| k.is_empty()), "some seeds have no faults");
     let sizes: std::collections::BTreeSet<usize> = enabled.iter().map(|k| k.len()).collect();
     assert!(sizes.len() >= 3, "seeds differ in how many kinds they enable: {sizes:?}");
+    let every: std::collections::BTreeSet<u8> = enabled.iter().flatten().copied().collect();
+    assert_eq!(every.len(), 9, "every kind of fault is drawn by some seed: {every:?}");
+    assert!(drawn.iter().any(|d| d.servers == 1) && drawn.iter().any(|d| d.servers == 2));
+    assert!(drawn.iter().any(|d| d.token_ttl_s < 240), "some seeds have short-lived tokens");
     assert_eq!(
-        draw_faults(&Config::new(7), &mut fastrand::Rng::with_seed(7)),
-        draw_faults(&Config::new(7), &mut fastrand::Rng::with_seed(7))
+        draw(&Config::new(7), &mut fastrand::Rng::with_seed(7)),
+        draw(&Config::new(7), &mut fastrand::Rng::with_seed(7))
     );
 }
 
@@ -71,15 +83,27 @@ fn fault_kinds_are_drawn_per_seed() {
 fn planted_bugs_are_caught() {
     use fsync_store::Plant;
     for (plant, seed) in [
-        (Plant::SkipGapCheck, 51),
-        (Plant::ApplyStale, 5),
+        (Plant::SkipGapCheck, 11),
+        (Plant::ApplyStale, 6),
         (Plant::BroadcastBeforeCommit, 0),
-        (Plant::SkipBaseCatchUp, 1),
-        (Plant::NoResyncAfterListenLoss, 130),
+        (Plant::SkipBaseCatchUp, 2),
+        (Plant::NoResyncAfterListenLoss, 24),
     ] {
         let planted = run(&Config { plant: Some(plant), ..Config::new(seed) });
         assert!(!planted.violations.is_empty(), "{plant} at seed {seed} went unnoticed");
         let honest = run(&Config::new(seed));
         assert!(honest.violations.is_empty(), "seed {seed} fails without a plant: {:?}", honest.violations);
     }
+}
+
+/// Seed 10 has short-lived container tokens and crashes an agent twice: every agent must
+/// refresh its token, key its requests and its socket with the fresh one, and still take the
+/// late write after the first token expired (the simulator found the apikey left behind).
+#[test]
+fn an_agent_outlives_its_first_token() {
+    let outcome = run(&Config::new(10));
+    assert!(outcome.drawn.token_ttl_s < 240, "short tokens: {}", outcome.drawn.token_ttl_s);
+    assert!(outcome.sim_seconds > outcome.drawn.token_ttl_s as f64, "the run outlived the first tokens");
+    assert!(outcome.liveness.values().any(|l| l.hydrations > 1), "an agent rehydrated");
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 }

@@ -360,7 +360,7 @@ impl Feed {
         match command {
             Command::SetToken(token) => {
                 self.api.set_token(token.clone());
-                self.config.token = token.clone();
+                crate::client::renew(&mut self.config.apikey, &mut self.config.token, &token);
                 if let Some((socket, join_ref)) = joined {
                     let topic = self.topic.clone();
                     socket

@@ -8,4 +8,4 @@ mod socket;
 
 pub use feed::{ChangeSource, FeedConfig, FeedEvent, FeedHandle, ProjectFeed};
 pub use sequencer::{CaughtUp, Sequencer, Step};
-pub use socket::{RealtimeError, RealtimeSocket};
+pub use socket::{private_join_payload, RealtimeError, RealtimeSocket};

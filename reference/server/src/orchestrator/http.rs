@@ -3,7 +3,7 @@
 //! the agent's own `status`, `token` and `snapshot` calls with its container token.
 
 use super::registry::{Session, STOP_GRACE};
-use super::start::{container_token, start};
+use super::start::{container_token, snapshot_for, start};
 use crate::auth;
 use crate::platform::Platform;
 use axum::body::Bytes;
@@ -88,6 +88,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
         view: view.clone(),
         owner: user,
         manifest: None,
+        hydrations: 0,
         created: platform.sources.now(),
         ended: None,
         dir,
@@ -202,6 +203,18 @@ async fn agent_snapshot(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = agent_session(&platform, &headers, &id)?;
-    let manifest = platform.orchestrator.with(id, |s| s.manifest.clone()).ok_or_else(|| not_found(id))?;
-    Ok(Json(AgentSnapshot { manifest }).into_response())
+    let orchestrator = &platform.orchestrator;
+    let (project, manifest, first) = orchestrator
+        .with(id, |s| {
+            s.hydrations += 1;
+            (s.view.project_id, s.manifest.clone(), s.hydrations == 1)
+        })
+        .ok_or_else(|| not_found(id))?;
+    if first || manifest.is_none() {
+        return Ok(Json(AgentSnapshot { manifest, url: None }).into_response());
+    }
+    // Its container restarted: the project as it is now, not as it was when the session began.
+    let url = snapshot_for(&platform, id, project).await?;
+    let manifest = orchestrator.with(id, |s| s.manifest.clone()).ok_or_else(|| not_found(id))?;
+    Ok(Json(AgentSnapshot { manifest, url: Some(url) }).into_response())
 }

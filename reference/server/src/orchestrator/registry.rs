@@ -53,6 +53,8 @@ pub(super) struct Session {
     /// The user who started it.
     pub(super) owner: String,
     pub(super) manifest: Option<Manifest>,
+    /// How many times its agent asked for the snapshot (more than once: it restarted).
+    pub(super) hydrations: u32,
     pub(super) created: Instant,
     /// When it became final (it is forgotten [`FORGET_AFTER`] later).
     pub(super) ended: Option<Instant>,
@@ -185,7 +187,17 @@ mod tests {
         };
         let (_, exited) = watch::channel(false);
         let dir = PathBuf::new();
-        Session { view, owner: String::new(), manifest: None, created, ended: None, dir, control: None, exited }
+        Session {
+            view,
+            owner: String::new(),
+            manifest: None,
+            hydrations: 0,
+            created,
+            ended: None,
+            dir,
+            control: None,
+            exited,
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@ use fsync_protocol::jwt;
 use fsync_protocol::snapshot::{
     snapshot_zip_name, SessionStatus, TokenGrant, CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
 };
+use fsync_store::error::ApiError;
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch};
 use fsync_store::platform::BoxFuture;
 use std::path::PathBuf;
@@ -32,22 +33,9 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
         return Ok(());
     };
     let snapshot_url = if config.snapshot_hydration {
-        let started = platform.sources.now();
-        let (manifest, reused) = snapshot::build_or_reuse(platform, project)
+        snapshot_for(platform, id, project)
             .await
-            .map_err(|e| format!("snapshot: {} {}", e.body.message, e.body.details.unwrap_or_default()))?;
-        orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
-        orchestrator.timing(id, "snapshot", started);
-        let url = platform.signed_url(
-            SNAPSHOT_BUCKET,
-            &snapshot_zip_name(project, &manifest.snapshot_id),
-            config.token_ttl_s,
-        );
-        orchestrator.with(id, |s| {
-            s.view.snapshot_id = Some(manifest.snapshot_id.clone());
-            s.manifest = Some(manifest);
-        });
-        url
+            .map_err(|e| format!("snapshot: {} {}", e.body.message, e.body.details.unwrap_or_default()))?
     } else {
         String::new()
     };
@@ -78,6 +66,23 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
     });
     tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited));
     Ok(())
+}
+
+/// Builds the project's snapshot or reuses a current one, keeps its manifest in the session and
+/// returns a signed URL for its zip.
+pub(super) async fn snapshot_for(platform: &Platform, id: Uuid, project: Uuid) -> Result<String, ApiError> {
+    let orchestrator = &platform.orchestrator;
+    let started = platform.sources.now();
+    let (manifest, reused) = snapshot::build_or_reuse(platform, project).await?;
+    orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
+    orchestrator.timing(id, "snapshot", started);
+    let name = snapshot_zip_name(project, &manifest.snapshot_id);
+    let url = platform.signed_url(SNAPSHOT_BUCKET, &name, orchestrator.config.token_ttl_s);
+    orchestrator.with(id, |s| {
+        s.view.snapshot_id = Some(manifest.snapshot_id.clone());
+        s.manifest = Some(manifest);
+    });
+    Ok(url)
 }
 
 /// Waits for the agent to end; one that ends while its session is live fails the session.

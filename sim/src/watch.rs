@@ -1,0 +1,57 @@
+//! The continuous checker: every 25 simulated ms it reads every agent's directory, and each tree
+//! must be its project's tree at some seq no earlier than the one it last showed (invariants 2,
+//! 5, 6, 8: nothing that was never written, no going back, bulks whole, the snapshot plus every
+//! later change). A per-seq digest history makes the check cheap. What an agent shows is noted in
+//! the trace as a delivery from its server.
+
+use crate::check::{self, History};
+use crate::trace;
+use crate::world::Shared;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+use uuid::Uuid;
+
+pub async fn watcher(shared: Shared) -> turmoil::Result {
+    let mut histories: BTreeMap<Uuid, History> = BTreeMap::new();
+    let mut at: BTreeMap<PathBuf, i64> = BTreeMap::new();
+    let mut reported = BTreeSet::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        for &project in &shared.projects {
+            histories.entry(project).or_default().update(&shared.store, project);
+        }
+        for (dir, placed) in shared.queue.placed() {
+            if !dir.is_dir() || reported.contains(&dir) {
+                continue;
+            }
+            let Some(history) = histories.get(&placed.project) else { continue };
+            let digest = check::digest(&check::tree(&dir));
+            let from = at.get(&dir).copied();
+            match history.first_match(&digest, from.unwrap_or(0)) {
+                Some(seq) if Some(seq) != from => {
+                    at.insert(dir, seq);
+                    shared.trace.message(&placed.server, &placed.host, trace::now(), format!("on disk: seq {seq}"));
+                }
+                Some(_) => {}
+                None => {
+                    reported.insert(dir.clone());
+                    let from = from.unwrap_or(0);
+                    let (invariant, what) = if history.matches_before(&digest, from) {
+                        (
+                            "5 an agent's last_seq never goes back",
+                            format!("went back from seq {from} to an earlier tree"),
+                        )
+                    } else {
+                        (
+                            "2 nothing appears that was never written",
+                            format!("holds a tree the project never had (last at seq {from})"),
+                        )
+                    };
+                    let detail = format!("session {} on {}: {what}", placed.session, placed.host);
+                    shared.found.report(&shared.trace, "watcher", invariant, detail);
+                }
+            }
+        }
+    }
+}
