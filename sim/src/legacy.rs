@@ -94,7 +94,9 @@ impl Announcer {
         let Some((socket, joined)) = self.socket.as_mut() else { bail!("no socket") };
         // Whatever the server sent meanwhile is read and dropped (an editor does not follow).
         while let Ok(frame) = tokio::time::timeout(Duration::ZERO, socket.recv()).await {
-            frame?;
+            if frame?.is_none() {
+                bail!("the server closed the socket");
+            }
         }
         let topic = client_topic(project);
         let join_ref = match joined.get(&project) {

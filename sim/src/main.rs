@@ -59,6 +59,7 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let (mut failed, mut sim_seconds, mut drawn_html) = (0u64, 0f64, false);
     let (mut max_catch_ups, mut max_hydrations) = (0u64, 0u32);
+    let mut by_invariant: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
     for seed in from..to {
         let outcome = run(&Config { plant: cli.plant, legacy: cli.legacy, ..Config::new(seed) });
         sim_seconds += outcome.sim_seconds;
@@ -93,6 +94,11 @@ fn main() -> ExitCode {
             continue;
         }
         failed += 1;
+        let invariants: std::collections::BTreeSet<&'static str> =
+            outcome.violations.iter().map(|v| v.invariant).collect();
+        for invariant in invariants {
+            *by_invariant.entry(invariant).or_default() += 1;
+        }
         for violation in &outcome.violations {
             println!("seed {seed}: invariant {} violated: {}", violation.invariant, violation.detail);
         }
@@ -106,6 +112,9 @@ fn main() -> ExitCode {
         100.0 * failed as f64 / runs as f64,
         sim_seconds / wall.max(1e-9)
     );
+    for (invariant, seeds) in &by_invariant {
+        println!("  invariant {invariant}: violated on {seeds} seeds");
+    }
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
