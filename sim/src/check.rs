@@ -3,6 +3,7 @@
 //! history) and convergence at quiescence, byte for byte. [`crate::ledger`] checks the database.
 
 use crate::trace::Trace;
+use fsync_model::state::{Row, State};
 use fsync_model::MemStore;
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -35,16 +36,19 @@ impl Found {
 
 /// The project's live files as the source of truth holds them: path → bytes.
 pub fn live_files(store: &MemStore, project: Uuid) -> BTreeMap<String, Vec<u8>> {
-    let state = store.snapshot();
-    state
-        .files
-        .range((project, String::new())..)
-        .take_while(|((p, _), _)| *p == project)
-        .filter_map(|((_, path), rows)| {
-            let head = rows.last().filter(|h| !h.deleted)?;
-            Some((path.clone(), head.content.clone().unwrap_or_default().into_bytes()))
-        })
-        .collect()
+    store.inspect(|state| {
+        project_rows(state, project)
+            .filter_map(|(path, rows)| {
+                let head = rows.last().filter(|h| !h.deleted)?;
+                Some((path.clone(), head.content.clone().unwrap_or_default().into_bytes()))
+            })
+            .collect()
+    })
+}
+
+/// Every path of `project` with its version rows, in path order.
+pub fn project_rows(state: &State, project: Uuid) -> impl Iterator<Item = (&String, &Vec<Row>)> {
+    state.files.range((project, String::new())..).take_while(move |((p, _), _)| *p == project).map(|((_, f), r)| (f, r))
 }
 
 /// Every regular file under `root`, by relative path (what an agent's directory holds); empty
@@ -72,14 +76,15 @@ pub struct History {
 impl History {
     /// Brings the digests up to the project's current seq.
     pub fn update(&mut self, store: &MemStore, project: Uuid) {
-        let state = store.snapshot();
+        store.inspect(|state| self.update_from(state, project));
+    }
+
+    fn update_from(&mut self, state: &State, project: Uuid) {
         let Some(head) = state.projects.get(&project).map(|p| p.seq) else { return };
-        let rows: Vec<(&String, &Vec<fsync_model::state::Row>)> = state
-            .files
-            .range((project, String::new())..)
-            .take_while(|((p, _), _)| *p == project)
-            .map(|((_, path), rows)| (path, rows))
-            .collect();
+        if self.digests.len() as i64 > head {
+            return;
+        }
+        let rows: Vec<(&String, &Vec<Row>)> = project_rows(state, project).collect();
         for seq in self.digests.len() as i64..=head {
             let mut hasher = sha2::Sha256::new();
             for (path, versions) in &rows {

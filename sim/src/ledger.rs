@@ -2,7 +2,7 @@
 //! no acknowledged write is lost (2), versions are 1, 2, 3, … per path (3), compare-and-set
 //! commits only on the version it expected, once (4), `seq` is gapless (5).
 
-use crate::check::Violation;
+use crate::check::{project_rows as rows, Violation};
 use fsync_model::state::{Row, State};
 use fsync_model::MemStore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,10 +49,6 @@ pub fn check(store: &MemStore, ledger: &Ledger, projects: &[Uuid]) -> Vec<Violat
     }
     found.extend(compare_and_set(&acks));
     found
-}
-
-fn rows(state: &State, project: Uuid) -> impl Iterator<Item = (&String, &Vec<Row>)> {
-    state.files.range((project, String::new())..).take_while(move |((p, _), _)| *p == project).map(|((_, f), r)| (f, r))
 }
 
 /// Invariant 3: per path, versions 1, 2, 3, … and their seqs in the same order.

@@ -134,6 +134,11 @@ impl MemStore {
         listeners.len()
     }
 
+    /// Reads the state in place, under its lock (no copy: the simulator's checkers look often).
+    pub fn inspect<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
     /// A copy of the whole state.
     pub fn snapshot(&self) -> State {
         self.lock().clone()
