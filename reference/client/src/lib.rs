@@ -10,10 +10,12 @@ mod error;
 pub mod realtime;
 mod retry;
 mod store;
+pub mod surface;
 pub mod transport;
 
 pub use client::{ClientConfig, FsyncClient};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
 pub use store::{FileState, ProjectStore};
+pub use surface::{Api, Download, Reply};
 pub use transport::{Dialer, TcpDialer, Transport};

@@ -32,6 +32,7 @@ pub struct TestApp {
     pub platform: Arc<Platform>,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Holds this instance's storage and session directories.
     pub dir: tempfile::TempDir,
     // Last: the database is dropped after the server stops.
@@ -125,7 +126,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     let hub = server.state.hub.clone();
     let platform = server.platform.clone().expect("the platform is mounted");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(server.serve(listener, async {
+    let serving = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
     TestApp {
@@ -139,6 +140,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         platform,
         http: reqwest::Client::new(),
         shutdown: Some(shutdown),
+        serving: Some(serving),
         dir,
         db,
     }
@@ -153,6 +155,23 @@ impl Drop for TestApp {
 }
 
 impl TestApp {
+    /// Stops the server and waits until it has stopped everything it ran (its feed, sockets and
+    /// agents), as a redeploy does; the database stays.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.serving.take() {
+            Some(serving) => serving.await.map_err(std::io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+
+    /// The API of this instance as every surface's plain calls, over TCP.
+    pub fn api(&self) -> fsync_client::Api {
+        fsync_client::Api::new(&self.url, &self.anon_key, fsync_client::Transport::tcp())
+    }
+
     /// Open realtime sockets on this instance.
     pub fn state_sockets(&self) -> usize {
         self.hub.sockets()

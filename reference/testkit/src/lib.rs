@@ -5,17 +5,20 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`, a superuser connection). Migrated databases are
 //! cloned from a template built once per migration checksum, which keeps a fresh database per
 //! test cheap. `TEST_LOG=1` switches server logs on. [`MemoryNet`] joins servers and clients
-//! with in-process streams instead of sockets.
+//! with in-process streams instead of sockets; [`FaultProxy`] sits between two parts of the real
+//! stack and cuts, resets, delays, throttles or blackholes their connections.
 
 mod app;
 mod db;
 pub mod memnet;
 mod moto;
+pub mod proxy;
 
 pub use app::{claims, spawn_app, AppOptions, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
 pub use memnet::MemoryNet;
 pub use moto::Moto;
+pub use proxy::{Fault, FaultProxy};
 
 use fsync_store::{Clock, Ids, SystemClock, SystemIds};
 

@@ -1,0 +1,97 @@
+//! `fsync-scenarios [--stack sim|real|both] [--seed N] [CASE ...]`: runs cases (all of them by
+//! default), prints each transcript, and checks it: expectations met, both stacks alike, and the
+//! committed transcript unchanged. Exit status 0 only when every check held.
+
+use clap::{Parser, ValueEnum};
+use fsync_scenarios::{check, real, sim, Case, Run};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fsync-scenarios", about = "Runs scenario cases on the simulator, the real stack, or both")]
+struct Cli {
+    /// Which stack runs the cases.
+    #[arg(long, value_enum, default_value = "both")]
+    stack: Which,
+    /// The simulator's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Cases to run, by name (`scenarios/cases/NAME.scenario`); all when none is given.
+    cases: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Sim,
+    Real,
+    Both,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cases = match check::all_cases(&check::cases_dir())
+        .map_err(|e| e.to_string())
+        .and_then(|all| check::select(all, &cli.cases))
+    {
+        Ok(cases) => cases,
+        Err(e) => {
+            eprintln!("fsync-scenarios: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
+    let mut failed = 0;
+    for case in &cases {
+        let problems = runtime.block_on(run_one(case, cli.stack, cli.seed));
+        if problems.is_empty() {
+            println!("ok  {}", case.name);
+        } else {
+            failed += 1;
+            println!("FAILED  {}", case.name);
+            for problem in problems {
+                println!("{problem}\n");
+            }
+        }
+    }
+    println!("{} of {} cases passed", cases.len() - failed, cases.len());
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+async fn run_one(case: &Case, which: Which, seed: u64) -> Vec<String> {
+    let mut runs: Vec<(&str, Run)> = Vec::new();
+    if which != Which::Real {
+        let case = case.clone();
+        let run = tokio::task::spawn_blocking(move || sim::run_case(&case, seed)).await.expect("the simulation ran");
+        runs.push(("sim", run));
+    }
+    if which != Which::Sim {
+        match real::agent_bin() {
+            Ok(bin) => runs.push(("real", real::run_case(case, bin).await)),
+            Err(e) => return vec![e],
+        }
+    }
+    let mut problems = Vec::new();
+    for (stack, run) in &runs {
+        println!("--- {} on the {stack} stack ---\n{}", case.name, run.transcript);
+        problems.extend(check::expectations(case, stack, run).err());
+        match check::committed(case) {
+            Some(committed) if committed.trim_end() != run.transcript.trim_end() => problems.push(format!(
+                "{} on the {stack} stack differs from the committed transcript\n{}",
+                case.name,
+                check::diff("committed", &committed, stack, &run.transcript)
+            )),
+            Some(_) => {}
+            None => problems.push(format!(
+                "{} has no committed transcript yet (run the tests and review it with cargo insta)",
+                case.name
+            )),
+        }
+    }
+    if let [(_, sim), (_, real)] = runs.as_slice() {
+        problems.extend(check::same_on_both(case, &sim.transcript, &real.transcript).err());
+    }
+    problems
+}
