@@ -2,7 +2,7 @@
 //! differs from the committed one, or two stacks that disagree fails with a readable diff.
 //! `cargo insta review` accepts a changed transcript once it has been read.
 
-use fsync_scenarios::{check, real, sim, Case};
+use fsync_scenarios::{check, real, sim, Case, Run};
 
 fn cases() -> Vec<Case> {
     check::all_cases(&check::cases_dir()).unwrap_or_else(|e| panic!("{e}"))
@@ -14,47 +14,49 @@ fn assert_transcript(case: &Case, transcript: &str) {
     });
 }
 
-/// Simulator seeds each case runs with: `FSYNC_SCENARIO_SEEDS` (default 1: seed 1 only).
-fn seeds() -> u64 {
-    std::env::var("FSYNC_SCENARIO_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1).max(1)
+/// Runs `case` in the simulator with `seed` on a blocking thread (a simulation owns its thread).
+async fn simulate(case: &Case, seed: u64) -> Run {
+    let owned = case.clone();
+    tokio::task::spawn_blocking(move || sim::run_case(&owned, seed)).await.expect("the simulation ran")
 }
 
-/// The simulator runs every case fast; its transcript is the committed one, whatever the seed
-/// (the seed moves latencies and ids, never an outcome).
-#[test]
-fn every_case_on_the_simulator() {
+/// Each case runs on the simulator (seed 1) and on the real stack (PostgreSQL, the server, agent
+/// processes, local storage) at the same time; both must meet every expectation, write the
+/// same transcript, and that transcript must be the committed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_on_both_stacks() {
+    let bin = real::agent_bin().unwrap_or_else(|e| panic!("{e}"));
     let cases = cases();
     assert!(cases.len() >= 15, "the suite covers the plan's flows: {} cases", cases.len());
-    for seed in 1..=seeds() {
-        for case in &cases {
-            let run = sim::run_case(case, seed);
-            if let Err(e) = check::expectations(case, "sim", &run) {
-                panic!(
-                    "seed {seed} (replay: cargo run -p fsync-scenarios -- --stack sim --seed {seed} {}): {e}",
-                    case.name
-                );
+    for case in &cases {
+        let (simulated, real) = tokio::join!(simulate(case, 1), real::run_case(case, bin.clone()));
+        for (stack, run) in [("sim", &simulated), ("real", &real)] {
+            if let Err(e) = check::expectations(case, stack, run) {
+                panic!("{e}");
             }
-            eprintln!("seed {seed}: {}", case.name);
-            assert_transcript(case, &run.transcript);
         }
+        if let Err(e) = check::same_on_both(case, &simulated.transcript, &real.transcript) {
+            panic!("{e}");
+        }
+        assert_transcript(case, &real.transcript);
     }
 }
 
-/// The real stack (PostgreSQL, the server, agent processes, local storage) writes the same
-/// transcript as the simulator for every case.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_case_on_the_real_stack_matches_the_simulator() {
-    let bin = real::agent_bin().unwrap_or_else(|e| panic!("{e}"));
-    for case in &cases() {
-        let run = real::run_case(case, bin.clone()).await;
-        let owned = case.clone();
-        let sim = tokio::task::spawn_blocking(move || sim::run_case(&owned, 1)).await.expect("the simulation ran");
-        if let Err(e) = check::expectations(case, "real", &run) {
-            panic!("{e}");
+/// Simulator seeds beyond the first: `FSYNC_SCENARIO_SEEDS=N` runs seeds 2..=N (none by
+/// default). The seed moves latencies and ids, never an outcome: every seed writes the
+/// committed transcript.
+#[test]
+fn more_simulator_seeds_write_the_same_transcripts() {
+    let seeds: u64 = std::env::var("FSYNC_SCENARIO_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
+    for seed in 2..=seeds {
+        for case in &cases() {
+            let run = sim::run_case(case, seed);
+            let replay = format!("replay: cargo run -p fsync-scenarios -- --stack sim --seed {seed} {}", case.name);
+            if let Err(e) = check::expectations(case, "sim", &run) {
+                panic!("seed {seed} ({replay}): {e}");
+            }
+            eprintln!("seed {seed}: {} ({replay})", case.name);
+            assert_transcript(case, &run.transcript);
         }
-        if let Err(e) = check::same_on_both(case, &sim.transcript, &run.transcript) {
-            panic!("{e}");
-        }
-        assert_transcript(case, &run.transcript);
     }
 }
