@@ -14,8 +14,8 @@ use fsync_agent::extract::extract;
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::snapshot::ExtractLimits;
 use fsync_protocol::snapshot::{SessionStatus, SessionView, SnapshotResponse};
+use fsync_store::SystemClock;
 use fsync_testkit::{PlatformOptions, TestApp, TestDb};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +72,9 @@ async fn run() {
 
     let scratch = tempfile::tempdir().unwrap();
     let zip_path = scratch.path().join("snapshot.zip");
-    let bytes = app.http.get(&snapshot.signed_url).send().await.unwrap().bytes().await.unwrap();
+    let download = app.api().download_signed(&snapshot.signed_url).await.unwrap();
+    assert_eq!(download.status, 200, "download the snapshot");
+    let bytes = download.bytes;
     std::fs::write(&zip_path, &bytes).unwrap();
     println!(
         "zip: {:.1} MiB ({:.0}% of the content)",
@@ -164,59 +166,24 @@ async fn seed(app: &TestApp, token: &str, project: Uuid, files: usize, size: usi
 }
 
 async fn build(app: &TestApp, project: Uuid) -> SnapshotResponse {
-    let response = app
-        .http
-        .post(format!("{}/functions/v1/build-project-snapshot", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(&app.service_key)
-        .json(&json!({"projectId": project}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let reply = app.api().build_snapshot(&app.service_key, project).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_value(reply.body).unwrap()
 }
 
 async fn session_to_running(app: &TestApp, token: &str, project: Uuid) -> SessionView {
-    let response = app
-        .http
-        .post(format!("{}/orchestrator/v1/sessions", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(token)
-        .json(&json!({"project_id": project}))
-        .send()
-        .await
-        .unwrap();
-    let view: SessionView = response.json().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let response = app
-            .http
-            .get(format!("{}/orchestrator/v1/sessions/{}", app.url, view.id))
-            .header("apikey", &app.anon_key)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let now: SessionView = response.json().await.unwrap();
-        match now.status {
-            SessionStatus::Running => return now,
-            SessionStatus::Failed | SessionStatus::Stopped => panic!("session ended: {now:?}"),
-            _ => {}
-        }
-        assert!(Instant::now() < deadline, "no running session in 120 s: {now:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let api = app.api();
+    let created = api.create_session(token, project).await.unwrap();
+    let created: SessionView = serde_json::from_value(created.body).unwrap();
+    let within = Duration::from_secs(120);
+    let view = api.wait_session(token, created.id, SessionStatus::Running, within, &SystemClock).await;
+    let view = view.unwrap_or_else(|e| panic!("no running session in 120 s: {e}"));
+    assert_eq!(view.status, SessionStatus::Running, "session ended: {view:?}");
+    view
 }
 
 async fn stop(app: &TestApp, token: &str, id: Uuid) {
-    app.http
-        .delete(format!("{}/orchestrator/v1/sessions/{id}", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    app.api().stop_session(token, id).await.unwrap().expect_ok("stop the session");
 }
 
 /// VmHWM of a process, in KiB.

@@ -42,11 +42,25 @@ impl Reply {
     }
 }
 
-/// A raw answer (downloads).
+/// A raw answer (downloads, and any request whose headers or bytes a test looks at).
 #[derive(Debug, Clone)]
 pub struct Download {
     pub status: u16,
+    pub headers: http::HeaderMap,
     pub bytes: Bytes,
+}
+
+impl From<Download> for Reply {
+    /// The body read as JSON (a body that is not JSON is a JSON string; an empty one is `null`).
+    fn from(answer: Download) -> Reply {
+        let body = if answer.bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&answer.bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.bytes).into_owned()))
+        };
+        Reply { status: answer.status, body }
+    }
 }
 
 /// The API at one URL, called with the project's anon key as `apikey`.
@@ -84,16 +98,36 @@ impl Api {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Result<Download, TransportError> {
-        let url = format!("{}{path}", self.url);
         let bearer = format!("Bearer {}", token.unwrap_or(&self.anon_key));
         let mut all = vec![("apikey", self.anon_key.as_str()), ("authorization", bearer.as_str())];
         all.extend_from_slice(headers);
-        let request = transport::request(method, &url, &all, body)?;
-        let fetched = self.transport.fetch(request, MAX_ANSWER_BYTES, self.timeout).await?;
-        Ok(Download { status: fetched.status.as_u16(), bytes: fetched.body })
+        self.send(method, path, &all, body).await
     }
 
-    async fn json(
+    /// Any request with exactly `headers`: no `apikey` and no Bearer unless they are among them
+    /// (a browser following a link, or a caller that left its key out). `path` is below the API
+    /// URL, or an absolute URL.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Download, TransportError> {
+        let url = if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.url)
+        };
+        let request = transport::request(method, &url, headers, body)?;
+        let fetched = self.transport.fetch(request, MAX_ANSWER_BYTES, self.timeout).await?;
+        Ok(Download { status: fetched.status.as_u16(), headers: fetched.headers, bytes: fetched.body })
+    }
+
+    /// Any JSON call: `method` on `path` below the API URL with `body` (none: an empty body),
+    /// `token` as Bearer (none: the anon key). For the surfaces with no call of their own (an
+    /// agent's endpoints) and for bodies the typed calls cannot send (a wrong type).
+    pub async fn call(
         &self,
         method: http::Method,
         path: &str,
@@ -102,17 +136,17 @@ impl Api {
     ) -> Result<Reply, TransportError> {
         let body = body.map(Value::to_string).unwrap_or_default();
         let answer = self.request(method, path, token, &[("content-type", "application/json")], body).await?;
-        Ok(reply(answer))
+        Ok(answer.into())
     }
 
     /// `POST /rest/v1/rpc/{function}` with named `args`.
     pub async fn rpc(&self, token: Option<&str>, function: &str, args: Value) -> Result<Reply, TransportError> {
-        self.json(http::Method::POST, &format!("/rest/v1/rpc/{function}"), token, Some(&args)).await
+        self.call(http::Method::POST, &format!("/rest/v1/rpc/{function}"), token, Some(&args)).await
     }
 
     /// `GET /rest/v1/{relation}?{query}`.
     pub async fn read(&self, token: Option<&str>, relation: &str, query: &str) -> Result<Reply, TransportError> {
-        self.json(http::Method::GET, &format!("/rest/v1/{relation}?{query}"), token, None).await
+        self.call(http::Method::GET, &format!("/rest/v1/{relation}?{query}"), token, None).await
     }
 
     /// `POST /storage/v1/object/{bucket}/{name}` with the raw bytes (`x-upsert` when `upsert`).
@@ -124,10 +158,30 @@ impl Api {
         bytes: impl Into<Bytes>,
         upsert: bool,
     ) -> Result<Reply, TransportError> {
-        let headers =
-            [("content-type", "application/octet-stream"), ("x-upsert", if upsert { "true" } else { "false" })];
+        self.upload_as(token, bucket, name, "application/octet-stream", bytes, upsert).await
+    }
+
+    /// [`Api::upload`] with the object's `content_type` (Storage records it as its `mimetype`), as
+    /// storage-js's `contentType` option sends it.
+    pub async fn upload_as(
+        &self,
+        token: Option<&str>,
+        bucket: &str,
+        name: &str,
+        content_type: &str,
+        bytes: impl Into<Bytes>,
+        upsert: bool,
+    ) -> Result<Reply, TransportError> {
+        let headers = [("content-type", content_type), ("x-upsert", if upsert { "true" } else { "false" })];
         let path = format!("/storage/v1/object/{bucket}/{name}");
-        Ok(reply(self.request(http::Method::POST, &path, token, &headers, bytes).await?))
+        Ok(self.request(http::Method::POST, &path, token, &headers, bytes).await?.into())
+    }
+
+    /// `GET /storage/v1/object/authenticated/{bucket}/{name}` as `token`: a private object's
+    /// bytes, as storage-js's `download` reads them.
+    pub async fn download(&self, token: Option<&str>, bucket: &str, name: &str) -> Result<Download, TransportError> {
+        let path = format!("/storage/v1/object/authenticated/{bucket}/{name}");
+        self.request(http::Method::GET, &path, token, &[], Bytes::new()).await
     }
 
     /// `POST /storage/v1/object/sign/{bucket}/{name}` `{expiresIn}`: `signedURL` is relative to
@@ -140,38 +194,49 @@ impl Api {
         expires_in_s: u64,
     ) -> Result<Reply, TransportError> {
         let path = format!("/storage/v1/object/sign/{bucket}/{name}");
-        self.json(http::Method::POST, &path, token, Some(&json!({ "expiresIn": expires_in_s }))).await
+        self.call(http::Method::POST, &path, token, Some(&json!({ "expiresIn": expires_in_s }))).await
     }
 
-    /// `GET` a signed URL as `sign` answered it (`/object/sign/...?token=`), with no key at all,
-    /// as a container or a browser fetches it.
+    /// `GET` a signed URL as `sign` answered it (`/object/sign/...?token=`, below `/storage/v1`)
+    /// or as the snapshot function answers it (absolute), with no key at all, as a container or a
+    /// browser fetches it.
     pub async fn download_signed(&self, signed_url: &str) -> Result<Download, TransportError> {
-        let url = format!("{}/storage/v1{signed_url}", self.url);
-        let request = transport::request(http::Method::GET, &url, &[], Bytes::new())?;
-        let fetched = self.transport.fetch(request, MAX_ANSWER_BYTES, self.timeout).await?;
-        Ok(Download { status: fetched.status.as_u16(), bytes: fetched.body })
+        self.send(http::Method::GET, &self.storage_url(signed_url), &[], Bytes::new()).await
+    }
+
+    /// [`Api::download_signed`] with a `Range` header (`bytes=10-19`, `bytes=-5`, `bytes=100-`).
+    pub async fn download_signed_range(&self, signed_url: &str, range: &str) -> Result<Download, TransportError> {
+        self.send(http::Method::GET, &self.storage_url(signed_url), &[("range", range)], Bytes::new()).await
+    }
+
+    fn storage_url(&self, signed_url: &str) -> String {
+        if signed_url.starts_with("http://") || signed_url.starts_with("https://") {
+            signed_url.to_owned()
+        } else {
+            format!("/storage/v1{signed_url}")
+        }
     }
 
     /// `POST /functions/v1/build-project-snapshot {projectId}` (the service role's key as `token`).
     pub async fn build_snapshot(&self, token: &str, project: Uuid) -> Result<Reply, TransportError> {
         let body = json!({ "projectId": project });
-        self.json(http::Method::POST, "/functions/v1/build-project-snapshot", Some(token), Some(&body)).await
+        self.call(http::Method::POST, "/functions/v1/build-project-snapshot", Some(token), Some(&body)).await
     }
 
     /// `POST /orchestrator/v1/sessions {project_id}`.
     pub async fn create_session(&self, token: &str, project: Uuid) -> Result<Reply, TransportError> {
         let body = json!({ "project_id": project });
-        self.json(http::Method::POST, "/orchestrator/v1/sessions", Some(token), Some(&body)).await
+        self.call(http::Method::POST, "/orchestrator/v1/sessions", Some(token), Some(&body)).await
     }
 
     /// `GET /orchestrator/v1/sessions/{id}`.
     pub async fn session(&self, token: &str, id: Uuid) -> Result<Reply, TransportError> {
-        self.json(http::Method::GET, &format!("/orchestrator/v1/sessions/{id}"), Some(token), None).await
+        self.call(http::Method::GET, &format!("/orchestrator/v1/sessions/{id}"), Some(token), None).await
     }
 
     /// `DELETE /orchestrator/v1/sessions/{id}`.
     pub async fn stop_session(&self, token: &str, id: Uuid) -> Result<Reply, TransportError> {
-        self.json(http::Method::DELETE, &format!("/orchestrator/v1/sessions/{id}"), Some(token), None).await
+        self.call(http::Method::DELETE, &format!("/orchestrator/v1/sessions/{id}"), Some(token), None).await
     }
 
     /// Polls session `id` until it is `status` or has ended, for at most `within` of `clock`'s
@@ -210,14 +275,4 @@ impl Api {
         }
         serde_json::from_value(reply.body).map_err(|e| format!("decode the session: {e}"))
     }
-}
-
-fn reply(answer: Download) -> Reply {
-    let body = if answer.bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&answer.bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.bytes).into_owned()))
-    };
-    Reply { status: answer.status, body }
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::disallowed_methods)] // a benchmark measures the real clock
 
 use fsync_client::realtime::RealtimeSocket;
+use fsync_client::{Api, Transport};
 use fsync_protocol::realtime::Vsn;
 use fsync_testkit::TestDb;
 use serde_json::{json, Value};
@@ -183,19 +184,13 @@ async fn main() {
     println!("{:<44} {:.2}x the floor", "delivered p50 / floor p50", delivered_p50 / floor_p50);
 
     // Edit RPC sent → delivered.
-    let http = reqwest::Client::new();
+    let api = Api::new(&server.url, &server.anon, Transport::tcp());
     let mut rpc = Vec::new();
     for i in 0..samples {
         let t0 = Instant::now();
-        let response = http
-            .post(format!("{}/rest/v1/rpc/upsert_project_file", server.url))
-            .header("apikey", &server.anon)
-            .bearer_auth(&token)
-            .json(&json!({"project_uuid": project, "p_file_path": "rpc.ts", "p_content": format!("// rpc {i}"), "p_file_type": "typescript"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let args = json!({"project_uuid": project, "p_file_path": "rpc.ts", "p_content": format!("// rpc {i}"), "p_file_type": "typescript"});
+        let reply = api.rpc(Some(&token), "upsert_project_file", args).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
         wait_broadcast(&mut socket).await;
         rpc.push(t0.elapsed().as_secs_f64() * 1e3);
     }

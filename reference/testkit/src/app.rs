@@ -30,7 +30,8 @@ pub struct TestApp {
     pub hub: Arc<Hub>,
     /// Storage, the snapshot function and sessions of this instance.
     pub platform: Arc<Platform>,
-    pub http: reqwest::Client,
+    /// Every surface of this instance, over TCP; clones share its connection pool.
+    api: fsync_client::Api,
     shutdown: Option<oneshot::Sender<()>>,
     serving: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     /// Holds this instance's storage and session directories.
@@ -129,16 +130,19 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     let serving = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
+    let url = format!("http://{addr}");
+    let anon_key = anon_key(&secret);
+    let api = fsync_client::Api::new(&url, &anon_key, fsync_client::Transport::tcp());
     TestApp {
         addr,
-        url: format!("http://{addr}"),
-        anon_key: anon_key(&secret),
+        url,
+        anon_key,
         service_key: service_role_key(&secret),
         secret,
         store,
         hub,
         platform,
-        http: reqwest::Client::new(),
+        api,
         shutdown: Some(shutdown),
         serving: Some(serving),
         dir,
@@ -167,9 +171,10 @@ impl TestApp {
         }
     }
 
-    /// The API of this instance as every surface's plain calls, over TCP.
+    /// The API of this instance as every surface's plain calls, over TCP (one connection pool
+    /// per instance).
     pub fn api(&self) -> fsync_client::Api {
-        fsync_client::Api::new(&self.url, &self.anon_key, fsync_client::Transport::tcp())
+        self.api.clone()
     }
 
     /// Open realtime sockets on this instance.
@@ -204,28 +209,20 @@ impl TestApp {
         })))
     }
 
-    /// `POST /rest/v1/rpc/{function}` with the anon apikey and `token` as Bearer (none: anon).
+    /// `POST /rest/v1/rpc/{function}` through [`TestApp::api`], `token` as Bearer (none: the anon
+    /// key).
     pub async fn rpc(&self, token: Option<&str>, function: &str, args: Value) -> (StatusCode, Value) {
-        self.rpc_raw(token, function, args.to_string()).await
+        let reply = self.api.rpc(token, function, args).await.expect("send the RPC");
+        (status_code(reply.status), reply.body)
     }
 
-    /// Like [`TestApp::rpc`] with a raw body.
+    /// Like [`TestApp::rpc`] with a raw body (which need not be JSON).
     pub async fn rpc_raw(&self, token: Option<&str>, function: &str, body: String) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .post(format!("{}/rest/v1/rpc/{function}", self.url))
-            .header("apikey", &self.anon_key)
-            .header("content-type", "application/json")
-            .body(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.expect("send the RPC");
-        let status = response.status();
-        let text = response.text().await.expect("read the response");
-        let value =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, value)
+        let path = format!("/rest/v1/rpc/{function}");
+        let headers = [("content-type", "application/json")];
+        let answer = self.api.request(reqwest::Method::POST, &path, token, &headers, body).await.expect("send the RPC");
+        let reply = fsync_client::Reply::from(answer);
+        (status_code(reply.status), reply.body)
     }
 
     /// A user profile, inserted directly (as the superuser).
@@ -261,6 +258,10 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::OK, "add_project_member: {body}");
     }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).expect("an HTTP status")
 }
 
 /// A JSON object literal as claims.

@@ -6,7 +6,7 @@
 use crate::support::*;
 use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::{Manifest, ManifestFile, SessionStatus, SnapshotResponse};
-use fsync_testkit::{PlatformOptions, TestApp};
+use fsync_testkit::PlatformOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 async fn fail_with(plant: impl FnOnce(&Manifest, Vec<u8>) -> (Vec<u8>, Manifest), expect: &str) {
     let app = spawn(PlatformOptions::default()).await;
     let seeded = seed(&app, &[("src/a.ts", "export const a = 1;\n"), ("index.html", "<html></html>")]).await;
-    let built = build_snapshot(&app, seeded.project).await;
+    let reply = app.api().build_snapshot(&app.service_key, seeded.project).await.expect("build the snapshot");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let built: SnapshotResponse = serde_json::from_value(reply.body).expect("a snapshot response");
     let storage = app.dir.path().join("storage/project-snapshots").join(seeded.project.to_string());
     let zip_path = storage.join(format!("{}.zip", built.snapshot_id));
     let manifest_path = storage.join(format!("{}.json", built.snapshot_id));
@@ -41,20 +43,6 @@ fn assert_nothing_extracted(session_dir: &Path, project_dir: &Path) {
     names.sort();
     assert_eq!(names, ["agent.log", "project"], "nothing else in {}", session_dir.display());
     assert!(tree(project_dir).is_empty(), "nothing in the project directory");
-}
-
-async fn build_snapshot(app: &TestApp, project: uuid::Uuid) -> SnapshotResponse {
-    let response = app
-        .http
-        .post(format!("{}/functions/v1/build-project-snapshot", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(&app.service_key)
-        .json(&serde_json::json!({"projectId": project}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
 }
 
 /// A zip of `entries` (name, bytes) written with the zip crate, and a manifest that lists

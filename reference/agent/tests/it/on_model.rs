@@ -5,8 +5,8 @@
 
 use fsync_agent::apply::ProjectDir;
 use fsync_agent::launcher::InProcessLauncher;
-use fsync_client::transport::{self, Transport};
-use fsync_client::{ClientConfig, FsyncClient, RetryPolicy};
+use fsync_client::transport::Transport;
+use fsync_client::{Api, ClientConfig, FsyncClient, RetryPolicy};
 use fsync_model::MemStore;
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::jwt::{self, Secret};
@@ -15,9 +15,8 @@ use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
 use fsync_reference::orchestrator::OrchestratorConfig;
 use fsync_reference::storage::Storage;
 use fsync_reference::ServerBuilder;
-use fsync_store::{Ids, Sources, SystemIds};
+use fsync_store::{Ids, Sources, SystemClock, SystemIds};
 use fsync_testkit::MemoryNet;
-use http::Method;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +30,8 @@ struct World {
     store: Arc<MemStore>,
     transport: Transport,
     anon: String,
+    /// Every surface of the server, over `transport`.
+    api: Api,
     secret: Secret,
     dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -64,7 +65,9 @@ impl World {
         tokio::spawn(instance.serve(net.listen("fsync.test", 54321), async {
             let _ = stopped.await;
         }));
-        World { store, transport, anon: anon_key(&secret), secret, dir, _stop: stop }
+        let anon = anon_key(&secret);
+        let api = Api::new(API, &anon, transport.clone()).with_timeout(Duration::from_secs(10));
+        World { store, transport, anon, api, secret, dir, _stop: stop }
     }
 
     fn user_token(&self, user: Uuid, now_s: u64) -> String {
@@ -83,45 +86,33 @@ impl World {
         FsyncClient::new(config).unwrap()
     }
 
-    async fn call(&self, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let bearer = format!("Bearer {token}");
-        let headers = [("apikey", self.anon.as_str()), ("authorization", bearer.as_str())];
-        let request = transport::request(method, &format!("{API}{path}"), &headers, body.to_string()).unwrap();
-        let answer = self.transport.fetch(request, 1 << 20, Duration::from_secs(10)).await.unwrap();
-        (answer.status.as_u16(), serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
+    /// Starts a session on `project` as `token` (it must answer 201): its id.
+    async fn start_session(&self, token: &str, project: Uuid) -> Uuid {
+        let reply = self.api.create_session(token, project).await.unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.uuid("id").unwrap()
     }
 
-    async fn wait_running(&self, token: &str, id: &str) -> SessionView {
-        for _ in 0..500 {
-            let (status, body) =
-                self.call(Method::GET, &format!("/orchestrator/v1/sessions/{id}"), token, Value::Null).await;
-            assert_eq!(status, 200, "{body}");
-            let view: SessionView = serde_json::from_value(body).unwrap();
-            match view.status {
-                SessionStatus::Running => return view,
-                SessionStatus::Failed | SessionStatus::Stopped => panic!("session {id} ended: {view:?}"),
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-        panic!("session {id} never ran");
+    /// Waits until session `id` runs; it must not end first.
+    async fn wait_running(&self, token: &str, id: Uuid) -> SessionView {
+        let within = Duration::from_secs(5);
+        let view = self.api.wait_session(token, id, SessionStatus::Running, within, &SystemClock).await;
+        let view = view.unwrap_or_else(|e| panic!("session {id} never ran: {e}"));
+        assert_eq!(view.status, SessionStatus::Running, "session {id} ended: {view:?}");
+        view
     }
-}
 
-impl World {
     /// Uploads `bytes` to `project-files` as `token` and records them at `path`; the bytes.
     async fn put_binary(&self, token: &str, project: Uuid, path: &str, bytes: &[u8]) -> Vec<u8> {
         let hash = fsync_protocol::hash::hex_sha256(bytes);
-        let bearer = format!("Bearer {token}");
-        let headers =
-            [("apikey", self.anon.as_str()), ("authorization", bearer.as_str()), ("content-type", "image/png")];
-        let url = format!("{API}/storage/v1/object/project-files/{project}/{hash}");
-        let request = transport::request(Method::POST, &url, &headers, bytes.to_vec()).unwrap();
-        let answer = self.transport.fetch(request, 1 << 20, Duration::from_secs(10)).await.unwrap();
-        assert_eq!(answer.status.as_u16(), 200, "{}", answer.text());
+        let name = format!("{project}/{hash}");
+        let uploaded =
+            self.api.upload_as(Some(token), "project-files", &name, "image/png", bytes.to_vec(), false).await.unwrap();
+        assert_eq!(uploaded.status, 200, "{}", uploaded.body);
         let args =
             json!({"project_uuid": project, "p_file_path": path, "p_content_hash": hash, "p_file_type": "image"});
-        let (status, body) = self.call(Method::POST, "/rest/v1/rpc/upsert_project_binary", token, args).await;
-        assert_eq!(status, 200, "{body}");
+        let recorded = self.api.rpc(Some(token), "upsert_project_binary", args).await.unwrap();
+        assert_eq!(recorded.status, 200, "{}", recorded.body);
         bytes.to_vec()
     }
 }
@@ -171,10 +162,8 @@ async fn a_preview_session_runs_on_the_model_over_in_process_streams_with_in_pro
     // Two sessions, each hydrating from the snapshot through the model-backed platform.
     let mut dirs = Vec::new();
     for _ in 0..2 {
-        let (status, body) =
-            world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
-        assert_eq!(status, 201, "{body}");
-        let view = world.wait_running(&token, body["id"].as_str().unwrap()).await;
+        let id = world.start_session(&token, project).await;
+        let view = world.wait_running(&token, id).await;
         assert!(view.snapshot_id.is_some(), "hydrated from a snapshot: {view:?}");
         let dir = ProjectDir::open(&view.project_dir).unwrap();
         let mut expected = current(&client, project).await;
@@ -231,9 +220,8 @@ fn seeded_run(seed: u64) -> Trace {
         let mut sessions = Vec::new();
         let mut dirs = Vec::new();
         for _ in 0..2 {
-            let (_, body) =
-                world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
-            let view = world.wait_running(&token, body["id"].as_str().unwrap()).await;
+            let created = world.api.create_session(&token, project).await.unwrap();
+            let view = world.wait_running(&token, created.uuid("id").unwrap()).await;
             dirs.push(ProjectDir::open(&view.project_dir).unwrap());
             let mut view = serde_json::to_value(view).unwrap();
             let relative = view["project_dir"].as_str().unwrap().replace(&world.dir.path().display().to_string(), "");
@@ -278,15 +266,12 @@ async fn in_process_agents_are_stopped_and_their_failures_noticed() {
     client.upsert_project_file(project, "src/App.tsx", "1", "typescript", None).await.unwrap();
     let mut views = Vec::new();
     for _ in 0..2 {
-        let (status, body) =
-            world.call(Method::POST, "/orchestrator/v1/sessions", &token, json!({"project_id": project})).await;
-        assert_eq!(status, 201, "{body}");
-        views.push(world.wait_running(&token, body["id"].as_str().unwrap()).await);
+        let id = world.start_session(&token, project).await;
+        views.push(world.wait_running(&token, id).await);
     }
 
-    let (status, body) =
-        world.call(Method::DELETE, &format!("/orchestrator/v1/sessions/{}", views[0].id), &token, Value::Null).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("stopped")), "{body}");
+    let stopped = world.api.stop_session(&token, views[0].id).await.unwrap();
+    assert_eq!((stopped.status, stopped.body["status"].as_str()), (200, Some("stopped")), "{}", stopped.body);
     assert!(!std::path::Path::new(&views[0].project_dir).exists(), "the stopped session's directory is gone");
 
     // A directory where the next write must put a file: the agent cannot apply it and stops.
@@ -294,17 +279,12 @@ async fn in_process_agents_are_stopped_and_their_failures_noticed() {
     std::fs::remove_file(&blocked).unwrap();
     std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
     client.upsert_project_file(project, "src/App.tsx", "2", "typescript", None).await.unwrap();
-    let path = format!("/orchestrator/v1/sessions/{}", views[1].id);
-    for _ in 0..500 {
-        let (_, body) = world.call(Method::GET, &path, &token, Value::Null).await;
-        if body["status"] == "failed" {
-            let reason = body["reason"].as_str().unwrap_or_default();
-            assert!(reason.contains("apply the changes up to seq 2") && reason.contains("is a directory"), "{reason}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the failed agent's session never failed");
+    let within = Duration::from_secs(5);
+    let failed = world.api.wait_session(&token, views[1].id, SessionStatus::Failed, within, &SystemClock).await;
+    let failed = failed.unwrap_or_else(|e| panic!("the failed agent's session never failed: {e}"));
+    assert_eq!(failed.status, SessionStatus::Failed, "{failed:?}");
+    let reason = failed.reason.unwrap_or_default();
+    assert!(reason.contains("apply the changes up to seq 2") && reason.contains("is a directory"), "{reason}");
 }
 
 /// The launcher itself: an agent that cannot reach its API fails with its reason (it can report

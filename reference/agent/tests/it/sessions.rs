@@ -5,7 +5,8 @@ use crate::support::*;
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::snapshot::{SessionStatus, AGENT_ENV};
 use fsync_testkit::{Moto, PlatformOptions, TestApp};
-use reqwest::StatusCode;
+use http::{Method, StatusCode};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -140,7 +141,7 @@ async fn a_write_between_the_snapshot_and_the_subscription_is_not_lost() {
     let script = scratch.path().join("agent-after-a-write.sh");
     let app = spawn(PlatformOptions { agent_bin: Some(script.clone()), ..Default::default() }).await;
     let seeded = seed(&app, FILES).await;
-    let body = serde_json::json!({"project_uuid": seeded.project, "p_file_path": "src/lib/a.ts",
+    let body = json!({"project_uuid": seeded.project, "p_file_path": "src/lib/a.ts",
         "p_content": "written after the snapshot", "p_file_type": "typescript"});
     std::fs::write(
         &script,
@@ -213,7 +214,8 @@ async fn the_agent_refreshes_its_token_and_keeps_following() {
         .await
         .unwrap();
     wait_converged(&seeded, &dir, &BTreeMap::new()).await;
-    assert_eq!(session(&app, &seeded.token, id).await.status, SessionStatus::Running);
+    let view = app.api().session_view(&seeded.token, id).await.expect("the session");
+    assert_eq!(view.status, SessionStatus::Running);
 }
 
 #[tokio::test]
@@ -241,44 +243,24 @@ async fn only_members_start_sessions_and_only_their_starter_sees_them() {
     let app = spawn(PlatformOptions::default()).await;
     let seeded = seed(&app, FILES).await;
     let stranger = app.create_user().await;
-    let (status, body) = create_session(&app, &app.user_token(stranger), seeded.project).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, _) = create_session(&app, &app.container_token(seeded.project), seeded.project).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "a container token cannot start sessions");
-    let (status, _) = create_session(&app, &app.anon_key, seeded.project).await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
-    let response = app
-        .http
-        .post(format!("{}/orchestrator/v1/sessions", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(&seeded.token)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let api = app.api();
+    let reply = api.create_session(&app.user_token(stranger), seeded.project).await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.body);
+    let reply = api.create_session(&app.container_token(seeded.project), seeded.project).await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "a container token cannot start sessions");
+    let reply = api.create_session(&app.anon_key, seeded.project).await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let answer = api.request(Method::POST, "/orchestrator/v1/sessions", Some(&seeded.token), &[], "{not json").await;
+    assert_eq!(answer.unwrap().status, StatusCode::BAD_REQUEST);
 
     let id = start_session(&app, &seeded).await;
-    let response = app
-        .http
-        .get(format!("{}/orchestrator/v1/sessions/{id}", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(app.user_token(stranger))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND, "another user does not see the session");
+    let reply = api.session(&app.user_token(stranger), id).await.unwrap();
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "another user does not see the session");
     // Another session's container token may not report for this one.
-    let response = app
-        .http
-        .post(format!("{}/orchestrator/v1/sessions/{id}/status", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(app.container_token(seeded.project))
-        .json(&serde_json::json!({"status": "running"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let path = format!("/orchestrator/v1/sessions/{id}/status");
+    let container = app.container_token(seeded.project);
+    let reply = api.call(Method::POST, &path, Some(&container), Some(&json!({"status": "running"}))).await.unwrap();
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
     wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
 }
 

@@ -1,13 +1,14 @@
 //! Helpers for session tests: a server whose orchestrator spawns the real agent binary, seeding,
-//! waiting for a session status, and comparing a directory with `list_current_files`.
+//! starting, waiting for and stopping a session (through `TestApp::api`), and comparing a
+//! directory with `list_current_files`.
 
 use fsync_client::{ClientConfig, FsyncClient, RetryPolicy};
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::{SessionStatus, SessionView};
+use fsync_store::SystemClock;
 use fsync_testkit::{PlatformOptions, TestApp, TestDb};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,64 +47,25 @@ pub async fn seed(app: &TestApp, files: &[(&str, &str)]) -> Seeded {
     Seeded { token, project, client }
 }
 
-/// `POST /orchestrator/v1/sessions` as `token`.
-pub async fn create_session(app: &TestApp, token: &str, project: Uuid) -> (StatusCode, Value) {
-    let response = app
-        .http
-        .post(format!("{}/orchestrator/v1/sessions", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(token)
-        .json(&json!({"project_id": project}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
+/// Starts a session on the seeded project as its owner (it must answer 201): its id.
 pub async fn start_session(app: &TestApp, seeded: &Seeded) -> Uuid {
-    let (status, body) = create_session(app, &seeded.token, seeded.project).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["id"].as_str().unwrap().parse().unwrap()
+    let reply = app.api().create_session(&seeded.token, seeded.project).await.expect("create the session");
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.uuid("id").expect("the session's id")
 }
 
-pub async fn session(app: &TestApp, token: &str, id: Uuid) -> SessionView {
-    let response = app
-        .http
-        .get(format!("{}/orchestrator/v1/sessions/{id}", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
-/// Polls the session until it is `status` (or final); returns it.
+/// Polls the session until it is `status` (or final), for at most 30 s; returns it.
 pub async fn wait_for(app: &TestApp, token: &str, id: Uuid, status: SessionStatus) -> SessionView {
-    let deadline = fsync_testkit::now() + Duration::from_secs(30);
-    loop {
-        let view = session(app, token, id).await;
-        if view.status == status || view.status.is_final() {
-            return view;
-        }
-        assert!(fsync_testkit::now() < deadline, "session {id} never became {status:?}: {view:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let within = Duration::from_secs(30);
+    let waited = app.api().wait_session(token, id, status, within, &SystemClock).await;
+    waited.unwrap_or_else(|e| panic!("session {id} never became {status:?}: {e}"))
 }
 
+/// Stops the session (it must answer 200): its last view.
 pub async fn stop_session(app: &TestApp, token: &str, id: Uuid) -> SessionView {
-    let response = app
-        .http
-        .delete(format!("{}/orchestrator/v1/sessions/{id}", app.url))
-        .header("apikey", &app.anon_key)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
+    let reply = app.api().stop_session(token, id).await.expect("stop the session");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_value(reply.body).expect("a session view")
 }
 
 /// Every regular file under `root`, by relative path.
@@ -166,18 +128,13 @@ pub async fn wait_converged(seeded: &Seeded, dir: &Path, binaries: &BTreeMap<Str
 /// Uploads `bytes` to project-files as `token` and records them at `path`.
 pub async fn put_binary(app: &TestApp, seeded: &Seeded, path: &str, bytes: &[u8]) -> String {
     let hash = hex_sha256(bytes);
-    let response = app
-        .http
-        .post(format!("{}/storage/v1/object/project-files/{}/{hash}", app.url, seeded.project))
-        .header("apikey", &app.anon_key)
-        .header("x-upsert", "true")
-        .header("content-type", "image/png")
-        .bearer_auth(&seeded.token)
-        .body(bytes.to_vec())
-        .send()
+    let name = format!("{}/{hash}", seeded.project);
+    let uploaded = app
+        .api()
+        .upload_as(Some(&seeded.token), "project-files", &name, "image/png", bytes.to_vec(), true)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
+        .expect("upload the binary");
+    assert_eq!(uploaded.status, 200, "{}", uploaded.body);
     let (status, body) = app
         .rpc(
             Some(&seeded.token),
@@ -185,6 +142,6 @@ pub async fn put_binary(app: &TestApp, seeded: &Seeded, path: &str, bytes: &[u8]
             json!({"project_uuid": seeded.project, "p_file_path": path, "p_content_hash": hash, "p_file_type": "image"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, 200, "{body}");
     hash
 }

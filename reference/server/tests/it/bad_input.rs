@@ -2,6 +2,7 @@
 //! mistyped requests, and every kind of bad token.
 
 use crate::fixture;
+use axum::http::Method;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use fsync_protocol::jwt::{self, Secret};
@@ -148,35 +149,23 @@ async fn bad_tokens_get_401_and_change_nothing() {
     }
 
     // No apikey at all.
-    let response = f
-        .app
-        .http
-        .post(format!("{}/rest/v1/rpc/upsert_project_file", f.app.url))
-        .bearer_auth(&f.owner_token)
-        .json(&args)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
-    assert!(response.headers().contains_key("www-authenticate"));
+    let bearer = format!("Bearer {}", f.owner_token);
+    let headers = [("authorization", bearer.as_str()), ("content-type", "application/json")];
+    let path = "/rest/v1/rpc/upsert_project_file";
+    let answer = f.app.api().send(Method::POST, path, &headers, args.to_string()).await.unwrap();
+    assert_eq!(answer.status, 401);
+    assert!(answer.headers.contains_key("www-authenticate"));
     assert_eq!(f.row_count().await, 0);
 }
 
 #[tokio::test]
 async fn a_schema_other_than_public_is_refused() {
     let f = fixture().await;
-    let response = f
-        .app
-        .http
-        .post(format!("{}/rest/v1/rpc/list_current_files", f.app.url))
-        .header("apikey", &f.app.anon_key)
-        .header("content-profile", "fsync")
-        .bearer_auth(&f.owner_token)
-        .json(&json!({"project_uuid": f.project}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 406);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let headers = [("content-type", "application/json"), ("content-profile", "fsync")];
+    let body = json!({"project_uuid": f.project}).to_string();
+    let path = "/rest/v1/rpc/list_current_files";
+    let answer = f.app.api().request(Method::POST, path, Some(&f.owner_token), &headers, body).await.unwrap();
+    assert_eq!(answer.status, 406);
+    let body: serde_json::Value = serde_json::from_slice(&answer.bytes).unwrap();
     assert_eq!(body["code"], "PGRST106");
 }

@@ -153,20 +153,12 @@ async fn concurrent_writers_through_two_instances_reach_both_in_seq_order() {
     const WRITES: usize = 15;
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {
-        let (f, url) = (f.clone(), if writer % 2 == 0 { f.app.url.clone() } else { second.url.clone() });
+        let (f, api) = (f.clone(), if writer % 2 == 0 { f.app.api() } else { second.api() });
         tasks.push(tokio::spawn(async move {
             for i in 0..WRITES {
-                let response = f
-                    .app
-                    .http
-                    .post(format!("{url}/rest/v1/rpc/upsert_project_file"))
-                    .header("apikey", &f.app.anon_key)
-                    .bearer_auth(&f.owner_token)
-                    .json(&json!({"project_uuid": f.project, "p_file_path": format!("w{writer}.txt"), "p_content": format!("{i}"), "p_file_type": "text"}))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), 200);
+                let args = json!({"project_uuid": f.project, "p_file_path": format!("w{writer}.txt"), "p_content": format!("{i}"), "p_file_type": "text"});
+                let reply = api.rpc(Some(&f.owner_token), "upsert_project_file", args).await.unwrap();
+                assert_eq!(reply.status, 200, "{}", reply.body);
             }
         }));
     }

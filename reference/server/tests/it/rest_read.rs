@@ -2,23 +2,18 @@
 //! `.from('project_files_current').select('*').eq('project_id', id)` needs, under RLS.
 
 use crate::fixture;
+use axum::http::Method;
 use serde_json::Value;
 
+/// `GET /rest/v1/{query}` as supabase-js sends it (`accept-profile`, and `accept` when given):
+/// the status, the JSON body and the `content-range` header.
 async fn get(f: &crate::Fixture, token: &str, query: &str, accept: Option<&str>) -> (u16, Value, Option<String>) {
-    let mut request = f
-        .app
-        .http
-        .get(format!("{}/rest/v1/{query}", f.app.url))
-        .header("apikey", &f.app.anon_key)
-        .header("accept-profile", "public")
-        .bearer_auth(token);
-    if let Some(accept) = accept {
-        request = request.header("accept", accept);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let range = response.headers().get("content-range").map(|v| v.to_str().unwrap().to_owned());
-    (status, response.json().await.unwrap(), range)
+    let mut headers = vec![("accept-profile", "public")];
+    headers.extend(accept.map(|accept| ("accept", accept)));
+    let path = format!("/rest/v1/{query}");
+    let answer = f.app.api().request(Method::GET, &path, Some(token), &headers, "").await.unwrap();
+    let range = answer.headers.get("content-range").map(|v| v.to_str().unwrap().to_owned());
+    (answer.status, serde_json::from_slice(&answer.bytes).unwrap(), range)
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! same callers through the HTTP API.
 
 use crate::fixture;
+use axum::http::Method;
 use serde_json::{json, Value};
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -141,9 +142,15 @@ async fn owners_and_editors_write_viewers_get_403_strangers_404() {
         let (status, body) = f.app.rpc(Some(&stranger_token), function, args).await;
         assert_eq!((status.as_u16(), body["code"].as_str()), (404, Some("PT404")), "{function}: {body}");
     }
-    // anon cannot call the RPCs at all.
+    // anon cannot call the RPCs at all: with the anon key as Bearer, or with no Authorization
+    // header (the apikey is then the caller).
     let (status, body) = f.app.rpc(None, "list_current_files", json!({"project_uuid": f.project})).await;
     assert_eq!((status.as_u16(), body["code"].as_str()), (403, Some("42501")), "{body}");
+    let headers = [("apikey", f.app.anon_key.as_str()), ("content-type", "application/json")];
+    let body = json!({"project_uuid": f.project}).to_string();
+    let answer = f.app.api().send(Method::POST, "/rest/v1/rpc/list_current_files", &headers, body).await.unwrap();
+    let reply = fsync_client::Reply::from(answer);
+    assert_eq!((reply.status, reply.body["code"].as_str()), (403, Some("42501")), "{}", reply.body);
 
     // Only the owner manages members.
     let (status, _) = f

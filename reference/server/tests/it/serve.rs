@@ -1,5 +1,6 @@
 //! The `fsync-reference` binary as the README runs it, and the database bootstrap behind it.
 
+use fsync_client::{Api, Transport};
 use fsync_reference::pg::bootstrap::{self, PrivateCluster};
 use fsync_testkit::admin_url;
 use std::io::{BufRead, BufReader};
@@ -85,15 +86,10 @@ async fn two_server_processes_on_one_database_deliver_each_others_writes() {
         sockets.push(socket);
     }
     for (seq, url) in urls.iter().enumerate() {
-        let response = reqwest::Client::new()
-            .post(format!("{url}/rest/v1/rpc/upsert_project_file"))
-            .header("apikey", &anon)
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"project_uuid": project, "p_file_path": "a.txt", "p_content": url, "p_file_type": "text"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let api = Api::new(url, &anon, Transport::tcp());
+        let args = serde_json::json!({"project_uuid": project, "p_file_path": "a.txt", "p_content": url, "p_file_type": "text"});
+        let reply = api.rpc(Some(&token), "upsert_project_file", args).await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
         for socket in &mut sockets {
             let frame = loop {
                 let frame = tokio::time::timeout(std::time::Duration::from_secs(5), socket.recv())
@@ -129,15 +125,9 @@ async fn serve_creates_its_database_migrates_and_prints_the_keys() {
 
     let health: serde_json::Value = reqwest::get(format!("{api}/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
-    let response = reqwest::Client::new()
-        .post(format!("{api}/rest/v1/rpc/list_changes_since"))
-        .header("apikey", &anon)
-        .bearer_auth(&service)
-        .json(&serde_json::json!({"project_uuid": fsync_testkit::new_id(), "since_seq": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404, "the API is live and migrated");
+    let args = serde_json::json!({"project_uuid": fsync_testkit::new_id(), "since_seq": 0});
+    let reply = Api::new(&api, &anon, Transport::tcp()).rpc(Some(&service), "list_changes_since", args).await.unwrap();
+    assert_eq!(reply.status, 404, "the API is live and migrated");
 
     // SIGTERM stops it cleanly.
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
