@@ -432,7 +432,7 @@ fn quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String
 }
 
 fn upsert_options(path: &str, options: &[&str]) -> Result<(String, Expected), String> {
-    let (mut file_type, mut rest) = (file_type_for(path).to_owned(), options);
+    let (mut file_type, mut rest) = (fsync_fixtures::file_type_of(path).to_owned(), options);
     if let ["as", kind, tail @ ..] = rest {
         file_type = kind.to_string();
         rest = tail;
@@ -503,21 +503,4 @@ fn dimensions(word: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((w, h))
-}
-
-/// The file type a path's extension suggests (`as TYPE` overrides it).
-pub fn file_type_for(path: &str) -> &'static str {
-    match path.rsplit_once('.').map(|(_, ext)| ext) {
-        Some("ts" | "tsx") => "typescript",
-        Some("js" | "jsx" | "mjs") => "javascript",
-        Some("json") => "json",
-        Some("md") => "markdown",
-        Some("sql") => "sql",
-        Some("html") => "html",
-        Some("css") => "css",
-        Some("svg") => "svg",
-        Some("yml" | "yaml") => "yaml",
-        Some("toml") => "toml",
-        _ => "text",
-    }
 }
