@@ -4,7 +4,7 @@
 //! [`apply::ProjectDir`] applies batches atomically; [`extract`] checks and extracts snapshot
 //! zips; [`session`] is the agent's life from join to shutdown (its HTTP calls in `api`,
 //! hydration in `hydrate`, following in `follow`); [`launcher::InProcessLauncher`] runs it as a
-//! task for the orchestrator.
+//! task for the orchestrator; [`process::main`] runs it as a process (the `fsync-agent` binary).
 
 mod api;
 pub mod apply;
@@ -13,4 +13,5 @@ pub mod extract;
 mod follow;
 mod hydrate;
 pub mod launcher;
+pub mod process;
 pub mod session;

@@ -13,11 +13,19 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct ProcessLauncher {
     pub agent_bin: PathBuf,
+    /// Arguments before the agent's own (`agent` when the agent is a subcommand of the binary).
+    pub leading_args: Vec<String>,
 }
 
 impl ProcessLauncher {
     pub fn new(agent_bin: impl Into<PathBuf>) -> ProcessLauncher {
-        ProcessLauncher { agent_bin: agent_bin.into() }
+        ProcessLauncher { agent_bin: agent_bin.into(), leading_args: Vec::new() }
+    }
+
+    /// Starts `bin ARGS... --dir DIR`: for a binary that carries the agent as a subcommand.
+    pub fn with_leading_args(mut self, args: impl IntoIterator<Item = impl Into<String>>) -> ProcessLauncher {
+        self.leading_args = args.into_iter().map(Into::into).collect();
+        self
     }
 }
 
@@ -30,6 +38,7 @@ impl Launcher for ProcessLauncher {
             command
                 .env_clear()
                 .envs(launch.env())
+                .args(&self.leading_args)
                 .arg("--dir")
                 .arg(&launch.project_dir)
                 .current_dir(&launch.session_dir)
@@ -58,7 +67,8 @@ impl Launcher for ProcessLauncher {
     }
 
     fn describe(&self) -> String {
-        format!("agent {}", self.agent_bin.display())
+        let args: String = self.leading_args.iter().map(|a| format!(" {a}")).collect();
+        format!("agent {}{args}", self.agent_bin.display())
     }
 }
 

@@ -2,9 +2,12 @@
 //! deflate level 1; already-compressed types stored), written to a temporary file: on a writer
 //! thread fed through a bounded channel in production, inline when blocking work must stay on the
 //! calling task (simulated runs, DESIGN §13).
+//!
+//! [`write_zip`] and [`Entry`] are public so that benchmarks can build the same zip in memory
+//! (`benches/hot_paths.rs` here and in the agent); the server itself goes through `ZipOut`.
 
 use fsync_store::Blocking;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use tempfile::NamedTempFile;
 use tokio::task::JoinHandle;
@@ -15,7 +18,7 @@ const QUEUE: usize = 32;
 const BUFFER_BYTES: usize = 256 * 1024;
 
 /// One file for the zip.
-pub(super) struct Entry {
+pub struct Entry {
     pub path: String,
     pub bytes: Vec<u8>,
     /// Stored as is (images, fonts, binaries) rather than deflated.
@@ -83,7 +86,17 @@ fn write_all(entries: Receiver<Entry>) -> io::Result<NamedTempFile> {
     Ok(file)
 }
 
-fn write_entry(zip: &mut Writer, entry: &Entry) -> io::Result<()> {
+/// Writes `entries`, in the order given, as the snapshot's zip into `out`, and returns `out`:
+/// the same bytes `build_or_reuse` stores for the same entries (same options, same order).
+pub fn write_zip<'a, W: Write + Seek>(out: W, entries: impl IntoIterator<Item = &'a Entry>) -> io::Result<W> {
+    let mut zip = zip::ZipWriter::new(out);
+    for entry in entries {
+        write_entry(&mut zip, entry)?;
+    }
+    zip.finish().map_err(io::Error::other)
+}
+
+fn write_entry<W: Write + Seek>(zip: &mut zip::ZipWriter<W>, entry: &Entry) -> io::Result<()> {
     zip.start_file(entry.path.as_str(), entry_options(entry)).map_err(io::Error::other)?;
     zip.write_all(&entry.bytes)
 }
@@ -121,5 +134,26 @@ impl ZipReader {
             ZipReader::Tokio(file) => file.read(buffer).await,
             ZipReader::Inline(file) => file.read(buffer),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `write_zip` (the benchmarks' entry) writes the bytes the server's own path writes.
+    #[tokio::test]
+    async fn write_zip_gives_the_bytes_the_snapshot_stores() {
+        let entries = vec![
+            Entry { path: "a/b.txt".into(), bytes: b"hello hello hello".to_vec(), stored: false },
+            Entry { path: "img.png".into(), bytes: vec![0x89, b'P', b'N', b'G', 0, 1, 2], stored: true },
+        ];
+        let in_memory = write_zip(io::Cursor::new(Vec::new()), &entries).unwrap().into_inner();
+        let mut out = ZipOut::start(Blocking::Inline).unwrap();
+        for entry in entries {
+            assert!(out.add(entry).unwrap());
+        }
+        let file = out.finish().await.unwrap();
+        assert_eq!(std::fs::read(file.path()).unwrap(), in_memory);
     }
 }

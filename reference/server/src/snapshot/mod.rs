@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use uuid::Uuid;
 
-mod archive;
+pub mod archive;
 
 /// How long the signed URL in a function response lasts when the request does not say.
 pub const DEFAULT_SIGNED_URL_TTL_S: u64 = 15 * 60;

@@ -1,0 +1,185 @@
+//! The stack a local KPI run measures, started the way `serve` starts it: the database from
+//! `DATABASE_URL`, else the machine's PostgreSQL, else a private cluster (a fresh database
+//! `fsync_kpi` either way, dropped at the end), storage in a local directory, and agents as real
+//! processes. Two server instances share that database: one with snapshot hydration on (the
+//! plan's new path) and one with it off (the legacy file-by-file path), so both are measured on
+//! the same projects.
+
+use anyhow::Context;
+use fsync_client::{Api, Transport};
+use fsync_protocol::jwt::Secret;
+use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
+use fsync_reference::orchestrator::{OrchestratorConfig, ProcessLauncher};
+use fsync_reference::pg::bootstrap::{self, Database};
+use fsync_reference::realtime::RealtimeConfig;
+use fsync_reference::storage::Storage;
+use fsync_reference::{PgStore, ServerBuilder};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The database a KPI run creates afresh (and drops when it ends).
+pub const DATABASE: &str = "fsync_kpi";
+
+/// One running server instance.
+pub struct Instance {
+    pub api: Api,
+    stop: Option<oneshot::Sender<()>>,
+    serving: JoinHandle<std::io::Result<()>>,
+}
+
+/// Everything a local run started.
+pub struct Local {
+    /// Snapshot hydration on.
+    pub fast: Instance,
+    /// Snapshot hydration off (the legacy path).
+    pub legacy: Instance,
+    pub secret: Secret,
+    pub service_key: String,
+    /// The run's database (a superuser URL).
+    pub database_url: String,
+    /// How the agent is started, for the report.
+    pub agent: String,
+    pub dir: tempfile::TempDir,
+    base: Database,
+    database: String,
+}
+
+impl Local {
+    /// Starts a fresh `database`, the storage and both instances.
+    pub async fn start(agent: (PathBuf, Vec<String>), database: &str) -> anyhow::Result<Local> {
+        let base = bootstrap::resolve(std::env::var("DATABASE_URL").ok(), Path::new(".fsync")).await?;
+        let database_url = fresh_database(&base.url, database).await?;
+        let dir = tempfile::tempdir().context("create the run's directory")?;
+        let storage_url = format!("file://{}", dir.path().join("storage").display());
+        let launcher = Arc::new(ProcessLauncher::new(&agent.0).with_leading_args(agent.1.clone()));
+        let describe = fsync_store::launch::Launcher::describe(&*launcher);
+        let secret = Secret::new(DEV_JWT_SECRET);
+        let mut instances = Vec::new();
+        for (name, snapshot_hydration) in [("fast", true), ("legacy", false)] {
+            let orchestrator = OrchestratorConfig {
+                sessions_dir: dir.path().join("sessions").join(name),
+                launcher: launcher.clone(),
+                snapshot_hydration,
+                agent_exec: None,
+                token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
+            };
+            instances.push(start_instance(&database_url, &storage_url, &secret, orchestrator).await?);
+        }
+        let legacy = instances.pop().expect("two instances");
+        let fast = instances.pop().expect("two instances");
+        Ok(Local {
+            fast,
+            legacy,
+            service_key: service_role_key(&secret),
+            secret,
+            database_url,
+            agent: describe,
+            dir,
+            base,
+            database: database.to_owned(),
+        })
+    }
+
+    /// Stops both instances (and their agents) and drops the run's database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        for instance in [self.fast, self.legacy] {
+            if let Some(stop) = instance.stop {
+                let _ = stop.send(());
+            }
+            instance.serving.await.context("wait for the server")?.context("serve")?;
+        }
+        drop_database(&self.base.url, &self.database).await?;
+        drop(self.base);
+        Ok(())
+    }
+
+    /// The PostgreSQL server's version.
+    pub async fn postgres_version(&self) -> anyhow::Result<String> {
+        let client = connect(&self.database_url).await?;
+        let row = client.query_one("SHOW server_version", &[]).await?;
+        Ok(row.get(0))
+    }
+}
+
+async fn start_instance(
+    database_url: &str,
+    storage_url: &str,
+    secret: &Secret,
+    orchestrator: OrchestratorConfig,
+) -> anyhow::Result<Instance> {
+    let store = PgStore::connect(database_url).await?;
+    let storage = Storage::open_with(storage_url, |_| None).context("open the storage")?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("listen on 127.0.0.1")?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let server = ServerBuilder::new(Arc::new(store.clone()))
+        .secret(secret.clone())
+        .realtime(RealtimeConfig::default())
+        .platform(Arc::new(store), storage, orchestrator)
+        .start()
+        .await
+        .context("start the server")?;
+    if let Some(platform) = &server.platform {
+        platform.set_public_url(&url);
+    }
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(Instance { api: Api::new(url, anon_key(secret), Transport::tcp()), stop: Some(stop), serving })
+}
+
+/// `url` with its database replaced by a fresh, empty `database`.
+async fn fresh_database(url: &str, database: &str) -> anyhow::Result<String> {
+    drop_database(url, database).await?;
+    let kpi = with_database(url, database);
+    bootstrap::create_database_if_missing(&kpi).await?;
+    Ok(kpi)
+}
+
+async fn drop_database(url: &str, database: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "a plain database name: {database}"
+    );
+    let admin = connect(&with_database(url, "postgres")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .with_context(|| format!("drop the database {database}"))?;
+    Ok(())
+}
+
+/// A connection whose driver runs as a task of its own (ended with the client).
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connect to {}", bootstrap::redact(url)))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// `url` naming `database` instead of its own.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{server}/{database}?{query}"),
+        None => format!("{server}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn a_url_names_another_database() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/fsync", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+    }
+}

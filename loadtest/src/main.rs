@@ -1,0 +1,137 @@
+//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--api URL --anon-key K --service-key K]`
+//! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
+//! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
+//! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
+//! spawns for each session when no `fsync-agent` binary sits beside this one).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fsync_loadtest::budgets::{self, Budgets};
+use fsync_loadtest::report::Report;
+use fsync_loadtest::{html, plan::Plan, remote, run, table};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "fsync-loadtest", version, about = "The plan's KPIs beside their floors, and the rollout gate")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Measure the KPIs and write report.json and report.html.
+    Kpi {
+        /// The short run (well under two minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Where the reports go.
+        #[arg(long, default_value = "kpi-report")]
+        out: PathBuf,
+        /// Budgets to show beside each figure.
+        #[arg(long, default_value = "ci/kpi-budgets.toml")]
+        budgets: PathBuf,
+        /// Agents following the edited project (default: 100).
+        #[arg(long)]
+        agents: Option<usize>,
+        /// Edits per second sent to them (default: 200).
+        #[arg(long)]
+        edit_rate: Option<u32>,
+        /// A deployment to measure from the client side instead of a local stack.
+        #[arg(long, requires_all = ["anon_key", "service_key"])]
+        api: Option<String>,
+        #[arg(long)]
+        anon_key: Option<String>,
+        #[arg(long)]
+        service_key: Option<String>,
+    },
+    /// Hold a report to the budgets: exit 1 when a gate is missed or unmeasured.
+    Gate {
+        #[arg(long)]
+        report: PathBuf,
+        #[arg(long, default_value = "ci/kpi-budgets.toml")]
+        budgets: PathBuf,
+    },
+    /// The container agent (`fsync-agent`), as a subcommand.
+    Agent {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        exec: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
+        Command::Gate { report, budgets } => exit(gate(&report, &budgets)),
+        Command::Kpi { quick, out, budgets, agents, edit_rate, api, anon_key, service_key } => {
+            let mut plan = if quick { Plan::quick() } else { Plan::full() };
+            plan.agents = agents.unwrap_or(plan.agents);
+            plan.edit_rate = edit_rate.unwrap_or(plan.edit_rate);
+            let remote = api.map(|api| remote::Deployment {
+                url: api,
+                anon_key: anon_key.unwrap_or_default(),
+                service_key: service_key.unwrap_or_default(),
+            });
+            exit(kpi(&plan, remote, &out, &budgets).map(|()| true))
+        }
+    }
+}
+
+fn exit(outcome: anyhow::Result<bool>) -> ExitCode {
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("fsync-loadtest: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn kpi(plan: &Plan, remote: Option<remote::Deployment>, out: &Path, budgets_file: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
+    let report = runtime.block_on(async {
+        match remote {
+            Some(deployment) => remote::run(plan, &deployment).await,
+            None => run::local(plan, agent_command()?, fsync_loadtest::local::DATABASE).await,
+        }
+    })?;
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let verdicts = match Budgets::read(budgets_file) {
+        Ok(budgets) => budgets.judge(&report),
+        Err(e) => {
+            eprintln!("(no budgets shown: {e:#})");
+            Vec::new()
+        }
+    };
+    let bounds = budgets::bounds(&verdicts);
+    std::fs::write(out.join("report.json"), report.to_json()).context("write report.json")?;
+    std::fs::write(out.join("report.html"), html::render(&report, &bounds)).context("write report.html")?;
+    println!("{}", table::terminal(&report, &bounds));
+    println!("wrote {} and {}", out.join("report.json").display(), out.join("report.html").display());
+    Ok(())
+}
+
+fn gate(report: &Path, budgets_file: &Path) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(report).with_context(|| format!("read {}", report.display()))?;
+    let report = Report::from_json(&text).with_context(|| format!("parse {}", report.display()))?;
+    let verdicts = Budgets::read(budgets_file)?.judge(&report);
+    println!("{}", table::terminal(&report, &budgets::bounds(&verdicts)));
+    let passes = budgets::gate_passes(&verdicts);
+    for verdict in verdicts.iter().filter(|v| v.kind == "gate" && v.met != Some(true)) {
+        let why = if verdict.met.is_none() { "not measured" } else { "missed" };
+        println!("gate {why}: {} {}", verdict.kpi, verdict.text);
+    }
+    println!("{}", if passes { "gate: passed" } else { "gate: FAILED" });
+    Ok(passes)
+}
+
+/// How sessions start their agent: `fsync-agent` beside this binary, else this binary's `agent`.
+fn agent_command() -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let me = std::env::current_exe().context("find this program")?;
+    let beside = me.with_file_name("fsync-agent");
+    Ok(if beside.is_file() { (beside, Vec::new()) } else { (me, vec!["agent".to_owned()]) })
+}

@@ -1,0 +1,51 @@
+//! What the machine itself can do, measured on the same inputs: `unzip` of the snapshot zip a
+//! large session hydrated from, a plain recursive copy of the extracted tree, and a process
+//! spawn plus one HTTP round trip (the floor of a session start).
+
+use crate::clock::{self, now};
+use anyhow::{bail, Context};
+use fsync_client::Api;
+use std::path::Path;
+use std::process::Command;
+
+/// Milliseconds `unzip -q` takes to extract `zip` into `dest` (created).
+pub fn unzip_ms(zip: &Path, dest: &Path) -> anyhow::Result<f64> {
+    let started = now();
+    let status =
+        Command::new("unzip").arg("-q").arg("-o").arg(zip).arg("-d").arg(dest).status().context("run unzip")?;
+    if !status.success() {
+        bail!("unzip {} failed: {status}", zip.display());
+    }
+    Ok(clock::ms_since(started))
+}
+
+/// Milliseconds `cp -r` takes to copy `from` to `to`.
+pub fn copy_ms(from: &Path, to: &Path) -> anyhow::Result<f64> {
+    let started = now();
+    let status = Command::new("cp").arg("-r").arg(from).arg(to).status().context("run cp")?;
+    if !status.success() {
+        bail!("cp -r {} failed: {status}", from.display());
+    }
+    Ok(clock::ms_since(started))
+}
+
+/// Milliseconds to spawn `agent --version`-like `program args` and wait for it, plus one
+/// `/health` round trip: what any session start must pay at least.
+pub async fn spawn_and_round_trip_ms(program: &Path, args: &[String], api: &Api) -> anyhow::Result<f64> {
+    let started = now();
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .arg("--help")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .context("spawn the agent")?;
+    if !status.success() {
+        bail!("{} --help failed: {status}", program.display());
+    }
+    let health = api.request(http::Method::GET, "/health", None, &[], Vec::<u8>::new()).await?;
+    if health.status != 200 {
+        bail!("/health answered {}", health.status);
+    }
+    Ok(clock::ms_since(started))
+}

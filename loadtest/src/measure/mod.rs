@@ -1,0 +1,7 @@
+//! One module per measurement; each takes the stack's API (and database) and returns samples.
+
+pub mod delta;
+pub mod floors;
+pub mod realtime;
+pub mod start;
+pub mod throughput;

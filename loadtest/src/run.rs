@@ -1,0 +1,262 @@
+//! A local KPI run, phase after phase: the stack starts, fixtures load, then session starts
+//! (small, large warm and cold, legacy), the floors (`LISTEN`, `unzip`, copy, spawn), edits to
+//! a fleet of agents, delivery and fan-out, and stepped upserts; the figures and their samples
+//! become the report.
+
+use crate::local::Local;
+use crate::measure::{delta, floors, realtime, start, throughput};
+use crate::plan::Plan;
+use crate::progress::Progress;
+use crate::report::{Mode, Report, Series, VERSION};
+use crate::seed::{self, Owner};
+use crate::stats::percentile;
+use anyhow::{bail, Context};
+use fsync_fixtures::Size;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// The figures of a run as they are gathered.
+#[derive(Default)]
+struct Figures {
+    kpis: BTreeMap<String, f64>,
+    floors: BTreeMap<String, String>,
+    series: Series,
+    notes: Vec<String>,
+}
+
+impl Figures {
+    fn put(&mut self, name: &str, value: Option<f64>) {
+        if let Some(value) = value.filter(|v| v.is_finite()) {
+            self.kpis.insert(name.to_owned(), value);
+        }
+    }
+
+    /// `{prefix}_p50_ms`, `_p95_ms`, `_p99_ms` of `samples`.
+    fn percentiles(&mut self, prefix: &str, samples: &[f64]) {
+        for p in [50, 95, 99] {
+            self.put(&format!("{prefix}_p{p}_ms"), percentile(samples, f64::from(p)));
+        }
+    }
+
+    fn starts(&mut self, kind: &str, starts: start::Starts) {
+        self.percentiles(&format!("start_{kind}"), &starts.samples_ms);
+        self.series.start_ms.insert(kind.to_owned(), starts.samples_ms);
+        self.series.start_phases_ms.insert(kind.to_owned(), starts.phases_ms);
+    }
+}
+
+/// Runs `plan` on a stack started here, in a fresh `database`; agents are `agent` (a program
+/// and its leading args).
+pub async fn local(plan: &Plan, agent: (PathBuf, Vec<String>), database: &str) -> anyhow::Result<Report> {
+    let stack = Local::start(agent.clone(), database).await?;
+    let outcome = measure(plan, &stack, &agent).await;
+    let postgres = stack.postgres_version().await.ok();
+    stack.stop().await?;
+    let mut figures = outcome?;
+    figures.notes.push(format!("agents: {}", agent_description(&agent)));
+    Ok(Report {
+        version: VERSION,
+        mode: Mode::Local,
+        quick: plan.quick,
+        machine: crate::machine::describe(postgres),
+        parameters: plan.parameters(),
+        kpis: figures.kpis,
+        floors: figures.floors,
+        series: figures.series,
+        notes: figures.notes,
+    })
+}
+
+fn agent_description(agent: &(PathBuf, Vec<String>)) -> String {
+    format!("{} {} (a process per session)", agent.0.display(), agent.1.join(" "))
+}
+
+async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> anyhow::Result<Figures> {
+    let mut figures = Figures::default();
+    let api = &stack.fast.api;
+    let owner = seed::owner(api, &stack.service_key, &stack.secret, run_owner_id()).await?;
+    let loading = Progress::new("load fixtures", 2);
+    let small = seed::project(api, &owner, "kpi small", Some((Size::Small, 1))).await?;
+    loading.inc(1);
+    let large = seed::project(api, &owner, "kpi large", Some((plan.large, 1))).await?;
+    loading.finish(&format!("small (seed 1) and {} (seed 1) loaded", plan.large));
+
+    starts(plan, stack, &owner, small, large, &mut figures).await?;
+    large_floors(stack, large, &mut figures)?;
+    deltas(plan, stack, &owner, &mut figures).await?;
+    delivery(plan, stack, &owner, &mut figures).await?;
+    upserts(plan, stack, &owner, &mut figures).await?;
+    let spawn = floors::spawn_and_round_trip_ms(&agent.0, &agent.1, api).await?;
+    figures.put("floor_start_ms", Some(spawn));
+    figures.floors.insert("start_small_p50_ms".into(), "floor_start_ms".into());
+    Ok(figures)
+}
+
+/// A fresh id for the run's owner (the database is new each run).
+fn run_owner_id() -> Uuid {
+    fsync_store::Ids::uuid(&fsync_store::SystemIds)
+}
+
+async fn starts(
+    plan: &Plan,
+    stack: &Local,
+    owner: &Owner,
+    small: Uuid,
+    large: Uuid,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let (fast, legacy) = (&stack.fast.api, &stack.legacy.api);
+    let n = plan.small_sessions + plan.legacy_small_sessions;
+    let progress = Progress::new("start small", n as u64);
+    let small_starts =
+        start::starts(fast, &owner.token, small, plan.small_sessions, &progress, |_| async { Ok(()) }).await?;
+    let legacy_starts =
+        start::starts(legacy, &owner.token, small, plan.legacy_small_sessions, &progress, |_| async { Ok(()) }).await?;
+    progress.finish(&format!(
+        "p50 {:.1} ms, legacy p50 {:.1} ms",
+        percentile(&small_starts.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&legacy_starts.samples_ms, 50.0).unwrap_or(f64::NAN)
+    ));
+    figures.starts("small", small_starts);
+    figures.starts("legacy_small", legacy_starts);
+
+    let n = plan.large_cold + plan.large_warm + plan.legacy_large;
+    let progress = Progress::new(&format!("start {}", plan.large), n as u64);
+    // Cold: a write before each start, so that each builds its snapshot on demand.
+    let cold = start::starts(fast, &owner.token, large, plan.large_cold, &progress, |i| {
+        seed::touch(fast, owner, large, "kpi/cold.txt", format!("cold start {i}"))
+    })
+    .await?;
+    let warm = start::starts(fast, &owner.token, large, plan.large_warm, &progress, |_| async { Ok(()) }).await?;
+    let legacy_large =
+        start::starts(legacy, &owner.token, large, plan.legacy_large, &progress, |_| async { Ok(()) }).await?;
+    progress.finish(&format!(
+        "warm p50 {:.0} ms, cold p50 {:.0} ms, legacy p50 {:.0} ms, agent peak RSS {:.1} MiB",
+        percentile(&warm.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&cold.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&legacy_large.samples_ms, 50.0).unwrap_or(f64::NAN),
+        warm.peak_rss_kib as f64 / 1024.0
+    ));
+    figures.put("agent_hydrate_rss_mib", Some(warm.peak_rss_kib.max(cold.peak_rss_kib) as f64 / 1024.0));
+    figures.put("extract_large_ms", warm.phases_ms.get("extract").copied());
+    figures.starts("large_cold", cold);
+    figures.starts("large_warm", warm);
+    figures.starts("legacy_large", legacy_large);
+    Ok(())
+}
+
+/// `unzip` and a plain copy of the large project's newest snapshot, beside the agent's extraction.
+fn large_floors(stack: &Local, large: Uuid, figures: &mut Figures) -> anyhow::Result<()> {
+    let zip = newest_zip(&stack.dir.path().join("storage").join("project-snapshots").join(large.to_string()))?;
+    let work = tempfile::tempdir().context("a directory for the floors")?;
+    let unzipped = work.path().join("unzipped");
+    figures.put("unzip_large_ms", Some(floors::unzip_ms(&zip, &unzipped)?));
+    figures.put("copy_large_ms", Some(floors::copy_ms(&unzipped, &work.path().join("copied"))?));
+    figures.floors.insert("extract_large_ms".into(), "unzip_large_ms".into());
+    figures.floors.insert("start_large_warm_p50_ms".into(), "copy_large_ms".into());
+    Ok(())
+}
+
+fn newest_zip(dir: &Path) -> anyhow::Result<PathBuf> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("list {}", dir.display()))?;
+    let zips = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "zip"));
+    let seq = |p: &PathBuf| -> i64 {
+        p.file_stem().and_then(|s| s.to_str()?.strip_prefix("seq-")?.parse().ok()).unwrap_or(-1)
+    };
+    zips.max_by_key(seq).with_context(|| format!("no snapshot zip in {}", dir.display()))
+}
+
+async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
+    let api = &stack.fast.api;
+    let project = seed::project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
+    seed::touch(api, owner, project, &format!("{}/.keep", delta::LIVE_DIR), String::new()).await?;
+    let progress = Progress::new("start the agents", plan.agents as u64);
+    let mut sessions = Vec::with_capacity(plan.agents);
+    let mut dirs = Vec::with_capacity(plan.agents);
+    for _ in 0..plan.agents {
+        let created = api.create_session(&owner.token, project).await.context("create a session")?;
+        let Some(id) = created.uuid("id") else { bail!("create a session: HTTP {} {}", created.status, created.body) };
+        sessions.push(id);
+    }
+    for id in &sessions {
+        let view = start::wait_running(api, &owner.token, *id).await?;
+        dirs.push(PathBuf::from(view.project_dir));
+        progress.inc(1);
+    }
+    progress.finish(&format!("{} agents following one project", dirs.len()));
+    let progress = Progress::new("edits", 1);
+    let deltas = delta::run(api, &owner.token, project, &dirs, plan.edit_rate, plan.edit_for).await?;
+    progress.finish(&format!(
+        "{} edits at {}/s to {} agents: p50 {:.2} ms, p99 {:.2} ms, {:.2}% applied",
+        deltas.edits,
+        plan.edit_rate,
+        deltas.agents,
+        percentile(&deltas.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&deltas.samples_ms, 99.0).unwrap_or(f64::NAN),
+        deltas.applied() * 100.0
+    ));
+    for id in sessions {
+        let _ = api.stop_session(&owner.token, id).await;
+    }
+    figures.percentiles("delta", &deltas.samples_ms);
+    figures.put("delta_applied_fraction", Some(deltas.applied()));
+    figures.put("delta_failed_edits", Some(deltas.failed_edits as f64));
+    figures.put("delta_wrong_content", Some(deltas.wrong_content as f64));
+    figures.floors.insert("delta_p50_ms".into(), "floor_notify_p50_ms".into());
+    figures.series.delta_ms = deltas.samples_ms;
+    Ok(())
+}
+
+async fn delivery(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
+    let api = &stack.fast.api;
+    let project = seed::project(api, owner, "kpi realtime", None).await?;
+    let channel =
+        realtime::Channel { database_url: &stack.database_url, api, token: &owner.token, owner: owner.id, project };
+    let progress = Progress::new("notify floor, delivered", (plan.samples * 2) as u64);
+    let floor = realtime::notify_floor(&stack.database_url, plan.samples, &progress).await?;
+    let delivered = realtime::delivered(&channel, plan.samples, &progress).await?;
+    progress.finish(&format!(
+        "floor p50 {:.3} ms, delivered p50 {:.3} ms",
+        percentile(&floor, 50.0).unwrap_or(f64::NAN),
+        percentile(&delivered, 50.0).unwrap_or(f64::NAN)
+    ));
+    let progress = Progress::new(&format!("fan-out to {}", plan.fanout_sockets), plan.fanout_rounds as u64);
+    let fanout = realtime::fanout(&channel, plan.fanout_sockets, plan.fanout_rounds, &progress).await?;
+    progress.finish(&format!("p50 {:.2} ms", percentile(&fanout, 50.0).unwrap_or(f64::NAN)));
+    figures.percentiles("floor_notify", &floor);
+    figures.percentiles("delivered", &delivered);
+    figures.floors.insert("delivered_p50_ms".into(), "floor_notify_p50_ms".into());
+    figures.put("fanout_1000_p50_ms", percentile(&fanout, 50.0));
+    figures.put("fanout_1000_p99_ms", percentile(&fanout, 99.0));
+    figures.series.floor_notify_ms = floor;
+    figures.series.delivered_ms = delivered;
+    figures.series.fanout_ms = fanout;
+    Ok(())
+}
+
+async fn upserts(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
+    let api = &stack.fast.api;
+    let mut projects = Vec::with_capacity(plan.projects);
+    for n in 0..plan.projects {
+        projects.push(seed::project(api, owner, &format!("kpi upserts {n}"), None).await?);
+    }
+    let progress = Progress::new("upserts, stepped", plan.rates.len() as u64);
+    let steps = throughput::steps(api, &owner.token, &projects, &plan.rates, plan.step_for, &progress).await;
+    let knee = throughput::knee(&steps, UPSERT_P99_MS);
+    progress.finish(&match knee {
+        Some((rate, p99)) => format!("{rate:.0}/s with p99 {p99:.1} ms"),
+        None => "no step completed".into(),
+    });
+    figures.put("upserts_per_s", knee.map(|k| k.0));
+    figures.put("upserts_p99_ms", knee.map(|k| k.1));
+    figures.notes.push(format!(
+        "upserts_per_s is the highest rate achieved with p99 ≤ {UPSERT_P99_MS} ms over {} projects (one writer per project at a time)",
+        plan.projects
+    ));
+    figures.series.throughput = steps;
+    Ok(())
+}
+
+/// The latency a sustained upsert rate must keep to count (DESIGN §11).
+const UPSERT_P99_MS: f64 = 50.0;

@@ -1,0 +1,71 @@
+//! A whole local run, scaled down (a tiny "large" project, a few agents, short loads): the stack
+//! starts on the machine's PostgreSQL, every figure of DESIGN §12 is measured, edits reach every
+//! agent with the right content, and the report holds the samples behind the figures.
+
+use fsync_fixtures::Size;
+use fsync_loadtest::plan::Plan;
+use fsync_loadtest::report::Report;
+use fsync_loadtest::run;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn tiny_plan() -> Plan {
+    Plan {
+        small_sessions: 3,
+        legacy_small_sessions: 2,
+        large: Size::Tiny,
+        large_warm: 2,
+        large_cold: 1,
+        legacy_large: 1,
+        agents: 3,
+        edit_rate: 20,
+        edit_for: Duration::from_secs(1),
+        rates: vec![50, 100],
+        step_for: Duration::from_secs(1),
+        projects: 2,
+        fanout_sockets: 20,
+        fanout_rounds: 2,
+        samples: 10,
+        ..Plan::quick()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_local_run_measures_every_figure() {
+    let agent = (PathBuf::from(env!("CARGO_BIN_EXE_fsync-loadtest")), vec!["agent".to_owned()]);
+    let report = run::local(&tiny_plan(), agent, "fsync_kpi_test").await.expect("the run completes");
+    for kpi in [
+        "start_small_p50_ms",
+        "start_small_p95_ms",
+        "start_large_warm_p50_ms",
+        "start_large_cold_p50_ms",
+        "start_legacy_small_p50_ms",
+        "start_legacy_large_p50_ms",
+        "delta_p50_ms",
+        "delta_p99_ms",
+        "floor_notify_p50_ms",
+        "delivered_p50_ms",
+        "fanout_1000_p50_ms",
+        "unzip_large_ms",
+        "copy_large_ms",
+        "extract_large_ms",
+        "upserts_per_s",
+        "agent_hydrate_rss_mib",
+        "floor_start_ms",
+    ] {
+        let value = report.kpis.get(kpi).copied();
+        assert!(value.is_some_and(|v| v > 0.0), "{kpi} = {value:?} in {:#?}", report.kpis);
+    }
+    assert_eq!(report.kpis["delta_applied_fraction"], 1.0, "every edit on every agent, with its content");
+    assert_eq!(report.kpis["delta_wrong_content"], 0.0);
+    assert_eq!(report.series.delta_ms.len(), 20 * 3);
+    assert_eq!(report.series.start_ms["small"].len(), 3);
+    assert_eq!(report.series.throughput.len(), 2);
+    assert!(report.series.start_phases_ms["large_warm"].contains_key("extract"), "{:?}", report.series.start_phases_ms);
+    assert_eq!(report.floors["delivered_p50_ms"], "floor_notify_p50_ms");
+    let read = Report::from_json(&report.to_json()).expect("report.json reads back");
+    assert_eq!(read.kpis.keys().collect::<Vec<_>>(), report.kpis.keys().collect::<Vec<_>>());
+    assert_eq!(read.series.delta_ms.len(), report.series.delta_ms.len());
+    // The figures come from real samples: each percentile is one of its samples.
+    assert!(report.series.delta_ms.contains(&report.kpis["delta_p50_ms"]));
+}

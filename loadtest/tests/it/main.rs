@@ -1,0 +1,6 @@
+//! The load test's own tests: budgets and the gate, a whole (small) local run on the real stack,
+//! and the HTML report in a real browser.
+
+mod budgets;
+mod local_run;
+mod report_html;

@@ -1,0 +1,49 @@
+//! The agent as a process: logs to stderr (`FSYNC_AGENT_LOG`), its configuration from the
+//! environment (exactly the five variables), a runtime of its own, and SIGTERM or SIGINT as its
+//! shutdown. `fsync-agent` is this; a tool that carries the agent inside its own binary (the
+//! load test's `agent` subcommand) runs the same.
+
+use crate::session::{self, AgentConfig};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Runs the agent for `dir` (and `exec`) until it is told to stop; exit 0 on SIGTERM/SIGINT, 1
+/// on failure (the reason on stderr), 2 on bad configuration.
+pub fn main(dir: PathBuf, exec: Option<String>) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FSYNC_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).init();
+    let config = match AgentConfig::from_lookup(|name| std::env::var(name).ok(), dir, exec) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("fsync-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("fsync-agent: start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(session::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fsync-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,79 @@
+//! The snapshot's deterministic zip (DESIGN §9, §11), measured with criterion: building the zip
+//! of a project's files is the CPU-bound part of every cold session start (deflate level 1, the
+//! same options and order as `build_or_reuse`), so its throughput bounds how fast a snapshot can
+//! be made. The zip is written into memory through `snapshot::archive::write_zip`: what is
+//! measured is the archive itself, not the temporary file or the upload around it. Two projects
+//! of source-like text, fixed and seeded: 200 files / 1 MiB and 2,000 files / 16 MiB.
+//!
+//! `cargo bench -p fsync-reference --bench hot_paths` (add `-- --quick` for a fast pass).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use fsync_reference::snapshot::archive::{write_zip, Entry};
+use std::hint::black_box;
+use std::io::Cursor;
+use std::time::Duration;
+
+fn zip_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("zip_build");
+    // One build of the large project takes tens of milliseconds: equal samples, not a ramp.
+    group.sampling_mode(SamplingMode::Flat);
+    for (name, files, total_bytes) in [("200_files_1MiB", 200, 1 << 20), ("2000_files_16MiB", 2000, 16 << 20)] {
+        let entries = project(files, total_bytes);
+        let bytes: usize = entries.iter().map(|e| e.bytes.len()).sum();
+        let zip_bytes = build(&entries).len();
+        println!("zip_build/{name}: {files} files, {bytes} bytes -> zip {zip_bytes} bytes");
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), &entries, |b, entries| {
+            b.iter(|| build(black_box(entries)))
+        });
+    }
+    group.finish();
+}
+
+fn build(entries: &[Entry]) -> Vec<u8> {
+    let capacity = entries.iter().map(|e| e.bytes.len()).sum::<usize>() / 2;
+    write_zip(Cursor::new(Vec::with_capacity(capacity)), entries).expect("an in-memory zip").into_inner()
+}
+
+/// `files` text files of about `total_bytes` in all, sorted by path as the snapshot read gives
+/// them, spread over 20 directories.
+fn project(files: usize, total_bytes: usize) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = (0..files)
+        .map(|i| Entry {
+            path: format!("src/module{:02}/file{i:05}.tsx", i % 20),
+            bytes: source_text(i as u64, total_bytes / files).into_bytes(),
+            stored: false,
+        })
+        .collect();
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    entries
+}
+
+/// `len` bytes of source-like text drawn by a generator seeded with `seed` (the same words as
+/// the protocol's bench, so deflate sees the same kind of input).
+fn source_text(seed: u64, len: usize) -> String {
+    // Separated by `|`: some words hold spaces, quotes and newlines.
+    const WORDS: &str =
+        "const|let|return|import|export|function|=>|{|}|(|)|;\n|\n  |useState|props|className=\"flex\"|<div>|\
+        </div>|0|1|true|null|await|async|if|else|from \"react\"|value|onClick|items.map|// why: keep it|type|interface|\
+        string|number";
+    let words: Vec<&str> = WORDS.split('|').collect();
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut out = String::with_capacity(len + 32);
+    while out.len() < len {
+        out.push_str(words[rng.usize(..words.len())]);
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500));
+    targets = zip_build
+}
+criterion_main!(benches);
