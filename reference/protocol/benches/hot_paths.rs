@@ -97,8 +97,8 @@ fn events(c: &mut Criterion) {
 /// A broadcast frame's event, the way the client's feed takes it out (`on_broadcast`).
 fn to_event(frame: &Frame) -> ProjectEvent {
     let name = frame.payload.get("event").and_then(Value::as_str).expect("a broadcast has an event name");
-    let payload = frame.payload.get("payload").cloned().unwrap_or(Value::Null);
-    ProjectEvent::parse(name, &payload).expect("a project event").expect("a well-formed event")
+    let payload = frame.payload.get("payload").unwrap_or(&Value::Null);
+    ProjectEvent::parse(name, payload).expect("a project event").expect("a well-formed event")
 }
 
 /// A 2.0.0 kind-3 user broadcast push as realtime-js encodes it: the header (kind, the lengths

@@ -66,11 +66,12 @@ impl ProjectEvent {
     }
 
     /// Parses an event by its broadcast name; `None` for names that are not project events.
+    /// The payload is read in place (no copy of it first: a large `bulk:apply` is mostly copying).
     pub fn parse(event: &str, payload: &Value) -> Option<Result<ProjectEvent, serde_json::Error>> {
         let parsed = match event {
-            Self::UPDATE => serde_json::from_value(payload.clone()).map(ProjectEvent::Update),
-            Self::DELETE => serde_json::from_value(payload.clone()).map(ProjectEvent::Delete),
-            Self::BULK => serde_json::from_value(payload.clone()).map(ProjectEvent::Bulk),
+            Self::UPDATE => FileUpdate::deserialize(payload).map(ProjectEvent::Update),
+            Self::DELETE => FileDelete::deserialize(payload).map(ProjectEvent::Delete),
+            Self::BULK => BulkApply::deserialize(payload).map(ProjectEvent::Bulk),
             _ => return None,
         };
         Some(parsed)

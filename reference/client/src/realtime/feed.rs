@@ -386,8 +386,8 @@ impl Feed {
 
     async fn on_broadcast(&mut self, frame: &Frame) -> Result<(), End> {
         let Some(event_name) = frame.payload.get("event").and_then(Value::as_str) else { return Ok(()) };
-        let payload = frame.payload.get("payload").cloned().unwrap_or(Value::Null);
-        let event = match ProjectEvent::parse(event_name, &payload) {
+        let payload = frame.payload.get("payload").unwrap_or(&Value::Null);
+        let event = match ProjectEvent::parse(event_name, payload) {
             None => return Ok(()),
             Some(Ok(event)) => event,
             Some(Err(e)) => {
