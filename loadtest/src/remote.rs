@@ -11,7 +11,6 @@ use crate::seed;
 use crate::stats::percentile;
 use fsync_client::{Api, Transport};
 use fsync_fixtures::Size;
-use fsync_protocol::jwt::Secret;
 use std::collections::BTreeMap;
 
 /// A deployment's API URL and keys.
@@ -24,10 +23,10 @@ pub struct Deployment {
 pub async fn run(plan: &Plan, deployment: &Deployment) -> anyhow::Result<Report> {
     let api = Api::new(&deployment.url, &deployment.anon_key, Transport::tcp());
     let owner_id = fsync_store::Ids::uuid(&fsync_store::SystemIds);
-    // The owner signs in with a token the service role vouches for: the service key itself
-    // creates the profile and the projects on the owner's behalf.
-    let owner = seed::owner(&api, &deployment.service_key, &Secret::new(""), owner_id).await?;
-    let owner = seed::Owner { token: deployment.service_key.clone(), ..owner };
+    // Without the deployment's JWT secret no user token can be minted here: the service key
+    // creates the profile and acts for the owner.
+    seed::profile(&api, &deployment.service_key, owner_id).await?;
+    let owner = seed::Owner { id: owner_id, token: deployment.service_key.clone() };
     let small = seed::project(&api, &owner, "kpi small", Some((Size::Small, 1))).await?;
     let progress = Progress::new("start small", plan.small_sessions as u64);
     let starts = start::starts(&api, &owner.token, small, plan.small_sessions, &progress, |_| async { Ok(()) }).await?;

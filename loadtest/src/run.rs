@@ -75,7 +75,9 @@ fn agent_description(agent: &(PathBuf, Vec<String>)) -> String {
 async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> anyhow::Result<Figures> {
     let mut figures = Figures::default();
     let api = &stack.fast.api;
-    let owner = seed::owner(api, &stack.service_key, &stack.secret, run_owner_id()).await?;
+    // A fresh owner: the run's database is new each time.
+    let owner =
+        seed::owner(api, &stack.service_key, &stack.secret, fsync_store::Ids::uuid(&fsync_store::SystemIds)).await?;
     let loading = Progress::new("load fixtures", 2);
     let small = seed::project(api, &owner, "kpi small", Some((Size::Small, 1))).await?;
     loading.inc(1);
@@ -91,11 +93,6 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
     figures.put("floor_start_ms", Some(spawn));
     figures.floors.insert("start_small_p50_ms".into(), "floor_start_ms".into());
     Ok(figures)
-}
-
-/// A fresh id for the run's owner (the database is new each run).
-fn run_owner_id() -> Uuid {
-    fsync_store::Ids::uuid(&fsync_store::SystemIds)
 }
 
 async fn starts(
@@ -180,7 +177,7 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
         sessions.push(id);
     }
     for id in &sessions {
-        let view = start::wait_running(api, &owner.token, *id).await?;
+        let view = start::running(api, &owner.token, *id).await?;
         dirs.push(PathBuf::from(view.project_dir));
         progress.inc(1);
     }

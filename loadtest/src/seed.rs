@@ -17,15 +17,23 @@ pub struct Owner {
 
 /// Creates the owner's profile (as the service role) and mints their token (a day long).
 pub async fn owner(api: &Api, service_key: &str, secret: &Secret, id: Uuid) -> anyhow::Result<Owner> {
-    let args = json!({"p_user_id": id, "p_email": format!("kpi-{id}@example.test"), "p_display_name": "kpi owner"});
+    profile(api, service_key, id).await?;
+    let claims = jwt::user_claims(&id.to_string(), &email(id), clock::wall_s(), 24 * 3600);
+    Ok(Owner { id, token: jwt::sign(secret, &claims) })
+}
+
+/// Creates user `id`'s profile as the service role.
+pub async fn profile(api: &Api, service_key: &str, id: Uuid) -> anyhow::Result<()> {
+    let args = json!({"p_user_id": id, "p_email": email(id), "p_display_name": "kpi owner"});
     let reply = api.rpc(Some(service_key), "ensure_user_profile", args).await.context("ensure_user_profile")?;
     if !reply.is_success() {
         bail!("ensure_user_profile: HTTP {} {}", reply.status, reply.body);
     }
-    let mut claims = jwt::claims_for("authenticated", clock::wall_s(), 24 * 3600);
-    claims.insert("sub".into(), json!(id));
-    claims.insert("email".into(), json!(format!("kpi-{id}@example.test")));
-    Ok(Owner { id, token: jwt::sign(secret, &claims) })
+    Ok(())
+}
+
+fn email(id: Uuid) -> String {
+    format!("kpi-{id}@example.test")
 }
 
 /// A new project of `owner` named `name`, holding fixture `size`/`seed` (empty for `None`).

@@ -85,12 +85,11 @@ async fn join(api: &Api, token: &str, topic: &str) -> Result<RealtimeSocket, Str
         .await
         .map_err(|e| e.to_string())?;
     let join_ref = socket.push_join(topic, private_join_payload(token)).await.map_err(|e| e.to_string())?;
-    loop {
-        let frame = socket.recv().await.map_err(|e| e.to_string())?.ok_or("closed before the join reply")?;
-        if frame.event == "phx_reply" && frame.msg_ref.as_deref() == Some(join_ref.as_str()) {
-            let ok = frame.payload.get("status").and_then(Value::as_str) == Some("ok");
-            return if ok { Ok(socket) } else { Err(format!("join refused: {}", frame.payload)) };
-        }
+    let (reply, _) = socket.await_reply(&join_ref).await.map_err(|e| e.to_string())?;
+    if reply.payload.get("status").and_then(Value::as_str) == Some("ok") {
+        Ok(socket)
+    } else {
+        Err(format!("join refused: {}", reply.payload))
     }
 }
 

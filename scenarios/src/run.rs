@@ -130,9 +130,8 @@ impl<S: Stack> World<'_, S> {
 
     /// A signed-in user's token, valid for a day of the stack's time.
     fn user_token(&self, user: Uuid, name: &str) -> String {
-        let mut claims = jwt::claims_for("authenticated", self.stack.clock().wall_s(), 24 * 3600);
-        claims.insert("sub".into(), json!(user));
-        claims.insert("email".into(), json!(format!("{name}@example.test")));
+        let email = format!("{name}@example.test");
+        let claims = jwt::user_claims(&user.to_string(), &email, self.stack.clock().wall_s(), 24 * 3600);
         jwt::sign(&self.secret, &claims)
     }
 

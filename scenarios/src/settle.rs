@@ -65,13 +65,16 @@ async fn sessions<S: Stack>(world: &mut World<'_, S>, project: &ProjectState) {
     world.transcript.heading("sessions");
     let names: Vec<String> = world.sessions.keys().cloned().collect();
     for name in names {
-        let line = match session_tree(world, &name).await {
-            Ok((status, None)) => format!("{name}  {status}"),
-            Ok((status, Some(tree))) if tree == project.files => {
-                format!("{name}  {status}: tree = project at seq {} ({} files)", project.seq, tree.len())
+        let line = match session_state(world, &name).await {
+            Ok(SessionState::Ended(status)) => format!("{name}  {status}"),
+            Ok(SessionState::Starting(status)) => {
+                format!("{name}  {status}: tree differs: {}", differences(&BTreeMap::new(), &project.files))
             }
-            Ok((status, Some(tree))) => {
-                format!("{name}  {status}: tree differs: {}", differences(&tree, &project.files))
+            Ok(SessionState::Running(tree)) if tree == project.files => {
+                format!("{name}  running: tree = project at seq {} ({} files)", project.seq, tree.len())
+            }
+            Ok(SessionState::Running(tree)) => {
+                format!("{name}  running: tree differs: {}", differences(&tree, &project.files))
             }
             Err(e) => format!("{name}  {e}"),
         };
@@ -88,41 +91,43 @@ async fn quiet<S: Stack>(world: &World<'_, S>) -> Result<i64, String> {
         }
     }
     for name in world.sessions.keys() {
-        match session_tree(world, name).await? {
-            (_, None) => {}
-            (status, Some(_)) if status != "running" => return Err(format!("{name} is {status}")),
-            (_, Some(tree)) if tree != project.files => {
+        match session_state(world, name).await? {
+            SessionState::Ended(_) => {}
+            SessionState::Starting(status) => return Err(format!("{name} is {status}")),
+            SessionState::Running(tree) if tree != project.files => {
                 return Err(format!("{name}'s tree differs: {}", differences(&tree, &project.files)))
             }
-            _ => {}
+            SessionState::Running(_) => {}
         }
     }
     Ok(project.seq)
 }
 
-/// A session's status, and its tree while it is live (`None` once it has ended or its server
-/// forgot it in a restart).
-async fn session_tree<S: Stack>(
-    world: &World<'_, S>,
-    name: &str,
-) -> Result<(String, Option<BTreeMap<String, String>>), String> {
+/// Where a session is, as a settling world looks at it.
+enum SessionState {
+    /// Stopped, failed (with its reason), or forgotten by a restarted server.
+    Ended(String),
+    /// Not running yet (`starting`, `hydrating`): its tree does not count yet.
+    Starting(String),
+    /// Running, with its tree (path → content hash).
+    Running(BTreeMap<String, String>),
+}
+
+async fn session_state<S: Stack>(world: &World<'_, S>, name: &str) -> Result<SessionState, String> {
     let session = &world.sessions[name];
     let reply = world.api(session.server).session(world.token(&session.starter), session.id).await;
     let reply = reply.map_err(|e| format!("get {name}: {e}"))?;
     if reply.status == 404 {
-        return Ok(("gone (its server restarted)".into(), None));
+        return Ok(SessionState::Ended("gone (its server restarted)".into()));
     }
     let view: fsync_protocol::snapshot::SessionView =
         serde_json::from_value(reply.body).map_err(|e| format!("decode {name}: {e}"))?;
-    if view.status.is_final() || view.status != SessionStatus::Running {
-        let status = match view.reason {
-            Some(reason) if view.status == SessionStatus::Failed => format!("failed: {reason}"),
-            _ => view.status.as_str().to_owned(),
-        };
-        let tree = if view.status.is_final() { None } else { Some(BTreeMap::new()) };
-        return Ok((status, tree));
-    }
-    Ok(("running".into(), Some(tree(Path::new(&view.project_dir))?)))
+    Ok(match (view.status, view.reason) {
+        (SessionStatus::Running, _) => SessionState::Running(tree(Path::new(&view.project_dir))?),
+        (SessionStatus::Failed, Some(reason)) => SessionState::Ended(format!("failed: {reason}")),
+        (status, _) if status.is_final() => SessionState::Ended(status.as_str().to_owned()),
+        (status, _) => SessionState::Starting(status.as_str().to_owned()),
+    })
 }
 
 /// Path → content hash of every file under `dir`.

@@ -7,7 +7,6 @@ use fsync_model::state::{Access, Profile, Project};
 use fsync_model::MemStore;
 use fsync_protocol::jwt::{self, Secret};
 use fsync_reference::config::{anon_key, DEV_JWT_SECRET};
-use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -50,10 +49,7 @@ pub fn seed(store: &MemStore, config: &Config, rng: &mut fastrand::Rng) -> Peopl
     });
     let secret = Secret::new(DEV_JWT_SECRET);
     let token = |user: Uuid| {
-        let mut claims = jwt::claims_for("authenticated", EPOCH_S, 24 * 3600);
-        claims.insert("sub".into(), json!(user));
-        claims.insert("email".into(), json!(format!("{user}@sim.test")));
-        jwt::sign(&secret, &claims)
+        jwt::sign(&secret, &jwt::user_claims(&user.to_string(), &format!("{user}@sim.test"), EPOCH_S, 24 * 3600))
     };
     People {
         projects,

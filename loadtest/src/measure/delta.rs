@@ -6,6 +6,7 @@
 //! applied.
 
 use crate::clock::{self, now};
+use crate::measure::pace;
 use anyhow::Context;
 use fsync_client::Api;
 use futures_util::StreamExt;
@@ -14,7 +15,6 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -85,26 +85,19 @@ async fn send_edits(
     edits: usize,
     sent: Arc<Mutex<Vec<Option<Instant>>>>,
 ) -> usize {
-    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let failed = Arc::new(Mutex::new(0usize));
-    let start = now();
-    let every = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..edits {
-        tokio::time::sleep_until(start + every * n as u32).await;
-        let Ok(permit) = gate.clone().acquire_owned().await else { break };
+    pace::open_loop(rate, edits, IN_FLIGHT, |n| {
         let (api, token, sent, failed) = (api.clone(), token.to_owned(), sent.clone(), failed.clone());
-        tasks.spawn(async move {
+        async move {
             let args = json!({"project_uuid": project, "p_file_path": format!("{LIVE_DIR}/e-{n}.ts"), "p_content": content(n), "p_file_type": "typescript"});
             sent.lock().unwrap_or_else(|e| e.into_inner())[n] = Some(now());
             let ok = matches!(api.rpc(Some(&token), "upsert_project_file", args).await, Ok(reply) if reply.is_success());
             if !ok {
                 *failed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             }
-            drop(permit);
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+        }
+    })
+    .await;
     let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
     failed
 }

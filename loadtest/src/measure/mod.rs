@@ -2,6 +2,7 @@
 
 pub mod delta;
 pub mod floors;
+pub mod pace;
 pub mod realtime;
 pub mod start;
 pub mod throughput;

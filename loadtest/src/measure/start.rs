@@ -8,6 +8,7 @@ use crate::stats::percentile;
 use anyhow::{bail, Context};
 use fsync_client::Api;
 use fsync_protocol::snapshot::{SessionStatus, SessionView};
+use fsync_store::SystemClock;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
@@ -71,25 +72,17 @@ pub async fn start_one(api: &Api, token: &str, project: Uuid) -> anyhow::Result<
     Ok((clock::ms_since(started), view))
 }
 
-/// Polls session `id` every millisecond until it runs.
-async fn running(api: &Api, token: &str, id: Uuid) -> anyhow::Result<SessionView> {
-    let deadline = now() + START_WITHIN;
-    loop {
-        let view = api.session_view(token, id).await.map_err(anyhow::Error::msg)?;
-        match view.status {
-            SessionStatus::Running => return Ok(view),
-            SessionStatus::Failed | SessionStatus::Stopped => {
-                bail!("session {id} {}: {}", view.status.as_str(), view.reason.unwrap_or_default())
-            }
-            _ if now() >= deadline => bail!("session {id} is still {} after {START_WITHIN:?}", view.status.as_str()),
-            _ => tokio::time::sleep(Duration::from_millis(1)).await,
-        }
+/// Polls session `id` every millisecond until it runs; a session that ends instead is an error.
+pub async fn running(api: &Api, token: &str, id: Uuid) -> anyhow::Result<SessionView> {
+    let poll = Duration::from_millis(1);
+    let view = api
+        .wait_session_every(token, id, SessionStatus::Running, START_WITHIN, &SystemClock, poll)
+        .await
+        .map_err(|e| anyhow::anyhow!("session {id}: {e}"))?;
+    if view.status != SessionStatus::Running {
+        bail!("session {id} {}: {}", view.status.as_str(), view.reason.unwrap_or_default());
     }
-}
-
-/// Waits for many sessions at once (the delta run's fleet) with the same poll.
-pub async fn wait_running(api: &Api, token: &str, id: Uuid) -> anyhow::Result<SessionView> {
-    running(api, token, id).await
+    Ok(view)
 }
 
 /// A process's peak resident set (`VmHWM`), in KiB; 0 when it cannot be read.

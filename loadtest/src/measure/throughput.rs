@@ -3,6 +3,7 @@
 //! achieved and its latencies, to find the knee: the last rate the server keeps up with.
 
 use crate::clock::{self, now};
+use crate::measure::pace;
 use crate::progress::Progress;
 use crate::report::ThroughputStep;
 use crate::stats::percentile;
@@ -10,7 +11,6 @@ use fsync_client::Api;
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// Requests in flight at most (beyond it the generator falls behind, which lowers `achieved`).
@@ -35,18 +35,13 @@ pub async fn steps(
 
 async fn one_step(api: &Api, token: &str, projects: &[Uuid], rate: u32, step: Duration, n: usize) -> ThroughputStep {
     let writes = (f64::from(rate) * step.as_secs_f64()).round() as usize;
-    let every = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(writes)));
     let errors = Arc::new(Mutex::new(0u64));
     let start = now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..writes {
-        tokio::time::sleep_until(start + every * i as u32).await;
-        let Ok(permit) = gate.clone().acquire_owned().await else { break };
+    pace::open_loop(rate, writes, IN_FLIGHT, |i| {
         let (api, token, latencies, errors) = (api.clone(), token.to_owned(), latencies.clone(), errors.clone());
         let project = projects[i % projects.len()];
-        tasks.spawn(async move {
+        async move {
             let path = format!("load/s{n}/f{}.ts", i % 64);
             let args = json!({"project_uuid": project, "p_file_path": path, "p_content": format!("// step {n} write {i}"), "p_file_type": "typescript"});
             let sent = now();
@@ -54,10 +49,9 @@ async fn one_step(api: &Api, token: &str, projects: &[Uuid], rate: u32, step: Du
                 Ok(reply) if reply.is_success() => latencies.lock().unwrap_or_else(|e| e.into_inner()).push(clock::ms_since(sent)),
                 _ => *errors.lock().unwrap_or_else(|e| e.into_inner()) += 1,
             }
-            drop(permit);
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+        }
+    })
+    .await;
     let elapsed_s = now().saturating_duration_since(start).as_secs_f64();
     let latencies = latencies.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let errors = *errors.lock().unwrap_or_else(|e| e.into_inner());

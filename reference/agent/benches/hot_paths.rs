@@ -27,7 +27,6 @@ use fsync_protocol::snapshot::{ExtractLimits, Manifest, ManifestFile};
 use fsync_reference::snapshot::archive::{write_zip, Entry};
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use tempfile::TempDir;
 use uuid::Uuid;
 
@@ -155,12 +154,12 @@ fn snapshot(files: usize, total_bytes: usize) -> (Vec<u8>, Manifest) {
 mod text;
 use text::source_text;
 
+#[path = "../../protocol/benches/support/config.rs"]
+mod config;
+
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500));
+    config = config::short();
     targets = extraction, applying
 }
 criterion_main!(benches);

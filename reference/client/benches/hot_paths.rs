@@ -18,7 +18,6 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use fsync_client::realtime::{Sequencer, Step};
 use fsync_protocol::api::{Change, Changes};
 use fsync_protocol::events::{FileUpdate, ProjectEvent};
-use std::time::Duration;
 
 const EVENTS: i64 = 10_000;
 /// One event in every `GAP_EVERY` is lost in `gaps_and_catch_ups`.
@@ -149,12 +148,12 @@ fn content(seq: i64) -> String {
     line.repeat(200 / line.len() + 1)[..200].to_owned()
 }
 
+#[path = "../../protocol/benches/support/config.rs"]
+mod config;
+
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500));
+    config = config::short();
     targets = sequencer
 }
 criterion_main!(benches);

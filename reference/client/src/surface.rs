@@ -239,8 +239,8 @@ impl Api {
         self.call(http::Method::DELETE, &format!("/orchestrator/v1/sessions/{id}"), Some(token), None).await
     }
 
-    /// Polls session `id` until it is `status` or has ended, for at most `within` of `clock`'s
-    /// time; answers its last view, or why none came.
+    /// Polls session `id` every 20 ms until it is `status` or has ended, for at most `within`
+    /// of `clock`'s time; answers its last view, or why none came.
     pub async fn wait_session(
         &self,
         token: &str,
@@ -248,6 +248,19 @@ impl Api {
         status: SessionStatus,
         within: Duration,
         clock: &dyn Clock,
+    ) -> Result<SessionView, String> {
+        self.wait_session_every(token, id, status, within, clock, Duration::from_millis(20)).await
+    }
+
+    /// [`Api::wait_session`], polling every `poll` (a measurement wants a fine one).
+    pub async fn wait_session_every(
+        &self,
+        token: &str,
+        id: Uuid,
+        status: SessionStatus,
+        within: Duration,
+        clock: &dyn Clock,
+        poll: Duration,
     ) -> Result<SessionView, String> {
         let deadline = clock.now() + within;
         loop {
@@ -263,7 +276,7 @@ impl Api {
                     Err(e) => Err(e),
                 };
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(poll).await;
         }
     }
 

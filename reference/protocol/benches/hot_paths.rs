@@ -16,7 +16,6 @@ use fsync_protocol::path::check_path;
 use fsync_protocol::realtime::{decode_binary, decode_text, encode_broadcast, Frame, Vsn, KIND_USER_BROADCAST_PUSH};
 use serde_json::Value;
 use std::hint::black_box;
-use std::time::Duration;
 
 const TOPIC: &str = "realtime:project:6f1d2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b";
 const MESSAGE_ID: &str = "0b9e8d7c-6a5f-4e3d-9c2b-1a0f9e8d7c6b";
@@ -171,12 +170,12 @@ fn long_path(len: usize) -> String {
 mod text;
 use text::source_text;
 
+#[path = "support/config.rs"]
+mod config;
+
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500));
+    config = config::short();
     targets = hashing, paths, events
 }
 criterion_main!(benches);

@@ -113,6 +113,15 @@ pub fn claims_for(role: &str, now_s: u64, ttl_s: u64) -> Claims {
     claims
 }
 
+/// Claims of a signed-in user's token: `authenticated`, `sub` = the user, their `email`, valid
+/// for `ttl_s` seconds from `now_s`.
+pub fn user_claims(user_id: &str, email: &str, now_s: u64, ttl_s: u64) -> Claims {
+    let mut claims = claims_for("authenticated", now_s, ttl_s);
+    claims.insert("sub".into(), json!(user_id));
+    claims.insert("email".into(), json!(email));
+    claims
+}
+
 /// Claims of a container token (DESIGN §8): `authenticated`, `sub` = the session, scoped to one
 /// project, valid for `ttl_s` seconds.
 pub fn container_claims(session_id: &str, project_id: &str, now_s: u64, ttl_s: u64) -> Claims {

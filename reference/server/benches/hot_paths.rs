@@ -11,7 +11,6 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use fsync_reference::snapshot::archive::{write_zip, Entry};
 use std::hint::black_box;
 use std::io::Cursor;
-use std::time::Duration;
 
 fn zip_build(c: &mut Criterion) {
     let mut group = c.benchmark_group("zip_build");
@@ -53,12 +52,12 @@ fn project(files: usize, total_bytes: usize) -> Vec<Entry> {
 mod text;
 use text::source_text;
 
+#[path = "../../protocol/benches/support/config.rs"]
+mod config;
+
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .sample_size(20)
-        .measurement_time(Duration::from_secs(2))
-        .warm_up_time(Duration::from_millis(500));
+    config = config::short();
     targets = zip_build
 }
 criterion_main!(benches);
