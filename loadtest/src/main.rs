@@ -1,4 +1,4 @@
-//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--api URL --anon-key K --service-key K]`
+//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--api URL --anon-key K --service-key K]`
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
 //! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
 //! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
@@ -7,8 +7,9 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fsync_loadtest::budgets::{self, Budgets};
+use fsync_loadtest::plan::{Phase, Plan};
 use fsync_loadtest::report::Report;
-use fsync_loadtest::{html, plan::Plan, remote, run, table};
+use fsync_loadtest::{html, remote, run, table};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,6 +39,10 @@ enum Command {
         /// Edits per second sent to them (default: 200).
         #[arg(long)]
         edit_rate: Option<u32>,
+        /// Measure only these phases (comma-separated: delta, starts, delivery, upserts); the
+        /// gate counts the others' figures as not measured.
+        #[arg(long, value_delimiter = ',', value_parser = Phase::parse)]
+        phases: Vec<Phase>,
         /// A deployment to measure from the client side instead of a local stack.
         #[arg(long, requires_all = ["anon_key", "service_key"])]
         api: Option<String>,
@@ -66,8 +71,11 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
         Command::Gate { report, budgets } => exit(gate(&report, &budgets)),
-        Command::Kpi { quick, out, budgets, agents, edit_rate, api, anon_key, service_key } => {
+        Command::Kpi { quick, out, budgets, agents, edit_rate, phases, api, anon_key, service_key } => {
             let mut plan = if quick { Plan::quick() } else { Plan::full() };
+            if !phases.is_empty() {
+                plan.phases = phases.into_iter().collect();
+            }
             plan.agents = agents.unwrap_or(plan.agents);
             plan.edit_rate = edit_rate.unwrap_or(plan.edit_rate);
             let remote = api.map(|api| remote::Deployment {

@@ -3,12 +3,57 @@
 
 use fsync_fixtures::Size;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::Duration;
+
+/// A part of a local run that can be measured on its own (`kpi --phases`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Edits to a fleet of agents (it runs first: see [`Plan::phases`]).
+    Delta,
+    /// Session starts (small, large warm and cold, legacy) and the `unzip` and copy floors.
+    Starts,
+    /// Commit → delivered beside the `LISTEN` floor, and the fan-out.
+    Delivery,
+    /// Stepped upserts and their knee.
+    Upserts,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [Phase::Delta, Phase::Starts, Phase::Delivery, Phase::Upserts];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Delta => "delta",
+            Phase::Starts => "starts",
+            Phase::Delivery => "delivery",
+            Phase::Upserts => "upserts",
+        }
+    }
+
+    /// Parses a phase's name (as `--phases` takes it).
+    pub fn parse(name: &str) -> Result<Phase, String> {
+        Phase::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+            format!("unknown phase {name:?} (phases: {})", names.join(", "))
+        })
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub quick: bool,
+    /// What is measured, in this order (a report without a phase's figures fails the gate as
+    /// "not measured"). Edits go first, before the session starts have created and deleted
+    /// tens of thousands of files on the machine's disk (see `measure::delta`).
+    pub phases: BTreeSet<Phase>,
     /// Sessions started on the small project (new path), and on the legacy path.
     pub small_sessions: usize,
     pub legacy_small_sessions: usize,
@@ -35,6 +80,7 @@ impl Plan {
     pub fn quick() -> Plan {
         Plan {
             quick: true,
+            phases: Phase::ALL.into_iter().collect(),
             small_sessions: 20,
             legacy_small_sessions: 5,
             large: Size::Large,
@@ -73,6 +119,7 @@ impl Plan {
     /// The parameters as the report records them.
     pub fn parameters(&self) -> BTreeMap<String, Value> {
         BTreeMap::from([
+            ("phases".into(), json!(self.phases.iter().map(|p| p.as_str()).collect::<Vec<_>>())),
             ("small_sessions".into(), json!(self.small_sessions)),
             ("legacy_small_sessions".into(), json!(self.legacy_small_sessions)),
             ("large_fixture".into(), json!(self.large.as_str())),
@@ -89,5 +136,27 @@ impl Plan {
             ("fanout_rounds".into(), json!(self.fanout_rounds)),
             ("floor_samples".into(), json!(self.samples)),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_parse_by_name_and_an_unknown_one_lists_them() {
+        for phase in Phase::ALL {
+            assert_eq!(Phase::parse(phase.as_str()), Ok(phase));
+        }
+        let err = Phase::parse("floors").unwrap_err();
+        assert!(err.contains("\"floors\"") && err.contains("delta, starts, delivery, upserts"), "{err}");
+    }
+
+    #[test]
+    fn edits_run_before_anything_deletes_files() {
+        let plan = Plan::quick();
+        assert_eq!(plan.phases.iter().next(), Some(&Phase::Delta));
+        assert_eq!(plan.phases.len(), Phase::ALL.len(), "every phase by default");
+        assert_eq!(plan.parameters()["phases"], json!(["delta", "starts", "delivery", "upserts"]));
     }
 }

@@ -1,11 +1,11 @@
-//! A local KPI run, phase after phase: the stack starts, fixtures load, then session starts
-//! (small, large warm and cold, legacy), the floors (`LISTEN`, `unzip`, copy, spawn), edits to
-//! a fleet of agents, delivery and fan-out, and stepped upserts; the figures and their samples
-//! become the report.
+//! A local KPI run, phase after phase (those the plan names, in [`Phase`] order): the stack
+//! starts, then edits to a fleet of agents, session starts (small, large warm and cold, legacy)
+//! with the `unzip` and copy floors, delivery beside the `LISTEN` floor and fan-out, and stepped
+//! upserts; the spawn floor ends every run. The figures and their samples become the report.
 
 use crate::local::Local;
 use crate::measure::{delta, floors, realtime, start, throughput};
-use crate::plan::Plan;
+use crate::plan::{Phase, Plan};
 use crate::progress::Progress;
 use crate::report::{Mode, Report, Series, VERSION};
 use crate::seed::{self, Owner};
@@ -78,21 +78,33 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
     // A fresh owner: the run's database is new each time.
     let owner =
         seed::owner(api, &stack.service_key, &stack.secret, fsync_store::Ids::uuid(&fsync_store::SystemIds)).await?;
-    let loading = Progress::new("load fixtures", 2);
-    let small = seed::project(api, &owner, "kpi small", Some((Size::Small, 1))).await?;
-    loading.inc(1);
-    let large = seed::project(api, &owner, "kpi large", Some((plan.large, 1))).await?;
-    loading.finish(&format!("small (seed 1) and {} (seed 1) loaded", plan.large));
-
-    starts(plan, stack, &owner, small, large, &mut figures).await?;
-    large_floors(stack, large, &mut figures)?;
-    deltas(plan, stack, &owner, &mut figures).await?;
-    delivery(plan, stack, &owner, &mut figures).await?;
-    upserts(plan, stack, &owner, &mut figures).await?;
+    for phase in &plan.phases {
+        match phase {
+            Phase::Delta => deltas(plan, stack, &owner, &mut figures).await?,
+            Phase::Starts => {
+                let (small, large) = start_fixtures(plan, stack, &owner).await?;
+                starts(plan, stack, &owner, small, large, &mut figures).await?;
+                large_floors(stack, large, &mut figures)?;
+            }
+            Phase::Delivery => delivery(plan, stack, &owner, &mut figures).await?,
+            Phase::Upserts => upserts(plan, stack, &owner, &mut figures).await?,
+        }
+    }
     let spawn = floors::spawn_and_round_trip_ms(&agent.0, &agent.1, api).await?;
     figures.put("floor_start_ms", Some(spawn));
     figures.floors.insert("start_small_p50_ms".into(), "floor_start_ms".into());
     Ok(figures)
+}
+
+/// The small and the large fixture, loaded for the session starts.
+async fn start_fixtures(plan: &Plan, stack: &Local, owner: &Owner) -> anyhow::Result<(Uuid, Uuid)> {
+    let api = &stack.fast.api;
+    let loading = Progress::new("load fixtures", 2);
+    let small = seed::project(api, owner, "kpi small", Some((Size::Small, 1))).await?;
+    loading.inc(1);
+    let large = seed::project(api, owner, "kpi large", Some((plan.large, 1))).await?;
+    loading.finish(&format!("small (seed 1) and {} (seed 1) loaded", plan.large));
+    Ok((small, large))
 }
 
 async fn starts(
@@ -185,11 +197,12 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
     let progress = Progress::new("edits", 1);
     let deltas = delta::run(api, &owner.token, project, &dirs, plan.edit_rate, plan.edit_for).await?;
     progress.finish(&format!(
-        "{} edits at {}/s to {} agents: p50 {:.2} ms, p99 {:.2} ms, {:.2}% applied",
+        "{} edits at {}/s to {} agents: p50 {:.2} ms (answered p50 {:.2} ms), p99 {:.2} ms, {:.2}% applied",
         deltas.edits,
         plan.edit_rate,
         deltas.agents,
         percentile(&deltas.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&deltas.acked_ms, 50.0).unwrap_or(f64::NAN),
         percentile(&deltas.samples_ms, 99.0).unwrap_or(f64::NAN),
         deltas.applied() * 100.0
     ));
@@ -197,6 +210,7 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
         let _ = api.stop_session(&owner.token, id).await;
     }
     figures.percentiles("delta", &deltas.samples_ms);
+    figures.percentiles("delta_acked", &deltas.acked_ms);
     figures.put("delta_applied_fraction", Some(deltas.applied()));
     figures.put("delta_failed_edits", Some(deltas.failed_edits as f64));
     figures.put("delta_wrong_content", Some(deltas.wrong_content as f64));

@@ -15,6 +15,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -29,6 +30,9 @@ const GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug, Default)]
 pub struct Deltas {
     pub samples_ms: Vec<f64>,
+    /// Edit sent → its RPC's answer (the write committed), for each edit that succeeded: the
+    /// first part of every sample.
+    pub acked_ms: Vec<f64>,
     pub edits: usize,
     pub agents: usize,
     /// Samples whose file held other content than the edit's.
@@ -60,13 +64,13 @@ pub async fn run(
 ) -> anyhow::Result<Deltas> {
     let edits = (f64::from(rate) * duration.as_secs_f64()).round() as usize;
     let sent: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; edits]));
-    // The watcher reads events as they come (an arrival is timed when it is read), while the
-    // editors send.
-    let watching = tokio::spawn(Watcher::start(dirs)?.collect(edits * dirs.len(), GRACE));
-    let failed = send_edits(api, token, project, rate, edits, sent.clone()).await;
-    let seen = watching.await.context("the watcher")?;
+    // The watcher reads events as they come (an arrival is timed when it is read), on a thread
+    // of its own so that reading files back never holds up the server or the editors.
+    let watching = Watcher::start(dirs)?.spawn(edits * dirs.len(), GRACE)?;
+    let (failed, acked_ms) = send_edits(api, token, project, rate, edits, sent.clone()).await;
+    let seen = watching.await.context("the watcher's thread ended without its arrivals")?;
     let sent = sent.lock().unwrap_or_else(|e| e.into_inner());
-    let mut deltas = Deltas { edits, agents: dirs.len(), failed_edits: failed, ..Deltas::default() };
+    let mut deltas = Deltas { edits, agents: dirs.len(), failed_edits: failed, acked_ms, ..Deltas::default() };
     for arrival in seen {
         match (arrival.content_ok, sent.get(arrival.edit).copied().flatten()) {
             (true, Some(at)) => deltas.samples_ms.push(arrival.at.saturating_duration_since(at).as_secs_f64() * 1e3),
@@ -76,7 +80,8 @@ pub async fn run(
     Ok(deltas)
 }
 
-/// The edits on their schedule; how many failed.
+/// The edits on their schedule: how many failed, and how long each successful one took to be
+/// answered.
 async fn send_edits(
     api: &Api,
     token: &str,
@@ -84,22 +89,25 @@ async fn send_edits(
     rate: u32,
     edits: usize,
     sent: Arc<Mutex<Vec<Option<Instant>>>>,
-) -> usize {
-    let failed = Arc::new(Mutex::new(0usize));
+) -> (usize, Vec<f64>) {
+    let answers: Arc<Mutex<(usize, Vec<f64>)>> = Arc::default();
     pace::open_loop(rate, edits, IN_FLIGHT, |n| {
-        let (api, token, sent, failed) = (api.clone(), token.to_owned(), sent.clone(), failed.clone());
+        let (api, token, sent, answers) = (api.clone(), token.to_owned(), sent.clone(), answers.clone());
         async move {
             let args = json!({"project_uuid": project, "p_file_path": format!("{LIVE_DIR}/e-{n}.ts"), "p_content": content(n), "p_file_type": "typescript"});
-            sent.lock().unwrap_or_else(|e| e.into_inner())[n] = Some(now());
+            let at = now();
+            sent.lock().unwrap_or_else(|e| e.into_inner())[n] = Some(at);
             let ok = matches!(api.rpc(Some(&token), "upsert_project_file", args).await, Ok(reply) if reply.is_success());
-            if !ok {
-                *failed.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            let mut answers = answers.lock().unwrap_or_else(|e| e.into_inner());
+            match ok {
+                true => answers.1.push(clock::ms_since(at)),
+                false => answers.0 += 1,
             }
         }
     })
     .await;
-    let failed = *failed.lock().unwrap_or_else(|e| e.into_inner());
-    failed
+    let answers = std::mem::take(&mut *answers.lock().unwrap_or_else(|e| e.into_inner()));
+    answers
 }
 
 fn content(n: usize) -> String {
@@ -133,6 +141,20 @@ impl Watcher {
             watched.push((wd, live));
         }
         Ok(Watcher { inotify, dirs: watched })
+    }
+
+    /// Collects on a thread of its own (with its own one-thread runtime); the arrivals come
+    /// through the receiver.
+    fn spawn(self, expected: usize, grace: Duration) -> anyhow::Result<oneshot::Receiver<Vec<Arrival>>> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("a runtime")?;
+        let (send, arrivals) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("delta-watcher".into())
+            .spawn(move || {
+                let _ = send.send(runtime.block_on(self.collect(expected, grace)));
+            })
+            .context("start the watcher's thread")?;
+        Ok(arrivals)
     }
 
     /// Arrivals until `expected` came or `grace` passed without a new one.

@@ -106,11 +106,8 @@ impl ProjectDir {
             match change {
                 FileChange::Write { path, .. } => {
                     let (file, _) = staged.next().expect("one staged file per write");
-                    let target = self.root.join(path);
-                    if let Some(parent) = target.parent() {
-                        fs::create_dir_all(parent).map_err(|source| io_error(path, "create directories", source))?;
-                    }
-                    fs::rename(&file, &target).map_err(|source| io_error(path, "move into place", source))?;
+                    put_in_place(&file, &self.root.join(path))
+                        .map_err(|(what, source)| io_error(path, what, source))?;
                     applied.written += 1;
                 }
                 FileChange::Delete { path, .. } => {
@@ -191,6 +188,20 @@ impl ProjectDir {
     }
 }
 
+/// Renames the staged `file` to `target`, creating the directories on the way when the first
+/// try finds one missing (most writes land in a directory that exists: one rename, no lookups).
+fn put_in_place(file: &Path, target: &Path) -> Result<(), (&'static str, io::Error)> {
+    match fs::rename(file, target) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(|source| ("create directories", source))?;
+            }
+            fs::rename(file, target).map_err(|source| ("move into place", source))
+        }
+        other => other.map_err(|source| ("move into place", source)),
+    }
+}
+
 /// Every regular file under `root`, by path relative to it.
 pub fn read_tree(root: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
@@ -266,6 +277,16 @@ mod tests {
         assert_eq!(tree(&d), [("top.md".into(), "t".into())]);
         d.apply(&[delete("top.md")]).unwrap();
         assert!(d.root().is_dir(), "the root itself stays, even empty");
+    }
+
+    #[test]
+    fn a_write_after_a_delete_that_emptied_its_directory_recreates_it() {
+        let d = dir();
+        d.apply(&[write("a/only.ts", "1"), write("b/c/d.ts", "2")]).unwrap();
+        // The delete removes a/ (and b/c/) before the writes of the same batch land there.
+        d.apply(&[delete("a/only.ts"), write("a/next.ts", "3"), delete("b/c/d.ts"), write("b/c/e/f.ts", "4")]).unwrap();
+        assert_eq!(tree(&d), [("a/next.ts".into(), "3".into()), ("b/c/e/f.ts".into(), "4".into())]);
+        assert_eq!(fs::read_dir(&d.staging).unwrap().count(), 0, "nothing left staged");
     }
 
     #[test]

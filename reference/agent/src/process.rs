@@ -1,7 +1,7 @@
 //! The agent as a process: logs to stderr (`FSYNC_AGENT_LOG`), its configuration from the
-//! environment (exactly the five variables), a runtime of its own, and SIGTERM or SIGINT as its
-//! shutdown. `fsync-agent` is this; a tool that carries the agent inside its own binary (the
-//! load test's `agent` subcommand) runs the same.
+//! environment (exactly the five variables), a single-threaded runtime of its own, and SIGTERM
+//! or SIGINT as its shutdown. `fsync-agent` is this; a tool that carries the agent inside its own
+//! binary (the load test's `agent` subcommand) runs the same.
 
 use crate::session::{self, AgentConfig};
 use std::path::PathBuf;
@@ -20,7 +20,9 @@ pub fn main(dir: PathBuf, exec: Option<String>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: the feed and the apply loop hand each event over without waking another
+    // thread (extraction, the one long blocking job, runs on the blocking pool).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("fsync-agent: start the runtime: {e}");

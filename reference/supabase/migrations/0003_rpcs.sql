@@ -101,35 +101,58 @@ BEGIN
 END
 $$;
 
+-- The helpers the write RPCs call are PL/pgSQL, not SQL functions: PL/pgSQL keeps each plan for
+-- the session, while a SQL function called from PL/pgSQL is parsed and planned again on every call
+-- (measured with pgbench on upsert_project_file: 1.47 -> 1.10 ms per call, the SQL helpers had
+-- been 15% of PostgreSQL's time).
+
 -- The user a write is attributed to: the caller, or the project owner for the service role.
 CREATE OR REPLACE FUNCTION fsync.writer(p_project uuid) RETURNS uuid
-  LANGUAGE sql STABLE
+  LANGUAGE plpgsql STABLE
 AS $$
-  SELECT CASE WHEN fsync.access_role(p_project) = 'service'
-              THEN (SELECT owner_id FROM public.projects WHERE id = p_project)
-              ELSE auth.uid() END
+BEGIN
+  IF fsync.access_role(p_project) = 'service' THEN
+    RETURN (SELECT owner_id FROM public.projects WHERE id = p_project);
+  END IF;
+  RETURN auth.uid();
+END
 $$;
 
 -- Takes the project's write lock: writers of one project commit one at a time, which makes seq
 -- gapless and in commit order and compare-and-set linearizable.
 CREATE OR REPLACE FUNCTION fsync.lock_project(p_project uuid) RETURNS bigint
-  LANGUAGE sql
+  LANGUAGE plpgsql
 AS $$
-  SELECT seq FROM public.projects WHERE id = p_project FOR UPDATE
+DECLARE
+  v_seq bigint;
+BEGIN
+  SELECT seq INTO v_seq FROM public.projects WHERE id = p_project FOR UPDATE;
+  RETURN v_seq;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION fsync.next_seq(p_project uuid) RETURNS bigint
-  LANGUAGE sql
+  LANGUAGE plpgsql
 AS $$
-  UPDATE public.projects SET seq = seq + 1, updated_at = now() WHERE id = p_project RETURNING seq
+DECLARE
+  v_seq bigint;
+BEGIN
+  UPDATE public.projects SET seq = seq + 1, updated_at = now() WHERE id = p_project RETURNING seq INTO v_seq;
+  RETURN v_seq;
+END
 $$;
 
 -- The head row of a path (the current version, possibly a tombstone), or all-NULL.
 CREATE OR REPLACE FUNCTION fsync.head(p_project uuid, p_path text) RETURNS public.project_files
-  LANGUAGE sql STABLE
+  LANGUAGE plpgsql STABLE
 AS $$
-  SELECT * FROM public.project_files
-  WHERE project_id = p_project AND file_path = p_path AND is_current_version
+DECLARE
+  v_row public.project_files;
+BEGIN
+  SELECT * INTO v_row FROM public.project_files
+  WHERE project_id = p_project AND file_path = p_path AND is_current_version;
+  RETURN v_row;
+END
 $$;
 
 -- Compare-and-set: NULL accepts any head, 0 accepts only a path with no live file (never

@@ -33,12 +33,14 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, au
 
 ------------------------------------------------------------------------------------------------
 -- auth: the request's JWT claims, read from the transaction-local settings PostgREST sets.
+-- Plain SQL functions as Supabase defines them (no SET clause), so the planner inlines them into
+-- the policies and functions that call them instead of running each call as a query of its own.
 ------------------------------------------------------------------------------------------------
 CREATE SCHEMA IF NOT EXISTS auth;
 GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
 
 CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid
-  LANGUAGE sql STABLE SET search_path TO ''
+  LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(
     nullif(current_setting('request.jwt.claim.sub', true), ''),
@@ -47,7 +49,7 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION auth.role() RETURNS text
-  LANGUAGE sql STABLE SET search_path TO ''
+  LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(
     nullif(current_setting('request.jwt.claim.role', true), ''),
@@ -56,7 +58,7 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION auth.email() RETURNS text
-  LANGUAGE sql STABLE SET search_path TO ''
+  LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(
     nullif(current_setting('request.jwt.claim.email', true), ''),
@@ -65,7 +67,7 @@ AS $$
 $$;
 
 CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb
-  LANGUAGE sql STABLE SET search_path TO ''
+  LANGUAGE sql STABLE
 AS $$
   SELECT coalesce(
     nullif(current_setting('request.jwt.claim', true), ''),

@@ -97,25 +97,39 @@ impl PgStore {
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, ApiError> {
-        let mut client = self.pool.get().await.map_err(ApiError::unavailable)?;
-        let tx = client.build_transaction().read_only(read_only).start().await.map_err(|e| db_error(e, true))?;
+        let client = self.pool.get().await.map_err(ApiError::unavailable)?;
+        let prepare = |sql: &'static str| client.prepare_cached(sql);
+        let begin = prepare(if read_only { "START TRANSACTION READ ONLY" } else { "START TRANSACTION READ WRITE" });
+        let (begin, settings, commit) = tokio::join!(begin, prepare(SETTINGS), prepare("COMMIT"));
+        let (begin, settings, commit) = (begin.map_err(db)?, settings.map_err(db)?, commit.map_err(db)?);
+        let call = client.prepare_cached(statement).await.map_err(db)?;
         let claims = auth.claims_json();
-        let settings = tx
-            .prepare_cached(
-                "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-                        set_config('request.method', $3, true), set_config('request.path', $4, true)",
-            )
-            .await
-            .map_err(|e| db_error(e, true))?;
-        let call = tx.prepare_cached(statement).await.map_err(|e| db_error(e, true))?;
-        // Both go out before either answer comes back: one round trip for the pair.
         let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&auth.role, &claims, &method, &path];
-        let (set, rows) = tokio::join!(tx.query_one(&settings, &setting_params), tx.query(&call, params));
-        set.map_err(|e| db_error(e, true))?;
-        let rows = rows.map_err(|e| db_error(e, true))?;
-        tx.commit().await.map_err(|e| db_error(e, true))?;
+        // All four go out before any answer comes back: one round trip, and a lock the call
+        // takes (a project's write lock) is held only while PostgreSQL works, never across a
+        // round trip to this server. When a statement fails, the transaction is aborted and the
+        // COMMIT queued behind it ends it as a rollback.
+        let (began, set, rows, committed) = tokio::join!(
+            client.execute(&begin, &[]),
+            client.query_one(&settings, &setting_params),
+            client.query(&call, params),
+            client.execute(&commit, &[]),
+        );
+        began.map_err(db)?;
+        set.map_err(db)?;
+        let rows = rows.map_err(db)?;
+        committed.map_err(db)?;
         Ok(rows)
     }
+}
+
+/// The request's role and claims, set for the transaction as PostgREST sets them.
+const SETTINGS: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
+        set_config('request.method', $3, true), set_config('request.path', $4, true)";
+
+/// A driver error of an authenticated request, as the API answers it.
+fn db(error: tokio_postgres::Error) -> ApiError {
+    db_error(error, true)
 }
 
 /// Maps a driver error to the API error PostgREST would answer.

@@ -176,7 +176,10 @@ async fn follow(
     ready: &mut Option<oneshot::Sender<Result<(), ApiError>>>,
     listening: &mut bool,
 ) -> ListenEnd {
-    if let Err(e) = client.batch_execute(&format!("LISTEN {NOTIFY_CHANNEL}")).await {
+    // This connection only ever looks messages up by their primary key. Its statement is
+    // prepared once, and a generic plan made while `realtime.messages` was small is a sequential
+    // scan that would then read the whole, growing table for every message.
+    if let Err(e) = client.batch_execute(&format!("SET enable_seqscan = off; LISTEN {NOTIFY_CHANNEL}")).await {
         return ListenEnd::Lost(ApiError::unavailable(e));
     }
     *listening = true;
