@@ -1,7 +1,7 @@
 //! The stack a local KPI run measures, started the way `serve` starts it: the database from
 //! `DATABASE_URL`, else the machine's PostgreSQL, else a private cluster (a fresh database
-//! `fsync_kpi` either way, dropped at the end), storage in a local directory, and agents as real
-//! processes. Two server instances share that database: one with snapshot hydration on (the
+//! `fsync_kpi` either way, dropped at the end), storage in a local directory (under the run's
+//! work directory, with the agents' directories), and agents as real processes. Two server instances share that database: one with snapshot hydration on (the
 //! plan's new path) and one with it off (the legacy file-by-file path), so both are measured on
 //! the same projects.
 
@@ -47,11 +47,15 @@ pub struct Local {
 }
 
 impl Local {
-    /// Starts a fresh `database`, the storage and both instances.
-    pub async fn start(agent: (PathBuf, Vec<String>), database: &str) -> anyhow::Result<Local> {
+    /// Starts a fresh `database`, the storage and both instances; the run's files (storage, the
+    /// agents' directories) go in a new directory under `work_dir`.
+    pub async fn start(agent: (PathBuf, Vec<String>), database: &str, work_dir: &Path) -> anyhow::Result<Local> {
         let base = bootstrap::resolve(std::env::var("DATABASE_URL").ok(), Path::new(".fsync")).await?;
         let database_url = fresh_database(&base.url, database).await?;
-        let dir = tempfile::tempdir().context("create the run's directory")?;
+        let dir = tempfile::Builder::new()
+            .prefix("fsync-kpi-")
+            .tempdir_in(work_dir)
+            .with_context(|| format!("create the run's directory in {}", work_dir.display()))?;
         let storage_url = format!("file://{}", dir.path().join("storage").display());
         let launcher = Arc::new(ProcessLauncher::new(&agent.0).with_leading_args(agent.1.clone()));
         let describe = fsync_store::launch::Launcher::describe(&*launcher);

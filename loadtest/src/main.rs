@@ -1,4 +1,4 @@
-//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--api URL --anon-key K --service-key K]`
+//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--api URL --anon-key K --service-key K]`
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
 //! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
 //! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
@@ -43,6 +43,10 @@ enum Command {
         /// gate counts the others' figures as not measured.
         #[arg(long, value_delimiter = ',', value_parser = Phase::parse)]
         phases: Vec<Phase>,
+        /// Where the run's files go (storage, the agents' directories, the floors' copies);
+        /// default: /dev/shm where it exists, else the system's temporary directory.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
         /// A deployment to measure from the client side instead of a local stack.
         #[arg(long, requires_all = ["anon_key", "service_key"])]
         api: Option<String>,
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
         Command::Gate { report, budgets } => exit(gate(&report, &budgets)),
-        Command::Kpi { quick, out, budgets, agents, edit_rate, phases, api, anon_key, service_key } => {
+        Command::Kpi { quick, out, budgets, agents, edit_rate, phases, work_dir, api, anon_key, service_key } => {
             let mut plan = if quick { Plan::quick() } else { Plan::full() };
             if !phases.is_empty() {
                 plan.phases = phases.into_iter().collect();
@@ -83,7 +87,8 @@ fn main() -> ExitCode {
                 anon_key: anon_key.unwrap_or_default(),
                 service_key: service_key.unwrap_or_default(),
             });
-            exit(kpi(&plan, remote, &out, &budgets).map(|()| true))
+            let work_dir = work_dir.unwrap_or_else(fsync_loadtest::machine::default_work_dir);
+            exit(kpi(&plan, remote, &work_dir, &out, &budgets).map(|()| true))
         }
     }
 }
@@ -99,12 +104,18 @@ fn exit(outcome: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-fn kpi(plan: &Plan, remote: Option<remote::Deployment>, out: &Path, budgets_file: &Path) -> anyhow::Result<()> {
+fn kpi(
+    plan: &Plan,
+    remote: Option<remote::Deployment>,
+    work_dir: &Path,
+    out: &Path,
+    budgets_file: &Path,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     let report = runtime.block_on(async {
         match remote {
             Some(deployment) => remote::run(plan, &deployment).await,
-            None => run::local(plan, agent_command()?, fsync_loadtest::local::DATABASE).await,
+            None => run::local(plan, agent_command()?, fsync_loadtest::local::DATABASE, work_dir).await,
         }
     })?;
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;

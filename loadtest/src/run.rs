@@ -46,21 +46,35 @@ impl Figures {
     }
 }
 
-/// Runs `plan` on a stack started here, in a fresh `database`; agents are `agent` (a program
-/// and its leading args).
-pub async fn local(plan: &Plan, agent: (PathBuf, Vec<String>), database: &str) -> anyhow::Result<Report> {
-    let stack = Local::start(agent.clone(), database).await?;
+/// Runs `plan` on a stack started here, in a fresh `database`, with the run's files under
+/// `work_dir`; agents are `agent` (a program and its leading args).
+pub async fn local(
+    plan: &Plan,
+    agent: (PathBuf, Vec<String>),
+    database: &str,
+    work_dir: &Path,
+) -> anyhow::Result<Report> {
+    let stack = Local::start(agent.clone(), database, work_dir).await?;
     let outcome = measure(plan, &stack, &agent).await;
     let postgres = stack.postgres_version().await.ok();
     stack.stop().await?;
     let mut figures = outcome?;
     figures.notes.push(format!("agents: {}", agent_description(&agent)));
+    let filesystem = crate::machine::filesystem_of(work_dir);
+    figures.notes.push(format!(
+        "the run's files (storage, the agents' directories, the floors' copies) are under {} ({filesystem}); \
+         floor_file_write_ms is one small file staged and renamed into place there",
+        work_dir.display()
+    ));
+    let mut parameters = plan.parameters();
+    parameters.insert("work_dir".into(), serde_json::json!(work_dir.display().to_string()));
+    parameters.insert("work_dir_filesystem".into(), serde_json::json!(filesystem));
     Ok(Report {
         version: VERSION,
         mode: Mode::Local,
         quick: plan.quick,
         machine: crate::machine::describe(postgres),
-        parameters: plan.parameters(),
+        parameters,
         kpis: figures.kpis,
         floors: figures.floors,
         series: figures.series,
@@ -93,6 +107,13 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
     let spawn = floors::spawn_and_round_trip_ms(&agent.0, &agent.1, api).await?;
     figures.put("floor_start_ms", Some(spawn));
     figures.floors.insert("start_small_p50_ms".into(), "floor_start_ms".into());
+    // The least an edit can take to land: PostgreSQL's commit → LISTEN, then one file written.
+    if let (Some(notify), Some(write)) =
+        (figures.kpis.get("floor_notify_p50_ms").copied(), figures.kpis.get("floor_file_write_ms").copied())
+    {
+        figures.put("floor_delta_ms", Some(notify + write));
+        figures.floors.insert("delta_p50_ms".into(), "floor_delta_ms".into());
+    }
     Ok(figures)
 }
 
@@ -158,7 +179,7 @@ async fn starts(
 /// `unzip` and a plain copy of the large project's newest snapshot, beside the agent's extraction.
 fn large_floors(stack: &Local, large: Uuid, figures: &mut Figures) -> anyhow::Result<()> {
     let zip = newest_zip(&stack.dir.path().join("storage").join("project-snapshots").join(large.to_string()))?;
-    let work = tempfile::tempdir().context("a directory for the floors")?;
+    let work = tempfile::tempdir_in(stack.dir.path()).context("a directory for the floors")?;
     let unzipped = work.path().join("unzipped");
     figures.put("unzip_large_ms", Some(floors::unzip_ms(&zip, &unzipped)?));
     figures.put("copy_large_ms", Some(floors::copy_ms(&unzipped, &work.path().join("copied"))?));
@@ -178,6 +199,8 @@ fn newest_zip(dir: &Path) -> anyhow::Result<PathBuf> {
 
 async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
     let api = &stack.fast.api;
+    let write = floors::file_write_ms(&stack.dir.path().join("file-floor"), FILE_FLOOR_SAMPLES)?;
+    figures.put("floor_file_write_ms", percentile(&write, 50.0));
     let project = seed::project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
     seed::touch(api, owner, project, &format!("{}/.keep", delta::LIVE_DIR), String::new()).await?;
     let progress = Progress::new("start the agents", plan.agents as u64);
@@ -214,7 +237,6 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
     figures.put("delta_applied_fraction", Some(deltas.applied()));
     figures.put("delta_failed_edits", Some(deltas.failed_edits as f64));
     figures.put("delta_wrong_content", Some(deltas.wrong_content as f64));
-    figures.floors.insert("delta_p50_ms".into(), "floor_notify_p50_ms".into());
     figures.series.delta_ms = deltas.samples_ms;
     Ok(())
 }
@@ -268,6 +290,9 @@ async fn upserts(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figure
     figures.series.throughput = steps;
     Ok(())
 }
+
+/// Small files staged and renamed for the file-write floor.
+const FILE_FLOOR_SAMPLES: usize = 2_000;
 
 /// The latency a sustained upsert rate must keep to count (DESIGN §11).
 const UPSERT_P99_MS: f64 = 50.0;

@@ -1,6 +1,7 @@
 //! What the machine itself can do, measured on the same inputs: `unzip` of the snapshot zip a
-//! large session hydrated from, a plain recursive copy of the extracted tree, and a process
-//! spawn plus one HTTP round trip (the floor of a session start).
+//! large session hydrated from, a plain recursive copy of the extracted tree, one small file
+//! written and renamed into place (what every applied edit does at least), and a process spawn
+//! plus one HTTP round trip (the floor of a session start).
 
 use crate::clock::{self, now};
 use anyhow::{bail, Context};
@@ -27,6 +28,24 @@ pub fn copy_ms(from: &Path, to: &Path) -> anyhow::Result<f64> {
         bail!("cp -r {} failed: {status}", from.display());
     }
     Ok(clock::ms_since(started))
+}
+
+/// Milliseconds to write each of `n` small new files into a staging directory under `dir` and
+/// rename it into place beside it (a file per sample, as every edit of the delta run is).
+pub fn file_write_ms(dir: &Path, n: usize) -> anyhow::Result<Vec<f64>> {
+    let (staging, live) = (dir.join("staging"), dir.join("live"));
+    for d in [&staging, &live] {
+        std::fs::create_dir_all(d).with_context(|| format!("create {}", d.display()))?;
+    }
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = now();
+        let staged = staging.join(i.to_string());
+        std::fs::write(&staged, format!("export const edit = {i};\n")).context("write a staged file")?;
+        std::fs::rename(&staged, live.join(format!("e-{i}.ts"))).context("rename a file into place")?;
+        samples.push(clock::ms_since(started));
+    }
+    Ok(samples)
 }
 
 /// Milliseconds to spawn `agent --version`-like `program args` and wait for it, plus one

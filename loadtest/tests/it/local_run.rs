@@ -33,7 +33,8 @@ fn tiny_plan() -> Plan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_local_run_measures_every_figure() {
     let agent = (PathBuf::from(env!("CARGO_BIN_EXE_fsync-loadtest")), vec!["agent".to_owned()]);
-    let report = run::local(&tiny_plan(), agent, "fsync_kpi_test").await.expect("the run completes");
+    let report =
+        run::local(&tiny_plan(), agent, "fsync_kpi_test", &std::env::temp_dir()).await.expect("the run completes");
     for kpi in [
         "start_small_p50_ms",
         "start_small_p95_ms",
@@ -43,7 +44,10 @@ async fn a_small_local_run_measures_every_figure() {
         "start_legacy_large_p50_ms",
         "delta_p50_ms",
         "delta_p99_ms",
+        "delta_acked_p50_ms",
         "floor_notify_p50_ms",
+        "floor_file_write_ms",
+        "floor_delta_ms",
         "delivered_p50_ms",
         "fanout_1000_p50_ms",
         "unzip_large_ms",
@@ -63,6 +67,14 @@ async fn a_small_local_run_measures_every_figure() {
     assert_eq!(report.series.throughput.len(), 2);
     assert!(report.series.start_phases_ms["large_warm"].contains_key("extract"), "{:?}", report.series.start_phases_ms);
     assert_eq!(report.floors["delivered_p50_ms"], "floor_notify_p50_ms");
+    assert_eq!(report.floors["delta_p50_ms"], "floor_delta_ms");
+    assert_eq!(
+        report.kpis["floor_delta_ms"],
+        report.kpis["floor_notify_p50_ms"] + report.kpis["floor_file_write_ms"],
+        "an edit's floor is a notification and a file written"
+    );
+    assert_eq!(report.parameters["work_dir"], std::env::temp_dir().display().to_string());
+    assert!(report.parameters["work_dir_filesystem"].as_str().is_some_and(|fs| !fs.is_empty()));
     let read = Report::from_json(&report.to_json()).expect("report.json reads back");
     assert_eq!(read.kpis.keys().collect::<Vec<_>>(), report.kpis.keys().collect::<Vec<_>>());
     assert_eq!(read.series.delta_ms.len(), report.series.delta_ms.len());
