@@ -9,6 +9,8 @@
 
 pub mod budgets;
 pub mod clock;
+pub mod figures;
+pub mod fleet;
 pub mod html;
 pub mod local;
 pub mod machine;

@@ -25,6 +25,8 @@ pub const DATABASE: &str = "fsync_kpi";
 /// One running server instance.
 pub struct Instance {
     pub api: Api,
+    /// Its API URL (`http://127.0.0.1:port`).
+    pub url: String,
     stop: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
 }
@@ -131,7 +133,7 @@ async fn start_instance(
     let serving = tokio::spawn(server.serve(listener, async {
         let _ = stopped.await;
     }));
-    Ok(Instance { api: Api::new(url, anon_key(secret), Transport::tcp()), stop: Some(stop), serving })
+    Ok(Instance { api: Api::new(&url, anon_key(secret), Transport::tcp()), url, stop: Some(stop), serving })
 }
 
 /// `url` with its database replaced by a fresh, empty `database`.

@@ -1,4 +1,4 @@
-//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--api URL --anon-key K --service-key K]`
+//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--api URL --anon-key K --service-key K [--jwt-secret S]]`
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
 //! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
 //! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
@@ -55,6 +55,10 @@ enum Command {
         anon_key: Option<String>,
         #[arg(long)]
         service_key: Option<String>,
+        /// The deployment's JWT secret: the run then mints a member's token (session starts)
+        /// and container tokens (edits → applied by agents running here).
+        #[arg(long, requires = "api")]
+        jwt_secret: Option<String>,
     },
     /// Hold a report to the budgets: exit 1 when a gate is missed or unmeasured.
     Gate {
@@ -76,7 +80,19 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
         Command::Gate { report, budgets } => exit(gate(&report, &budgets)),
-        Command::Kpi { quick, out, budgets, agents, edit_rate, phases, work_dir, api, anon_key, service_key } => {
+        Command::Kpi {
+            quick,
+            out,
+            budgets,
+            agents,
+            edit_rate,
+            phases,
+            work_dir,
+            api,
+            anon_key,
+            service_key,
+            jwt_secret,
+        } => {
             let mut plan = if quick { Plan::quick() } else { Plan::full() };
             if !phases.is_empty() {
                 plan.phases = phases.into_iter().collect();
@@ -87,6 +103,7 @@ fn main() -> ExitCode {
                 url: api,
                 anon_key: anon_key.unwrap_or_default(),
                 service_key: service_key.unwrap_or_default(),
+                jwt_secret,
             });
             let work_dir = work_dir.unwrap_or_else(fsync_loadtest::machine::default_work_dir);
             exit(kpi(&plan, remote, &work_dir, &out, &budgets))
@@ -115,7 +132,7 @@ fn kpi(
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start the runtime")?;
     let report = runtime.block_on(async {
         match remote {
-            Some(deployment) => remote::run(plan, &deployment).await,
+            Some(deployment) => remote::run(plan, &deployment, &agent_command()?, work_dir).await,
             None => run::local(plan, agent_command()?, fsync_loadtest::local::DATABASE, work_dir).await,
         }
     })?;

@@ -1,75 +1,122 @@
-//! A KPI run against a deployment this machine does not run (a staging project, `--api`): only
-//! what a client sees — session request → `running` on the small fixture and stepped upserts —
-//! with the deployment's keys. Server-side floors and the agents' disks are not reachable from
-//! here; the report says so.
+//! A KPI run against a deployment this machine does not run (a staging project, `--api`): what
+//! a client sees, with the deployment's keys. With its JWT secret (`--jwt-secret`) the run acts
+//! as a member it mints a token for: session request → `running` on the small fixture (agents in
+//! the deployment's containers), edits → applied by agents running here (see [`crate::fleet`]),
+//! and stepped upserts. Without it only the upserts are measured (as the service role): sessions
+//! need a member's token and the agents a container token. Server-side floors are not reachable
+//! from here; the report says what it leaves out.
 
-use crate::measure::{start, throughput};
-use crate::plan::Plan;
+use crate::figures::Figures;
+use crate::fleet::{Fleet, Target};
+use crate::measure::{delta, start};
+use crate::plan::{Phase, Plan};
 use crate::progress::Progress;
-use crate::report::{Mode, Report, Series, VERSION};
-use crate::seed;
+use crate::report::{Mode, Report, VERSION};
+use crate::run;
+use crate::seed::{self, Owner};
 use crate::stats::percentile;
 use fsync_client::{Api, Transport};
 use fsync_fixtures::Size;
-use std::collections::BTreeMap;
+use fsync_protocol::jwt::Secret;
+use std::path::{Path, PathBuf};
 
-/// A deployment's API URL and keys.
+/// A deployment's API URL and keys, and its JWT secret when the operator gives it.
 pub struct Deployment {
     pub url: String,
     pub anon_key: String,
     pub service_key: String,
+    pub jwt_secret: Option<String>,
 }
 
-pub async fn run(plan: &Plan, deployment: &Deployment) -> anyhow::Result<Report> {
+/// Runs the client-side part of `plan` against `deployment`; local agents are `agent`, their
+/// directories under `work_dir`.
+pub async fn run(
+    plan: &Plan,
+    deployment: &Deployment,
+    agent: &(PathBuf, Vec<String>),
+    work_dir: &Path,
+) -> anyhow::Result<Report> {
     let api = Api::new(&deployment.url, &deployment.anon_key, Transport::tcp());
     let owner_id = fsync_store::Ids::uuid(&fsync_store::SystemIds);
-    // Without the deployment's JWT secret no user token can be minted here: the service key
-    // creates the profile and acts for the owner.
-    seed::profile(&api, &deployment.service_key, owner_id).await?;
-    let owner = seed::Owner { id: owner_id, token: deployment.service_key.clone() };
-    let small = seed::project(&api, &owner, "kpi small", Some((Size::Small, 1))).await?;
-    let progress = Progress::new("start small", plan.small_sessions as u64);
-    let starts = start::starts(&api, &owner.token, small, plan.small_sessions, &progress, |_| async { Ok(()) }).await?;
-    progress.finish(&format!("p50 {:.1} ms", percentile(&starts.samples_ms, 50.0).unwrap_or(f64::NAN)));
-    let mut projects = Vec::new();
-    for n in 0..plan.projects {
-        projects.push(seed::project(&api, &owner, &format!("kpi upserts {n}"), None).await?);
-    }
-    let progress = Progress::new("upserts, stepped", plan.rates.len() as u64);
-    let steps = throughput::steps(&api, &owner.token, &projects, &plan.rates, plan.step_for, &progress).await;
-    let knee = throughput::knee(&steps, 50.0);
-    progress.finish(&format!("{:?}", knee));
-    let mut kpis = BTreeMap::new();
-    for p in [50, 95, 99] {
-        if let Some(v) = percentile(&starts.samples_ms, f64::from(p)) {
-            kpis.insert(format!("start_small_p{p}_ms"), v);
+    let secret = deployment.jwt_secret.as_deref().map(Secret::new);
+    let owner = match &secret {
+        Some(secret) => seed::owner(&api, &deployment.service_key, secret, owner_id).await?,
+        None => {
+            seed::profile(&api, &deployment.service_key, owner_id).await?;
+            Owner { id: owner_id, token: deployment.service_key.clone() }
         }
-    }
-    if let Some((rate, p99)) = knee {
-        kpis.insert("upserts_per_s".into(), rate);
-        kpis.insert("upserts_p99_ms".into(), p99);
-    }
-    let series = Series {
-        start_ms: BTreeMap::from([("small".into(), starts.samples_ms)]),
-        start_phases_ms: BTreeMap::from([("small".into(), starts.phases_ms)]),
-        throughput: steps,
-        ..Series::default()
     };
+    let mut figures = Figures::default();
+    figures.notes.push(format!(
+        "remote run against {}: server-side floors (LISTEN, unzip, copy, spawn) are left out",
+        deployment.url
+    ));
+    match &secret {
+        Some(secret) => {
+            if plan.phases.contains(&Phase::Delta) {
+                let work = tempfile::Builder::new().prefix("fsync-kpi-remote-").tempdir_in(work_dir)?;
+                deltas(plan, &api, &deployment.url, secret, agent, &owner, work.path(), &mut figures).await?;
+            }
+            if plan.phases.contains(&Phase::Starts) {
+                starts(plan, &api, &owner, &mut figures).await?;
+            }
+        }
+        None => figures.notes.push(
+            "without --jwt-secret no member token or container token can be minted here: session starts and \
+             edits → applied are left out, upserts run as the service role"
+                .into(),
+        ),
+    }
+    if plan.phases.contains(&Phase::Upserts) {
+        run::upserts(plan, &api, &owner, &mut figures).await?;
+    }
     Ok(Report {
         version: VERSION,
         mode: Mode::Remote,
         quick: plan.quick,
         machine: crate::machine::describe(None),
         parameters: plan.parameters(),
-        kpis,
-        floors: BTreeMap::new(),
-        series,
-        notes: vec![
-            format!(
-                "remote run against {}: server-side floors (LISTEN, unzip, copy, spawn) are left out",
-                deployment.url
-            ),
-            "edit → applied needs an agent whose disk this machine sees: left out of a remote run".into(),
-        ],
+        kpis: figures.kpis,
+        floors: figures.floors,
+        series: figures.series,
+        notes: figures.notes,
     })
+}
+
+async fn starts(plan: &Plan, api: &Api, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
+    let small = seed::project(api, owner, "kpi small", Some((Size::Small, 1))).await?;
+    let progress = Progress::new("start small", plan.small_sessions as u64);
+    let starts = start::starts(api, &owner.token, small, plan.small_sessions, &progress, |_| async { Ok(()) }).await?;
+    progress.finish(&format!("p50 {:.1} ms", percentile(&starts.samples_ms, 50.0).unwrap_or(f64::NAN)));
+    figures.starts("small", starts);
+    Ok(())
+}
+
+/// Edits to agents running here, following a project of the deployment.
+#[allow(clippy::too_many_arguments)]
+async fn deltas(
+    plan: &Plan,
+    api: &Api,
+    url: &str,
+    secret: &Secret,
+    agent: &(PathBuf, Vec<String>),
+    owner: &Owner,
+    work: &Path,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let project = seed::project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
+    seed::touch(api, owner, project, &format!("{}/.keep", delta::LIVE_DIR), String::new()).await?;
+    let progress = Progress::new("start the agents here", plan.agents as u64);
+    let target = Target { api_url: url, secret, project };
+    let fleet = Fleet::start(agent, &target, plan.agents, work, &progress).await?;
+    progress.finish(&format!("{} agents here following one project", fleet.dirs.len()));
+    let deltas = run::edits(plan, api, owner, project, &fleet.dirs).await;
+    fleet.stop().await;
+    figures.deltas(deltas?);
+    figures.notes.push(format!(
+        "edits → applied: {} agents on this machine (container tokens minted with the JWT secret, \
+         hydrated file by file through the API), the deployment's realtime delivering to them",
+        plan.agents
+    ));
+    Ok(())
 }

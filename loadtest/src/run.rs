@@ -3,48 +3,18 @@
 //! with the `unzip` and copy floors, delivery beside the `LISTEN` floor and fan-out, and stepped
 //! upserts; the spawn floor ends every run. The figures and their samples become the report.
 
+use crate::figures::Figures;
 use crate::local::Local;
 use crate::measure::{delta, floors, realtime, start, throughput};
 use crate::plan::{Phase, Plan};
 use crate::progress::Progress;
-use crate::report::{Mode, Report, Series, VERSION};
+use crate::report::{Mode, Report, VERSION};
 use crate::seed::{self, Owner};
 use crate::stats::percentile;
 use anyhow::{bail, Context};
 use fsync_fixtures::Size;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
-
-/// The figures of a run as they are gathered.
-#[derive(Default)]
-struct Figures {
-    kpis: BTreeMap<String, f64>,
-    floors: BTreeMap<String, String>,
-    series: Series,
-    notes: Vec<String>,
-}
-
-impl Figures {
-    fn put(&mut self, name: &str, value: Option<f64>) {
-        if let Some(value) = value.filter(|v| v.is_finite()) {
-            self.kpis.insert(name.to_owned(), value);
-        }
-    }
-
-    /// `{prefix}_p50_ms`, `_p95_ms`, `_p99_ms` of `samples`.
-    fn percentiles(&mut self, prefix: &str, samples: &[f64]) {
-        for p in [50, 95, 99] {
-            self.put(&format!("{prefix}_p{p}_ms"), percentile(samples, f64::from(p)));
-        }
-    }
-
-    fn starts(&mut self, kind: &str, starts: start::Starts) {
-        self.percentiles(&format!("start_{kind}"), &starts.samples_ms);
-        self.series.start_ms.insert(kind.to_owned(), starts.samples_ms);
-        self.series.start_phases_ms.insert(kind.to_owned(), starts.phases_ms);
-    }
-}
 
 /// Runs `plan` on a stack started here, in a fresh `database`, with the run's files under
 /// `work_dir`; agents are `agent` (a program and its leading args).
@@ -101,7 +71,7 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
                 large_floors(stack, large, &mut figures)?;
             }
             Phase::Delivery => delivery(plan, stack, &owner, &mut figures).await?,
-            Phase::Upserts => upserts(plan, stack, &owner, &mut figures).await?,
+            Phase::Upserts => upserts(plan, &stack.fast.api, &owner, &mut figures).await?,
         }
     }
     let spawn = floors::spawn_and_round_trip_ms(&agent.0, &agent.1, api).await?;
@@ -217,8 +187,24 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
         progress.inc(1);
     }
     progress.finish(&format!("{} agents following one project", dirs.len()));
+    let deltas = edits(plan, api, owner, project, &dirs).await;
+    for id in sessions {
+        let _ = api.stop_session(&owner.token, id).await;
+    }
+    figures.deltas(deltas?);
+    Ok(())
+}
+
+/// The edits of `plan` to the agents following `project` in `dirs`, with a progress bar.
+pub async fn edits(
+    plan: &Plan,
+    api: &fsync_client::Api,
+    owner: &Owner,
+    project: Uuid,
+    dirs: &[PathBuf],
+) -> anyhow::Result<delta::Deltas> {
     let progress = Progress::new("edits", 1);
-    let deltas = delta::run(api, &owner.token, project, &dirs, plan.edit_rate, plan.edit_for).await?;
+    let deltas = delta::run(api, &owner.token, project, dirs, plan.edit_rate, plan.edit_for).await?;
     progress.finish(&format!(
         "{} edits at {}/s to {} agents: p50 {:.2} ms (answered p50 {:.2} ms), p99 {:.2} ms, {:.2}% applied",
         deltas.edits,
@@ -229,16 +215,7 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
         percentile(&deltas.samples_ms, 99.0).unwrap_or(f64::NAN),
         deltas.applied() * 100.0
     ));
-    for id in sessions {
-        let _ = api.stop_session(&owner.token, id).await;
-    }
-    figures.percentiles("delta", &deltas.samples_ms);
-    figures.percentiles("delta_acked", &deltas.acked_ms);
-    figures.put("delta_applied_fraction", Some(deltas.applied()));
-    figures.put("delta_failed_edits", Some(deltas.failed_edits as f64));
-    figures.put("delta_wrong_content", Some(deltas.wrong_content as f64));
-    figures.series.delta_ms = deltas.samples_ms;
-    Ok(())
+    Ok(deltas)
 }
 
 async fn delivery(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
@@ -268,8 +245,8 @@ async fn delivery(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figur
     Ok(())
 }
 
-async fn upserts(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
-    let api = &stack.fast.api;
+/// Stepped upserts over `plan.projects` new projects of `owner`, and their knee.
+pub async fn upserts(plan: &Plan, api: &fsync_client::Api, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
     let mut projects = Vec::with_capacity(plan.projects);
     for n in 0..plan.projects {
         projects.push(seed::project(api, owner, &format!("kpi upserts {n}"), None).await?);
@@ -295,4 +272,4 @@ async fn upserts(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figure
 const FILE_FLOOR_SAMPLES: usize = 2_000;
 
 /// The latency a sustained upsert rate must keep to count (DESIGN §11).
-const UPSERT_P99_MS: f64 = 50.0;
+pub const UPSERT_P99_MS: f64 = 50.0;

@@ -39,7 +39,10 @@ fn email(id: Uuid) -> String {
 /// A new project of `owner` named `name`, holding fixture `size`/`seed` (empty for `None`).
 pub async fn project(api: &Api, owner: &Owner, name: &str, fixture: Option<(Size, u64)>) -> anyhow::Result<Uuid> {
     let reply =
-        api.rpc(Some(&owner.token), "create_project", json!({"p_name": name})).await.context("create_project")?;
+        // The owner named: a member may name themself, and the service role must name someone.
+        api.rpc(Some(&owner.token), "create_project", json!({"p_name": name, "p_owner": owner.id}))
+            .await
+            .context("create_project")?;
     let Some(project) = reply.uuid("id") else { bail!("create_project: HTTP {} {}", reply.status, reply.body) };
     if let Some((size, seed)) = fixture {
         let fixture = fsync_fixtures::generate(size, seed);

@@ -3,4 +3,5 @@
 
 mod budgets;
 mod local_run;
+mod remote_run;
 mod report_html;
