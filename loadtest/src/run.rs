@@ -149,6 +149,10 @@ async fn starts(
 /// `unzip` and a plain copy of the large project's newest snapshot, beside the agent's extraction.
 fn large_floors(stack: &Local, large: Uuid, figures: &mut Figures) -> anyhow::Result<()> {
     let zip = newest_zip(&stack.dir.path().join("storage").join("project-snapshots").join(large.to_string()))?;
+    if !floors::installed("unzip") {
+        figures.notes.push("`unzip` is not installed here: the unzip and copy floors are left out".into());
+        return Ok(());
+    }
     let work = tempfile::tempdir_in(stack.dir.path()).context("a directory for the floors")?;
     let unzipped = work.path().join("unzipped");
     figures.put("unzip_large_ms", Some(floors::unzip_ms(&zip, &unzipped)?));

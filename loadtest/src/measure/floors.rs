@@ -9,6 +9,16 @@ use fsync_client::Api;
 use std::path::Path;
 use std::process::Command;
 
+/// Whether `program` can be run from the `PATH`.
+pub fn installed(program: &str) -> bool {
+    let found = Command::new(program)
+        .arg("-h")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    !matches!(found, Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Milliseconds `unzip -q` takes to extract `zip` into `dest` (created).
 pub fn unzip_ms(zip: &Path, dest: &Path) -> anyhow::Result<f64> {
     let started = now();
@@ -67,4 +77,13 @@ pub async fn spawn_and_round_trip_ms(program: &Path, args: &[String], api: &Api)
         bail!("/health answered {}", health.status);
     }
     Ok(clock::ms_since(started))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_missing_program_is_not_installed() {
+        assert!(super::installed("cp"));
+        assert!(!super::installed("fsync-no-such-program-here"));
+    }
 }
