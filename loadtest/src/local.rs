@@ -130,7 +130,7 @@ async fn start_instance(
         platform.set_public_url(&url);
     }
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
+    let serving = tokio::spawn(server.serve_tcp(listener, async {
         let _ = stopped.await;
     }));
     Ok(Instance { api: Api::new(&url, anon_key(secret), Transport::tcp()), url, stop: Some(stop), serving })

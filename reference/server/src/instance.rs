@@ -95,4 +95,21 @@ impl<S: Store> Server<S> {
     {
         crate::serve(listener, self.state, self.platform, shutdown).await
     }
+
+    /// Serves on a TCP `listener` with Nagle's algorithm off on every connection: a response's
+    /// last small segment, or a WebSocket frame behind another, goes out at once instead of
+    /// waiting for the peer's delayed ACK (up to 40 ms on Linux).
+    pub async fn serve_tcp(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        use axum::serve::ListenerExt;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not turn Nagle's algorithm off on a connection");
+            }
+        });
+        self.serve(listener, shutdown).await
+    }
 }

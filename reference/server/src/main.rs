@@ -131,7 +131,7 @@ async fn serve(config: Settings, addr: String) -> anyhow::Result<()> {
         .start()
         .await
         .context("start realtime")?;
-    server.serve(listener, shutdown_signal()).await?;
+    server.serve_tcp(listener, shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);
     Ok(())

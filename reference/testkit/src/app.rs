@@ -127,7 +127,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     let hub = server.state.hub.clone();
     let platform = server.platform.clone().expect("the platform is mounted");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
+    let serving = tokio::spawn(server.serve_tcp(listener, async {
         let _ = stopped.await;
     }));
     let url = format!("http://{addr}");
