@@ -53,7 +53,16 @@ pub async fn local(
 }
 
 fn agent_description(agent: &(PathBuf, Vec<String>)) -> String {
-    format!("{} {} (a process per session)", agent.0.display(), agent.1.join(" "))
+    let described = format!("{} {} (a process per session)", agent.0.display(), agent.1.join(" "));
+    if agent.1.is_empty() {
+        return described;
+    }
+    // The load test's own binary carries the agent too, but it is several times larger than
+    // `fsync-agent`, and its pages count in the agent's RSS.
+    format!(
+        "{described}; fsync-agent was not built beside it (`cargo build --release -p fsync-agent`), so \
+         agent_hydrate_rss_mib includes this larger binary's pages"
+    )
 }
 
 async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> anyhow::Result<Figures> {

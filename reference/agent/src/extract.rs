@@ -7,11 +7,12 @@
 //! bomb). While writing, no entry may inflate past its declared size. Everything is written into
 //! a fresh directory that the caller renames into place only when all of it checked out.
 
+use crate::seekbuf::SeekBuf;
 use fsync_protocol::check_path;
 use fsync_protocol::hash::to_hex;
 use fsync_protocol::snapshot::{ExtractLimits, Manifest, ManifestFile};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -72,7 +73,7 @@ pub fn check_manifest(manifest: &Manifest, limits: &ExtractLimits) -> Result<(),
 }
 
 /// The opened archive.
-type Archive = zip::ZipArchive<io::BufReader<fs::File>>;
+type Archive = zip::ZipArchive<SeekBuf<fs::File>>;
 
 /// Extracts the zip at `zip_path` into `dest` (a new, empty directory), checking every entry
 /// against `manifest` and `limits` before writing anything.
@@ -84,12 +85,16 @@ pub fn extract(
 ) -> Result<Extracted, ExtractError> {
     check_manifest(manifest, limits)?;
     let file = fs::File::open(zip_path).map_err(|source| io_error("open the downloaded zip", source))?;
-    let mut archive = zip::ZipArchive::new(io::BufReader::with_capacity(256 * 1024, file))
-        .map_err(|e| ExtractError::Corrupt(e.to_string()))?;
+    let file =
+        SeekBuf::with_capacity(256 * 1024, file).map_err(|source| io_error("read the downloaded zip", source))?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
     let order = check_entries(&mut archive, manifest, limits)?;
     let mut extracted = Extracted::default();
     let mut buffer = vec![0u8; 64 * 1024];
+    // The directories made so far: most entries share theirs with the one before.
+    let mut made = BTreeSet::new();
     for (index, want) in order {
+        make_parent(dest, &want.path, &mut made)?;
         extracted.bytes += write_entry(&mut archive, index, want, dest, &mut buffer)?;
         extracted.files += 1;
     }
@@ -160,17 +165,12 @@ fn write_entry(
     buffer: &mut [u8],
 ) -> Result<u64, ExtractError> {
     let mut entry = archive.by_index(index).map_err(|e| ExtractError::Corrupt(e.to_string()))?;
-    let target = dest.join(&want.path);
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|source| io_error(format!("create the directory of {}", want.path), source))?;
-    }
-    let out = fs::OpenOptions::new()
+    // Written in `buffer`-sized pieces straight to the file: one write per piece, no second buffer.
+    let mut out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&target)
+        .open(dest.join(&want.path))
         .map_err(|source| io_error(format!("create {}", want.path), source))?;
-    let mut out = io::BufWriter::with_capacity(256 * 1024, out);
     let mut hasher = Sha256::new();
     let mut written = 0u64;
     loop {
@@ -185,7 +185,6 @@ fn write_entry(
         hasher.update(&buffer[..n]);
         out.write_all(&buffer[..n]).map_err(|source| io_error(format!("write {}", want.path), source))?;
     }
-    out.flush().map_err(|source| io_error(format!("write {}", want.path), source))?;
     if written != want.size {
         return Err(ExtractError::Corrupt(format!("{}: {written} bytes, the manifest says {}", want.path, want.size)));
     }
@@ -198,6 +197,18 @@ fn write_entry(
         });
     }
     Ok(written)
+}
+
+/// Creates the directory `path` goes in under `dest` unless it was made already.
+fn make_parent(dest: &Path, path: &str, made: &mut BTreeSet<String>) -> Result<(), ExtractError> {
+    let Some((parent, _)) = path.rsplit_once('/') else { return Ok(()) };
+    if made.contains(parent) {
+        return Ok(());
+    }
+    fs::create_dir_all(dest.join(parent))
+        .map_err(|source| io_error(format!("create the directory of {path}"), source))?;
+    made.insert(parent.to_owned());
+    Ok(())
 }
 
 fn io_error(what: impl Into<String>, source: io::Error) -> ExtractError {

@@ -14,4 +14,5 @@ mod follow;
 mod hydrate;
 pub mod launcher;
 pub mod process;
+mod seekbuf;
 pub mod session;
