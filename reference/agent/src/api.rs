@@ -9,6 +9,7 @@ use fsync_client::transport::{self, Fetched, Transport};
 use fsync_client::{ClientConfig, FsyncClient};
 use fsync_protocol::events::FileChange;
 use fsync_protocol::hash::{hex_sha256, to_hex};
+use fsync_protocol::limits::MAX_STATUS_REASON_BYTES;
 use fsync_protocol::snapshot::{AgentSnapshot, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET};
 use fsync_store::Blocking;
 use http::Method;
@@ -92,6 +93,7 @@ impl Api {
 
     /// Tells the orchestrator where the session stands; a failure to tell is logged, not fatal.
     pub async fn report(&self, status: SessionStatus, reason: Option<String>, timings: &BTreeMap<String, f64>) {
+        let reason = reason.map(|reason| shorten(reason, MAX_STATUS_REASON_BYTES));
         let report = StatusReport { status, reason, timings_ms: timings.clone() };
         let body = serde_json::to_value(&report).unwrap_or(Value::Null);
         let sent = self.json::<Value>(Method::POST, &self.session_url("/status"), Some(&body)).await;
@@ -228,5 +230,34 @@ fn error_message(body: &str) -> String {
             }
         }
         Err(_) => body.chars().take(300).collect(),
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, marked when cut (the server refuses
+/// a longer reason).
+fn shorten(mut text: String, max: usize) -> String {
+    const MARK: &str = " …";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shorten;
+
+    #[test]
+    fn a_long_reason_is_cut_at_a_character_boundary_within_the_limit() {
+        assert_eq!(shorten("short".into(), 100), "short");
+        let long = "é".repeat(10_000);
+        let cut = shorten(long, 8 * 1024);
+        assert!(cut.len() <= 8 * 1024 && cut.ends_with(" …"), "{}", cut.len());
     }
 }

@@ -11,8 +11,18 @@ pub const MAX_BULK_BYTES: usize = 64 * 1024 * 1024;
 pub const MAX_BULK_FILES: usize = 10_000;
 /// Content above this size is left out of `file:update` events (`fsync.max_inline_event_bytes()`).
 pub const MAX_INLINE_EVENT_BYTES: usize = 128 * 1024;
-/// Largest HTTP request body the server accepts: a full bulk plus JSON overhead.
+/// Largest HTTP request body the server accepts: a full bulk plus JSON overhead (the RPC route).
 pub const MAX_REQUEST_BODY_BYTES: usize = MAX_BULK_BYTES + 16 * 1024 * 1024;
+/// Largest object uploaded through Storage (Supabase Storage's default file size limit, 50 MB).
+pub const MAX_OBJECT_BYTES: usize = 50 * 1000 * 1000;
+/// Largest body of the small JSON endpoints: signing a URL, the snapshot function, sessions and
+/// an agent's status report.
+pub const MAX_SMALL_BODY_BYTES: usize = 64 * 1024;
+/// Most phases an agent's status report may time, the longest phase name, and the longest
+/// failure reason (an agent shortens its reason to fit).
+pub const MAX_STATUS_TIMINGS: usize = 32;
+pub const MAX_STATUS_PHASE_BYTES: usize = 64;
+pub const MAX_STATUS_REASON_BYTES: usize = 8 * 1024;
 
 /// The fixed set of `file_type` values (`fsync.file_types()`).
 pub const FILE_TYPES: &[&str] = &[

@@ -1,6 +1,7 @@
 //! The HTTP application: every route assembled, and [`serve`], which tests, the simulator and
 //! `serve` alike use to run the server on a listener they made (port 0 in tests).
 
+use crate::bounds;
 use crate::platform::Platform;
 use crate::postgrest;
 use crate::realtime;
@@ -9,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::serve::Listener;
 use axum::{Json, Router};
 use fsync_protocol::limits::MAX_REQUEST_BODY_BYTES;
@@ -21,9 +22,13 @@ use std::sync::Arc;
 /// The router for every endpoint of the reference server: the RPC, read and Realtime endpoints,
 /// and with a [`Platform`], also Storage, the snapshot function and the orchestrator.
 pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> Router {
+    let keys = bounds::Keys { secret: state.secret.clone(), sources: state.sources.clone() };
     let mut router = Router::new()
         .route("/health", get(health::<S>))
-        .route("/rest/v1/rpc/{function}", get(postgrest::rpc_get::<S>).post(postgrest::rpc_post::<S>))
+        .route(
+            "/rest/v1/rpc/{function}",
+            get(postgrest::rpc_get::<S>).merge(bounds::limited(post(postgrest::rpc_post::<S>), MAX_REQUEST_BODY_BYTES)),
+        )
         .route("/rest/v1/{relation}", get(postgrest::read::<S>))
         .route("/realtime/v1/websocket", get(realtime::websocket::<S>))
         .fallback(not_found)
@@ -31,7 +36,10 @@ pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> 
     if let Some(platform) = platform {
         router = router.merge(platform_routes(platform));
     }
-    router.layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES)).layer(middleware::from_fn(cors))
+    router
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(keys, bounds::keys_before_body))
+        .layer(middleware::from_fn(cors))
 }
 
 /// Serves `router(state, platform)` on `listener` (a tokio `TcpListener` in production,

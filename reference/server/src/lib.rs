@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bounds;
 pub mod config;
 pub mod instance;
 pub mod orchestrator;

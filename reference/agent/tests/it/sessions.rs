@@ -288,3 +288,36 @@ async fn an_in_process_agent_runs_a_session_on_the_real_stack() {
     assert_eq!(stopped.status, SessionStatus::Stopped);
     assert!(!dir.exists(), "its directory is gone");
 }
+
+/// What an agent may report is bounded (the session view holds it for every reader): too many
+/// timings, a long phase name, a negative or infinite time, or a long reason are refused, and the
+/// session keeps what it had.
+#[tokio::test]
+async fn an_agent_report_beyond_its_bounds_is_refused() {
+    use fsync_protocol::limits::{MAX_STATUS_PHASE_BYTES, MAX_STATUS_REASON_BYTES, MAX_STATUS_TIMINGS};
+    let app = spawn(PlatformOptions::default()).await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    let token = app.token(fsync_testkit::claims(json!({
+        "role": "authenticated", "sub": id, "session_id": id, "project_id": seeded.project, "scope": "container",
+    })));
+    let api = app.api();
+    let path = format!("/orchestrator/v1/sessions/{id}/status");
+    let many: BTreeMap<String, f64> = (0..=MAX_STATUS_TIMINGS).map(|i| (format!("phase{i}"), 1.0)).collect();
+    let long_name = BTreeMap::from([("p".repeat(MAX_STATUS_PHASE_BYTES + 1), 1.0)]);
+    for bad in [
+        json!({"status": "running", "timings_ms": many}),
+        json!({"status": "running", "timings_ms": long_name}),
+        json!({"status": "running", "timings_ms": {"extract": -1.0}}),
+        json!({"status": "failed", "reason": "x".repeat(MAX_STATUS_REASON_BYTES + 1)}),
+    ] {
+        let reply = api.call(Method::POST, &path, Some(&token), Some(&bad)).await.unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.body);
+    }
+    let reply = api.call(Method::POST, &path, Some(&token), Some(&json!({"status": "running"}))).await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
+    assert!(view.timings_ms.len() <= MAX_STATUS_TIMINGS && view.reason.is_none(), "{view:?}");
+    stop_session(&app, &seeded.token, id).await;
+}

@@ -12,6 +12,9 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fsync_protocol::limits::{
+    MAX_SMALL_BODY_BYTES, MAX_STATUS_PHASE_BYTES, MAX_STATUS_REASON_BYTES, MAX_STATUS_TIMINGS,
+};
 use fsync_protocol::snapshot::{AgentSnapshot, SessionStatus, SessionView, StatusReport};
 use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::RequestAuth;
@@ -22,11 +25,13 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub fn routes() -> Router<Arc<Platform>> {
+    // Every body here is a small JSON object.
+    let small = |route| crate::bounds::limited(route, MAX_SMALL_BODY_BYTES);
     Router::new()
-        .route("/orchestrator/v1/sessions", post(create))
+        .route("/orchestrator/v1/sessions", small(post(create)))
         .route("/orchestrator/v1/sessions/{id}", get(show).delete(stop))
-        .route("/orchestrator/v1/sessions/{id}/status", post(report))
-        .route("/orchestrator/v1/sessions/{id}/token", post(refresh_token))
+        .route("/orchestrator/v1/sessions/{id}/status", small(post(report)))
+        .route("/orchestrator/v1/sessions/{id}/token", small(post(refresh_token)))
         .route("/orchestrator/v1/sessions/{id}/snapshot", get(agent_snapshot))
 }
 
@@ -168,6 +173,7 @@ async fn report(
 ) -> Result<Response, ApiError> {
     let id = agent_session(&platform, &headers, &id)?;
     let report: StatusReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    check_report(&report)?;
     if matches!(report.status, SessionStatus::Starting | SessionStatus::Stopped) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", "an agent reports hydrating, running or failed"));
     }
@@ -181,6 +187,24 @@ async fn report(
         .ok_or_else(|| not_found(id))?;
     orchestrator.set_status(id, report.status, report.reason);
     Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
+}
+
+/// What an agent may report is bounded: the session view holds it for every reader.
+fn check_report(report: &StatusReport) -> Result<(), ApiError> {
+    let refuse = |message: String| Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", message));
+    if report.timings_ms.len() > MAX_STATUS_TIMINGS {
+        return refuse(format!("at most {MAX_STATUS_TIMINGS} timings, not {}", report.timings_ms.len()));
+    }
+    if let Some(name) = report.timings_ms.keys().find(|name| name.is_empty() || name.len() > MAX_STATUS_PHASE_BYTES) {
+        return refuse(format!("a phase name has 1 to {MAX_STATUS_PHASE_BYTES} bytes, not {}", name.len()));
+    }
+    if report.timings_ms.values().any(|ms| !ms.is_finite() || *ms < 0.0) {
+        return refuse("timings are finite, non-negative milliseconds".to_owned());
+    }
+    if report.reason.as_ref().is_some_and(|reason| reason.len() > MAX_STATUS_REASON_BYTES) {
+        return refuse(format!("a reason has at most {MAX_STATUS_REASON_BYTES} bytes"));
+    }
+    Ok(())
 }
 
 async fn refresh_token(

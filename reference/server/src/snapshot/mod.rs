@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use fsync_protocol::hash::{hex_sha256, to_hex};
+use fsync_protocol::limits::MAX_SMALL_BODY_BYTES;
 use fsync_protocol::snapshot::{
     snapshot_id, snapshot_manifest_name, snapshot_zip_name, Manifest, ManifestFile, SnapshotResponse, FILES_BUCKET,
     SNAPSHOT_BUCKET,
@@ -39,7 +40,10 @@ pub const DEFAULT_SIGNED_URL_TTL_S: u64 = 15 * 60;
 const STORED_TYPES: &[&str] = &["image", "font", "binary"];
 
 pub fn routes() -> Router<Arc<Platform>> {
-    Router::new().route("/functions/v1/build-project-snapshot", post(build_project_snapshot))
+    Router::new().route(
+        "/functions/v1/build-project-snapshot",
+        crate::bounds::limited(post(build_project_snapshot), MAX_SMALL_BODY_BYTES),
+    )
 }
 
 /// `POST /functions/v1/build-project-snapshot {projectId[, expiresIn]}`, service role only.

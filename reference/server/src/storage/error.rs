@@ -28,6 +28,11 @@ impl StorageApiError {
         StorageApiError::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
     }
 
+    /// A body larger than the endpoint takes (Supabase Storage's `EntityTooLarge`).
+    pub(crate) fn too_large(message: impl Into<String>) -> Self {
+        StorageApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "EntityTooLarge", message)
+    }
+
     pub(crate) fn internal(cause: impl std::fmt::Display) -> Self {
         StorageApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", cause.to_string())
     }

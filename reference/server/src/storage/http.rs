@@ -10,6 +10,7 @@ use super::error::StorageApiError;
 use super::signing::verify_download;
 use super::{ByteRange, StorageError};
 use crate::auth;
+use crate::bounds::limited;
 use crate::platform::Platform;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -17,6 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SMALL_BODY_BYTES};
 use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,13 +27,15 @@ use std::sync::Arc;
 
 /// The storage routes.
 pub fn routes() -> Router<Arc<Platform>> {
+    // Each route's body limit is its content's: an object, or a small JSON body.
+    let small = |route| limited(route, MAX_SMALL_BODY_BYTES);
     Router::new()
-        .route("/storage/v1/object/sign/{bucket}/{*name}", post(sign).get(signed_download))
+        .route("/storage/v1/object/sign/{bucket}/{*name}", small(post(sign)).get(signed_download))
         .route("/storage/v1/object/public/{bucket}/{*name}", get(public_download))
         .route("/storage/v1/object/authenticated/{bucket}/{*name}", get(authenticated_download))
         .route(
             "/storage/v1/object/{bucket}/{*name}",
-            post(upload_new).put(upload_replace).get(authenticated_download).delete(remove),
+            limited(post(upload_new).put(upload_replace), MAX_OBJECT_BYTES).get(authenticated_download).delete(remove),
         )
 }
 

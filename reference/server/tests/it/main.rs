@@ -2,6 +2,7 @@
 //! database per test, and the real server on port 0 where the HTTP layer matters.
 
 mod bad_input;
+mod bounds;
 mod bulk;
 mod concurrency;
 mod migrations;
