@@ -47,6 +47,8 @@ pub enum JwtError {
     Signature,
     #[error("JWT expired")]
     Expired,
+    #[error("JWT has no exp claim: every token must expire")]
+    NoExpiry,
     #[error("JWT is not valid yet")]
     NotYetValid,
 }
@@ -61,7 +63,8 @@ pub fn sign(secret: &Secret, claims: &Claims) -> String {
 }
 
 /// Verifies an HS256 token and its time claims against `now_s` (seconds since the epoch) and
-/// returns its claims. `exp` and `nbf`, when present, must be numbers.
+/// returns its claims. `exp` must be present (a token that never expires is refused) and a
+/// number, and so must `nbf` when present.
 pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, JwtError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
@@ -85,11 +88,10 @@ pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, JwtErr
     let Some(Value::Object(claims)) = decode_json(payload_b64) else {
         return Err(JwtError::Malformed("payload is not a base64url JSON object"));
     };
-    if let Some(exp) = claims.get("exp") {
-        let exp = exp.as_f64().ok_or(JwtError::Malformed("exp is not a number"))?;
-        if exp <= now_s as f64 {
-            return Err(JwtError::Expired);
-        }
+    let exp = claims.get("exp").ok_or(JwtError::NoExpiry)?;
+    let exp = exp.as_f64().ok_or(JwtError::Malformed("exp is not a number"))?;
+    if exp <= now_s as f64 {
+        return Err(JwtError::Expired);
     }
     if let Some(nbf) = claims.get("nbf") {
         let nbf = nbf.as_f64().ok_or(JwtError::Malformed("nbf is not a number"))?;
@@ -176,6 +178,15 @@ mod tests {
         claims.insert("nbf".into(), json!(1_030));
         let token = sign(&secret(), &claims);
         assert_eq!(verify(&secret(), &token, 1_001), Err(JwtError::NotYetValid));
+    }
+
+    #[test]
+    fn refuses_a_token_that_never_expires() {
+        let mut claims = claims_for("service_role", 1_000, 60);
+        claims.remove("exp");
+        assert_eq!(verify(&secret(), &sign(&secret(), &claims), 1_001), Err(JwtError::NoExpiry));
+        claims.insert("exp".into(), json!("never"));
+        assert!(matches!(verify(&secret(), &sign(&secret(), &claims), 1_001), Err(JwtError::Malformed(_))));
     }
 
     #[test]

@@ -132,6 +132,9 @@ async fn bad_tokens_get_401_and_change_nothing() {
     let mut roleless = user.clone();
     roleless.remove("role");
     let roleless = jwt::sign(&f.app.secret, &roleless);
+    let mut endless = user.clone();
+    endless.remove("exp");
+    let endless = jwt::sign(&f.app.secret, &endless);
     let mut superuser = user.clone();
     superuser.insert("role".into(), json!("postgres"));
     let superuser = jwt::sign(&f.app.secret, &superuser);
@@ -139,6 +142,7 @@ async fn bad_tokens_get_401_and_change_nothing() {
     for (name, token, code) in [
         ("forged signature", forged, "PGRST301"),
         ("expired", expired, "PGRST303"),
+        ("no exp", endless, "PGRST301"),
         ("alg none", alg_none, "PGRST301"),
         ("missing role", roleless, "PGRST303"),
         ("non-API role", superuser, "PGRST303"),
