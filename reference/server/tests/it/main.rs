@@ -10,6 +10,7 @@ mod realtime;
 mod rest_read;
 mod rls;
 mod rpc_contract;
+mod security;
 mod serve;
 mod storage;
 mod supabase_js;
