@@ -13,6 +13,9 @@ pub struct RealtimeConfig {
     pub max_frame_bytes: usize,
     /// Channels one socket may join.
     pub max_channels: usize,
+    /// The longest topic a join may name (`realtime:` included): a socket holds its topics, and
+    /// so does the hub, whoever joins them (public topics need only the anon key).
+    pub max_topic_bytes: usize,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
     /// the server authors every event.
     pub keep_client_broadcast: bool,
@@ -21,13 +24,15 @@ pub struct RealtimeConfig {
 }
 
 impl Default for RealtimeConfig {
-    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, client broadcasts off.
+    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, 256-byte topics,
+    /// client broadcasts off.
     fn default() -> Self {
         RealtimeConfig {
             idle_timeout: Duration::from_secs(60),
             queue_capacity: 1024,
             max_frame_bytes: 1024 * 1024,
             max_channels: 100,
+            max_topic_bytes: 256,
             keep_client_broadcast: false,
             plant: None,
         }

@@ -224,6 +224,10 @@ impl<S: Store> Socket<S> {
         if subtopic.is_empty() {
             return self.reply_error(&frame, "TopicNameRequired: You must provide a topic name");
         }
+        if frame.topic.len() > self.config.max_topic_bytes {
+            let limit = self.config.max_topic_bytes;
+            return self.reply_error(&frame, format!("TopicNameTooLong: a topic has at most {limit} bytes"));
+        }
         let subtopic = subtopic.to_owned();
         let config = frame.payload.get("config").cloned().unwrap_or(Value::Null);
         let private = flexible_bool(config.get("private"));

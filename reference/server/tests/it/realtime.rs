@@ -111,6 +111,14 @@ async fn heartbeats_joins_and_leaves_in_both_serializations() {
         assert_eq!(reply["response"]["reason"], "TopicNameRequired: You must provide a topic name");
         let (_, reply) = join(&mut socket, "room:1", &f.owner_token, false).await;
         assert_eq!(reply["response"]["reason"], "unmatched topic");
+
+        // A topic past the limit is refused even on a public channel with the anon key alone,
+        // and the socket carries on.
+        let long = format!("realtime:{}", "t".repeat(RealtimeConfig::default().max_topic_bytes));
+        let (_, reply) = join(&mut socket, &long, &f.app.anon_key, false).await;
+        assert_eq!(reply["response"]["reason"], "TopicNameTooLong: a topic has at most 256 bytes", "{reply}");
+        let (_, reply) = join(&mut socket, "realtime:lobby", &f.app.anon_key, false).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
     }
 }
 
