@@ -13,6 +13,9 @@ pub const MAX_BULK_FILES: usize = 10_000;
 pub const MAX_INLINE_EVENT_BYTES: usize = 128 * 1024;
 /// Largest HTTP request body the server accepts: a full bulk plus JSON overhead (the RPC route).
 pub const MAX_REQUEST_BODY_BYTES: usize = MAX_BULK_BYTES + 16 * 1024 * 1024;
+/// The longest life of a signed URL, in seconds (7 days, as an S3 presigned URL): a link handed
+/// out stays a key to its object only this long.
+pub const MAX_SIGNED_URL_SECONDS: u64 = 7 * 24 * 3600;
 /// Largest object uploaded through Storage (Supabase Storage's default file size limit, 50 MB).
 pub const MAX_OBJECT_BYTES: usize = 50 * 1000 * 1000;
 /// Largest body of the small JSON endpoints: signing a URL, the snapshot function, sessions and

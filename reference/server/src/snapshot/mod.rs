@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use fsync_protocol::hash::{hex_sha256, to_hex};
-use fsync_protocol::limits::MAX_SMALL_BODY_BYTES;
+use fsync_protocol::limits::{MAX_SIGNED_URL_SECONDS, MAX_SMALL_BODY_BYTES};
 use fsync_protocol::snapshot::{
     snapshot_id, snapshot_manifest_name, snapshot_zip_name, Manifest, ManifestFile, SnapshotResponse, FILES_BUCKET,
     SNAPSHOT_BUCKET,
@@ -68,10 +68,10 @@ async fn build_project_snapshot(
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "projectId must be a project's uuid"))?;
     let ttl = match request.get("expiresIn") {
         None | Some(Value::Null) => DEFAULT_SIGNED_URL_TTL_S,
-        Some(v) => v
-            .as_u64()
-            .filter(|s| *s >= 1)
-            .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "22023", "expiresIn must be an integer >= 1"))?,
+        Some(v) => v.as_u64().filter(|s| (1..=MAX_SIGNED_URL_SECONDS).contains(s)).ok_or_else(|| {
+            let message = format!("expiresIn must be an integer from 1 to {MAX_SIGNED_URL_SECONDS}");
+            ApiError::new(StatusCode::BAD_REQUEST, "22023", message)
+        })?,
     };
     let (manifest, reused) = build_or_reuse(&platform, project).await?;
     let signed_url = platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), ttl);

@@ -18,7 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SMALL_BODY_BYTES};
+use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SIGNED_URL_SECONDS, MAX_SMALL_BODY_BYTES};
 use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -141,11 +141,10 @@ async fn sign(
     let auth = caller(&platform, &headers)?;
     let request: SignRequest = serde_json::from_slice(&body)
         .map_err(|e| StorageApiError::invalid(format!("body must be {{\"expiresIn\": <seconds>}}: {e}")))?;
-    let expires_in = request
-        .expires_in
-        .as_u64()
-        .filter(|s| *s >= 1)
-        .ok_or_else(|| StorageApiError::invalid("expiresIn must be an integer >= 1"))?;
+    let expires_in =
+        request.expires_in.as_u64().filter(|s| (1..=MAX_SIGNED_URL_SECONDS).contains(s)).ok_or_else(|| {
+            StorageApiError::invalid(format!("expiresIn must be an integer from 1 to {MAX_SIGNED_URL_SECONDS}"))
+        })?;
     if !platform.data.object_visible(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }

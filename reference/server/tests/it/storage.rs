@@ -127,8 +127,13 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert_eq!(reply.body["error"], "InvalidRequest");
     let sign_path = format!("/storage/v1/object/sign/project-files/{name}");
-    let reply = api.call(Method::POST, &sign_path, owner, Some(&json!({"expiresIn": "soon"}))).await.unwrap();
-    assert_eq!(reply.status, 400);
+    for expires in [json!("soon"), json!(0), json!(fsync_protocol::limits::MAX_SIGNED_URL_SECONDS + 1)] {
+        let reply = api.call(Method::POST, &sign_path, owner, Some(&json!({"expiresIn": expires}))).await.unwrap();
+        assert_eq!(reply.status, 400, "expiresIn {expires}: {}", reply.body);
+    }
+    let week = json!({"expiresIn": fsync_protocol::limits::MAX_SIGNED_URL_SECONDS});
+    let reply = api.call(Method::POST, &sign_path, owner, Some(&week)).await.unwrap();
+    assert_ne!(reply.status, 400, "a week is allowed: {}", reply.body);
     let bearer = format!("Bearer {}", f.owner_token);
     let path = format!("/storage/v1/object/project-files/{name}");
     let answer = api.send(Method::POST, &path, &[("authorization", bearer.as_str())], "x").await.unwrap();
@@ -178,6 +183,9 @@ async fn the_snapshot_function_is_deterministic_reuses_a_seq_and_is_service_only
     let build = "/functions/v1/build-project-snapshot";
     let reply = api.call(Method::POST, build, Some(&app.service_key), Some(&json!({"projectId": "nope"}))).await;
     assert_eq!(reply.unwrap().status, 400);
+    let too_long = json!({"projectId": f.project, "expiresIn": fsync_protocol::limits::MAX_SIGNED_URL_SECONDS + 1});
+    let reply = api.call(Method::POST, build, Some(&app.service_key), Some(&too_long)).await.unwrap();
+    assert_eq!(reply.status, 400, "a signed URL lives at most a week: {}", reply.body);
     let reply = api.build_snapshot(&app.service_key, fsync_testkit::new_id()).await.unwrap();
     assert_eq!(reply.status, 404);
 
