@@ -2,6 +2,7 @@
 //! tests and the simulator put a server together.
 
 use crate::config::DEV_JWT_SECRET;
+use crate::listener::{BoundedListener, ConnectionLimits};
 use crate::orchestrator::OrchestratorConfig;
 use crate::platform::Platform;
 use crate::realtime::RealtimeConfig;
@@ -96,20 +97,24 @@ impl<S: Store> Server<S> {
         crate::serve(listener, self.state, self.platform, shutdown).await
     }
 
-    /// Serves on a TCP `listener` with Nagle's algorithm off on every connection: a response's
-    /// last small segment, or a WebSocket frame behind another, goes out at once instead of
-    /// waiting for the peer's delayed ACK (up to 40 ms on Linux).
+    /// Serves on a TCP `listener` within the default [`ConnectionLimits`] (see
+    /// [`crate::listener`]: connection caps, idle timeout, Nagle's algorithm off).
     pub async fn serve_tcp(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not turn Nagle's algorithm off on a connection");
-            }
-        });
+        self.serve_tcp_with(listener, ConnectionLimits::default(), shutdown).await
+    }
+
+    /// Serves on a TCP `listener` within `limits`.
+    pub async fn serve_tcp_with(
+        self,
+        listener: tokio::net::TcpListener,
+        limits: ConnectionLimits,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let listener = BoundedListener::new(listener, limits, self.state.sources.clone());
         self.serve(listener, shutdown).await
     }
 }

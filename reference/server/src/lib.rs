@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bounds;
 pub mod config;
 pub mod instance;
+pub mod listener;
 pub mod orchestrator;
 pub mod pg;
 pub mod platform;

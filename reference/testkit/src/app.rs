@@ -3,6 +3,7 @@
 use crate::db::TestDb;
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
+use fsync_reference::listener::ConnectionLimits;
 use fsync_reference::orchestrator::{OrchestratorConfig, ProcessLauncher};
 use fsync_reference::platform::Platform;
 use fsync_reference::realtime::{hub::Hub, RealtimeConfig};
@@ -49,6 +50,7 @@ pub struct AppOptions {
     pub db: Option<Arc<TestDb>>,
     pub realtime: RealtimeConfig,
     pub platform: PlatformOptions,
+    pub connections: ConnectionLimits,
 }
 
 impl AppOptions {
@@ -59,6 +61,11 @@ impl AppOptions {
 
     pub fn realtime(mut self, realtime: RealtimeConfig) -> AppOptions {
         self.realtime = realtime;
+        self
+    }
+
+    pub fn connections(mut self, connections: ConnectionLimits) -> AppOptions {
+        self.connections = connections;
         self
     }
 
@@ -92,7 +99,7 @@ pub struct PlatformOptions {
 /// on 127.0.0.1:0, as `options` say.
 pub async fn spawn_app(options: AppOptions) -> TestApp {
     init_test_log();
-    let AppOptions { db, realtime, platform: options } = options;
+    let AppOptions { db, realtime, platform: options, connections } = options;
     let db = match db {
         Some(db) => db,
         None => Arc::new(TestDb::migrated().await.expect("create a test database")),
@@ -127,7 +134,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
     let hub = server.state.hub.clone();
     let platform = server.platform.clone().expect("the platform is mounted");
     let (shutdown, stopped) = oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve_tcp(listener, async {
+    let serving = tokio::spawn(server.serve_tcp_with(listener, connections, async {
         let _ = stopped.await;
     }));
     let url = format!("http://{addr}");

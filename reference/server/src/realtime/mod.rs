@@ -66,6 +66,7 @@ fn connect_error(status: StatusCode, message: &str) -> Response {
 pub(crate) fn verify_realtime_token(secret: &Secret, token: &str, now_s: u64) -> Result<RealtimeAuth, String> {
     let claims = jwt::verify(secret, token, now_s).map_err(|e| match e {
         JwtError::Expired => "Token has expired".to_owned(),
+        JwtError::NoExpiry => "Fields `role` and `exp` are required in JWT".to_owned(),
         _ => "The token provided is not a valid JWT".to_owned(),
     })?;
     let role = claims.get("role").and_then(Value::as_str).map(str::to_owned);

@@ -5,6 +5,7 @@ mod bad_input;
 mod bounds;
 mod bulk;
 mod concurrency;
+mod connections;
 mod migrations;
 mod realtime;
 mod rest_read;
