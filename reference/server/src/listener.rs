@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// How many connections the server keeps, and for how long an idle one.
 #[derive(Debug, Clone)]
@@ -91,10 +91,12 @@ impl Listener for BoundedListener {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "could not turn Nagle's algorithm off on a connection");
             }
-            let idle = Box::pin(tokio::time::sleep_until(self.sources.now() + self.limits.idle_timeout));
+            let now = self.sources.now();
+            let idle = Box::pin(tokio::time::sleep_until(now + self.limits.idle_timeout));
             let stream = BoundedStream {
                 stream,
                 idle,
+                last_moved: now,
                 timeout: self.limits.idle_timeout,
                 sources: self.sources.clone(),
                 _slot: slot,
@@ -130,7 +132,11 @@ impl Drop for Slot {
 /// An accepted connection that fails with `TimedOut` when it has been idle too long.
 pub struct BoundedStream {
     stream: TcpStream,
+    /// Fires at the earliest moment the connection could have been idle for the timeout; when it
+    /// does and bytes moved since, it is set again from the last of them (so moving bytes costs
+    /// a clock reading, not a timer change).
     idle: Pin<Box<Sleep>>,
+    last_moved: Instant,
     timeout: Duration,
     sources: Sources,
     _slot: Slot,
@@ -139,8 +145,19 @@ pub struct BoundedStream {
 impl BoundedStream {
     /// Bytes moved: the idle clock starts again.
     fn touch(&mut self) {
-        let deadline = self.sources.now() + self.timeout;
-        self.idle.as_mut().reset(deadline);
+        self.last_moved = self.sources.now();
+    }
+
+    /// Whether the connection has been idle for the timeout (re-arming the timer when not).
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.idle.as_mut().poll(cx).is_ready() {
+            let deadline = self.last_moved + self.timeout;
+            if deadline <= self.sources.now() {
+                return true;
+            }
+            self.idle.as_mut().reset(deadline);
+        }
+        false
     }
 }
 
@@ -155,10 +172,10 @@ impl AsyncRead for BoundedStream {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the connection was idle"))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending if this.poll_idle(cx) => {
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the connection was idle")))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
