@@ -13,6 +13,11 @@ pub struct RealtimeConfig {
     pub max_frame_bytes: usize,
     /// Channels one socket may join.
     pub max_channels: usize,
+    /// Frames a socket may send a second (heartbeats aside), and joins among them: beyond either
+    /// the frame is answered with an error and not acted on. Each is also the burst a quiet
+    /// socket may save up.
+    pub messages_per_s: u32,
+    pub joins_per_s: u32,
     /// The longest topic a join may name (`realtime:` included): a socket holds its topics, and
     /// so does the hub, whoever joins them (public topics need only the anon key).
     pub max_topic_bytes: usize,
@@ -24,8 +29,8 @@ pub struct RealtimeConfig {
 }
 
 impl Default for RealtimeConfig {
-    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, 256-byte topics,
-    /// client broadcasts off.
+    /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, 256-byte topics, 100
+    /// frames and 10 joins a second, client broadcasts off.
     fn default() -> Self {
         RealtimeConfig {
             idle_timeout: Duration::from_secs(60),
@@ -33,6 +38,8 @@ impl Default for RealtimeConfig {
             max_frame_bytes: 1024 * 1024,
             max_channels: 100,
             max_topic_bytes: 256,
+            messages_per_s: 100,
+            joins_per_s: 10,
             keep_client_broadcast: false,
             plant: None,
         }

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod hub;
+mod rate;
 mod socket;
 
 pub use config::RealtimeConfig;

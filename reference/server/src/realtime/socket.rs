@@ -3,6 +3,7 @@
 //! queue. Every reply and delivery goes through the queue, in order.
 
 use super::hub::{KickReason, SocketId, SocketOut, Subscription};
+use super::rate::TokenBucket;
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
@@ -49,7 +50,12 @@ pub(super) async fn run<S: Store>(
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     state.hub.register(id, out.clone());
     let writer = tokio::spawn(write_loop(sink, queue, kick, out.kick_reason(), joined.clone(), vsn, done_tx));
-    let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new() };
+    let now = state.sources.now();
+    let rates = Rates {
+        messages: TokenBucket::new(config.messages_per_s, config.messages_per_s, now),
+        joins: TokenBucket::new(config.joins_per_s, config.joins_per_s, now),
+    };
+    let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new(), rates };
     socket.read_loop(stream, done_rx).await;
     // Dropping the socket forgets it in the hub (also if the reader panicked), which closes its
     // queue and so ends the writer.
@@ -127,6 +133,13 @@ struct Socket<S> {
     out: SocketOut,
     joined: Joined,
     channels: BTreeMap<String, Channel>,
+    rates: Rates,
+}
+
+/// What a socket may still send: frames, and joins among them.
+struct Rates {
+    messages: TokenBucket,
+    joins: TokenBucket,
 }
 
 impl<S: Store> Socket<S> {
@@ -195,6 +208,9 @@ impl<S: Store> Socket<S> {
     }
 
     async fn handle(&mut self, frame: Frame) {
+        if !self.within_rates(&frame) {
+            return;
+        }
         match (frame.topic.as_str(), frame.event.as_str()) {
             ("phoenix", "heartbeat") => self.reply(&frame, "ok", json!({})),
             (_, "phx_join") => self.join(frame).await,
@@ -215,6 +231,26 @@ impl<S: Store> Socket<S> {
                 self.reply_error(&frame, reason);
             }
         }
+    }
+
+    /// Spends the frame's share of the socket's rates (heartbeats are free: a client must be able
+    /// to stay connected); a frame beyond them is answered with an error and goes no further.
+    fn within_rates(&mut self, frame: &Frame) -> bool {
+        if frame.topic == "phoenix" && frame.event == "heartbeat" {
+            return true;
+        }
+        let now = self.state.sources.now();
+        if !self.rates.messages.take(now) {
+            tracing::debug!(socket = self.id, topic = %frame.topic, "over the message rate");
+            self.reply_error(frame, "RateLimitReached: too many messages per second");
+            return false;
+        }
+        if frame.event == "phx_join" && !self.rates.joins.take(now) {
+            tracing::debug!(socket = self.id, topic = %frame.topic, "over the join rate");
+            self.reply_error(frame, "ChannelRateLimitReached: too many joins per second");
+            return false;
+        }
+        true
     }
 
     async fn join(&mut self, frame: Frame) {

@@ -474,3 +474,34 @@ async fn a_lost_listen_connection_makes_every_client_resync() {
     let (_, payload) = next_broadcast(&mut again, WAIT).await.expect("live again");
     assert_eq!(payload["file_path"], "after.txt");
 }
+
+/// A socket's frames and joins are rate limited (heartbeats aside): what is over the rate is
+/// answered with an error and not acted on, and the socket carries on.
+#[tokio::test]
+async fn frames_and_joins_beyond_a_sockets_rate_are_refused_and_it_carries_on() {
+    let config = RealtimeConfig { messages_per_s: 5, joins_per_s: 2, ..RealtimeConfig::default() };
+    let app = spawn_app(AppOptions::default().realtime(config)).await;
+    let mut socket = connect(&app, Vsn::V2).await;
+    let mut refused_joins = 0;
+    for room in 0..4 {
+        let (_, reply) = join(&mut socket, &format!("realtime:room-{room}"), &app.anon_key, false).await;
+        if reply["response"]["reason"] == "ChannelRateLimitReached: too many joins per second" {
+            refused_joins += 1;
+        }
+    }
+    assert!(refused_joins >= 1, "4 joins at once against 2 a second");
+    let mut refused = 0;
+    for _ in 0..20 {
+        let sent = socket.push("realtime:room-0", "1", "presence", json!({})).await.unwrap();
+        let (reply, _) = tokio::time::timeout(WAIT, socket.await_reply(&sent)).await.expect("a reply").unwrap();
+        if reply.payload["response"]["reason"] == "RateLimitReached: too many messages per second" {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 10, "20 frames at once against 5 a second: {refused} refused");
+    for _ in 0..10 {
+        let hb = socket.push_heartbeat().await.unwrap();
+        let (reply, _) = socket.await_reply(&hb).await.unwrap();
+        assert_eq!(reply.payload["status"], "ok", "heartbeats are never limited");
+    }
+}
