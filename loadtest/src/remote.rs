@@ -8,7 +8,7 @@
 
 use crate::figures::Figures;
 use crate::fleet::{Fleet, Target};
-use crate::measure::{delta, start};
+use crate::measure::start;
 use crate::plan::{Phase, Plan};
 use crate::progress::Progress;
 use crate::report::{Mode, Report, VERSION};
@@ -104,8 +104,7 @@ async fn deltas(
     work: &Path,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let project = seed::project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
-    seed::touch(api, owner, project, &format!("{}/.keep", delta::LIVE_DIR), String::new()).await?;
+    let project = seed::edited_project(api, owner).await?;
     let progress = Progress::new("start the agents here", plan.agents as u64);
     let target = Target { api_url: url, secret, project };
     let fleet = Fleet::start(agent, &target, plan.agents, work, &progress).await?;

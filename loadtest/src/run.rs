@@ -184,8 +184,7 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
     let api = &stack.fast.api;
     let write = floors::file_write_ms(&stack.dir.path().join("file-floor"), FILE_FLOOR_SAMPLES)?;
     figures.put("floor_file_write_ms", percentile(&write, 50.0));
-    let project = seed::project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
-    seed::touch(api, owner, project, &format!("{}/.keep", delta::LIVE_DIR), String::new()).await?;
+    let project = seed::edited_project(api, owner).await?;
     let progress = Progress::new("start the agents", plan.agents as u64);
     let mut sessions = Vec::with_capacity(plan.agents);
     let mut dirs = Vec::with_capacity(plan.agents);

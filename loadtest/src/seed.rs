@@ -62,3 +62,11 @@ pub async fn touch(api: &Api, owner: &Owner, project: Uuid, path: &str, content:
     }
     Ok(())
 }
+
+/// The project a delta run edits: the small fixture (seed 2) and an empty `live/` directory, where
+/// every edit lands.
+pub async fn edited_project(api: &Api, owner: &Owner) -> anyhow::Result<Uuid> {
+    let project = project(api, owner, "kpi delta", Some((Size::Small, 2))).await?;
+    touch(api, owner, project, &format!("{}/.keep", crate::measure::delta::LIVE_DIR), String::new()).await?;
+    Ok(project)
+}
