@@ -121,6 +121,7 @@ async fn server_host(shared: Shared, n: usize) -> turmoil::Result {
             snapshot_hydration: flags.snapshot_hydration,
             agent_exec: None,
             token_ttl_s: shared.token_ttl_s,
+            max_sessions_per_user: fsync_reference::orchestrator::MAX_SESSIONS_PER_USER,
         };
         let realtime = RealtimeConfig { keep_client_broadcast: flags.client_broadcast, ..RealtimeConfig::default() };
         let server = ServerBuilder::new(shared.store.clone())

@@ -136,6 +136,7 @@ impl Settings {
             snapshot_hydration: self.snapshot_hydration,
             agent_exec: self.agent_exec.clone(),
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
+            max_sessions_per_user: crate::orchestrator::MAX_SESSIONS_PER_USER,
         }
     }
 }

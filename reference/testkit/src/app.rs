@@ -93,6 +93,8 @@ pub struct PlatformOptions {
     pub aws: Vec<(String, String)>,
     /// What starts agents (`None`: the `agent_bin` process); e.g. in-process agents.
     pub launcher: Option<Arc<dyn Launcher>>,
+    /// Live sessions per member (`None`: the server's default).
+    pub max_sessions_per_user: Option<usize>,
 }
 
 /// Starts the server with every endpoint (RPC, reads, Realtime, Storage, functions, sessions)
@@ -123,6 +125,9 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         snapshot_hydration: !options.legacy_hydration,
         agent_exec: options.agent_exec.clone(),
         token_ttl_s: options.token_ttl_s.unwrap_or(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S),
+        max_sessions_per_user: options
+            .max_sessions_per_user
+            .unwrap_or(fsync_reference::orchestrator::MAX_SESSIONS_PER_USER),
     };
     let server = ServerBuilder::new(Arc::new(store.clone()))
         .secret(secret.clone())

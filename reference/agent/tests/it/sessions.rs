@@ -321,3 +321,25 @@ async fn an_agent_report_beyond_its_bounds_is_refused() {
     assert!(view.timings_ms.len() <= MAX_STATUS_TIMINGS && view.reason.is_none(), "{view:?}");
     stop_session(&app, &seeded.token, id).await;
 }
+
+/// A member runs at most so many live sessions at once: one more is refused with 429 (PT429) and
+/// starts nothing; stopping one makes room, and another member is not held to the first's count.
+#[tokio::test]
+async fn a_member_past_their_session_cap_is_refused_until_one_stops() {
+    let app = spawn(PlatformOptions { max_sessions_per_user: Some(2), ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    let first = start_session(&app, &seeded).await;
+    let _second = start_session(&app, &seeded).await;
+    let api = app.api();
+    let refused = api.create_session(&seeded.token, seeded.project).await.unwrap();
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{}", refused.body);
+    assert_eq!(refused.body["code"], "PT429");
+    let editor = app.create_user().await;
+    app.add_member(seeded.owner, seeded.project, editor, "editor").await;
+    let theirs = api.create_session(&app.user_token(editor), seeded.project).await.unwrap();
+    assert_eq!(theirs.status, StatusCode::CREATED, "another member has a count of their own: {}", theirs.body);
+
+    stop_session(&app, &seeded.token, first).await;
+    let again = api.create_session(&seeded.token, seeded.project).await.unwrap();
+    assert_eq!(again.status, StatusCode::CREATED, "a stopped session makes room: {}", again.body);
+}

@@ -28,6 +28,7 @@ pub async fn spawn(mut options: PlatformOptions) -> TestApp {
 
 /// A project owned by a new user, and the owner's client.
 pub struct Seeded {
+    pub owner: Uuid,
     pub token: String,
     pub project: Uuid,
     pub client: Arc<FsyncClient>,
@@ -44,7 +45,7 @@ pub async fn seed(app: &TestApp, files: &[(&str, &str)]) -> Seeded {
         let entries: Vec<BulkEntry> = files.iter().map(|(p, c)| BulkEntry::upsert(*p, "text", *c)).collect();
         client.bulk_upsert_project_files(project, &entries).await.unwrap();
     }
-    Seeded { token, project, client }
+    Seeded { owner, token, project, client }
 }
 
 /// Starts a session on the seeded project as its owner (it must answer 201): its id.

@@ -21,4 +21,4 @@ pub mod registry;
 mod start;
 
 pub use process::ProcessLauncher;
-pub use registry::{Orchestrator, OrchestratorConfig, FORGET_AFTER, MAX_SESSIONS};
+pub use registry::{Orchestrator, OrchestratorConfig, FORGET_AFTER, MAX_SESSIONS, MAX_SESSIONS_PER_USER};

@@ -34,7 +34,13 @@ pub struct OrchestratorConfig {
     pub agent_exec: Option<String>,
     /// Lifetime of container tokens (at most 15 minutes).
     pub token_ttl_s: u64,
+    /// Live sessions one member may run at once (a load test starting a fleet for one user
+    /// raises it).
+    pub max_sessions_per_user: usize,
 }
+
+/// The default of [`OrchestratorConfig::max_sessions_per_user`].
+pub const MAX_SESSIONS_PER_USER: usize = 10;
 
 impl std::fmt::Debug for OrchestratorConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,6 +50,7 @@ impl std::fmt::Debug for OrchestratorConfig {
             .field("snapshot_hydration", &self.snapshot_hydration)
             .field("agent_exec", &self.agent_exec)
             .field("token_ttl_s", &self.token_ttl_s)
+            .field("max_sessions_per_user", &self.max_sessions_per_user)
             .finish()
     }
 }
@@ -103,6 +110,15 @@ impl Orchestrator {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "PT503",
                 format!("this instance holds {MAX_SESSIONS} sessions; stop one or try again later"),
+            ));
+        }
+        let max = self.config.max_sessions_per_user;
+        let live = sessions.values().filter(|s| s.ended.is_none() && s.owner == session.owner).count();
+        if live >= max {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "PT429",
+                format!("a member runs at most {max} sessions at once; stop one to start another"),
             ));
         }
         sessions.insert(id, session);
