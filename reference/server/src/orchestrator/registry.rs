@@ -204,8 +204,9 @@ mod tests {
         let (_, exited) = watch::channel(false);
         let dir = PathBuf::new();
         Session {
+            // Each its own member's: the per-member cap is tested on its own, below.
+            owner: project.to_string(),
             view,
-            owner: String::new(),
             manifest: None,
             hydrations: 0,
             created,
@@ -214,6 +215,23 @@ mod tests {
             control: None,
             exited,
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_runs_at_most_their_cap_of_live_sessions() {
+        let mut config = crate::config::Settings::from_lookup(|_| None).orchestrator();
+        config.max_sessions_per_user = 2;
+        let sources = Sources::seeded(1, 1_700_000_000);
+        let orchestrator = Orchestrator::new(config, sources.clone());
+        let id = |n: u128| Uuid::from_u128(n + 1);
+        let of = |n: u128, owner: &str| Session { owner: owner.to_owned(), ..session(id(n), sources.now()) };
+        orchestrator.insert(id(0), of(0, "ann")).unwrap();
+        orchestrator.insert(id(1), of(1, "ann")).unwrap();
+        let refused = orchestrator.insert(id(2), of(2, "ann")).unwrap_err();
+        assert_eq!((refused.status, refused.body.code.as_str()), (StatusCode::TOO_MANY_REQUESTS, "PT429"));
+        orchestrator.insert(id(3), of(3, "bob")).unwrap();
+        orchestrator.set_status(id(0), SessionStatus::Stopped, None);
+        orchestrator.insert(id(2), of(2, "ann")).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
