@@ -24,7 +24,7 @@ use fsync_agent::extract::extract;
 use fsync_protocol::events::FileChange;
 use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::{ExtractLimits, Manifest, ManifestFile};
-use fsync_reference::snapshot::archive::{write_zip, Entry};
+use fsync_reference::snapshot::archive::write_zip;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -123,14 +123,7 @@ fn batch(files: usize) -> Vec<FileChange> {
 
 /// The snapshot zip of `files` text files of about `total_bytes` in all, and its manifest.
 fn snapshot(files: usize, total_bytes: usize) -> (Vec<u8>, Manifest) {
-    let mut entries: Vec<Entry> = (0..files)
-        .map(|i| Entry {
-            path: format!("src/module{:02}/file{i:05}.tsx", i % 20),
-            bytes: source_text(i as u64, total_bytes / files).into_bytes(),
-            stored: false,
-        })
-        .collect();
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    let entries = project(files, total_bytes);
     let zip = write_zip(Cursor::new(Vec::new()), &entries).expect("an in-memory zip").into_inner();
     let manifest = Manifest {
         project_id: Uuid::from_u128(0x6f1d2c3b_4a5e_4f60_8a7b_9c0d1e2f3a4b),
@@ -153,6 +146,10 @@ fn snapshot(files: usize, total_bytes: usize) -> (Vec<u8>, Manifest) {
 #[path = "../../protocol/benches/support/text.rs"]
 mod text;
 use text::source_text;
+
+#[path = "../../protocol/benches/support/project.rs"]
+mod project;
+use project::project;
 
 #[path = "../../protocol/benches/support/config.rs"]
 mod config;

@@ -34,23 +34,12 @@ fn build(entries: &[Entry]) -> Vec<u8> {
     write_zip(Cursor::new(Vec::with_capacity(capacity)), entries).expect("an in-memory zip").into_inner()
 }
 
-/// `files` text files of about `total_bytes` in all, sorted by path as the snapshot read gives
-/// them, spread over 20 directories.
-fn project(files: usize, total_bytes: usize) -> Vec<Entry> {
-    let mut entries: Vec<Entry> = (0..files)
-        .map(|i| Entry {
-            path: format!("src/module{:02}/file{i:05}.tsx", i % 20),
-            bytes: source_text(i as u64, total_bytes / files).into_bytes(),
-            stored: false,
-        })
-        .collect();
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    entries
-}
-
 #[path = "../../protocol/benches/support/text.rs"]
 mod text;
-use text::source_text;
+
+#[path = "../../protocol/benches/support/project.rs"]
+mod project;
+use project::project;
 
 #[path = "../../protocol/benches/support/config.rs"]
 mod config;

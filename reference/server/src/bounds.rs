@@ -27,7 +27,7 @@ pub struct Keys {
 pub async fn keys_before_body(State(keys): State<Keys>, request: Request, next: Next) -> Response {
     if carries_body(request.headers()) {
         if let Err(refused) = auth::authenticate(request.headers(), &keys.secret, keys.sources.wall_s()) {
-            return match request.uri().path().starts_with("/storage/") {
+            return match is_storage(&request) {
                 true => StorageApiError::from(refused).into_response(),
                 false => refused.into_response(),
             };
@@ -61,8 +61,13 @@ fn announced_length(request: &Request) -> Option<u64> {
 
 fn too_large(request: &Request, length: u64, max: usize) -> Response {
     let message = format!("the body has {length} bytes; this endpoint takes at most {max}");
-    match request.uri().path().starts_with("/storage/") {
+    match is_storage(request) {
         true => StorageApiError::too_large(message).into_response(),
         false => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PGRST413", message).into_response(),
     }
+}
+
+/// Storage answers in its own error shape; every other route in PostgREST's.
+fn is_storage(request: &Request) -> bool {
+    request.uri().path().starts_with("/storage/")
 }

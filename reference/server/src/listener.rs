@@ -148,6 +148,14 @@ impl BoundedStream {
         self.last_moved = self.sources.now();
     }
 
+    /// A write's outcome, passed on; bytes written start the idle clock again.
+    fn wrote(&mut self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        written
+    }
+
     /// Whether the connection has been idle for the timeout (re-arming the timer when not).
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
         while self.idle.as_mut().poll(cx).is_ready() {
@@ -184,10 +192,7 @@ impl AsyncWrite for BoundedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.stream).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        written
+        this.wrote(written)
     }
 
     fn poll_write_vectored(
@@ -197,10 +202,7 @@ impl AsyncWrite for BoundedStream {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.stream).poll_write_vectored(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        written
+        this.wrote(written)
     }
 
     fn is_write_vectored(&self) -> bool {
