@@ -13,6 +13,8 @@ pub struct Figures {
     pub floors: BTreeMap<String, String>,
     pub series: Series,
     pub notes: Vec<String>,
+    /// What the deployment's `GET /metrics` said while the agents were following the edits.
+    pub scrape: Option<String>,
 }
 
 impl Figures {

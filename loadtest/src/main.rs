@@ -148,6 +148,10 @@ fn kpi(
     let bounds = budgets::bounds(&verdicts);
     std::fs::write(out.join("report.json"), report.to_json()).context("write report.json")?;
     std::fs::write(out.join("report.html"), html::render(&report, &bounds)).context("write report.html")?;
+    if let Some(scrape) = &report.metrics_scrape {
+        std::fs::write(out.join("metrics.txt"), scrape).context("write metrics.txt")?;
+        println!("wrote {} (GET /metrics during the edits)", out.join("metrics.txt").display());
+    }
     println!("{}", table::terminal(&report, &bounds));
     println!("wrote {} and {}", out.join("report.json").display(), out.join("report.html").display());
     // Without budgets there is nothing to hold the run to: the figures are the outcome.

@@ -55,7 +55,7 @@ pub async fn run(
         Some(secret) => {
             if plan.phases.contains(&Phase::Delta) {
                 let work = tempfile::Builder::new().prefix("fsync-kpi-remote-").tempdir_in(work_dir)?;
-                deltas(plan, &api, &deployment.url, secret, agent, &owner, work.path(), &mut figures).await?;
+                deltas(plan, &api, deployment, secret, agent, &owner, work.path(), &mut figures).await?;
             }
             if plan.phases.contains(&Phase::Starts) {
                 starts(plan, &api, &owner, &mut figures).await?;
@@ -80,6 +80,7 @@ pub async fn run(
         floors: figures.floors,
         series: figures.series,
         notes: figures.notes,
+        metrics_scrape: figures.scrape,
     })
 }
 
@@ -97,7 +98,7 @@ async fn starts(plan: &Plan, api: &Api, owner: &Owner, figures: &mut Figures) ->
 async fn deltas(
     plan: &Plan,
     api: &Api,
-    url: &str,
+    deployment: &Deployment,
     secret: &Secret,
     agent: &(PathBuf, Vec<String>),
     owner: &Owner,
@@ -106,10 +107,11 @@ async fn deltas(
 ) -> anyhow::Result<()> {
     let project = seed::edited_project(api, owner).await?;
     let progress = Progress::new("start the agents here", plan.agents as u64);
-    let target = Target { api_url: url, secret, project };
+    let target = Target { api_url: &deployment.url, secret, project };
     let fleet = Fleet::start(agent, &target, plan.agents, work, &progress).await?;
     progress.finish(&format!("{} agents here following one project", fleet.dirs.len()));
     let deltas = run::edits(plan, api, owner, project, &fleet.dirs).await;
+    run::scrape_into(api, &deployment.service_key, figures).await;
     fleet.stop().await;
     figures.deltas(deltas?);
     figures.notes.push(format!(

@@ -26,6 +26,10 @@ pub struct Report {
     pub series: Series,
     /// What was left out and why, and anything a reader must know about the figures.
     pub notes: Vec<String>,
+    /// The server's `GET /metrics` (Prometheus text), scraped at the end of the edits while the
+    /// agents still followed; `kpi` also writes it to `DIR/metrics.txt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_scrape: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -49,6 +49,7 @@ pub async fn local(
         floors: figures.floors,
         series: figures.series,
         notes: figures.notes,
+        metrics_scrape: figures.scrape,
     })
 }
 
@@ -200,11 +201,25 @@ async fn deltas(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures
     }
     progress.finish(&format!("{} agents following one project", dirs.len()));
     let deltas = edits(plan, api, owner, project, &dirs).await;
+    scrape_into(api, &stack.service_key, figures).await;
     for id in sessions {
         let _ = api.stop_session(&owner.token, id).await;
     }
     figures.deltas(deltas?);
     Ok(())
+}
+
+/// Scrapes the deployment's `GET /metrics` (as the service role) into `figures`, or notes why it
+/// could not.
+pub async fn scrape_into(api: &fsync_client::Api, service_key: &str, figures: &mut Figures) {
+    let answer = api.request(http::Method::GET, "/metrics", Some(service_key), &[], Vec::<u8>::new()).await;
+    match answer {
+        Ok(answer) if answer.status == 200 => {
+            figures.scrape = Some(String::from_utf8_lossy(&answer.bytes).into_owned())
+        }
+        Ok(answer) => figures.notes.push(format!("GET /metrics answered HTTP {}: no scrape", answer.status)),
+        Err(e) => figures.notes.push(format!("GET /metrics failed ({e}): no scrape")),
+    }
 }
 
 /// The edits of `plan` to the agents following `project` in `dirs`, with a progress bar.

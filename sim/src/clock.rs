@@ -3,6 +3,7 @@
 
 use fsync_store::{Blocking, Clock, SeededIds, Sources};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The wall clock of the simulation: its epoch plus turmoil's elapsed time.
@@ -12,8 +13,8 @@ pub struct SimClock {
 }
 
 impl Clock for SimClock {
-    fn wall_s(&self) -> u64 {
-        self.epoch_s + turmoil::sim_elapsed().map_or(0, |d| d.as_secs())
+    fn wall(&self) -> Duration {
+        Duration::from_secs(self.epoch_s) + turmoil::sim_elapsed().unwrap_or_default()
     }
 
     #[allow(clippy::disallowed_methods)] // a host's tokio clock is turmoil's simulated one

@@ -22,6 +22,7 @@ pub fn report(kpis: &[(&str, f64)]) -> Report {
         floors: BTreeMap::new(),
         series: Series::default(),
         notes: vec![],
+        metrics_scrape: None,
     }
 }
 

@@ -62,6 +62,14 @@ async fn a_small_local_run_measures_every_figure() {
     }
     assert_eq!(report.kpis["delta_applied_fraction"], 1.0, "every edit on every agent, with its content");
     assert_eq!(report.kpis["delta_wrong_content"], 0.0);
+    // The scrape taken while the agents followed the edits: their sockets, the edits' RPCs and
+    // lags, the sessions' starts.
+    let scrape = report.metrics_scrape.as_deref().expect("a scrape of GET /metrics");
+    let value = |series: &str| fsync_testkit::metric(scrape, series).unwrap_or_else(|| panic!("{series} in\n{scrape}"));
+    assert!(value("fsync_websocket_connections") >= 2.0, "the agents' sockets");
+    assert!(value("fsync_rpc_duration_seconds_count{function=\"upsert_project_file\",outcome=\"200\"}") >= 1.0);
+    assert!(value("fsync_event_lag_seconds_count{stage=\"delivered\"}") >= 1.0);
+    assert!(value("fsync_session_start_seconds_count{phase=\"total\"}") >= 2.0);
     assert_eq!(report.series.delta_ms.len(), 20 * 3);
     assert_eq!(report.series.start_ms["small"].len(), 3);
     assert_eq!(report.series.throughput.len(), 2);

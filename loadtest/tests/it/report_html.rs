@@ -158,6 +158,7 @@ fn sample_report() -> Report {
         floors,
         series,
         notes: vec!["the legacy large start was left out: it takes minutes".into()],
+        metrics_scrape: None,
     }
 }
 

@@ -5,12 +5,15 @@
 use crate::config::AgentConfig;
 use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
-use fsync_client::transport::{self, Fetched, Transport};
+use fsync_client::retry::{retry_hint, retryable_status};
+use fsync_client::transport::{self, Fetched, Streamed, Transport};
 use fsync_client::{ClientConfig, FsyncClient};
 use fsync_protocol::events::FileChange;
 use fsync_protocol::hash::{hex_sha256, to_hex};
-use fsync_protocol::limits::MAX_STATUS_REASON_BYTES;
-use fsync_protocol::snapshot::{AgentSnapshot, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET};
+use fsync_protocol::limits::{MAX_LAG_SAMPLES, MAX_STATUS_REASON_BYTES};
+use fsync_protocol::snapshot::{
+    AgentSnapshot, LagReport, Manifest, SessionStatus, StatusReport, TokenGrant, FILES_BUCKET,
+};
 use fsync_store::Blocking;
 use http::Method;
 use http_body_util::BodyExt;
@@ -34,6 +37,8 @@ pub(crate) struct Api {
     pub config: AgentConfig,
     transport: Transport,
     token: Mutex<String>,
+    /// Commit → applied lags (ms) not yet reported, at most [`MAX_LAG_SAMPLES`].
+    lags: Mutex<Vec<f64>>,
 }
 
 impl Api {
@@ -47,6 +52,7 @@ impl Api {
             client: Arc::new(client),
             transport: config.transport.clone(),
             token: Mutex::new(config.token.clone()),
+            lags: Mutex::default(),
             config,
         })
     }
@@ -73,8 +79,30 @@ impl Api {
         format!("{}/orchestrator/v1/sessions/{}{tail}", self.config.api_url, self.config.session)
     }
 
-    /// One request with the container token, read whole.
+    /// One request with the container token, read whole; on a network error, a 429 or a 5xx it
+    /// backs off (jittered, after the server's hint) and tries again, as the client's RPCs do.
     async fn call(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Fetched> {
+        let mut retry = 0;
+        loop {
+            let answer = self.call_once(method.clone(), url, body).await;
+            let hint = match &answer {
+                Ok(fetched) if retryable_status(fetched.status.as_u16()) => {
+                    retry_hint(&fetched.headers, &fetched.text())
+                }
+                Ok(_) => return answer,
+                Err(_) => None,
+            };
+            if retry + 1 >= self.client.max_attempts() {
+                return answer;
+            }
+            let wait = self.client.backoff(retry, hint);
+            tracing::debug!(url, retry, wait_ms = wait.as_millis() as u64, "retrying");
+            tokio::time::sleep(wait).await;
+            retry += 1;
+        }
+    }
+
+    async fn call_once(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Fetched> {
         let token = self.token();
         let bearer = format!("Bearer {token}");
         let headers =
@@ -99,6 +127,31 @@ impl Api {
         let sent = self.json::<Value>(Method::POST, &self.session_url("/status"), Some(&body)).await;
         if let Err(e) = sent.context("report the session status") {
             tracing::warn!(error = format!("{e:#}"), status = status.as_str(), "could not report the session status");
+        }
+    }
+
+    /// Notes that a write made at `written_at` (since the Unix epoch) is now on disk; past
+    /// [`MAX_LAG_SAMPLES`] unreported ones, it is dropped.
+    pub fn note_applied(&self, written_at: Duration) {
+        let lag_ms = self.config.sources.wall().saturating_sub(written_at).as_secs_f64() * 1000.0;
+        let mut lags = self.lags.lock().unwrap_or_else(|e| e.into_inner());
+        if lags.len() < MAX_LAG_SAMPLES {
+            lags.push(lag_ms);
+        }
+    }
+
+    /// Reports the lags noted since the last report (once, without retries: they are
+    /// measurements, and a lost report loses only them).
+    pub async fn report_lags(&self) {
+        let applied_lag_ms = std::mem::take(&mut *self.lags.lock().unwrap_or_else(|e| e.into_inner()));
+        if applied_lag_ms.is_empty() {
+            return;
+        }
+        let body = serde_json::to_value(LagReport { applied_lag_ms }).unwrap_or(Value::Null);
+        match self.call_once(Method::POST, &self.session_url("/lag"), Some(&body)).await {
+            Ok(answer) if answer.status.is_success() => {}
+            Ok(answer) => tracing::debug!(status = %answer.status, "the lag report was refused"),
+            Err(e) => tracing::debug!(error = format!("{e:#}"), "could not report lags"),
         }
     }
 
@@ -150,6 +203,26 @@ impl Api {
         Ok(binaries)
     }
 
+    /// The snapshot's response, its body not yet read: a network error, a 429 or a 5xx is tried
+    /// again after a backoff, as in [`Api::call`].
+    async fn snapshot_response(&self, url: &str) -> anyhow::Result<Streamed> {
+        let mut retry = 0;
+        loop {
+            let request = transport::request(Method::GET, url, &[], Bytes::new())?;
+            let sent = self.transport.send(request).await;
+            let hint = match &sent {
+                Ok(response) if retryable_status(response.status().as_u16()) => retry_hint(response.headers(), ""),
+                Ok(_) => return Ok(sent?),
+                Err(_) => None,
+            };
+            if retry + 1 >= self.client.max_attempts() {
+                return Ok(sent?);
+            }
+            tokio::time::sleep(self.client.backoff(retry, hint)).await;
+            retry += 1;
+        }
+    }
+
     /// Streams the snapshot into `path`, hashing as it goes; refuses a body over `max_bytes` or
     /// whose SHA-256 is not `expected`.
     pub async fn download_snapshot(
@@ -159,8 +232,7 @@ impl Api {
         expected: &str,
         max_bytes: u64,
     ) -> anyhow::Result<u64> {
-        let request = transport::request(Method::GET, url, &[], Bytes::new())?;
-        let response = self.transport.send(request).await?;
+        let response = self.snapshot_response(url).await?;
         let status = response.status();
         let mut body = response.into_body();
         if !status.is_success() {

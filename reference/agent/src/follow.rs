@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 /// How long a failed token refresh waits before the next try.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
+/// How often the commit → applied lags noted meanwhile are reported.
+const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// Waits until the feed has joined the channel, or fails at `deadline` with the last reason.
 pub(crate) async fn subscribed(events: &mut mpsc::Receiver<FeedEvent>, deadline: Instant) -> anyhow::Result<()> {
@@ -35,9 +37,12 @@ pub(crate) async fn subscribed(events: &mut mpsc::Receiver<FeedEvent>, deadline:
 pub(crate) async fn apply_event(api: &Api, dir: &ProjectDir, event: Option<FeedEvent>) -> anyhow::Result<()> {
     match event {
         None => bail!("the realtime feed stopped"),
-        Some(FeedEvent::Changes { seq, changes, .. }) => {
+        Some(FeedEvent::Changes { seq, changes, written_at, .. }) => {
             let binaries = api.binaries(&changes).await?;
             dir.apply_with(&changes, &binaries).with_context(|| format!("apply the changes up to seq {seq}"))?;
+            if let Some(written_at) = written_at {
+                api.note_applied(written_at);
+            }
             tracing::debug!(seq, files = changes.len(), "applied");
             Ok(())
         }
@@ -61,6 +66,7 @@ pub(crate) async fn follow(
     tokio::pin!(shutdown);
     let sources = &api.config.sources;
     let mut refresh_at = refresh_deadline(sources, &api.token());
+    let mut report_lags_at = api.now() + LAG_REPORT_EVERY;
     loop {
         let child_exit = async {
             match child.as_mut() {
@@ -81,6 +87,10 @@ pub(crate) async fn follow(
             status = child_exit => {
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 bail!("the --exec command exited ({status})");
+            }
+            _ = tokio::time::sleep_until(report_lags_at) => {
+                api.report_lags().await;
+                report_lags_at = api.now() + LAG_REPORT_EVERY;
             }
             _ = tokio::time::sleep_until(refresh_at) => {
                 match api.refresh_token().await {

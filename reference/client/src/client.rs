@@ -1,7 +1,7 @@
 //! Typed RPC calls over PostgREST, with retries.
 
 use crate::error::ClientError;
-use crate::retry::{retryable_status, RetryPolicy};
+use crate::retry::{retry_hint, retryable_status, RetryPolicy};
 use crate::transport::{self, Transport, TransportError};
 use fsync_protocol::api::{
     rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody, MemberRole, Project,
@@ -129,6 +129,22 @@ impl FsyncClient {
         *old = Some(current);
     }
 
+    /// Attempts in all a call makes before giving up (the policy's, at least 1).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.max_attempts
+    }
+
+    /// The wait before retry number `retry` (0 for the first): the policy's jittered backoff,
+    /// after the server's `hint` when it gave one (the jitter then spreads the callers it
+    /// throttled together).
+    pub fn backoff(&self, retry: u32, hint: Option<Duration>) -> Duration {
+        let jittered = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            self.retry.delay(retry, &mut rng)
+        };
+        hint.map(|h| h.min(self.retry.max_delay) + jittered).unwrap_or(jittered)
+    }
+
     /// Calls `function` with named `args` and decodes the result, retrying per the policy.
     pub async fn call<T: DeserializeOwned>(&self, function: &str, args: Value) -> Result<T, ClientError> {
         let url = format!("{}/rest/v1/rpc/{function}", self.base);
@@ -152,11 +168,7 @@ impl FsyncClient {
                     Ok(_) => unreachable!("success returns above"),
                 });
             }
-            let jittered = {
-                let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-                self.retry.delay(attempt - 1, &mut rng)
-            };
-            let wait = retry_after.map(|r| r.min(self.retry.max_delay)).unwrap_or(jittered);
+            let wait = self.backoff(attempt - 1, retry_after);
             tracing::debug!(function, attempt, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
@@ -176,13 +188,8 @@ impl FsyncClient {
         let response =
             self.transport.fetch(request, MAX_RESPONSE_BYTES, self.timeout).await.map_err(Failure::Network)?;
         let status = response.status.as_u16();
-        let retry_after = response
-            .headers
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
         let text = response.text();
+        let retry_after = retry_hint(&response.headers, &text);
         if (200..300).contains(&status) {
             Ok(text)
         } else {

@@ -8,7 +8,7 @@
 mod client;
 mod error;
 pub mod realtime;
-mod retry;
+pub mod retry;
 mod store;
 pub mod surface;
 pub mod transport;

@@ -54,6 +54,16 @@ pub fn retryable_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
+/// When a throttled caller may try again, as the answer says: the PostgREST body's `details`
+/// (`{"retry_after_ms": n}`, to the millisecond), else the `Retry-After` header (whole seconds).
+pub fn retry_hint(headers: &http::HeaderMap, body: &str) -> Option<Duration> {
+    let from_body = serde_json::from_str::<fsync_protocol::api::ErrorBody>(body).ok().and_then(|b| b.retry_after());
+    from_body.or_else(|| {
+        let seconds = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse::<u64>().ok()?;
+        Some(Duration::from_secs(seconds))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +88,16 @@ mod tests {
         // The same seed gives the same delays: the simulator depends on it.
         let mut again = fastrand::Rng::with_seed(7);
         assert_eq!(delays, (0..200).map(|_| policy.delay(3, &mut again)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_hint_comes_from_the_body_to_the_millisecond_else_from_the_header() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("2"));
+        let body = r#"{"code":"PT429","message":"too many","details":"{\"retry_after_ms\": 130}","hint":null}"#;
+        assert_eq!(retry_hint(&headers, body), Some(Duration::from_millis(130)));
+        assert_eq!(retry_hint(&headers, "not json"), Some(Duration::from_secs(2)));
+        assert_eq!(retry_hint(&http::HeaderMap::new(), "{}"), None);
     }
 
     #[test]

@@ -25,6 +25,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
+/// A response whose body is still arriving.
+pub type Streamed = Response<Incoming>;
+
 /// How long an idle pooled connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
@@ -152,7 +155,7 @@ impl Transport {
     }
 
     /// Sends `request` (an absolute `http://` URI); the body is streamed by the caller.
-    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, TransportError> {
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Streamed, TransportError> {
         self.http.request(request).await.map_err(TransportError::Send)
     }
 

@@ -26,6 +26,21 @@ pub struct ErrorBody {
     pub hint: Option<String>,
 }
 
+impl ErrorBody {
+    /// How long a rate-limited caller should wait (the `details` of a `PT429`,
+    /// [`RateLimitDetails`]).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let details: RateLimitDetails = serde_json::from_str(self.details.as_deref()?).ok()?;
+        Some(std::time::Duration::from_millis(details.retry_after_ms))
+    }
+}
+
+/// The `details` of a 429 (SQLSTATE `PT429`): when the caller's next call would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimitDetails {
+    pub retry_after_ms: u64,
+}
+
 /// The `details` of a 409 version conflict (SQLSTATE `PT409`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConflictDetails {

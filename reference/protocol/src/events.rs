@@ -84,6 +84,15 @@ impl ProjectEvent {
             ProjectEvent::Bulk(e) => e.seq,
         }
     }
+
+    /// When the write was made, as the database wrote it (see [`crate::time::parse_timestamp`]).
+    pub fn timestamp(&self) -> &str {
+        match self {
+            ProjectEvent::Update(e) => &e.timestamp,
+            ProjectEvent::Delete(e) => &e.timestamp,
+            ProjectEvent::Bulk(e) => &e.timestamp,
+        }
+    }
 }
 
 /// One file's change, as a consumer applies it.
@@ -116,6 +125,17 @@ impl FileChange {
     }
 }
 
+/// The `timestamp` of an event's payload (JSON text) as time since the Unix epoch, found
+/// without parsing the whole payload (which may carry a file's content): the first
+/// `"timestamp":` key is the top-level one, since a string value inside cannot hold an unescaped
+/// quote.
+pub fn payload_timestamp(payload_json: &str) -> Option<std::time::Duration> {
+    let (_, after) = payload_json.split_once("\"timestamp\":")?;
+    let value = after.trim_start().strip_prefix('"')?;
+    let (text, _) = value.split_once('"')?;
+    crate::time::parse_timestamp(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +152,17 @@ mod tests {
         assert!(matches!(ProjectEvent::parse("bulk:apply", &bulk), Some(Ok(ProjectEvent::Bulk(_)))));
         assert!(ProjectEvent::parse("cursor", &json!({})).is_none());
         assert!(ProjectEvent::parse("file:update", &json!({"seq": "x"})).unwrap().is_err());
+    }
+
+    #[test]
+    fn the_payload_timestamp_is_the_top_level_one_whatever_the_content_holds() {
+        let at = std::time::Duration::from_secs(1_796_307_171);
+        // PostgreSQL's jsonb text (", " and ": ", keys by length) and serde's compact form.
+        let jsonb = r#"{"seq": 3, "content": "{\"timestamp\": \"1999-01-01T00:00:00Z\"}", "timestamp": "2026-12-03T14:12:51+00:00"}"#;
+        assert_eq!(payload_timestamp(jsonb), Some(at));
+        let compact = json!({"content": "\"timestamp\":\"x\"", "timestamp": "2026-12-03T14:12:51Z"}).to_string();
+        assert_eq!(payload_timestamp(&compact), Some(at));
+        assert_eq!(payload_timestamp(r#"{"seq": 1, "timestamp": "t"}"#), None, "the model's logical time");
+        assert_eq!(payload_timestamp(r#"{"seq": 1}"#), None);
     }
 }

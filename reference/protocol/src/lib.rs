@@ -12,6 +12,7 @@ pub mod limits;
 pub mod path;
 pub mod realtime;
 pub mod snapshot;
+pub mod time;
 
 pub use hash::content_hash;
 pub use path::{check_path, PathProblem};

@@ -24,6 +24,8 @@ pub const MAX_SMALL_BODY_BYTES: usize = 64 * 1024;
 /// Most phases an agent's status report may time, the longest phase name, and the longest
 /// failure reason (an agent shortens its reason to fit).
 pub const MAX_STATUS_TIMINGS: usize = 32;
+/// Lag samples in one agent's lag report.
+pub const MAX_LAG_SAMPLES: usize = 256;
 pub const MAX_STATUS_PHASE_BYTES: usize = 64;
 pub const MAX_STATUS_REASON_BYTES: usize = 8 * 1024;
 

@@ -157,6 +157,14 @@ pub struct StatusReport {
     pub timings_ms: BTreeMap<String, f64>,
 }
 
+/// What an agent reports with `POST /orchestrator/v1/sessions/{id}/lag`: for each live event it
+/// applied since its last report, milliseconds from the write (the event's `timestamp`) to the
+/// change on disk (at most [`crate::limits::MAX_LAG_SAMPLES`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LagReport {
+    pub applied_lag_ms: Vec<f64>,
+}
+
 /// What `GET /orchestrator/v1/sessions/{id}/snapshot` gives the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSnapshot {

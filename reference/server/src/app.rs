@@ -2,6 +2,7 @@
 //! `serve` alike use to run the server on a listener they made (port 0 in tests).
 
 use crate::bounds;
+use crate::http::{serve_connections, RequestTimeouts};
 use crate::platform::Platform;
 use crate::postgrest;
 use crate::realtime;
@@ -25,6 +26,7 @@ pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> 
     let keys = bounds::Keys { secret: state.secret.clone(), sources: state.sources.clone() };
     let mut router = Router::new()
         .route("/health", get(health::<S>))
+        .route("/metrics", get(metrics::<S>))
         .route(
             "/rest/v1/rpc/{function}",
             get(postgrest::rpc_get::<S>).merge(bounds::limited(post(postgrest::rpc_post::<S>), MAX_REQUEST_BODY_BYTES)),
@@ -43,32 +45,34 @@ pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> 
 }
 
 /// Serves `router(state, platform)` on `listener` (a tokio `TcpListener` in production,
-/// in-process or simulated streams in tests) until `shutdown` completes. The platform learns its
+/// in-process or simulated streams in tests), each request within `timeouts`, until `shutdown`
+/// completes. The platform learns its
 /// public URL from the listener. When it returns, every WebSocket is closed, the store no longer
 /// delivers to this instance, and every agent the platform started has stopped.
 pub async fn serve<S, L>(
     listener: L,
     state: AppState<S>,
     platform: Option<Arc<Platform>>,
+    timeouts: RequestTimeouts,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
     S: Store,
     L: Listener,
-    L::Addr: std::fmt::Display + std::fmt::Debug,
+    L::Addr: std::fmt::Display,
 {
     if let Some(platform) = &platform {
         platform.set_public_url(format!("http://{}", listener.local_addr()?));
     }
     let instance = state.clone();
-    let served = axum::serve(listener, router(state, platform.clone())).with_graceful_shutdown(shutdown).await;
+    serve_connections(listener, router(state, platform.clone()), timeouts, shutdown).await;
     // WebSockets outlive graceful shutdown (they are upgraded connections): close them now, and
     // end what the instance runs in the background, so it can be started again in this process.
     instance.stop();
     if let Some(platform) = &platform {
         platform.orchestrator.stop_all().await;
     }
-    served
+    Ok(())
 }
 
 /// The storage, function and orchestrator routes.
@@ -77,6 +81,20 @@ fn platform_routes(platform: Arc<Platform>) -> Router {
         .merge(crate::snapshot::routes())
         .merge(crate::orchestrator::http::routes())
         .with_state(platform)
+}
+
+/// `GET /metrics`: the instance's metrics in Prometheus' text format, for the service role (a
+/// scrape job sends its key as `apikey` or Bearer).
+async fn metrics<S: Store>(State(state): State<AppState<S>>, headers: axum::http::HeaderMap) -> Response {
+    let caller = match crate::auth::authenticate(&headers, &state.secret, state.sources.wall_s()) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.into_response(),
+    };
+    if caller.role != "service_role" {
+        return ApiError::new(StatusCode::FORBIDDEN, "42501", "metrics are for the service role").into_response();
+    }
+    let content_type = [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))];
+    (content_type, state.metrics.render()).into_response()
 }
 
 async fn health<S: Store>(State(state): State<AppState<S>>) -> Response {

@@ -2,7 +2,9 @@
 //! tests and the simulator put a server together.
 
 use crate::config::DEV_JWT_SECRET;
+use crate::http::RequestTimeouts;
 use crate::listener::{BoundedListener, ConnectionLimits};
+use crate::metrics::Metrics;
 use crate::orchestrator::OrchestratorConfig;
 use crate::platform::Platform;
 use crate::realtime::RealtimeConfig;
@@ -73,10 +75,12 @@ impl<S: Store> ServerBuilder<S> {
 
     /// Starts the instance: from here on it receives every committed broadcast.
     pub async fn start(self) -> Result<Server<S>, ApiError> {
+        let metrics = Arc::new(Metrics::default());
         let platform = self.platform.map(|(data, storage, orchestrator)| {
-            Arc::new(Platform::new(data, self.secret.clone(), storage, orchestrator, self.sources.clone()))
+            let sources = self.sources.clone();
+            Arc::new(Platform::new(data, self.secret.clone(), storage, orchestrator, sources, metrics.clone()))
         });
-        let state = AppState::start(self.store, self.secret, self.realtime, self.sources).await?;
+        let state = AppState::start(self.store, self.secret, self.realtime, self.sources, metrics).await?;
         Ok(Server { state, platform })
     }
 }
@@ -88,17 +92,18 @@ pub struct Server<S> {
 }
 
 impl<S: Store> Server<S> {
-    /// Serves on `listener` until `shutdown` completes (see [`crate::serve`]).
+    /// Serves on `listener` until `shutdown` completes (see [`crate::serve`]), each request within
+    /// the default [`RequestTimeouts`].
     pub async fn serve<L>(self, listener: L, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()>
     where
         L: Listener,
-        L::Addr: std::fmt::Display + std::fmt::Debug,
+        L::Addr: std::fmt::Display,
     {
-        crate::serve(listener, self.state, self.platform, shutdown).await
+        crate::serve(listener, self.state, self.platform, RequestTimeouts::default(), shutdown).await
     }
 
     /// Serves on a TCP `listener` within the default [`ConnectionLimits`] (see
-    /// [`crate::listener`]: connection caps, idle timeout, Nagle's algorithm off).
+    /// [`crate::listener`]: connection caps, idle timeout, request timeouts, Nagle's algorithm off).
     pub async fn serve_tcp(
         self,
         listener: tokio::net::TcpListener,
@@ -114,7 +119,8 @@ impl<S: Store> Server<S> {
         limits: ConnectionLimits,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let timeouts = limits.requests;
         let listener = BoundedListener::new(listener, limits, self.state.sources.clone());
-        self.serve(listener, shutdown).await
+        crate::serve(listener, self.state, self.platform, timeouts, shutdown).await
     }
 }

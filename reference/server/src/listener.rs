@@ -2,8 +2,10 @@
 //! from one client address (beyond either, a new connection is closed as it is accepted); a
 //! connection with no byte read or written for the idle timeout is closed; Nagle's algorithm is
 //! off (a response's last small segment, or a WebSocket frame behind another, goes out at once
-//! instead of waiting for the peer's delayed ACK).
+//! instead of waiting for the peer's delayed ACK). What bounds a client that keeps a connection
+//! busy by trickling bytes is the request timeouts ([`crate::http`]), which the limits carry.
 
+use crate::http::RequestTimeouts;
 use axum::serve::Listener;
 use fsync_store::Sources;
 use std::collections::BTreeMap;
@@ -26,13 +28,20 @@ pub struct ConnectionLimits {
     /// Longer than Realtime's own idle timeout (60 s), so a socket with a live client is never
     /// cut here.
     pub idle_timeout: Duration,
+    /// How long a request's head, and then its body, may take to arrive.
+    pub requests: RequestTimeouts,
 }
 
 impl Default for ConnectionLimits {
     /// 16,384 connections, 2,048 from one address (a load test on one machine opens 1,000
-    /// sockets and 100 agents from loopback), 120 s idle.
+    /// sockets and 100 agents from loopback), 120 s idle, [`RequestTimeouts::default`].
     fn default() -> Self {
-        ConnectionLimits { max_connections: 16_384, max_per_address: 2_048, idle_timeout: Duration::from_secs(120) }
+        ConnectionLimits {
+            max_connections: 16_384,
+            max_per_address: 2_048,
+            idle_timeout: Duration::from_secs(120),
+            requests: RequestTimeouts::default(),
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! They reach the source of truth through the [`PlatformStore`] port (PostgreSQL, or the
 //! in-memory model) and bytes through object storage ([`Storage`]).
 
+use crate::metrics::Metrics;
 use crate::orchestrator::registry::{Orchestrator, OrchestratorConfig};
 use crate::storage::signing::download_claims;
 use crate::storage::Storage;
@@ -22,6 +23,8 @@ pub struct Platform {
     pub orchestrator: Orchestrator,
     /// Where time and ids come from.
     pub sources: Sources,
+    /// The instance's metrics (shared with its [`crate::AppState`]).
+    pub metrics: Arc<Metrics>,
     /// The URL clients reach this instance at (`http://host:port`), known once it listens.
     public_url: OnceLock<String>,
 }
@@ -33,9 +36,10 @@ impl Platform {
         storage: Storage,
         orchestrator: OrchestratorConfig,
         sources: Sources,
+        metrics: Arc<Metrics>,
     ) -> Platform {
-        let orchestrator = Orchestrator::new(orchestrator, sources.clone());
-        Platform { data, secret, storage, orchestrator, sources, public_url: OnceLock::new() }
+        let orchestrator = Orchestrator::new(orchestrator, sources.clone(), metrics.clone());
+        Platform { data, secret, storage, orchestrator, sources, metrics, public_url: OnceLock::new() }
     }
 
     /// Sets the URL this instance is reached at (once; later calls are ignored).

@@ -1,6 +1,7 @@
 //! What every RPC, read and Realtime handler shares: the store, the secret, this instance's
-//! Realtime hub and settings, and where time and ids come from.
+//! Realtime hub and settings, its metrics, and where time and ids come from.
 
+use crate::metrics::Metrics;
 use crate::realtime::config::RealtimeConfig;
 use crate::realtime::hub::Hub;
 use fsync_protocol::jwt::Secret;
@@ -18,6 +19,8 @@ pub struct AppState<S> {
     pub realtime: RealtimeConfig,
     /// Where time and ids come from.
     pub sources: Sources,
+    /// What this instance has done (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
     /// The task feeding the store's broadcasts to the hub (ended when the server stops).
     feeder: AbortHandle,
 }
@@ -30,6 +33,7 @@ impl<S> Clone for AppState<S> {
             hub: self.hub.clone(),
             realtime: self.realtime.clone(),
             sources: self.sources.clone(),
+            metrics: self.metrics.clone(),
             feeder: self.feeder.clone(),
         }
     }
@@ -43,11 +47,12 @@ impl<S: Store> AppState<S> {
         secret: Secret,
         realtime: RealtimeConfig,
         sources: Sources,
+        metrics: Arc<Metrics>,
     ) -> Result<AppState<S>, ApiError> {
         let messages = store.listen().await?;
-        let hub = Arc::new(Hub::new(sources.clock.clone()).planted(realtime.plant));
+        let hub = Arc::new(Hub::new(sources.clock.clone()).planted(realtime.plant).measured(metrics.clone()));
         let feeder = tokio::spawn(hub.clone().run(messages)).abort_handle();
-        Ok(AppState { store, secret, hub, realtime, sources, feeder })
+        Ok(AppState { store, secret, hub, realtime, sources, metrics, feeder })
     }
 
     /// Ends this instance's background work: the store stops delivering to it (its LISTEN

@@ -3,13 +3,18 @@
 //! (`clippy.toml` refuses `SystemTime::now` and `Instant::now` everywhere else).
 
 use std::fmt;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// A source of time.
 pub trait Clock: Send + Sync + 'static {
+    /// Time since the Unix epoch, to the clock's precision: event lags, timestamps.
+    fn wall(&self) -> Duration;
     /// Seconds since the Unix epoch: token `iat`/`exp`, expiries, signed URLs.
-    fn wall_s(&self) -> u64;
+    fn wall_s(&self) -> u64 {
+        self.wall().as_secs()
+    }
     /// A monotonic instant: deadlines, timeouts, durations.
     fn now(&self) -> Instant;
 }
@@ -20,8 +25,8 @@ pub struct SystemClock;
 
 #[allow(clippy::disallowed_methods)] // the one place the system clock is read
 impl Clock for SystemClock {
-    fn wall_s(&self) -> u64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    fn wall(&self) -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
     }
 
     fn now(&self) -> Instant {
@@ -54,8 +59,8 @@ impl fmt::Debug for TokioClock {
 
 #[allow(clippy::disallowed_methods)] // tokio's clock is the simulated one here
 impl Clock for TokioClock {
-    fn wall_s(&self) -> u64 {
-        self.epoch_s + Instant::now().duration_since(self.start).as_secs()
+    fn wall(&self) -> Duration {
+        Duration::from_secs(self.epoch_s) + Instant::now().duration_since(self.start)
     }
 
     fn now(&self) -> Instant {

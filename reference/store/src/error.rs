@@ -164,6 +164,11 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
             }
         }
+        if let Some(wait) = self.body.retry_after().filter(|_| self.status == StatusCode::TOO_MANY_REQUESTS) {
+            // Whole seconds, as HTTP has it (the body's details keep the milliseconds).
+            let seconds = wait.as_millis().div_ceil(1000).max(1);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+        }
         if let Ok(value) = HeaderValue::from_str(&format!("PostgREST; error={}", self.body.code)) {
             response.headers_mut().insert("proxy-status", value);
         }

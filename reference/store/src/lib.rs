@@ -81,6 +81,11 @@ impl Sources {
         }
     }
 
+    /// Time since the epoch by this clock.
+    pub fn wall(&self) -> std::time::Duration {
+        self.clock.wall()
+    }
+
     /// Seconds since the epoch by this clock.
     pub fn wall_s(&self) -> u64 {
         self.clock.wall_s()

@@ -84,6 +84,7 @@ BEGIN
 
   PERFORM fsync.lock_project(project_uuid);
   PERFORM fsync.require_access(project_uuid, true);
+  PERFORM fsync.take_write_token(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
 
   IF v_head.id IS NOT NULL AND NOT v_head.is_deleted AND v_head.content IS NULL

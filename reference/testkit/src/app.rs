@@ -189,6 +189,30 @@ impl TestApp {
         self.api.clone()
     }
 
+    /// `GET /metrics` with the service role key: the text of one scrape.
+    pub async fn scrape(&self) -> String {
+        let answer = self
+            .api
+            .request(reqwest::Method::GET, "/metrics", Some(&self.service_key), &[], Vec::<u8>::new())
+            .await
+            .expect("scrape /metrics");
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.bytes));
+        String::from_utf8(answer.bytes.to_vec()).expect("metrics are text")
+    }
+
+    /// Scrapes until `series` (a metric name with its labels, as the text has it) is at least
+    /// `at_least`, for up to 10 s; its last value.
+    pub async fn metric_reaches(&self, series: &str, at_least: f64) -> f64 {
+        let deadline = crate::now() + std::time::Duration::from_secs(10);
+        loop {
+            let value = metric(&self.scrape().await, series).unwrap_or(0.0);
+            if value >= at_least || crate::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Open realtime sockets on this instance.
     pub fn state_sockets(&self) -> usize {
         self.hub.sockets()
@@ -277,6 +301,12 @@ fn status_code(status: u16) -> StatusCode {
 }
 
 /// A JSON object literal as claims.
+/// The value of `series` (a metric name with its labels, exactly as the text has them) in a
+/// Prometheus text scrape.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 pub fn claims(value: Value) -> Claims {
     match value {
         Value::Object(map) => map,

@@ -14,7 +14,7 @@ pub mod memnet;
 mod moto;
 pub mod proxy;
 
-pub use app::{claims, spawn_app, AppOptions, PlatformOptions, TestApp};
+pub use app::{claims, metric, spawn_app, AppOptions, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
 pub use memnet::MemoryNet;
 pub use moto::Moto;

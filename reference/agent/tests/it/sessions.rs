@@ -4,7 +4,7 @@
 use crate::support::*;
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::snapshot::{SessionStatus, AGENT_ENV};
-use fsync_testkit::{Moto, PlatformOptions, TestApp};
+use fsync_testkit::{metric, Moto, PlatformOptions, TestApp};
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -71,6 +71,20 @@ async fn starts_follows_and_stops(app: &TestApp) {
     client.upsert_project_file(seeded.project, "big.txt", &big, "text", None).await.unwrap();
     wait_converged(&seeded, &dir, &BTreeMap::new()).await;
     assert!(!dir.join("src/lib/deep").exists(), "the emptied directory is gone");
+
+    // A scrape shows the session's start by phase, its snapshot, and the commit → applied lags
+    // the agent reported (it reports each second).
+    let applied = app.metric_reaches("fsync_event_lag_seconds_count{stage=\"applied\"}", 2.0).await;
+    assert!(applied >= 2.0, "the agent reported its lags: {applied}");
+    let text = app.scrape().await;
+    for series in [
+        "fsync_session_start_seconds_count{phase=\"download\"}",
+        "fsync_session_start_seconds_count{phase=\"total\"}",
+        "fsync_snapshot_build_seconds_count",
+        "fsync_snapshot_bytes_count",
+    ] {
+        assert_eq!(metric(&text, series), Some(1.0), "{series} in\n{text}");
+    }
 
     let stopped = stop_session(app, &seeded.token, id).await;
     assert_eq!(stopped.status, SessionStatus::Stopped);

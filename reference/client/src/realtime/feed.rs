@@ -19,6 +19,7 @@ use super::socket::{private_join_payload, RealtimeError, RealtimeSocket};
 use crate::{FsyncClient, RetryPolicy};
 use fsync_protocol::events::{FileChange, ProjectEvent};
 use fsync_protocol::realtime::{Frame, Vsn};
+use fsync_protocol::time::parse_timestamp;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,8 +86,10 @@ pub enum ChangeSource {
 pub enum FeedEvent {
     /// The channel is joined; events flow from here.
     Subscribed,
-    /// Changes to apply as one unit; afterwards the consumer is at `seq`.
-    Changes { seq: i64, changes: Vec<FileChange>, source: ChangeSource },
+    /// Changes to apply as one unit; afterwards the consumer is at `seq`. `written_at`: when the
+    /// write was made (the live event's `timestamp`, since the Unix epoch), so the consumer can
+    /// tell its commit → applied lag; none for a catch-up.
+    Changes { seq: i64, changes: Vec<FileChange>, source: ChangeSource, written_at: Option<Duration> },
     /// The connection ended; the feed reconnects by itself.
     Disconnected { reason: String },
 }
@@ -236,7 +239,7 @@ impl Feed {
             return (End::Stop, true);
         }
         let joined = self.seq.joined();
-        match self.step(joined).await {
+        match self.step(joined, None).await {
             Ok(()) => (self.follow(socket, &join_ref).await, true),
             Err(end) => (end, true),
         }
@@ -291,7 +294,7 @@ impl Feed {
                                 if now.saturating_duration_since(heard) >= self.config.idle_catch_up {
                                     heard = now;
                                     let idle = self.seq.idle();
-                                    self.step(idle).await
+                                    self.step(idle, None).await
                                 } else {
                                     Ok(())
                                 }
@@ -395,15 +398,16 @@ impl Feed {
                 return Ok(());
             }
         };
+        let written_at = parse_timestamp(event.timestamp());
         let step = self.seq.event(event);
-        self.step(step).await
+        self.step(step, written_at).await
     }
 
     /// Does what the sequencer decided.
-    async fn step(&mut self, step: Step) -> Result<(), End> {
+    async fn step(&mut self, step: Step, written_at: Option<Duration>) -> Result<(), End> {
         match step {
             Step::Nothing => Ok(()),
-            Step::Apply { seq, changes } => self.deliver(seq, changes, ChangeSource::Live).await,
+            Step::Apply { seq, changes } => self.deliver(seq, changes, ChangeSource::Live, written_at).await,
             Step::CatchUp { since } => self.catch_up(since).await,
         }
     }
@@ -417,15 +421,21 @@ impl Feed {
             .map_err(|e| End::Lost(format!("catch up from seq {since}: {e}")))?;
         let caught = self.seq.caught_up(answer);
         if let Some((seq, batch)) = caught.apply {
-            self.deliver(seq, batch, ChangeSource::CatchUp).await?;
+            self.deliver(seq, batch, ChangeSource::CatchUp, None).await?;
         }
         let _ = self.caught_tx.send(Some(caught.reached));
         Ok(())
     }
 
     /// Hands a batch the sequencer already counted to the consumer.
-    async fn deliver(&mut self, seq: i64, changes: Vec<FileChange>, source: ChangeSource) -> Result<(), End> {
-        self.events.send(FeedEvent::Changes { seq, changes, source }).await.map_err(|_| End::Stop)?;
+    async fn deliver(
+        &mut self,
+        seq: i64,
+        changes: Vec<FileChange>,
+        source: ChangeSource,
+        written_at: Option<Duration>,
+    ) -> Result<(), End> {
+        self.events.send(FeedEvent::Changes { seq, changes, source, written_at }).await.map_err(|_| End::Stop)?;
         let _ = self.seq_tx.send(Some(seq));
         Ok(())
     }

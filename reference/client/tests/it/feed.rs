@@ -33,7 +33,7 @@ async fn next(rx: &mut Receiver<FeedEvent>) -> FeedEvent {
 /// The next change batch, skipping connection events.
 async fn next_changes(rx: &mut Receiver<FeedEvent>) -> (i64, Vec<FileChange>, ChangeSource) {
     loop {
-        if let FeedEvent::Changes { seq, changes, source } = next(rx).await {
+        if let FeedEvent::Changes { seq, changes, source, .. } = next(rx).await {
             return (seq, changes, source);
         }
     }

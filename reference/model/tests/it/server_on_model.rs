@@ -40,7 +40,7 @@ async fn the_server_serves_rpcs_and_realtime_from_the_model() {
     let stale = client.upsert_project_file(project.id, "src/main.ts", "two", "typescript", Some(0)).await.unwrap_err();
     assert!(matches!(stale, ClientError::Conflict { .. }), "{stale}");
     match tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap() {
-        Some(FeedEvent::Changes { seq: 1, source: ChangeSource::Live, changes }) => {
+        Some(FeedEvent::Changes { seq: 1, source: ChangeSource::Live, changes, .. }) => {
             assert_eq!(changes[0].path(), "src/main.ts")
         }
         other => panic!("expected the live change, got {other:?}"),
@@ -99,7 +99,7 @@ async fn a_server_stops_and_starts_again_in_one_process() {
     let (_stop, _served) = start().await;
     let caught_up = loop {
         match next(&mut events).await {
-            FeedEvent::Changes { seq, changes, source } => break (seq, changes[0].path().to_owned(), source),
+            FeedEvent::Changes { seq, changes, source, .. } => break (seq, changes[0].path().to_owned(), source),
             FeedEvent::Disconnected { .. } | FeedEvent::Subscribed => {}
         }
     };
@@ -142,7 +142,7 @@ async fn a_silently_lost_last_broadcast_is_caught_up_when_the_feed_goes_quiet() 
     store.drop_broadcasts(Some(1.0), 1);
     client.upsert_project_file(project, "lost.ts", "its event never comes", "typescript", None).await.unwrap();
     match next(&mut events).await {
-        FeedEvent::Changes { seq: 1, source: ChangeSource::CatchUp, changes } => {
+        FeedEvent::Changes { seq: 1, source: ChangeSource::CatchUp, changes, .. } => {
             assert_eq!(changes[0].path(), "lost.ts")
         }
         other => panic!("expected the change through a catch-up, got {other:?}"),

@@ -1,10 +1,11 @@
 //! The session endpoints: `POST /orchestrator/v1/sessions` (a member starts one), `GET` and
 //! `DELETE /orchestrator/v1/sessions/{id}` (the member who started it, or the service role), and
-//! the agent's own `status`, `token` and `snapshot` calls with its container token.
+//! the agent's own `status`, `lag`, `token` and `snapshot` calls with its container token.
 
 use super::registry::{Session, STOP_GRACE};
 use super::start::{container_token, snapshot_for, start};
 use crate::auth;
+use crate::metrics::Stage;
 use crate::platform::Platform;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -13,9 +14,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fsync_protocol::limits::{
-    MAX_SMALL_BODY_BYTES, MAX_STATUS_PHASE_BYTES, MAX_STATUS_REASON_BYTES, MAX_STATUS_TIMINGS,
+    MAX_LAG_SAMPLES, MAX_SMALL_BODY_BYTES, MAX_STATUS_PHASE_BYTES, MAX_STATUS_REASON_BYTES, MAX_STATUS_TIMINGS,
 };
-use fsync_protocol::snapshot::{AgentSnapshot, SessionStatus, SessionView, StatusReport};
+use fsync_protocol::snapshot::{AgentSnapshot, LagReport, SessionStatus, SessionView, StatusReport};
 use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::RequestAuth;
 use serde_json::Value;
@@ -31,6 +32,7 @@ pub fn routes() -> Router<Arc<Platform>> {
         .route("/orchestrator/v1/sessions", small(post(create)))
         .route("/orchestrator/v1/sessions/{id}", get(show).delete(stop))
         .route("/orchestrator/v1/sessions/{id}/status", small(post(report)))
+        .route("/orchestrator/v1/sessions/{id}/lag", small(post(lag)))
         .route("/orchestrator/v1/sessions/{id}/token", small(post(refresh_token)))
         .route("/orchestrator/v1/sessions/{id}/snapshot", get(agent_snapshot))
 }
@@ -205,6 +207,29 @@ fn check_report(report: &StatusReport) -> Result<(), ApiError> {
         return refuse(format!("a reason has at most {MAX_STATUS_REASON_BYTES} bytes"));
     }
     Ok(())
+}
+
+/// An agent's commit → applied lags, into the instance's metrics.
+async fn lag(
+    State(platform): State<Arc<Platform>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let id = agent_session(&platform, &headers, &id)?;
+    let report: LagReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let refuse = |message: String| Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", message));
+    if report.applied_lag_ms.len() > MAX_LAG_SAMPLES {
+        return refuse(format!("at most {MAX_LAG_SAMPLES} samples, not {}", report.applied_lag_ms.len()));
+    }
+    if report.applied_lag_ms.iter().any(|ms| !ms.is_finite() || *ms < 0.0) {
+        return refuse("lags are finite, non-negative milliseconds".to_owned());
+    }
+    platform.orchestrator.with(id, |_| ()).ok_or_else(|| not_found(id))?;
+    for ms in &report.applied_lag_ms {
+        platform.metrics.event_lag(Stage::Applied, ms / 1000.0);
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn refresh_token(

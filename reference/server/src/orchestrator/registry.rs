@@ -1,6 +1,7 @@
 //! The sessions of this instance: their views, their agents' controls, a bound on how many it
 //! holds, and forgetting the ended ones after a while.
 
+use crate::metrics::{Metrics, Surface};
 use fsync_protocol::snapshot::{Manifest, SessionStatus, SessionView};
 use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::launch::{AgentControl, Launcher};
@@ -80,11 +81,12 @@ pub struct Orchestrator {
     pub config: OrchestratorConfig,
     sessions: Mutex<BTreeMap<Uuid, Session>>,
     sources: Sources,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Orchestrator {
-    pub fn new(config: OrchestratorConfig, sources: Sources) -> Orchestrator {
-        Orchestrator { config, sessions: Mutex::new(BTreeMap::new()), sources }
+    pub fn new(config: OrchestratorConfig, sources: Sources, metrics: Arc<Metrics>) -> Orchestrator {
+        Orchestrator { config, sessions: Mutex::new(BTreeMap::new()), sources, metrics }
     }
 
     fn ms_since(&self, since: Instant) -> f64 {
@@ -115,6 +117,7 @@ impl Orchestrator {
         let max = self.config.max_sessions_per_user;
         let live = sessions.values().filter(|s| s.ended.is_none() && s.owner == session.owner).count();
         if live >= max {
+            self.metrics.rate_limited(Surface::Sessions);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "PT429",
@@ -173,6 +176,7 @@ impl Orchestrator {
             if status == SessionStatus::Running {
                 let total = self.ms_since(s.created);
                 s.view.timings_ms.insert("total".into(), total);
+                self.metrics.session_started(&s.view.timings_ms);
             }
         });
     }
@@ -222,7 +226,7 @@ mod tests {
         let mut config = crate::config::Settings::from_lookup(|_| None).orchestrator();
         config.max_sessions_per_user = 2;
         let sources = Sources::seeded(1, 1_700_000_000);
-        let orchestrator = Orchestrator::new(config, sources.clone());
+        let orchestrator = Orchestrator::new(config, sources.clone(), Arc::default());
         let id = |n: u128| Uuid::from_u128(n + 1);
         let of = |n: u128, owner: &str| Session { owner: owner.to_owned(), ..session(id(n), sources.now()) };
         orchestrator.insert(id(0), of(0, "ann")).unwrap();
@@ -238,7 +242,7 @@ mod tests {
     async fn the_registry_is_bounded_and_forgets_ended_sessions_after_a_while() {
         let config = crate::config::Settings::from_lookup(|_| None).orchestrator();
         let sources = Sources::seeded(1, 1_700_000_000);
-        let orchestrator = Orchestrator::new(config, sources.clone());
+        let orchestrator = Orchestrator::new(config, sources.clone(), Arc::default());
         let id = |n: usize| Uuid::from_u128(n as u128 + 1);
         for n in 0..MAX_SESSIONS {
             orchestrator.insert(id(n), session(id(n), sources.now())).unwrap();

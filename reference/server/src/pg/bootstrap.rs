@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
 /// The machine's PostgreSQL, probed when `DATABASE_URL` is unset.
@@ -70,8 +71,10 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     if !exists {
         let statement = format!("CREATE DATABASE {}", super::sql::ident(&name));
         if let Err(e) = client.batch_execute(&statement).await {
-            // Another instance may have created it meanwhile.
-            if e.code() != Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) {
+            // Another instance may have created it meanwhile: PostgreSQL says so as a duplicate
+            // database, or, when both creations ran at once, as a unique violation on the catalog.
+            let raced = [SqlState::DUPLICATE_DATABASE, SqlState::UNIQUE_VIOLATION];
+            if !e.code().is_some_and(|code| raced.contains(code)) {
                 return Err(e).with_context(|| format!("create database {name}"));
             }
         }

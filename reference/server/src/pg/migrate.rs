@@ -36,6 +36,7 @@ pub const PORTABLE: &[Migration] = &[
     migration!("portable", "migrations", "0003_rpcs.sql"),
     migration!("portable", "migrations", "0004_storage_realtime.sql"),
     migration!("portable", "migrations", "0005_binary_files.sql"),
+    migration!("portable", "migrations", "0006_rate_limits.sql"),
 ];
 
 /// Every migration for plain PostgreSQL: the shim first.

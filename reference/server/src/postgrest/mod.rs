@@ -49,6 +49,8 @@ async fn call<S: Store>(
     args: Result<Map<String, Value>, ApiError>,
     read_only: bool,
 ) -> Response {
+    let started = state.sources.now();
+    let name = function.clone();
     let result = async {
         check_profile(headers, profile_header)?;
         let auth = authenticate(headers, &state.secret, state.sources.wall_s())?;
@@ -56,7 +58,10 @@ async fn call<S: Store>(
         Ok::<_, ApiError>(rpc_response(output, headers))
     }
     .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let seconds = state.sources.now().saturating_duration_since(started).as_secs_f64();
+    state.metrics.rpc(&name, response.status().as_u16(), seconds);
+    response
 }
 
 /// `GET /rest/v1/{relation}?select=..&col=op.value&order=..&limit=..&offset=..`.

@@ -5,6 +5,8 @@
 //! queue is full is kicked (disconnected with a `system` message by its writer) instead of
 //! stalling everyone else. It catches up by `seq` when it reconnects.
 
+use crate::metrics::{Metrics, Stage};
+use fsync_protocol::events::payload_timestamp;
 use fsync_protocol::realtime::{encode_broadcast, Vsn};
 use fsync_store::data::{Delivery, RealtimeMessage};
 use fsync_store::Clock;
@@ -114,12 +116,20 @@ pub struct Hub {
     clock: Arc<dyn Clock>,
     /// Planted by the simulator: ignore the store's resync (`no-resync-after-listen-loss`).
     ignore_resync: bool,
+    /// Where each event's commit → delivered lag goes.
+    metrics: Arc<Metrics>,
 }
 
 impl Hub {
-    /// An empty hub; `clock` ages the memory of who sent what.
+    /// An empty hub; `clock` ages the memory of who sent what and times each event's lag.
     pub fn new(clock: Arc<dyn Clock>) -> Hub {
-        Hub { state: Mutex::default(), clock, ignore_resync: false }
+        Hub { state: Mutex::default(), clock, ignore_resync: false, metrics: Arc::default() }
+    }
+
+    /// The same hub, recording into `metrics`.
+    pub fn measured(mut self, metrics: Arc<Metrics>) -> Hub {
+        self.metrics = metrics;
+        self
     }
 
     /// The same hub with a planted bug (the simulator's `--plant`).
@@ -218,10 +228,22 @@ impl Hub {
     pub async fn run(self: Arc<Self>, mut deliveries: mpsc::Receiver<Delivery>) {
         while let Some(delivery) = deliveries.recv().await {
             match delivery {
-                Delivery::Message(message) => self.fan_out(&message),
+                Delivery::Message(message) => {
+                    self.fan_out(&message);
+                    self.measure_lag(&message);
+                }
                 Delivery::Resync if self.ignore_resync => {}
                 Delivery::Resync => self.close_all(),
             }
+        }
+    }
+
+    /// Commit → delivered: from the event's `timestamp` (its write's transaction, by the
+    /// database's clock) to now (by this instance's). Events without one are not counted.
+    fn measure_lag(&self, message: &RealtimeMessage) {
+        if let Some(written) = payload_timestamp(&message.payload_json) {
+            let lag = self.clock.wall().saturating_sub(written);
+            self.metrics.event_lag(Stage::Delivered, lag.as_secs_f64());
         }
     }
 

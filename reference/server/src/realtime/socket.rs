@@ -5,6 +5,7 @@
 use super::hub::{KickReason, SocketId, SocketOut, Subscription};
 use super::rate::TokenBucket;
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
+use crate::metrics::Surface;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use fsync_protocol::events::ProjectEvent;
@@ -49,6 +50,7 @@ pub(super) async fn run<S: Store>(
     let joined: Joined = Arc::default();
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
     state.hub.register(id, out.clone());
+    state.metrics.websockets(1);
     let writer = tokio::spawn(write_loop(sink, queue, kick, out.kick_reason(), joined.clone(), vsn, done_tx));
     let now = state.sources.now();
     let rates = Rates {
@@ -59,8 +61,10 @@ pub(super) async fn run<S: Store>(
     socket.read_loop(stream, done_rx).await;
     // Dropping the socket forgets it in the hub (also if the reader panicked), which closes its
     // queue and so ends the writer.
+    let metrics = socket.state.metrics.clone();
     drop(socket);
     let _ = writer.await;
+    metrics.websockets(-1);
 }
 
 impl<S> Drop for Socket<S> {
@@ -243,26 +247,37 @@ impl<S: Store> Socket<S> {
         if !self.rates.messages.take(now) {
             tracing::debug!(socket = self.id, topic = %frame.topic, "over the message rate");
             self.reply_error(frame, "RateLimitReached: too many messages per second");
+            self.state.metrics.rate_limited(Surface::RealtimeMessages);
             return false;
         }
         if frame.event == "phx_join" && !self.rates.joins.take(now) {
             tracing::debug!(socket = self.id, topic = %frame.topic, "over the join rate");
             self.reply_error(frame, "ChannelRateLimitReached: too many joins per second");
+            self.state.metrics.rate_limited(Surface::RealtimeJoins);
+            self.state.metrics.join("rate_limited");
             return false;
         }
         true
     }
 
+    /// Joins a channel, counting the outcome.
     async fn join(&mut self, frame: Frame) {
+        let outcome = self.admit(frame).await;
+        self.state.metrics.join(outcome);
+    }
+
+    /// Joins a channel or refuses with the reason; the outcome (`ok`, `invalid`, `denied`,
+    /// `error`).
+    async fn admit(&mut self, frame: Frame) -> &'static str {
         let Some(subtopic) = frame.topic.strip_prefix("realtime:") else {
-            return self.reply_error(&frame, "unmatched topic");
+            return self.refuse(&frame, "invalid", "unmatched topic");
         };
         if subtopic.is_empty() {
-            return self.reply_error(&frame, "TopicNameRequired: You must provide a topic name");
+            return self.refuse(&frame, "invalid", "TopicNameRequired: You must provide a topic name");
         }
         if frame.topic.len() > self.config.max_topic_bytes {
             let limit = self.config.max_topic_bytes;
-            return self.reply_error(&frame, format!("TopicNameTooLong: a topic has at most {limit} bytes"));
+            return self.refuse(&frame, "invalid", format!("TopicNameTooLong: a topic has at most {limit} bytes"));
         }
         let subtopic = subtopic.to_owned();
         let config = frame.payload.get("config").cloned().unwrap_or(Value::Null);
@@ -270,23 +285,24 @@ impl<S: Store> Socket<S> {
         let ack = flexible_bool(config.pointer("/broadcast/ack"));
         let receive_own = flexible_bool(config.pointer("/broadcast/self"));
         if config.get("postgres_changes").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
-            return self.reply_error(
+            return self.refuse(
                 &frame,
+                "invalid",
                 "PostgresChangesNotSupported: the fsync reference server delivers Broadcast only; subscribe to project:<uuid> broadcasts",
             );
         }
         if !self.channels.contains_key(&frame.topic) && self.channels.len() >= self.config.max_channels {
-            return self.reply_error(&frame, "ChannelRateLimitReached: Too many channels");
+            return self.refuse(&frame, "invalid", "ChannelRateLimitReached: Too many channels");
         }
         let auth = match channel_token(&frame.payload) {
             Some(token) => match verify_realtime_token(&self.state.secret, token, self.state.sources.wall_s()) {
                 Ok(auth) => auth,
-                Err(message) => return self.reply_error(&frame, format!("InvalidJWTToken: {message}")),
+                Err(message) => return self.refuse(&frame, "denied", format!("InvalidJWTToken: {message}")),
             },
             None => self.connect.clone(),
         };
         if auth.exp_s <= self.state.sources.wall_s() {
-            return self.reply_error(&frame, "InvalidJWTToken: Token has expired");
+            return self.refuse(&frame, "denied", "InvalidJWTToken: Token has expired");
         }
         let mut may_write = !private;
         if private {
@@ -295,8 +311,9 @@ impl<S: Store> Socket<S> {
             match decision {
                 Ok(access) if access.read => may_write = access.write,
                 Ok(_) => {
-                    return self.reply_error(
+                    return self.refuse(
                         &frame,
+                        "denied",
                         format!(
                             "Unauthorized: You do not have permissions to read from this Channel topic: {subtopic}"
                         ),
@@ -304,7 +321,7 @@ impl<S: Store> Socket<S> {
                 }
                 Err(e) => {
                     tracing::error!(socket = self.id, error = %e.body.message, "channel authorization failed");
-                    return self.reply_error(&frame, "Unknown Error on Channel");
+                    return self.refuse(&frame, "error", "Unknown Error on Channel");
                 }
             }
         }
@@ -318,6 +335,13 @@ impl<S: Store> Socket<S> {
         self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply));
         self.joined_set().insert(frame.topic.clone(), frame.join_ref.clone());
         self.channels.insert(frame.topic, Channel { join_ref: frame.join_ref, private, may_write, ack, auth });
+        "ok"
+    }
+
+    /// Refuses a join with `message`; `outcome` is what it counts as.
+    fn refuse(&self, frame: &Frame, outcome: &'static str, message: impl Into<String>) -> &'static str {
+        self.reply_error(frame, message);
+        outcome
     }
 
     fn leave(&mut self, topic: &str) {

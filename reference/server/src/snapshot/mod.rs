@@ -90,6 +90,7 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
     if let Some(manifest) = stored_manifest(platform, project, &id).await? {
         return Ok((manifest, true));
     }
+    let started = platform.sources.now();
 
     let mut zip = ZipOut::start(platform.sources.blocking).map_err(ApiError::internal)?;
     let mut files = Vec::new();
@@ -118,7 +119,7 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
     produced?;
     let zip = written.map_err(|e| ApiError::internal(format!("write the snapshot zip: {e}")))?;
 
-    let zip_sha256 = upload_zip(platform, &snapshot_zip_name(project, &id), zip).await?;
+    let (zip_sha256, zip_bytes) = upload_zip(platform, &snapshot_zip_name(project, &id), zip).await?;
     let manifest = Manifest { project_id: project, seq, snapshot_id: id.clone(), files, zip_sha256 };
     let manifest_bytes = serde_json::to_vec(&manifest).map_err(ApiError::internal)?;
     let manifest_name = snapshot_manifest_name(project, &id);
@@ -130,6 +131,8 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .map_err(ApiError::internal)?;
     let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
     platform.data.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
+    let seconds = platform.sources.now().saturating_duration_since(started).as_secs_f64();
+    platform.metrics.snapshot_built(seconds, zip_bytes);
     Ok((manifest, false))
 }
 
@@ -176,8 +179,8 @@ async fn binary_content(
 }
 
 /// Streams the zip file to storage (multipart for large objects), hashing it on the way, and
-/// records it; returns its SHA-256.
-async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile) -> Result<String, ApiError> {
+/// records it; returns its SHA-256 and size.
+async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFile) -> Result<(String, u64), ApiError> {
     use tokio::io::AsyncWriteExt;
     let key = crate::storage::Storage::key(SNAPSHOT_BUCKET, name);
     let mut writer = object_store::buffered::BufWriter::new(platform.storage.store().clone(), key);
@@ -198,5 +201,5 @@ async fn upload_zip(platform: &Platform, name: &str, file: tempfile::NamedTempFi
     drop(file);
     let metadata = json!({"size": size, "mimetype": "application/zip", "contentLength": size});
     platform.data.record_object_as_service(SNAPSHOT_BUCKET, name, &metadata).await?;
-    Ok(to_hex(&hasher.finalize()))
+    Ok((to_hex(&hasher.finalize()), size))
 }

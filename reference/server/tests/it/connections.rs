@@ -1,7 +1,9 @@
 //! The listener's bounds: an idle connection is closed, a client address past its cap has its
-//! extra connections closed while others still get through, and the server answers while a
-//! thousand idle connections are open.
+//! extra connections closed while others still get through, the server answers while a
+//! thousand idle connections are open, and a client trickling a head or a body is cut off at the
+//! request timeouts.
 
+use fsync_reference::http::RequestTimeouts;
 use fsync_reference::listener::ConnectionLimits;
 use fsync_testkit::{spawn_app, AppOptions};
 use std::net::SocketAddr;
@@ -97,4 +99,53 @@ async fn health_answers_while_a_thousand_idle_connections_are_open() {
     // The idle ones are still open (nothing was closed to make room).
     let mut probe = idle.pop().unwrap();
     assert_eq!(health(&mut probe, app.addr).await, "HTTP/1.1 200 OK");
+}
+
+/// Sends `bytes` one at a time, 50 ms apart, until the server answers or closes; what it answered
+/// (empty when it closed without a word), or `None` if every byte went out unanswered.
+async fn trickle(stream: &mut TcpStream, bytes: &[u8]) -> Option<String> {
+    for byte in bytes {
+        if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+            return Some(String::new());
+        }
+        let mut answer = vec![0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut answer)).await {
+            Ok(Ok(n)) => return Some(String::from_utf8_lossy(&answer[..n]).into_owned()),
+            Ok(Err(_)) => return Some(String::new()),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_trickled_head_or_body_is_cut_off_at_its_timeout_though_bytes_keep_moving() {
+    // Bytes arrive every 50 ms, well inside the idle timeout: only the request timeouts can end it.
+    let requests = RequestTimeouts { header: Duration::from_millis(500), body: Duration::from_millis(500) };
+    let limits = ConnectionLimits { requests, ..ConnectionLimits::default() };
+    let app = spawn_app(AppOptions::default().connections(limits)).await;
+
+    // A head that never ends (200 bytes would take 10 s).
+    let mut slow_head = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!("GET /health HTTP/1.1\r\nhost: {}\r\nx-slow: {}", app.addr, "a".repeat(200));
+    let answer = trickle(&mut slow_head, head.as_bytes()).await;
+    assert!(answer.is_some(), "the trickled head was cut off");
+    assert!(closed_by_server(&mut slow_head).await, "and its connection closed");
+
+    // A whole head, then a body that trickles.
+    let mut slow_body = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /rest/v1/rpc/list_current_files HTTP/1.1\r\nhost: {}\r\napikey: {key}\r\n\
+         authorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n",
+        app.addr,
+        key = app.anon_key,
+    );
+    slow_body.write_all(head.as_bytes()).await.unwrap();
+    let answer = trickle(&mut slow_body, &[b' '; 200]).await.expect("the trickled body was cut off");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive within 0.5 s"), "{answer}");
+
+    // A request at a normal pace is untouched.
+    let mut fine = TcpStream::connect(app.addr).await.unwrap();
+    assert_eq!(health(&mut fine, app.addr).await, "HTTP/1.1 200 OK");
 }

@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-async fn connect(app: &TestApp, vsn: Vsn) -> RealtimeSocket {
+pub(crate) async fn connect(app: &TestApp, vsn: Vsn) -> RealtimeSocket {
     RealtimeSocket::connect(&app.url, &app.anon_key, vsn).await.expect("connect to realtime")
 }
 
-fn topic(project: Uuid) -> String {
+pub(crate) fn topic(project: Uuid) -> String {
     format!("realtime:project:{project}")
 }
 
@@ -30,7 +30,7 @@ fn join_payload(token: &str, private: bool) -> Value {
 }
 
 /// Joins and returns (join_ref, reply payload).
-async fn join(socket: &mut RealtimeSocket, topic: &str, token: &str, private: bool) -> (String, Value) {
+pub(crate) async fn join(socket: &mut RealtimeSocket, topic: &str, token: &str, private: bool) -> (String, Value) {
     let join_ref = socket.push_join(topic, join_payload(token, private)).await.unwrap();
     let (reply, _) = tokio::time::timeout(WAIT, socket.await_reply(&join_ref)).await.expect("join reply").unwrap();
     (join_ref, reply.payload)
@@ -48,7 +48,7 @@ async fn next_frame(socket: &mut RealtimeSocket, wait: Duration) -> Option<Frame
 }
 
 /// The next broadcast's (event, payload) within `wait`.
-async fn next_broadcast(socket: &mut RealtimeSocket, wait: Duration) -> Option<(String, Value)> {
+pub(crate) async fn next_broadcast(socket: &mut RealtimeSocket, wait: Duration) -> Option<(String, Value)> {
     let deadline = fsync_testkit::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(fsync_testkit::now());

@@ -1,0 +1,303 @@
+//! What an instance has done, for `GET /metrics` (Prometheus text format 0.0.4; DESIGN §12):
+//! RPC durations by function and outcome, snapshot builds and sizes, session start phases, event
+//! lag by stage (commit → delivered here; commit → applied as agents report it), open
+//! WebSockets, channel joins by outcome, and what each surface throttled.
+//!
+//! Every label takes its values from a fixed set, whatever callers send: an unknown function or
+//! phase is counted as `other`, so no caller can make the instance hold an unbounded number of
+//! series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+/// Upper bounds of the duration buckets, in seconds: 0.5 ms to 30 s.
+const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Upper bounds of the size buckets, in bytes: 1 KiB to 1 GiB, by fours.
+const BYTES: &[f64] = &[
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262144.0,
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+];
+
+/// The functions counted by name (the SQL API's); any other is `other`.
+const FUNCTIONS: &[&str] = &[
+    "upsert_project_file",
+    "delete_project_file",
+    "bulk_upsert_project_files",
+    "upsert_project_binary",
+    "list_current_files",
+    "list_changes_since",
+    "create_project",
+    "ensure_user_profile",
+    "add_project_member",
+    "remove_project_member",
+];
+/// The session start phases counted by name (the orchestrator's and the agent's); any other is
+/// `other`.
+const PHASES: &[&str] = &[
+    "snapshot",
+    "snapshot_built",
+    "snapshot_reused",
+    "spawn",
+    "join",
+    "download",
+    "extract",
+    "catch_up",
+    "exec",
+    "hydrate",
+    "total",
+];
+
+/// A surface that refuses what is over its rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Surface {
+    /// The write RPCs (`PT429`).
+    Rpc,
+    /// A socket's frames.
+    RealtimeMessages,
+    /// A socket's joins.
+    RealtimeJoins,
+    /// A member's live sessions.
+    Sessions,
+}
+
+impl Surface {
+    fn label(self) -> &'static str {
+        match self {
+            Surface::Rpc => "rpc",
+            Surface::RealtimeMessages => "realtime_messages",
+            Surface::RealtimeJoins => "realtime_joins",
+            Surface::Sessions => "sessions",
+        }
+    }
+}
+
+/// How an event's lag was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// From the write's transaction to this instance's fan-out.
+    Delivered,
+    /// From the write's transaction to an agent's disk, as agents report it.
+    Applied,
+}
+
+/// A cumulative histogram over fixed buckets.
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        if let Some(i) = self.bounds.iter().position(|bound| value <= *bound) {
+            self.counts[i] += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// The `_bucket`, `_sum` and `_count` lines, `labels` (`key="value",...` or empty) on each.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
+    }
+}
+
+/// Cloned to render, so rendering holds no lock.
+#[derive(Default, Clone)]
+struct Recorded {
+    rpc: BTreeMap<(&'static str, u16), Histogram>,
+    snapshot_build: Option<Histogram>,
+    snapshot_bytes: Option<Histogram>,
+    session_start: BTreeMap<&'static str, Histogram>,
+    event_lag: BTreeMap<Stage, Histogram>,
+    joins: BTreeMap<&'static str, u64>,
+    rate_limited: BTreeMap<Surface, u64>,
+}
+
+/// One instance's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    recorded: Mutex<Recorded>,
+    websockets: AtomicI64,
+}
+
+impl Metrics {
+    fn record<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
+        f(&mut self.recorded.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// An RPC answered with `status` after `seconds`.
+    pub fn rpc(&self, function: &str, status: u16, seconds: f64) {
+        let function = FUNCTIONS.iter().find(|f| **f == function).copied().unwrap_or("other");
+        self.record(|r| r.rpc.entry((function, status)).or_insert_with(|| Histogram::new(SECONDS)).observe(seconds));
+        if status == 429 {
+            self.rate_limited(Surface::Rpc);
+        }
+    }
+
+    /// A snapshot built in `seconds`, its zip `bytes` long.
+    pub fn snapshot_built(&self, seconds: f64, bytes: u64) {
+        self.record(|r| {
+            r.snapshot_build.get_or_insert_with(|| Histogram::new(SECONDS)).observe(seconds);
+            r.snapshot_bytes.get_or_insert_with(|| Histogram::new(BYTES)).observe(bytes as f64);
+        });
+    }
+
+    /// A session that reached `running`, its phases in milliseconds.
+    pub fn session_started<'a>(&self, timings_ms: impl IntoIterator<Item = (&'a String, &'a f64)>) {
+        self.record(|r| {
+            for (phase, ms) in timings_ms {
+                let phase = PHASES.iter().find(|p| **p == phase).copied().unwrap_or("other");
+                r.session_start.entry(phase).or_insert_with(|| Histogram::new(SECONDS)).observe(ms / 1000.0);
+            }
+        });
+    }
+
+    /// An event's lag at `stage`, in seconds.
+    pub fn event_lag(&self, stage: Stage, seconds: f64) {
+        self.record(|r| r.event_lag.entry(stage).or_insert_with(|| Histogram::new(SECONDS)).observe(seconds));
+    }
+
+    /// A WebSocket opened (`1`) or closed (`-1`).
+    pub fn websockets(&self, change: i64) {
+        self.websockets.fetch_add(change, Ordering::Relaxed);
+    }
+
+    /// A channel join answered with `outcome` (`ok`, `denied`, `error`, `rate_limited`).
+    pub fn join(&self, outcome: &'static str) {
+        self.record(|r| *r.joins.entry(outcome).or_default() += 1);
+    }
+
+    /// Something `surface` refused as over its rate.
+    pub fn rate_limited(&self, surface: Surface) {
+        self.record(|r| *r.rate_limited.entry(surface).or_default() += 1);
+    }
+
+    /// Everything, in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let r = self.record(|r| r.clone());
+        let mut out = String::new();
+        family(&mut out, "fsync_rpc_duration_seconds", "histogram", "RPC calls by function and HTTP status.");
+        for ((function, status), h) in &r.rpc {
+            h.render(&mut out, "fsync_rpc_duration_seconds", &format!("function=\"{function}\",outcome=\"{status}\""));
+        }
+        family(&mut out, "fsync_snapshot_build_seconds", "histogram", "Snapshot builds (read, zip, store).");
+        r.snapshot_build.unwrap_or_else(|| Histogram::new(SECONDS)).render(
+            &mut out,
+            "fsync_snapshot_build_seconds",
+            "",
+        );
+        family(&mut out, "fsync_snapshot_bytes", "histogram", "Sizes of the snapshot zips built.");
+        r.snapshot_bytes.unwrap_or_else(|| Histogram::new(BYTES)).render(&mut out, "fsync_snapshot_bytes", "");
+        family(&mut out, "fsync_session_start_seconds", "histogram", "Phases of the sessions that reached running.");
+        for (phase, h) in &r.session_start {
+            h.render(&mut out, "fsync_session_start_seconds", &format!("phase=\"{phase}\""));
+        }
+        family(&mut out, "fsync_event_lag_seconds", "histogram", "From a write's transaction to each stage.");
+        for (stage, h) in &r.event_lag {
+            let stage = match stage {
+                Stage::Delivered => "delivered",
+                Stage::Applied => "applied",
+            };
+            h.render(&mut out, "fsync_event_lag_seconds", &format!("stage=\"{stage}\""));
+        }
+        family(&mut out, "fsync_websocket_connections", "gauge", "Open Realtime WebSockets.");
+        let _ = writeln!(out, "fsync_websocket_connections {}", self.websockets.load(Ordering::Relaxed));
+        family(&mut out, "fsync_channel_joins_total", "counter", "Channel joins by outcome.");
+        for (outcome, n) in &r.joins {
+            let _ = writeln!(out, "fsync_channel_joins_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        family(&mut out, "fsync_rate_limited_total", "counter", "What each surface refused as over its rate.");
+        for (surface, n) in &r.rate_limited {
+            let _ = writeln!(out, "fsync_rate_limited_total{{surface=\"{}\"}} {n}", surface.label());
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_labels_come_from_fixed_sets() {
+        let metrics = Metrics::default();
+        metrics.rpc("upsert_project_file", 200, 0.002);
+        metrics.rpc("upsert_project_file", 200, 0.2);
+        metrics.rpc("upsert_project_file", 429, 0.001);
+        metrics.rpc("made_up_function_1", 404, 0.001);
+        metrics.rpc("made_up_function_2", 404, 0.001);
+        metrics.snapshot_built(0.05, 5000);
+        metrics.session_started([(&"download".to_owned(), &12.0), (&"x".repeat(60), &1.0)]);
+        metrics.event_lag(Stage::Delivered, 0.0007);
+        metrics.websockets(1);
+        metrics.websockets(1);
+        metrics.websockets(-1);
+        metrics.join("ok");
+        metrics.join("denied");
+        metrics.rate_limited(Surface::RealtimeJoins);
+        let text = metrics.render();
+        let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
+        let ok = "fsync_rpc_duration_seconds_bucket{function=\"upsert_project_file\",outcome=\"200\",";
+        assert_eq!(line(&format!("{ok}le=\"0.001\"}}")).as_deref(), Some(&*format!("{ok}le=\"0.001\"}} 0")));
+        assert_eq!(line(&format!("{ok}le=\"0.0025\"}}")).as_deref(), Some(&*format!("{ok}le=\"0.0025\"}} 1")));
+        assert_eq!(line(&format!("{ok}le=\"+Inf\"}}")).as_deref(), Some(&*format!("{ok}le=\"+Inf\"}} 2")));
+        assert!(text.contains("fsync_rpc_duration_seconds_count{function=\"other\",outcome=\"404\"} 2"), "{text}");
+        assert!(!text.contains("made_up"), "an unknown function is `other`");
+        assert!(text.contains("fsync_snapshot_bytes_bucket{le=\"16384\"} 1"), "{text}");
+        assert!(text.contains("fsync_snapshot_build_seconds_count 1"), "{text}");
+        assert!(text.contains("fsync_session_start_seconds_sum{phase=\"download\"} 0.012"), "{text}");
+        assert!(text.contains("fsync_session_start_seconds_count{phase=\"other\"} 1"), "{text}");
+        assert!(text.contains("fsync_event_lag_seconds_bucket{stage=\"delivered\",le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("fsync_websocket_connections 1"), "{text}");
+        assert!(text.contains("fsync_channel_joins_total{outcome=\"denied\"} 1"), "{text}");
+        assert!(text.contains("fsync_rate_limited_total{surface=\"rpc\"} 1"), "a 429 counts as throttled");
+        assert!(text.contains("fsync_rate_limited_total{surface=\"realtime_joins\"} 1"), "{text}");
+        for family in [
+            "fsync_rpc_duration_seconds",
+            "fsync_snapshot_build_seconds",
+            "fsync_snapshot_bytes",
+            "fsync_session_start_seconds",
+            "fsync_event_lag_seconds",
+            "fsync_websocket_connections",
+            "fsync_channel_joins_total",
+            "fsync_rate_limited_total",
+        ] {
+            assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! `GET /metrics` (DESIGN §12): only the service role scrapes, and a scrape shows what the
+//! instance did — RPCs by function and status, throttled writes, open sockets, joins by outcome,
+//! and each event's commit → delivered lag.
+
+use crate::fixture;
+use crate::realtime::{connect, join, next_broadcast, topic};
+use fsync_protocol::realtime::Vsn;
+use fsync_testkit::metric;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn only_the_service_role_scrapes() {
+    let f = fixture().await;
+    let api = f.app.api();
+    let get = |token: Option<String>| {
+        let api = api.clone();
+        async move {
+            api.request(axum::http::Method::GET, "/metrics", token.as_deref(), &[], Vec::<u8>::new()).await.unwrap()
+        }
+    };
+    assert_eq!(get(None).await.status, 403, "the anon key");
+    assert_eq!(get(Some(f.owner_token.clone())).await.status, 403, "a member");
+    let keyless = api.send(axum::http::Method::GET, "/metrics", &[], Vec::<u8>::new()).await.unwrap();
+    assert_eq!(keyless.status, 401, "no key");
+    let scraped = get(Some(f.app.service_key.clone())).await;
+    assert_eq!(scraped.status, 200);
+    assert_eq!(scraped.headers["content-type"], "text/plain; version=0.0.4");
+}
+
+#[tokio::test]
+async fn a_scrape_shows_rpcs_throttling_sockets_joins_and_delivery_lag() {
+    let f = fixture().await;
+    let mut socket = connect(&f.app, Vsn::V2).await;
+    let (_, joined) = join(&mut socket, &topic(f.project), &f.owner_token, true).await;
+    assert_eq!(joined["status"], "ok", "{joined}");
+    let stranger = f.app.user_token(f.app.create_user().await);
+    let (_, refused) = join(&mut socket, &topic(f.project), &stranger, true).await;
+    assert_eq!(refused["status"], "error", "{refused}");
+
+    assert_eq!(f.upsert("a.txt", "one", None).await.0, 200);
+    assert!(next_broadcast(&mut socket, Duration::from_secs(5)).await.is_some(), "the event arrives");
+    let client = f.app.db.connect().await.unwrap();
+    client.execute("UPDATE fsync.rate_limits SET burst = 1, per_second = 0.001", &[]).await.unwrap();
+    assert_eq!(f.upsert("b.txt", "two", None).await.0, 200);
+    assert_eq!(f.upsert("c.txt", "three", None).await.0, 429);
+    let listed = f.app.rpc(Some(&f.owner_token), "list_current_files", json!({"project_uuid": f.project})).await;
+    assert_eq!(listed.0, 200);
+
+    // The lag is recorded just after the fan-out, so wait for it.
+    let delivered = "fsync_event_lag_seconds_count{stage=\"delivered\"}";
+    assert_eq!(f.app.metric_reaches(delivered, 2.0).await, 2.0, "both events' lags");
+    let text = f.app.scrape().await;
+    let value = |series: &str| metric(&text, series).unwrap_or_else(|| panic!("{series} in\n{text}"));
+    let upserts = "fsync_rpc_duration_seconds_count{function=\"upsert_project_file\",outcome=\"200\"}";
+    assert_eq!(value(upserts), 2.0);
+    assert_eq!(value("fsync_rpc_duration_seconds_count{function=\"upsert_project_file\",outcome=\"429\"}"), 1.0);
+    assert_eq!(value("fsync_rpc_duration_seconds_count{function=\"list_current_files\",outcome=\"200\"}"), 1.0);
+    assert_eq!(value("fsync_rate_limited_total{surface=\"rpc\"}"), 1.0);
+    assert_eq!(value("fsync_websocket_connections"), 1.0);
+    assert_eq!(value("fsync_channel_joins_total{outcome=\"ok\"}"), 1.0);
+    assert_eq!(value("fsync_channel_joins_total{outcome=\"denied\"}"), 1.0);
+    // On one machine, commit → delivered is well under a second.
+    assert_eq!(value("fsync_event_lag_seconds_bucket{stage=\"delivered\",le=\"1\"}"), 2.0, "{text}");
+
+    drop(socket);
+    let deadline = fsync_testkit::now() + Duration::from_secs(10);
+    while metric(&f.app.scrape().await, "fsync_websocket_connections") != Some(0.0) {
+        assert!(fsync_testkit::now() < deadline, "the closed socket is no longer counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
