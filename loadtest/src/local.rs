@@ -71,6 +71,7 @@ impl Local {
                 agent_exec: None,
                 token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
                 max_sessions_per_user: usize::MAX,
+                instance: format!("kpi-{name}"),
             };
             instances.push(start_instance(&database_url, &storage_url, &secret, orchestrator).await?);
         }

@@ -44,19 +44,22 @@ impl Default for Setup {
     }
 }
 
-/// The plan's server-side flags (DESIGN §3).
+/// The plan's flags (DESIGN §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flags {
-    /// `FSYNC_USE_SNAPSHOT_HYDRATION`.
+    /// `FSYNC_USE_SNAPSHOT_HYDRATION` (the servers').
     pub snapshot_hydration: bool,
-    /// `FSYNC_KEEP_CLIENT_BROADCAST`.
+    /// `FSYNC_KEEP_CLIENT_BROADCAST` (the servers').
     pub client_broadcast: bool,
+    /// `FSYNC_USE_RPC` (the people's clients): off, `upsert` and `delete` are table writes on
+    /// `legacy_project_files`, as the unmigrated frontend makes them.
+    pub rpc: bool,
 }
 
 impl Default for Flags {
     /// The new paths on (what scenarios mostly exercise); a case turns them off by name.
     fn default() -> Flags {
-        Flags { snapshot_hydration: true, client_broadcast: false }
+        Flags { snapshot_hydration: true, client_broadcast: false, rpc: true }
     }
 }
 
@@ -65,15 +68,17 @@ impl Default for Flags {
 pub enum Flag {
     SnapshotHydration,
     ClientBroadcast,
+    Rpc,
 }
 
 impl Flag {
-    pub const NAMES: &'static str = "snapshot-hydration, client-broadcast";
+    pub const NAMES: &'static str = "snapshot-hydration, client-broadcast, rpc";
 
     pub fn parse(word: &str) -> Option<Flag> {
         match word {
             "snapshot-hydration" => Some(Flag::SnapshotHydration),
             "client-broadcast" => Some(Flag::ClientBroadcast),
+            "rpc" => Some(Flag::Rpc),
             _ => None,
         }
     }
@@ -82,7 +87,14 @@ impl Flag {
         match self {
             Flag::SnapshotHydration => flags.snapshot_hydration = on,
             Flag::ClientBroadcast => flags.client_broadcast = on,
+            Flag::Rpc => flags.rpc = on,
         }
+    }
+
+    /// Whether flipping it restarts the servers (a server flag), or only changes how the
+    /// people's clients write.
+    pub fn restarts_servers(self) -> bool {
+        self != Flag::Rpc
     }
 }
 

@@ -340,7 +340,7 @@ fn usage(keyword: &str) -> &'static str {
     match keyword {
         "servers" => "write `servers 1` or `servers 2`",
         "container-token-ttl" => "write `container-token-ttl 8s`",
-        "flag" => "write `flag snapshot-hydration|client-broadcast on|off`",
+        "flag" => "write `flag snapshot-hydration|client-broadcast|rpc on|off`",
         "actor" => "write `actor NAME owner|editor|viewer|outsider`",
         "fixture" => "write `fixture tiny|small|medium|large seed N`",
         "session" => "write `session S start by ACTOR [on server N] [held]`, `session S release`, `session S wait running` or `session S stop`",

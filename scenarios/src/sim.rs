@@ -122,6 +122,7 @@ async fn server_host(shared: Shared, n: usize) -> turmoil::Result {
             agent_exec: None,
             token_ttl_s: shared.token_ttl_s,
             max_sessions_per_user: fsync_reference::orchestrator::MAX_SESSIONS_PER_USER,
+            instance: format!("server-{n}"),
         };
         let realtime = RealtimeConfig { keep_client_broadcast: flags.client_broadcast, ..RealtimeConfig::default() };
         let server = ServerBuilder::new(shared.store.clone())

@@ -14,6 +14,10 @@ impl<S: Stack> World<'_, S> {
     /// Takes one step; its outcome as the transcript shows it.
     pub async fn step(&mut self, step: &Step) -> String {
         match &step.action {
+            Action::Upsert { actor, path, content, file_type, expect } if !self.flags.rpc => {
+                self.table_upsert(actor, path, content, file_type, *expect).await
+            }
+            Action::Delete { actor, path, expect } if !self.flags.rpc => self.table_delete(actor, path, *expect).await,
             Action::Upsert { actor, path, content, file_type, expect } => {
                 let mut args = json!({"project_uuid": self.project, "p_file_path": path, "p_content": content, "p_file_type": file_type});
                 expected(&mut args, *expect);
@@ -49,7 +53,11 @@ impl<S: Stack> World<'_, S> {
             }
             Action::SetFlag { flag, on } => {
                 flag.set(&mut self.flags, *on);
-                self.restart().await
+                match (flag.restarts_servers(), *on) {
+                    (true, _) => self.restart().await,
+                    (false, true) => "clients write through the RPCs (rpc on)".into(),
+                    (false, false) => "clients write the table legacy_project_files (rpc off)".into(),
+                }
             }
             Action::Wait(duration) => {
                 tokio::time::sleep(*duration).await;
@@ -61,6 +69,60 @@ impl<S: Stack> World<'_, S> {
 
     async fn write(&self, actor: &str, function: &str, args: Value) -> String {
         outcome(self.api(0).rpc(Some(self.token(actor)), function, args).await, written)
+    }
+
+    /// An upsert as the unmigrated frontend makes it (`.upsert(row, { onConflict })` on
+    /// `legacy_project_files`: last writer wins); the version and seq it got, read back.
+    async fn table_upsert(&self, actor: &str, path: &str, content: &str, file_type: &str, expect: Expected) -> String {
+        if expect != Expected::Any {
+            return "refused here: a table write carries no expected version".into();
+        }
+        let row = json!({"project_id": self.project, "path": path, "type": file_type, "content": content});
+        let headers = [("content-type", "application/json"), ("prefer", "resolution=merge-duplicates")];
+        let target = "/rest/v1/legacy_project_files?on_conflict=project_id,path";
+        let api = self.api(0);
+        let answer = api.request(http::Method::POST, target, Some(self.token(actor)), &headers, row.to_string()).await;
+        self.table_outcome(actor, path, answer).await
+    }
+
+    /// A delete as the unmigrated frontend makes it (`.delete().eq(..).eq(..)`).
+    async fn table_delete(&self, actor: &str, path: &str, expect: Expected) -> String {
+        if expect != Expected::Any {
+            return "refused here: a table write carries no expected version".into();
+        }
+        let (project, path_q) = (self.project, fsync_client::transport::encode(path));
+        let target = format!("/rest/v1/legacy_project_files?project_id=eq.{project}&path=eq.{path_q}");
+        let api = self.api(0);
+        let answer = api.request(http::Method::DELETE, &target, Some(self.token(actor)), &[], Vec::new()).await;
+        self.table_outcome(actor, path, answer).await
+    }
+
+    /// A table write answers without versions: on success, `ok version V seq S (table write)`
+    /// with the path's head as `list_changes_since` shows it.
+    async fn table_outcome(
+        &self,
+        actor: &str,
+        path: &str,
+        answer: Result<fsync_client::Download, fsync_client::transport::TransportError>,
+    ) -> String {
+        let answer = match answer {
+            Ok(answer) if (200..300).contains(&answer.status) => answer,
+            Ok(answer) => {
+                let body = serde_json::from_slice(&answer.bytes).unwrap_or(Value::Null);
+                return error(&Reply { status: answer.status, body });
+            }
+            Err(e) => return format!("no answer: {e}"),
+        };
+        drop(answer);
+        let args = json!({"project_uuid": self.project, "since_seq": 0});
+        let reply = self.api(0).rpc(Some(self.token(actor)), "list_changes_since", args).await;
+        outcome(reply, |body| {
+            let change = body["changes"].as_array().and_then(|c| c.iter().find(|c| c["file_path"] == path));
+            match change {
+                Some(c) => format!("ok version {} seq {} (table write)", c["version"], c["seq"]),
+                None => format!("no change of {path} in list_changes_since"),
+            }
+        })
     }
 
     async fn bulk(&self, actor: &str, entries: &[BulkEntry]) -> String {

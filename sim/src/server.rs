@@ -29,6 +29,7 @@ pub async fn server_host(shared: Shared, name: String) -> turmoil::Result {
         agent_exec: None,
         token_ttl_s: shared.token_ttl_s,
         max_sessions_per_user: fsync_reference::orchestrator::MAX_SESSIONS_PER_USER,
+        instance: name.clone(),
     };
     let storage = Storage::from_store(shared.objects.clone(), "memory://");
     let realtime =

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 pub use crate::config::AgentConfig;
 
@@ -33,15 +34,21 @@ const FEED_CAPACITY: usize = 1024;
 /// Runs the agent until `shutdown` resolves (or it fails). Reports `failed` with the reason
 /// (the whole context chain) itself when it can.
 pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let api = Arc::new(Api::new(config)?);
-    let mut timings = BTreeMap::new();
-    match run_inner(&api, &mut timings, shutdown).await {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            api.report(SessionStatus::Failed, Some(format!("{e:#}")), &timings).await;
-            Err(e)
+    // Every line the agent logs names its project and session.
+    let span = tracing::info_span!("agent", project_id = %config.project, session_id = %config.session);
+    async move {
+        let api = Arc::new(Api::new(config)?);
+        let mut timings = BTreeMap::new();
+        match run_inner(&api, &mut timings, shutdown).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                api.report(SessionStatus::Failed, Some(format!("{e:#}")), &timings).await;
+                Err(e)
+            }
         }
     }
+    .instrument(span)
+    .await
 }
 
 async fn run_inner(

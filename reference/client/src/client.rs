@@ -148,18 +148,51 @@ impl FsyncClient {
     /// Calls `function` with named `args` and decodes the result, retrying per the policy.
     pub async fn call<T: DeserializeOwned>(&self, function: &str, args: Value) -> Result<T, ClientError> {
         let url = format!("{}/rest/v1/rpc/{function}", self.base);
-        let body = args.to_string();
+        let text = self.send(http::Method::POST, &url, &[], &args.to_string(), function).await?;
+        decode(&text)
+    }
+
+    /// A table write on `relation` — `POST` rows, or `PATCH` / `DELETE` the rows `filters`
+    /// (PostgREST's `col=op.value` pairs) match — with `prefer`; the rows written, as the
+    /// relation shows them. Retried per the policy, like the RPCs (an upsert or a delete done
+    /// twice leaves what doing it once does).
+    pub async fn write_table(
+        &self,
+        method: http::Method,
+        relation: &str,
+        filters: &[(&str, String)],
+        prefer: &str,
+        body: Option<&Value>,
+    ) -> Result<Vec<Value>, ClientError> {
+        let query: Vec<String> =
+            filters.iter().map(|(k, v)| format!("{}={}", transport::encode(k), transport::encode(v))).collect();
+        let url = format!("{}/rest/v1/{relation}?{}", self.base, query.join("&"));
+        let prefer = format!("{prefer},return=representation");
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let text = self.send(method, &url, &[("prefer", prefer.as_str())], &body, relation).await?;
+        decode(&text)
+    }
+
+    /// One request, retried per the policy on network errors, 429 and 5xx; the answer's text.
+    async fn send(
+        &self,
+        method: http::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+        what: &str,
+    ) -> Result<String, ClientError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = self.attempt(&url, &body).await;
+            let outcome = self.attempt(method.clone(), url, extra, body).await;
             let retry_after = match &outcome {
                 Err(Failure::Network(TransportError::InvalidRequest { .. })) => {
                     return Err(outcome.map_err(Failure::into_error).unwrap_err())
                 }
                 Err(Failure::Network(_)) => None,
                 Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => *retry_after,
-                _ => return outcome.map_err(Failure::into_error).and_then(|text| decode(&text)),
+                _ => return outcome.map_err(Failure::into_error),
             };
             if attempt >= self.retry.max_attempts {
                 return Err(match outcome {
@@ -169,22 +202,28 @@ impl FsyncClient {
                 });
             }
             let wait = self.backoff(attempt - 1, retry_after);
-            tracing::debug!(function, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            tracing::debug!(what, attempt, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn attempt(&self, url: &str, body: &str) -> Result<String, Failure> {
+    async fn attempt(
+        &self,
+        method: http::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        body: &str,
+    ) -> Result<String, Failure> {
         let (apikey, token) = self.credentials.read().unwrap_or_else(|e| e.into_inner()).clone();
         let bearer = format!("Bearer {}", token.as_deref().unwrap_or(&apikey));
-        let headers = [
+        let mut headers = vec![
             ("apikey", apikey.as_str()),
             ("content-type", "application/json"),
             ("content-profile", "public"),
             ("authorization", bearer.as_str()),
         ];
-        let request =
-            transport::request(http::Method::POST, url, &headers, body.to_owned()).map_err(Failure::Network)?;
+        headers.extend_from_slice(extra);
+        let request = transport::request(method, url, &headers, body.to_owned()).map_err(Failure::Network)?;
         let response =
             self.transport.fetch(request, MAX_RESPONSE_BYTES, self.timeout).await.map_err(Failure::Network)?;
         let status = response.status.as_u16();

@@ -16,6 +16,6 @@ pub mod transport;
 pub use client::{ClientConfig, FsyncClient};
 pub use error::ClientError;
 pub use retry::RetryPolicy;
-pub use store::{FileState, ProjectStore};
+pub use store::{FileState, ProjectStore, Writes};
 pub use surface::{Api, Download, Reply};
 pub use transport::{Dialer, TcpDialer, Transport};

@@ -223,6 +223,18 @@ pub fn request(
         .map_err(|e| TransportError::InvalidRequest { url: url.to_owned(), reason: e.to_string() })
 }
 
+/// `text` percent-encoded for a query string (everything but RFC 3986's unreserved characters).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(byte as char),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

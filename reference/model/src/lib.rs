@@ -13,14 +13,19 @@ mod binary;
 mod bulk;
 pub mod faults;
 mod files;
+mod legacy;
 mod members;
 mod platform;
 mod read;
+mod sessions;
 pub mod state;
 pub mod storage;
 mod topics;
 
-use fsync_store::data::{Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use fsync_store::data::{
+    Delivery, ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess, WriteQuery,
+    WRITABLE_RELATION,
+};
 use fsync_store::error::ApiError;
 use fsync_store::Ids;
 use fsync_store::RequestAuth;
@@ -265,6 +270,28 @@ impl Store for MemStore {
 
     async fn read(&self, auth: &RequestAuth, query: ReadQuery) -> Result<ReadOutput, ApiError> {
         read::read(&self.lock(), auth, &query)
+    }
+
+    async fn write(&self, auth: &RequestAuth, query: WriteQuery) -> Result<ReadOutput, ApiError> {
+        if query.relation != WRITABLE_RELATION {
+            return Err(query.not_writable());
+        }
+        let columns = read::column_names(&query.relation).unwrap_or_default();
+        if let Some(missing) = query.columns().into_iter().find(|c| !columns.contains(c)) {
+            let message = format!("column {}.{missing} does not exist", query.relation);
+            return Err(ApiError::new(fsync_store::error::StatusCode::BAD_REQUEST, "42703", message));
+        }
+        if auth.role == "anon" {
+            let message = format!("permission denied for view {}", query.relation);
+            return Err(ApiError::from_sqlstate("42501", &message, None, None, true));
+        }
+        let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
+        let mut state = self.lock();
+        let Outcome { result, messages } = state.legacy_write(&caller, &query)?;
+        self.deliver(messages);
+        drop(state);
+        let count = result.as_array().map_or(0, Vec::len) as u64;
+        Ok(ReadOutput { rows_json: result.to_string(), count })
     }
 
     async fn authorize_topic(&self, auth: &RequestAuth, topic: &str) -> Result<TopicAccess, ApiError> {

@@ -7,6 +7,9 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// `fsync.removed_member_reason()`.
+pub const REMOVED_MEMBER: &str = "the member who started it was removed from the project";
+
 impl State {
     /// `auth.role() = 'authenticated'`, not a container, with a uid.
     fn signed_in_user(&self, caller: &Caller) -> Result<Option<Uuid>, ApiError> {
@@ -133,6 +136,14 @@ impl State {
         if removed.is_none() {
             let who = user.map(|u| u.to_string()).unwrap_or_default();
             return Err(err("PT404", format!("user {who} is not a member of project {project}")));
+        }
+        // The sessions they started in the project stop (`remove_project_member`).
+        let starter = user.map(|u| u.to_string()).unwrap_or_default();
+        for session in self.sessions.values_mut().filter(|s| s.view.project_id == project && s.started_by == starter) {
+            if session.is_live() {
+                session.view.status = fsync_protocol::snapshot::SessionStatus::Stopped;
+                session.view.reason = Some(REMOVED_MEMBER.to_owned());
+            }
         }
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "removed": true}), messages: vec![] })
     }

@@ -7,6 +7,7 @@ use crate::MemStore;
 use fsync_store::data::{Filter, FilterOp, ReadQuery};
 use fsync_store::error::ApiError;
 use fsync_store::platform::{BoxFuture, FilesRead, PlatformStore, SnapshotFile, SnapshotRead};
+use fsync_store::sessions::SessionRecord;
 use fsync_store::RequestAuth;
 use serde_json::Value;
 use uuid::Uuid;
@@ -121,5 +122,39 @@ impl PlatformStore for MemStore {
         };
         let seen = crate::read::read(&self.lock(), auth, &query).map(|rows| rows.count > 0);
         Box::pin(async move { seen })
+    }
+
+    fn insert_session<'a>(
+        &'a self,
+        record: &'a SessionRecord,
+        max_live: usize,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        let inserted = self.insert_session_now(record, max_live);
+        Box::pin(async move { Ok(inserted) })
+    }
+
+    fn save_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), ApiError>> {
+        self.save_session_now(record);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn session(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SessionRecord>, ApiError>> {
+        let record = self.session_now(id);
+        Box::pin(async move { Ok(record) })
+    }
+
+    fn fail_sessions_of<'a>(
+        &'a self,
+        instance: &'a str,
+        reason: &'a str,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<u64, ApiError>> {
+        let failed = self.fail_sessions_of_now(instance, reason, now_s);
+        Box::pin(async move { Ok(failed) })
+    }
+
+    fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>> {
+        let pruned = self.prune_sessions_now(ended_before_s);
+        Box::pin(async move { Ok(pruned) })
     }
 }

@@ -276,6 +276,33 @@ fn passes(row: &Map<String, Value>, filter: &Filter, ty: Ty) -> Result<bool, Api
     })
 }
 
+/// The rows of `name` the caller may see that pass every filter (`name` is a known relation).
+pub(crate) fn matching(
+    state: &State,
+    caller: &Caller,
+    name: &str,
+    filters: &[Filter],
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let columns = relation(name).map_or(&[][..], |(_, columns)| columns);
+    let ty_of = |column: &str| columns.iter().find(|(c, _)| *c == column).map_or(Ty::Text, |(_, t)| *t);
+    let mut rows = Vec::new();
+    for row in visible_rows(state, caller, name) {
+        let mut keep = true;
+        for filter in filters {
+            keep &= passes(&row, filter, ty_of(&filter.column))?;
+        }
+        if keep {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// The columns of `name`, if it is a relation of the API.
+pub(crate) fn column_names(name: &str) -> Option<Vec<&'static str>> {
+    relation(name).map(|(_, columns)| columns.iter().map(|(c, _)| *c).collect())
+}
+
 pub fn read(state: &State, auth: &RequestAuth, query: &ReadQuery) -> Result<ReadOutput, ApiError> {
     let Some((is_view, columns)) = relation(&query.relation) else { return Err(query.unknown_relation()) };
     let ty_of = |name: &str| columns.iter().find(|(c, _)| *c == name).map(|(_, t)| *t);
@@ -285,16 +312,7 @@ pub fn read(state: &State, auth: &RequestAuth, query: &ReadQuery) -> Result<Read
         return Err(error("42501", format!("permission denied for {kind} {}", query.relation)));
     }
     let caller = Caller { role: auth.role.clone(), claims: auth.claims.clone() };
-    let mut rows = Vec::new();
-    for row in visible_rows(state, &caller, &query.relation) {
-        let mut keep = true;
-        for filter in &query.filters {
-            keep &= passes(&row, filter, ty_of(&filter.column).unwrap_or(Ty::Text))?;
-        }
-        if keep {
-            rows.push(row);
-        }
-    }
+    let mut rows = matching(state, &caller, &query.relation, &query.filters)?;
     rows.sort_by(|a, b| {
         for term in &query.order {
             let (x, y) =

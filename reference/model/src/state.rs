@@ -117,6 +117,8 @@ pub struct State {
     pub objects: BTreeMap<(String, String), StoredObject>,
     /// Where row, project and message ids come from.
     pub ids: IdSource,
+    /// `fsync.preview_sessions`: preview sessions' records, by id.
+    pub sessions: BTreeMap<Uuid, fsync_store::sessions::SessionRecord>,
 }
 
 /// One row of `storage.objects`.
@@ -271,7 +273,14 @@ impl State {
             return Some(Access::Service);
         }
         if caller.claim("scope") == Some("container") {
-            return (caller.claim("project_id") == Some(project.to_string().as_str())).then_some(Access::Container);
+            // Only until its session is stopped (`fsync.session_stopped`).
+            let stopped = caller
+                .claim("session_id")
+                .and_then(|s| Uuid::parse_str(s).ok().filter(|_| s.len() == 36))
+                .and_then(|s| self.sessions.get(&s))
+                .is_some_and(|s| s.view.status == fsync_protocol::snapshot::SessionStatus::Stopped);
+            let ours = caller.claim("project_id") == Some(project.to_string().as_str());
+            return (ours && !stopped).then_some(Access::Container);
         }
         if caller.claims_role() != Some("authenticated") {
             return None;

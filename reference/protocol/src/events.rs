@@ -130,10 +130,24 @@ impl FileChange {
 /// `"timestamp":` key is the top-level one, since a string value inside cannot hold an unescaped
 /// quote.
 pub fn payload_timestamp(payload_json: &str) -> Option<std::time::Duration> {
-    let (_, after) = payload_json.split_once("\"timestamp\":")?;
-    let value = after.trim_start().strip_prefix('"')?;
+    let value = top_level(payload_json, "timestamp")?.strip_prefix('"')?;
     let (text, _) = value.split_once('"')?;
     crate::time::parse_timestamp(text)
+}
+
+/// The `seq` of an event's payload (JSON text), found as [`payload_timestamp`] finds its time.
+pub fn payload_seq(payload_json: &str) -> Option<i64> {
+    let value = top_level(payload_json, "seq")?;
+    let end = value.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(value.len());
+    value[..end].parse().ok()
+}
+
+/// The text after the first `"key":` of `json` (its value and what follows). No key of an event
+/// repeats below the top level with the same name and no string holds an unescaped quote, so the
+/// first is the top-level one.
+fn top_level<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let (_, after) = json.split_once(&format!("\"{key}\":"))?;
+    Some(after.trim_start())
 }
 
 #[cfg(test)]
@@ -164,5 +178,8 @@ mod tests {
         assert_eq!(payload_timestamp(&compact), Some(at));
         assert_eq!(payload_timestamp(r#"{"seq": 1, "timestamp": "t"}"#), None, "the model's logical time");
         assert_eq!(payload_timestamp(r#"{"seq": 1}"#), None);
+        assert_eq!(payload_seq(jsonb), Some(3));
+        assert_eq!(payload_seq(r#"{"files": [{"version": 2}], "seq":12,"x":1}"#), Some(12));
+        assert_eq!(payload_seq(r#"{"content": "\"seq\": 9"}"#), None);
     }
 }

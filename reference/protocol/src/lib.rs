@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod events;
+pub mod flags;
 pub mod hash;
 pub mod jwt;
 pub mod limits;

@@ -56,3 +56,31 @@ pub const FILE_TYPES: &[&str] = &[
 pub fn is_file_type(file_type: &str) -> bool {
     FILE_TYPES.contains(&file_type)
 }
+
+/// The file type a legacy write or row gets when its type is missing or outside the fixed set,
+/// from the path's extension (`fsync.infer_file_type`, word for word).
+pub fn infer_file_type(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let extension = match name.rsplit_once('.') {
+        Some((_, ext)) if !ext.is_empty() && !ext.contains('.') => ext.to_lowercase(),
+        _ => return "text",
+    };
+    match extension.as_str() {
+        "ts" | "tsx" | "mts" => "typescript",
+        "js" | "jsx" | "mjs" | "cjs" => "javascript",
+        "json" => "json",
+        "md" => "markdown",
+        "sql" => "sql",
+        "html" | "htm" => "html",
+        "css" => "css",
+        "scss" => "scss",
+        "svg" => "svg",
+        "yaml" | "yml" => "yaml",
+        "toml" => "toml",
+        "xml" => "xml",
+        "sh" => "shell",
+        "py" => "python",
+        "env" => "env",
+        _ => "text",
+    }
+}

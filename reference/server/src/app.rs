@@ -31,7 +31,13 @@ pub fn router<S: Store>(state: AppState<S>, platform: Option<Arc<Platform>>) -> 
             "/rest/v1/rpc/{function}",
             get(postgrest::rpc_get::<S>).merge(bounds::limited(post(postgrest::rpc_post::<S>), MAX_REQUEST_BODY_BYTES)),
         )
-        .route("/rest/v1/{relation}", get(postgrest::read::<S>))
+        .route(
+            "/rest/v1/{relation}",
+            get(postgrest::read::<S>).delete(postgrest::write::delete::<S>).merge(bounds::limited(
+                post(postgrest::write::insert::<S>).patch(postgrest::write::update::<S>),
+                MAX_REQUEST_BODY_BYTES,
+            )),
+        )
         .route("/realtime/v1/websocket", get(realtime::websocket::<S>))
         .fallback(not_found)
         .with_state(state);

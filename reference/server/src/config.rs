@@ -34,6 +34,7 @@ pub const VARIABLES: &[&str] = &[
     "FSYNC_AGENT_EXEC",
     "FSYNC_USE_SNAPSHOT_HYDRATION",
     "FSYNC_KEEP_CLIENT_BROADCAST",
+    "FSYNC_INSTANCE_ID",
 ];
 
 /// The `AWS_*` variables an `s3://` storage URL is configured by.
@@ -78,12 +79,11 @@ pub struct Settings {
     pub snapshot_hydration: bool,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan flag 3.3).
     pub keep_client_broadcast: bool,
+    /// `FSYNC_INSTANCE_ID`: this instance's name in the session records.
+    pub instance: Option<String>,
 }
 
-/// A plan flag's value: on for `1`, `true`, `yes`, `on` (any case, around spaces); off otherwise.
-pub fn flag(value: Option<&str>) -> bool {
-    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-}
+pub use fsync_protocol::flags::flag;
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -107,6 +107,7 @@ impl Settings {
             agent_exec: var("FSYNC_AGENT_EXEC"),
             snapshot_hydration: flag(var("FSYNC_USE_SNAPSHOT_HYDRATION").as_deref()),
             keep_client_broadcast: flag(var("FSYNC_KEEP_CLIENT_BROADCAST").as_deref()),
+            instance: var("FSYNC_INSTANCE_ID"),
         }
     }
 
@@ -129,15 +130,30 @@ impl Settings {
 
     /// The orchestrator's settings: an absolute sessions directory, agents as child processes.
     pub fn orchestrator(&self) -> OrchestratorConfig {
-        let sessions_dir = self.sessions_dir.clone().unwrap_or_else(|| self.state_dir.join("sessions"));
+        let sessions_dir = absolute(&self.sessions_dir.clone().unwrap_or_else(|| self.state_dir.join("sessions")));
+        // The same host and directory is the same instance, started again.
+        let instance = self.instance.clone().unwrap_or_else(|| format!("{}:{}", host_name(), sessions_dir.display()));
         OrchestratorConfig {
-            sessions_dir: absolute(&sessions_dir),
+            instance,
+            sessions_dir,
             launcher: Arc::new(ProcessLauncher::new(self.agent_bin.clone().unwrap_or_else(default_agent_bin))),
             snapshot_hydration: self.snapshot_hydration,
             agent_exec: self.agent_exec.clone(),
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
             max_sessions_per_user: crate::orchestrator::MAX_SESSIONS_PER_USER,
         }
+    }
+}
+
+/// This machine's host name (`localhost` when it has none).
+fn host_name() -> String {
+    let mut name = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most that much.
+    let ok = unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) } == 0;
+    let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    match ok && end > 0 {
+        true => String::from_utf8_lossy(&name[..end]).into_owned(),
+        false => "localhost".to_owned(),
     }
 }
 
@@ -187,6 +203,7 @@ mod tests {
         let orchestrator = settings.orchestrator();
         assert!(orchestrator.sessions_dir.is_absolute() && orchestrator.sessions_dir.ends_with(".fsync/sessions"));
         assert!(orchestrator.launcher.describe().ends_with("fsync-agent"), "{}", orchestrator.launcher.describe());
+        assert!(orchestrator.instance.ends_with(".fsync/sessions") && orchestrator.instance.contains(':'));
         assert!(!settings.realtime().keep_client_broadcast);
 
         let settings = Settings::from_lookup(|name| match name {
@@ -197,10 +214,12 @@ mod tests {
             "FSYNC_KEEP_CLIENT_BROADCAST" => Some("yes".into()),
             "FSYNC_AGENT_BIN" => Some("/opt/agent".into()),
             "FSYNC_AGENT_EXEC" => Some("npm run dev".into()),
+            "FSYNC_INSTANCE_ID" => Some("blue-1".into()),
             "AWS_REGION" => Some("eu-west-1".into()),
             "AWS_SESSION_TOKEN" => Some("  ".into()),
             _ => None,
         });
+        assert_eq!(settings.orchestrator().instance, "blue-1");
         assert!(!settings.jwt_secret_is_default);
         assert_eq!(settings.database_url.as_deref(), Some("postgres://x/y"));
         assert_eq!(settings.storage_url(), "file:///srv/fsync/storage");

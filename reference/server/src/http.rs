@@ -83,6 +83,7 @@ where
     builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
     let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
     let mut stop_asked = pin!(stop.closed());
+    let mut stopping = false;
     loop {
         tokio::select! {
             served = connection.as_mut() => {
@@ -91,7 +92,11 @@ where
                 }
                 return;
             }
-            () = &mut stop_asked => connection.as_mut().graceful_shutdown(),
+            // Asked once; then the connection finishes its request in flight and ends.
+            () = &mut stop_asked, if !stopping => {
+                stopping = true;
+                connection.as_mut().graceful_shutdown();
+            }
         }
     }
 }

@@ -80,6 +80,9 @@ impl<S: Store> ServerBuilder<S> {
             let sources = self.sources.clone();
             Arc::new(Platform::new(data, self.secret.clone(), storage, orchestrator, sources, metrics.clone()))
         });
+        if let Some(platform) = &platform {
+            platform.orchestrator.recover().await?;
+        }
         let state = AppState::start(self.store, self.secret, self.realtime, self.sources, metrics).await?;
         Ok(Server { state, platform })
     }

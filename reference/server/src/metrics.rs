@@ -29,8 +29,10 @@ const BYTES: &[f64] = &[
     1073741824.0,
 ];
 
-/// The functions counted by name (the SQL API's); any other is `other`.
+/// The functions counted by name (the SQL API's, and the table writes of unmigrated clients on
+/// `legacy_project_files`); any other is `other`.
 const FUNCTIONS: &[&str] = &[
+    "legacy_project_files",
     "upsert_project_file",
     "delete_project_file",
     "bulk_upsert_project_files",
@@ -206,7 +208,8 @@ impl Metrics {
     pub fn render(&self) -> String {
         let r = self.record(|r| r.clone());
         let mut out = String::new();
-        family(&mut out, "fsync_rpc_duration_seconds", "histogram", "RPC calls by function and HTTP status.");
+        let help = "RPC calls (and table writes on legacy_project_files) by function and HTTP status.";
+        family(&mut out, "fsync_rpc_duration_seconds", "histogram", help);
         for ((function, status), h) in &r.rpc {
             h.render(&mut out, "fsync_rpc_duration_seconds", &format!("function=\"{function}\",outcome=\"{status}\""));
         }

@@ -38,7 +38,7 @@ impl Platform {
         sources: Sources,
         metrics: Arc<Metrics>,
     ) -> Platform {
-        let orchestrator = Orchestrator::new(orchestrator, sources.clone(), metrics.clone());
+        let orchestrator = Orchestrator::new(orchestrator, sources.clone(), metrics.clone(), data.clone());
         Platform { data, secret, storage, orchestrator, sources, metrics, public_url: OnceLock::new() }
     }
 

@@ -115,6 +115,67 @@ pub struct ReadOutput {
     pub count: u64,
 }
 
+/// The relation that takes table writes: the compatibility view of unmigrated clients, whose
+/// triggers route each row into the versioned writes (`0007_legacy_writes.sql`). Every other
+/// relation changes only through the RPCs.
+pub const WRITABLE_RELATION: &str = "legacy_project_files";
+
+/// A table write of `POST`, `PATCH` or `DELETE /rest/v1/{relation}`, as supabase-js's
+/// `.insert/.upsert/.update/.delete` send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteQuery {
+    pub relation: String,
+    pub kind: WriteKind,
+    /// The request's `Prefer` header as sent (`resolution=merge-duplicates` makes an insert an
+    /// upsert; `resolution=ignore-duplicates` skips rows that conflict).
+    pub prefer: String,
+}
+
+/// What a table write does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteKind {
+    /// `POST`: these rows (JSON objects of column → value).
+    Insert { rows: Vec<Map<String, Value>> },
+    /// `PATCH`: these columns set on every row the filters match.
+    Update { set: Map<String, Value>, filters: Vec<Filter> },
+    /// `DELETE`: every row the filters match.
+    Delete { filters: Vec<Filter> },
+}
+
+impl WriteKind {
+    /// The HTTP method that asks for it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            WriteKind::Insert { .. } => "POST",
+            WriteKind::Update { .. } => "PATCH",
+            WriteKind::Delete { .. } => "DELETE",
+        }
+    }
+}
+
+impl WriteQuery {
+    /// The error for a relation that takes no table writes.
+    pub fn not_writable(&self) -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "FSYNC405",
+            format!("public.{} takes no table writes; files change through the RPCs", self.relation),
+        )
+        .with_hint(format!("unmigrated clients write through public.{WRITABLE_RELATION}"))
+    }
+
+    /// Every column the write names: the rows' keys, the set columns, the filtered columns.
+    pub fn columns(&self) -> Vec<&str> {
+        match &self.kind {
+            WriteKind::Insert { rows } => rows.iter().flat_map(|r| r.keys()).map(String::as_str).collect(),
+            WriteKind::Update { set, filters } => {
+                set.keys().map(String::as_str).chain(filters.iter().map(|f| f.column.as_str())).collect()
+            }
+            WriteKind::Delete { filters } => filters.iter().map(|f| f.column.as_str()).collect(),
+        }
+    }
+}
+
 /// A Realtime broadcast as stored in `realtime.messages`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RealtimeMessage {
@@ -151,6 +212,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads rows of a relation as `auth`, under its row level security.
     fn read(&self, auth: &RequestAuth, query: ReadQuery) -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
+
+    /// Writes rows of [`WRITABLE_RELATION`] as `auth`, in one transaction; the rows written (as
+    /// they are after the write) and how many.
+    fn write(&self, auth: &RequestAuth, query: WriteQuery)
+        -> impl Future<Output = Result<ReadOutput, ApiError>> + Send;
 
     /// Decides what `auth` may do on private topic `topic` (without `realtime:`), by evaluating
     /// the `realtime.messages` policies the way Supabase Realtime does.

@@ -18,6 +18,8 @@ pub mod ids;
 pub mod launch;
 pub mod plant;
 pub mod platform;
+pub mod query;
+pub mod sessions;
 
 pub use caller::RequestAuth;
 pub use clock::{Clock, SystemClock, TokioClock};

@@ -6,12 +6,14 @@
 //! - a consistent **snapshot read**: a project's `seq` and its live files at exactly that `seq`;
 //! - **object rows** as Supabase Storage keeps them in `storage.objects`, with who may record,
 //!   see and delete which row decided as its row level security policies decide;
-//! - **membership**: whether a caller may see a project at all.
+//! - **membership**: whether a caller may see a project at all;
+//! - **session records** ([`SessionRecord`]): what every instance knows of every session.
 //!
 //! The trait is object safe (boxed futures): the platform holds it as `Arc<dyn PlatformStore>`.
 
 use crate::caller::RequestAuth;
 use crate::error::ApiError;
+use crate::sessions::SessionRecord;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -95,6 +97,32 @@ pub trait PlatformStore: Send + Sync + 'static {
 
     /// Whether `auth` may see `project` (its members, and the service role).
     fn is_member<'a>(&'a self, auth: &'a RequestAuth, project: Uuid) -> BoxFuture<'a, Result<bool, ApiError>>;
+
+    /// Records a new session, unless its starter already has `max_live` live sessions (on any
+    /// instance): whether it was recorded. The check and the insert are one step.
+    fn insert_session<'a>(
+        &'a self,
+        record: &'a SessionRecord,
+        max_live: usize,
+    ) -> BoxFuture<'a, Result<bool, ApiError>>;
+
+    /// Replaces a session's record with what its instance now knows.
+    fn save_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), ApiError>>;
+
+    /// A session's record.
+    fn session(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SessionRecord>, ApiError>>;
+
+    /// Fails every live session `instance` runs, with `reason` at `now_s`: what an instance does
+    /// when it starts, since it no longer watches agents it started before. How many.
+    fn fail_sessions_of<'a>(
+        &'a self,
+        instance: &'a str,
+        reason: &'a str,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<u64, ApiError>>;
+
+    /// Forgets the sessions that ended before `ended_before_s` (wall seconds). How many.
+    fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>>;
 }
 
 /// A snapshot read over files already in memory (the model's, and tests').

@@ -23,7 +23,9 @@ BEGIN
     RETURN 'service';
   END IF;
   IF v_claims ->> 'scope' = 'container' THEN
-    IF v_claims ->> 'project_id' = p_project::text THEN
+    -- A container token works for its one project, and only until its session is stopped: a
+    -- stop in the records (0008) ends its token at once, not at `exp`.
+    IF v_claims ->> 'project_id' = p_project::text AND NOT fsync.session_stopped(v_claims ->> 'session_id') THEN
       RETURN 'container';
     END IF;
     RETURN NULL;

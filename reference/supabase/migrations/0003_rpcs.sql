@@ -700,6 +700,13 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = 'PT404',
       MESSAGE = format('user %s is not a member of project %s', p_user_id, project_uuid);
   END IF;
+  -- Their access ends everywhere: the sessions they started in the project stop (their
+  -- container tokens with them; the instances running the agents stop those when they look).
+  UPDATE fsync.preview_sessions
+  SET status = 'stopped',
+      view = view || jsonb_build_object('status', 'stopped', 'reason', fsync.removed_member_reason())
+  WHERE project_id = project_uuid AND started_by = p_user_id::text
+    AND status IN ('starting', 'hydrating', 'running');
   RETURN jsonb_build_object('project_id', project_uuid, 'user_id', p_user_id, 'removed', true);
 END
 $$;

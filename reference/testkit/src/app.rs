@@ -95,6 +95,9 @@ pub struct PlatformOptions {
     pub launcher: Option<Arc<dyn Launcher>>,
     /// Live sessions per member (`None`: the server's default).
     pub max_sessions_per_user: Option<usize>,
+    /// The instance's name in the session records (`None`: its own sessions directory, so
+    /// every test server is an instance of its own).
+    pub instance: Option<String>,
 }
 
 /// Starts the server with every endpoint (RPC, reads, Realtime, Storage, functions, sessions)
@@ -128,6 +131,7 @@ pub async fn spawn_app(options: AppOptions) -> TestApp {
         max_sessions_per_user: options
             .max_sessions_per_user
             .unwrap_or(fsync_reference::orchestrator::MAX_SESSIONS_PER_USER),
+        instance: options.instance.clone().unwrap_or_else(|| dir.path().join("sessions").display().to_string()),
     };
     let server = ServerBuilder::new(Arc::new(store.clone()))
         .secret(secret.clone())

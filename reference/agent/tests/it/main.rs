@@ -2,6 +2,7 @@
 //! through the real server, PostgreSQL, storage and spawned `fsync-agent` processes.
 
 mod convergence;
+mod durable;
 mod failures;
 mod on_model;
 mod sessions;

@@ -53,6 +53,7 @@ impl World {
             agent_exec: None,
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
             max_sessions_per_user: fsync_reference::orchestrator::MAX_SESSIONS_PER_USER,
+            instance: "on-model".into(),
         };
         let storage = Storage::from_store(Arc::new(object_store::memory::InMemory::new()), "memory://");
         let instance = ServerBuilder::new(store.clone())

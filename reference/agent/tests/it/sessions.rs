@@ -92,12 +92,6 @@ async fn starts_follows_and_stops(app: &TestApp) {
     assert!(!dir.exists(), "the session directory is removed");
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true)
-}
-
 #[tokio::test]
 async fn a_session_hydrates_from_the_snapshot_follows_changes_and_stops() {
     let app = spawn(PlatformOptions::default()).await;

@@ -2,7 +2,7 @@
 //! through the bulk RPC.
 
 use crate::{client_for, setup};
-use fsync_client::{ClientError, FileState, ProjectStore};
+use fsync_client::{ClientError, FileState, ProjectStore, Writes};
 
 #[tokio::test]
 async fn the_store_sends_what_it_knows_and_a_stale_store_gets_a_conflict() {
@@ -70,4 +70,48 @@ async fn generation_goes_through_one_bulk() {
         .unwrap()
         .get(0);
     assert_eq!(events, 2, "one bulk:apply per generation");
+}
+
+#[test]
+fn the_flag_picks_the_writes_and_is_off_unless_set() {
+    assert_eq!(Writes::from_flag(None), Writes::Table, "the plan ships the flag off");
+    assert_eq!(Writes::from_flag(Some("")), Writes::Table);
+    assert_eq!(Writes::from_flag(Some("0")), Writes::Table);
+    assert_eq!(Writes::from_flag(Some(" On ")), Writes::Rpc);
+    assert_eq!(Writes::from_flag(Some("true")), Writes::Rpc);
+}
+
+#[tokio::test]
+async fn with_the_flag_off_the_store_writes_the_table_and_still_learns_each_version() {
+    let (app, owner, project, client) = setup().await;
+    let mut old = ProjectStore::with_writes(client.clone(), project, Writes::Table);
+    old.load().await.unwrap();
+    let saved = old.save("a.ts", "one", "typescript").await.unwrap();
+    assert_eq!((saved.version, saved.seq, saved.noop), (1, 1, false));
+    assert_eq!(saved.content_hash, fsync_protocol::content_hash("one"));
+    // Last writer wins, as the old frontend wrote: a newer head is overwritten, not refused.
+    let mut new = ProjectStore::new(client_for(&app, app.user_token(owner)), project);
+    new.load().await.unwrap();
+    assert_eq!(new.save("a.ts", "two", "typescript").await.unwrap().version, 2);
+    assert_eq!(old.save("a.ts", "three", "typescript").await.unwrap().version, 3, "no conflict on the old path");
+    assert!(old.save("a.ts", "three", "typescript").await.unwrap().noop, "the same content again writes nothing");
+    // Generation: one table write, a versioned write (and a seq) per file.
+    let generated =
+        old.generate_project_structure(&[("b.md", "markdown", "b"), ("c.json", "json", "{}")]).await.unwrap();
+    assert_eq!(generated.files.iter().map(|f| f.version).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(generated.seq, 5);
+    // Deletes leave tombstones; a second delete is a no-op, an unknown path is not found.
+    let deleted = old.delete("b.md").await.unwrap();
+    assert_eq!((deleted.version, deleted.seq, deleted.noop), (2, 6, false));
+    assert!(old.delete("b.md").await.unwrap().noop);
+    assert_eq!(old.delete("never.txt").await.unwrap_err().status(), Some(404));
+
+    // The migrated store sees every one of those as a version, and the RPCs agree.
+    new.refresh().await.unwrap();
+    assert_eq!(new.file("a.ts"), Some(FileState { version: 3, deleted: false }));
+    assert_eq!(new.file("b.md"), Some(FileState { version: 2, deleted: true }));
+    assert_eq!(new.last_seq(), 6);
+    let current = client.list_current_files(project).await.unwrap();
+    let names: Vec<(&str, i32)> = current.iter().map(|f| (f.file_path.as_str(), f.version)).collect();
+    assert_eq!(names, [("a.ts", 3), ("c.json", 1)]);
 }

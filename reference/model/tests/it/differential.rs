@@ -59,6 +59,28 @@ enum EntryGen {
     ExpectedAsString,
 }
 
+/// A table write on `legacy_project_files` (an unmigrated client).
+#[derive(Debug, Clone)]
+enum LegacyGen {
+    /// One row; `resolution` 0: none (create only), 1: `merge-duplicates`, 2: `ignore-duplicates`.
+    Insert {
+        path: PathGen,
+        content: ContentGen,
+        file_type: TypeGen,
+        resolution: u8,
+    },
+    /// New content and type for the path's row; `moves` also sets another path (refused).
+    Update {
+        path: PathGen,
+        content: ContentGen,
+        file_type: TypeGen,
+        moves: bool,
+    },
+    Delete {
+        path: PathGen,
+    },
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Upsert {
@@ -113,6 +135,61 @@ enum Op {
         who: Who,
         case: usize,
     },
+    Legacy {
+        who: Who,
+        write: LegacyGen,
+    },
+}
+
+fn legacy() -> impl Strategy<Value = LegacyGen> {
+    prop_oneof![
+        3 => (path(), content(), file_type(), 0..3u8).prop_map(|(path, content, file_type, resolution)| {
+            LegacyGen::Insert { path, content, file_type, resolution }
+        }),
+        2 => (path(), content(), file_type(), prop::bool::weighted(0.1))
+            .prop_map(|(path, content, file_type, moves)| LegacyGen::Update { path, content, file_type, moves }),
+        1 => path().prop_map(|path| LegacyGen::Delete { path }),
+    ]
+}
+
+/// The table write `write` stands for, and a label for it.
+fn legacy_query(world: &World, write: &LegacyGen) -> (String, fsync_store::data::WriteQuery) {
+    use fsync_store::data::{WriteKind, WriteQuery};
+    let p = world.project;
+    let key = |path: &str| {
+        vec![
+            Filter { column: "project_id".into(), op: FilterOp::Eq, negated: false, values: vec![p.to_string()] },
+            Filter { column: "path".into(), op: FilterOp::Eq, negated: false, values: vec![path.to_owned()] },
+        ]
+    };
+    let relation = "legacy_project_files".to_owned();
+    match write {
+        LegacyGen::Insert { path, content, file_type, resolution } => {
+            let path = path_value(path);
+            let (content, file_type) = content_and_type(world, path, content, file_type);
+            let row = json!({"project_id": p, "path": path, "content": content, "type": file_type});
+            let prefer = ["", "resolution=merge-duplicates", "resolution=ignore-duplicates"][*resolution as usize];
+            let Value::Object(row) = row else { unreachable!() };
+            let kind = WriteKind::Insert { rows: vec![row] };
+            (format!("POST legacy {path} ({prefer})"), WriteQuery { relation, kind, prefer: prefer.to_owned() })
+        }
+        LegacyGen::Update { path, content, file_type, moves } => {
+            let path = path_value(path);
+            let (content, file_type) = content_and_type(world, path, content, file_type);
+            let mut set = json!({"content": content, "type": file_type});
+            if *moves {
+                set["path"] = json!("moved.txt");
+            }
+            let Value::Object(set) = set else { unreachable!() };
+            let kind = WriteKind::Update { set, filters: key(path) };
+            (format!("PATCH legacy {path}"), WriteQuery { relation, kind, prefer: String::new() })
+        }
+        LegacyGen::Delete { path } => {
+            let path = path_value(path);
+            let kind = WriteKind::Delete { filters: key(path) };
+            (format!("DELETE legacy {path}"), WriteQuery { relation, kind, prefer: String::new() })
+        }
+    }
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -186,6 +263,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (who(), 0..3u8, prop::option::of(prop_oneof![Just(Who::Owner), Just(Who::Stranger)]))
             .prop_map(|(who, name, owner)| Op::CreateProject { who, name, owner }),
         2 => (who(), 0..RAW_CASES).prop_map(|(who, case)| Op::Raw { who, case }),
+        3 => (who(), legacy()).prop_map(|(who, write)| Op::Legacy { who, write }),
     ]
 }
 
@@ -384,6 +462,16 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
             let a = read(pg.read(&auth, query.clone()).await);
             let b = read(world.model.read(&auth, query).await);
             (format!("{who:?} GET project_files_current"), (a, b))
+        }
+        Op::Legacy { who, write } => {
+            let (label, query) = legacy_query(world, write);
+            let auth = world.auth(*who);
+            let wrote = |r: Result<fsync_store::data::ReadOutput, fsync_store::error::ApiError>| {
+                crate::seen(r.map(|o| fsync_store::data::RpcOutput::Json(o.rows_json)))
+            };
+            let a = wrote(pg.write(&auth, query.clone()).await);
+            let b = wrote(world.model.write(&auth, query).await);
+            (format!("{who:?} {label}"), (a, b))
         }
         Op::SetRole { target, role } => {
             let args = json!({"project_uuid": p, "p_user_id": target_user(world, *target), "p_role": role});

@@ -23,6 +23,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub fn routes() -> Router<Arc<Platform>> {
@@ -102,8 +103,9 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
         control: None,
         exited,
     };
-    orchestrator.insert(id, session)?;
-    tokio::spawn(start(platform.clone(), id, exited_tx));
+    orchestrator.insert(id, session).await?;
+    let span = tracing::info_span!("session", session_id = %id, project_id = %view.project_id);
+    tokio::spawn(start(platform.clone(), id, exited_tx).instrument(span));
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -132,8 +134,15 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
-    let (view, owner) =
-        platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone())).ok_or_else(|| not_found(id))?;
+    let local = platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone()));
+    let (view, owner) = match local {
+        Some(local) => local,
+        // Another instance's session: its record says what that instance knows.
+        None => {
+            let record = platform.orchestrator.stored(id).await?.ok_or_else(|| not_found(id))?;
+            (record.view, record.started_by)
+        }
+    };
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }
@@ -148,13 +157,19 @@ async fn stop(
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
     let orchestrator = &platform.orchestrator;
-    let (owner, control, mut exited, dir) = orchestrator
-        .with(id, |s| (s.owner.clone(), s.control.clone(), s.exited.clone(), s.dir.clone()))
-        .ok_or_else(|| not_found(id))?;
+    let local = orchestrator.with(id, |s| (s.owner.clone(), s.control.clone(), s.exited.clone(), s.dir.clone()));
+    let Some((owner, control, mut exited, dir)) = local else {
+        // Another instance's session: stopped in its record, and by that instance when it looks.
+        let record = orchestrator.stored(id).await?.ok_or_else(|| not_found(id))?;
+        if !may_manage(&auth, &record.started_by) {
+            return Err(not_found(id));
+        }
+        return Ok(Json(orchestrator.stop_elsewhere(record).await?).into_response());
+    };
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }
-    orchestrator.set_status(id, SessionStatus::Stopped, None);
+    orchestrator.update(id, SessionStatus::Stopped, None).await;
     if let Some(control) = control {
         control.terminate();
         let ended = tokio::time::timeout(STOP_GRACE, exited.wait_for(|ended| *ended)).await;
@@ -187,7 +202,7 @@ async fn report(
             }
         })
         .ok_or_else(|| not_found(id))?;
-    orchestrator.set_status(id, report.status, report.reason);
+    orchestrator.update(id, report.status, report.reason).await;
     Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
 }
 

@@ -2,6 +2,7 @@
 //! container token, start the agent through the launcher; then watch it, so an agent that ends
 //! while its session is live fails the session with the reason.
 
+use super::registry::STOP_GRACE;
 use crate::platform::Platform;
 use crate::snapshot;
 use fsync_protocol::jwt;
@@ -13,14 +14,19 @@ use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch};
 use fsync_store::platform::BoxFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
+
+/// How often a watched session's record is read, to notice a stop made through another instance.
+const RECORD_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts a session: snapshot, token, agent; then watches the agent.
 pub(super) async fn start(platform: Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) {
     if let Err(reason) = launch(&platform, id, exited).await {
-        tracing::warn!(session = %id, %reason, "session failed to start");
-        platform.orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
+        tracing::warn!(%reason, "session failed to start");
+        platform.orchestrator.update(id, SessionStatus::Failed, Some(reason)).await;
     }
 }
 
@@ -64,7 +70,8 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
         s.view.agent_pid = launched.pid;
         s.control = Some(control);
     });
-    tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited));
+    orchestrator.persist(id).await;
+    tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited).in_current_span());
     Ok(())
 }
 
@@ -85,16 +92,42 @@ pub(super) async fn snapshot_for(platform: &Platform, id: Uuid, project: Uuid) -
     Ok(url)
 }
 
-/// Waits for the agent to end; one that ends while its session is live fails the session.
+/// Waits for the agent to end; one that ends while its session is live fails the session. Every
+/// [`RECORD_CHECK_EVERY`] it also reads the session's record: a session stopped through another
+/// instance has its agent stopped here.
 async fn watch_agent(
     platform: Arc<Platform>,
     id: Uuid,
-    exit: BoxFuture<'static, AgentExit>,
+    mut exit: BoxFuture<'static, AgentExit>,
     exited: watch::Sender<bool>,
 ) {
-    let exit = exit.await;
-    let _ = exited.send(true);
     let orchestrator = &platform.orchestrator;
+    let control = || orchestrator.with(id, |s| s.control.clone()).flatten();
+    // Set once the session was stopped elsewhere and its agent asked to stop: when to kill it.
+    let mut kill_at = None;
+    let exit = loop {
+        tokio::select! {
+            ended = &mut exit => break ended,
+            () = tokio::time::sleep(RECORD_CHECK_EVERY), if kill_at.is_none() => {
+                if orchestrator.stopped_elsewhere(id).await {
+                    tracing::info!("stopped through another instance; stopping the agent");
+                    control().inspect(|c| c.terminate());
+                    kill_at = Some(platform.sources.now() + STOP_GRACE);
+                }
+            }
+            () = tokio::time::sleep_until(kill_at.unwrap_or_else(|| platform.sources.now())), if kill_at.is_some() => {
+                control().inspect(|c| c.kill());
+                kill_at = None;
+            }
+        }
+    };
+    let _ = exited.send(true);
+    if kill_at.is_some() || orchestrator.with(id, |s| s.view.status == SessionStatus::Stopped).unwrap_or(false) {
+        // Stopped: its directory goes, as a stop made here removes it.
+        if let Some(dir) = orchestrator.with(id, |s| s.dir.clone()) {
+            let _ = platform.sources.run_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
+    }
     let final_already = orchestrator.with(id, |s| s.view.status.is_final()).unwrap_or(true);
     if final_already {
         return;
@@ -110,7 +143,7 @@ async fn watch_agent(
         Some(reported) if !reported.is_empty() => format!("{reported} ({how})"),
         _ => reason,
     };
-    orchestrator.set_status(id, SessionStatus::Failed, Some(reason));
+    orchestrator.update(id, SessionStatus::Failed, Some(reason)).await;
 }
 
 pub(super) fn container_token(platform: &Platform, id: Uuid, project: Uuid) -> TokenGrant {

@@ -37,6 +37,8 @@ pub const PORTABLE: &[Migration] = &[
     migration!("portable", "migrations", "0004_storage_realtime.sql"),
     migration!("portable", "migrations", "0005_binary_files.sql"),
     migration!("portable", "migrations", "0006_rate_limits.sql"),
+    migration!("portable", "migrations", "0007_legacy_writes.sql"),
+    migration!("portable", "migrations", "0008_sessions.sql"),
 ];
 
 /// Every migration for plain PostgreSQL: the shim first.

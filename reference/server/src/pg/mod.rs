@@ -6,11 +6,14 @@ pub mod migrate;
 mod platform;
 pub mod realtime;
 pub mod schema;
+mod sessions;
 pub mod sql;
 
 use axum::http::StatusCode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use fsync_store::data::{ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess};
+use fsync_store::data::{
+    ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess, WriteQuery, WRITABLE_RELATION,
+};
 use fsync_store::error::ApiError;
 use fsync_store::{Ids, RequestAuth, SystemIds};
 use schema::SchemaCache;
@@ -78,22 +81,21 @@ impl PgStore {
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, ApiError> {
-        let mut rows = self.query_as(auth, read_only, method, path, statement, params).await?;
+        let mut rows = self.query_as(auth, read_only, (method, path, NO_HEADERS), statement, params).await?;
         if rows.is_empty() {
             return Err(ApiError::internal("the statement returned no row"));
         }
         Ok(rows.swap_remove(0))
     }
 
-    /// Runs `statement` with `params` in one request transaction as `auth` (role and
-    /// `request.jwt.claims` set as PostgREST sets them, so row level security applies), and
-    /// returns its rows.
+    /// Runs `statement` with `params` in one request transaction as `auth` (role,
+    /// `request.jwt.claims`, and the request's method, path and headers (a JSON object) set as
+    /// PostgREST sets them, so row level security and triggers see them), and returns its rows.
     pub async fn query_as(
         &self,
         auth: &RequestAuth,
         read_only: bool,
-        method: &str,
-        path: &str,
+        (method, path, headers): (&str, &str, &str),
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, ApiError> {
@@ -104,8 +106,9 @@ impl PgStore {
         let (begin, settings, commit) = (begin.map_err(db)?, settings.map_err(db)?, commit.map_err(db)?);
         let call = client.prepare_cached(statement).await.map_err(db)?;
         let claims = auth.claims_json();
-        let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [&auth.role, &claims, &method, &path];
-        // All four go out before any answer comes back: one round trip, and a lock the call
+        let setting_params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&auth.role, &claims, &method, &path, &headers];
+        // All four statements go out before any answer comes back: one round trip, and a lock the call
         // takes (a project's write lock) is held only while PostgreSQL works, never across a
         // round trip to this server. When a statement fails, the transaction is aborted and the
         // COMMIT queued behind it ends it as a rollback.
@@ -123,9 +126,39 @@ impl PgStore {
     }
 }
 
+/// Bind parameters of a read or a write, owned.
+fn boxed(params: Vec<sql::Param>) -> Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> {
+    params
+        .into_iter()
+        .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match p {
+                sql::Param::Text(s) => Box::new(s),
+                sql::Param::List(v) => Box::new(v),
+                sql::Param::Json(v) => Box::new(v),
+            }
+        })
+        .collect()
+}
+
+fn refs(
+    owned: &[Box<dyn tokio_postgres::types::ToSql + Sync + Send>],
+) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    owned.iter().map(|b| &**b as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
+}
+
+/// The rows (a JSON array in text) and count a read or write statement returns.
+fn rows_output(row: &tokio_postgres::Row) -> ReadOutput {
+    let count: i64 = row.get(1);
+    ReadOutput { rows_json: row.get(0), count: count.max(0) as u64 }
+}
+
 /// The request's role and claims, set for the transaction as PostgREST sets them.
 const SETTINGS: &str = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true),
-        set_config('request.method', $3, true), set_config('request.path', $4, true)";
+        set_config('request.method', $3, true), set_config('request.path', $4, true),
+        set_config('request.headers', $5, true)";
+
+/// The request headers a statement sees when none of them matters to it.
+pub const NO_HEADERS: &str = "{}";
 
 /// A driver error of an authenticated request, as the API answers it.
 fn db(error: tokio_postgres::Error) -> ApiError {
@@ -186,21 +219,31 @@ impl Store for PgStore {
             query.offset,
             |c| column_type(c).unwrap_or_else(|| "text".to_owned()),
         );
-        let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
-            .into_iter()
-            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                match p {
-                    sql::Param::Text(s) => Box::new(s),
-                    sql::Param::List(v) => Box::new(v),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-            owned.iter().map(|b| &**b as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let owned = boxed(params);
         let path = format!("/{}", query.relation);
-        let row = self.run_as(auth, true, "GET", &path, &statement, &refs).await?;
-        let count: i64 = row.get(1);
-        Ok(ReadOutput { rows_json: row.get(0), count: count.max(0) as u64 })
+        let row = self.run_as(auth, true, "GET", &path, &statement, &refs(&owned)).await?;
+        Ok(rows_output(&row))
+    }
+
+    async fn write(&self, auth: &RequestAuth, query: WriteQuery) -> Result<ReadOutput, ApiError> {
+        if query.relation != WRITABLE_RELATION {
+            return Err(query.not_writable());
+        }
+        let schema = self.schema();
+        let Some(columns) = schema.relations.get(&query.relation) else { return Err(query.not_writable()) };
+        let column_type = |name: &str| columns.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
+        if let Some(missing) = query.columns().into_iter().find(|c| column_type(c).is_none()) {
+            let message = format!("column {}.{missing} does not exist", query.relation);
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "42703", message));
+        }
+        let (statement, params) =
+            sql::write_statement(&query.relation, &query.kind, |c| column_type(c).unwrap_or_else(|| "text".to_owned()));
+        let owned = boxed(params);
+        let (method, path) = (query.kind.method(), format!("/{}", query.relation));
+        let headers = serde_json::json!({"prefer": query.prefer}).to_string();
+        let rows = self.query_as(auth, false, (method, &path, &headers), &statement, &refs(&owned)).await?;
+        let row = rows.first().ok_or_else(|| ApiError::internal("the write returned no row"))?;
+        Ok(rows_output(row))
     }
 
     async fn authorize_topic(&self, auth: &RequestAuth, topic: &str) -> Result<TopicAccess, ApiError> {

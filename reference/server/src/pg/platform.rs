@@ -2,10 +2,11 @@
 //! `storage.objects` rows (run as the caller through [`PgStore::query_as`], so the storage policies
 //! decide) and the membership check (the `projects` policy decides).
 
-use super::{db_error, PgStore};
+use super::{db_error, PgStore, NO_HEADERS};
 use deadpool_postgres::Pool;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{BoxFuture, PlatformStore, SnapshotFile, SnapshotRead};
+use fsync_store::sessions::SessionRecord;
 use fsync_store::RequestAuth;
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::Value;
@@ -69,7 +70,8 @@ impl PlatformStore for PgStore {
                  RETURNING id"
             };
             let path = format!("/object/{bucket}/{name}");
-            let rows = self.query_as(auth, false, "POST", &path, statement, &[&bucket, &name, metadata]).await?;
+            let rows =
+                self.query_as(auth, false, ("POST", &path, NO_HEADERS), statement, &[&bucket, &name, metadata]).await?;
             Ok(rows.first().map(|r| r.get(0)))
         })
     }
@@ -114,7 +116,7 @@ impl PlatformStore for PgStore {
         Box::pin(async move {
             let path = format!("/object/{bucket}/{name}");
             let statement = "DELETE FROM storage.objects WHERE bucket_id = $1 AND name = $2 RETURNING id";
-            let rows = self.query_as(auth, false, "DELETE", &path, statement, &[&bucket, &name]).await?;
+            let rows = self.query_as(auth, false, ("DELETE", &path, NO_HEADERS), statement, &[&bucket, &name]).await?;
             Ok(!rows.is_empty())
         })
     }
@@ -128,7 +130,7 @@ impl PlatformStore for PgStore {
         Box::pin(async move {
             let path = format!("/object/{bucket}/{name}");
             let statement = "SELECT id FROM storage.objects WHERE bucket_id = $1 AND name = $2";
-            let rows = self.query_as(auth, true, "GET", &path, statement, &[&bucket, &name]).await?;
+            let rows = self.query_as(auth, true, ("GET", &path, NO_HEADERS), statement, &[&bucket, &name]).await?;
             Ok(!rows.is_empty())
         })
     }
@@ -155,9 +157,38 @@ impl PlatformStore for PgStore {
     fn is_member<'a>(&'a self, auth: &'a RequestAuth, project: Uuid) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(async move {
             let statement = "SELECT 1 FROM public.projects WHERE id = $1";
-            let rows = self.query_as(auth, true, "GET", "/projects", statement, &[&project]).await?;
+            let rows = self.query_as(auth, true, ("GET", "/projects", NO_HEADERS), statement, &[&project]).await?;
             Ok(!rows.is_empty())
         })
+    }
+
+    fn insert_session<'a>(
+        &'a self,
+        record: &'a SessionRecord,
+        max_live: usize,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(self.insert_session_pg(record, max_live))
+    }
+
+    fn save_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(self.save_session_pg(record))
+    }
+
+    fn session(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SessionRecord>, ApiError>> {
+        Box::pin(self.session_pg(id))
+    }
+
+    fn fail_sessions_of<'a>(
+        &'a self,
+        instance: &'a str,
+        reason: &'a str,
+        now_s: u64,
+    ) -> BoxFuture<'a, Result<u64, ApiError>> {
+        Box::pin(self.fail_sessions_of_pg(instance, reason, now_s))
+    }
+
+    fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>> {
+        Box::pin(self.prune_sessions_pg(ended_before_s))
     }
 }
 

@@ -4,7 +4,8 @@
 //! as bind parameters, so nothing a client sends is spliced into SQL.
 
 use super::schema::{Function, ReturnKind};
-use fsync_store::data::{Filter, FilterOp, OrderTerm};
+use fsync_store::data::{Filter, FilterOp, OrderTerm, WriteKind};
+use serde_json::Value;
 
 /// Double-quotes an identifier.
 pub fn ident(name: &str) -> String {
@@ -60,6 +61,40 @@ pub fn read_statement(
         Some(cols) => cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", "),
     };
     let mut params = Vec::new();
+    let conditions = conditions(filters, &column_type, &mut params);
+    let mut sql = format!("SELECT {columns} FROM public.{}", ident(relation));
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
+    }
+    if !order.is_empty() {
+        let terms: Vec<String> = order
+            .iter()
+            .map(|t| {
+                let mut term = format!("{} {}", ident(&t.column), if t.descending { "DESC" } else { "ASC" });
+                match t.nulls_first {
+                    Some(true) => term.push_str(" NULLS FIRST"),
+                    Some(false) => term.push_str(" NULLS LAST"),
+                    None => {}
+                }
+                term
+            })
+            .collect();
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&terms.join(", "));
+    }
+    if let Some(limit) = limit {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    if let Some(offset) = offset {
+        sql.push_str(&format!(" OFFSET {offset}"));
+    }
+    (format!("SELECT coalesce(json_agg(_r), '[]'::json)::text, count(*) FROM ({sql}) AS _r"), params)
+}
+
+/// The SQL of `filters` (typed by `column_type`), their values pushed onto `params` as bind
+/// parameters.
+fn conditions(filters: &[Filter], column_type: &impl Fn(&str) -> String, params: &mut Vec<Param>) -> Vec<String> {
     let mut conditions = Vec::new();
     for filter in filters {
         let col = ident(&filter.column);
@@ -94,41 +129,48 @@ pub fn read_statement(
         };
         conditions.push(if filter.negated { format!("NOT ({condition})") } else { condition });
     }
-    let mut sql = format!("SELECT {columns} FROM public.{}", ident(relation));
-    if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
-    }
-    if !order.is_empty() {
-        let terms: Vec<String> = order
-            .iter()
-            .map(|t| {
-                let mut term = format!("{} {}", ident(&t.column), if t.descending { "DESC" } else { "ASC" });
-                match t.nulls_first {
-                    Some(true) => term.push_str(" NULLS FIRST"),
-                    Some(false) => term.push_str(" NULLS LAST"),
-                    None => {}
-                }
-                term
-            })
-            .collect();
-        sql.push_str(" ORDER BY ");
-        sql.push_str(&terms.join(", "));
-    }
-    if let Some(limit) = limit {
-        sql.push_str(&format!(" LIMIT {limit}"));
-    }
-    if let Some(offset) = offset {
-        sql.push_str(&format!(" OFFSET {offset}"));
-    }
-    (format!("SELECT coalesce(json_agg(_r), '[]'::json)::text, count(*) FROM ({sql}) AS _r"), params)
+    conditions
 }
 
-/// A bind parameter of a read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The statement of a table write on `relation` (whose columns `column_type` types): an INSERT
+/// of JSON rows, or an UPDATE or DELETE of the rows `filters` match. It returns the rows written
+/// as a JSON array in text, and their count.
+pub fn write_statement(relation: &str, kind: &WriteKind, column_type: impl Fn(&str) -> String) -> (String, Vec<Param>) {
+    let target = format!("public.{}", ident(relation));
+    let mut params = Vec::new();
+    let write = match kind {
+        WriteKind::Insert { rows } => {
+            let mut columns: Vec<&str> = rows.iter().flat_map(|r| r.keys()).map(String::as_str).collect();
+            columns.sort_unstable();
+            columns.dedup();
+            let list = columns.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+            params.push(Param::Json(Value::Array(rows.iter().cloned().map(Value::Object).collect())));
+            format!("INSERT INTO {target} ({list}) SELECT {list} FROM jsonb_populate_recordset(NULL::{target}, $1::jsonb) RETURNING *")
+        }
+        WriteKind::Update { set, filters } => {
+            params.push(Param::Json(Value::Object(set.clone())));
+            let assignments = set
+                .keys()
+                .map(|c| format!("{} = (jsonb_populate_record(NULL::{target}, $1::jsonb)).{}", ident(c), ident(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let conditions = conditions(filters, &column_type, &mut params);
+            format!("UPDATE {target} SET {assignments} WHERE {} RETURNING *", conditions.join(" AND "))
+        }
+        WriteKind::Delete { filters } => {
+            let conditions = conditions(filters, &column_type, &mut params);
+            format!("DELETE FROM {target} WHERE {} RETURNING *", conditions.join(" AND "))
+        }
+    };
+    (format!("WITH _w AS ({write}) SELECT coalesce(json_agg(_w), '[]'::json)::text, count(*) FROM _w"), params)
+}
+
+/// A bind parameter of a read or a write.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
     List(Vec<String>),
+    Json(Value),
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! The PostgREST surface under `/rest/v1`: `POST|GET /rpc/{function}` and the read subset of
-//! `GET /{relation}`.
+//! The PostgREST surface under `/rest/v1`: `POST|GET /rpc/{function}`, the read subset of
+//! `GET /{relation}`, and table writes on the compatibility view ([`write`]).
 
-pub mod query;
+pub mod write;
+
+pub use fsync_store::query;
 
 use crate::auth::authenticate;
 use crate::state::AppState;
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use fsync_store::data::{ReadQuery, RpcCall, RpcOutput, Store};
 use fsync_store::error::ApiError;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 /// The only schema the API exposes.
 pub const EXPOSED_SCHEMA: &str = "public";
@@ -51,17 +54,24 @@ async fn call<S: Store>(
 ) -> Response {
     let started = state.sources.now();
     let name = function.clone();
+    let project = args.as_ref().ok().and_then(|a| a.get("project_uuid")).and_then(Value::as_str).unwrap_or("");
+    let span = tracing::info_span!("rpc", function = %name, project_id = %project);
     let result = async {
         check_profile(headers, profile_header)?;
         let auth = authenticate(headers, &state.secret, state.sources.wall_s())?;
         let output = state.store.rpc(&auth, RpcCall { function, args: args?, read_only }).await?;
         Ok::<_, ApiError>(rpc_response(output, headers))
     }
+    .instrument(span.clone())
     .await;
-    let response = result.unwrap_or_else(IntoResponse::into_response);
     let seconds = state.sources.now().saturating_duration_since(started).as_secs_f64();
-    state.metrics.rpc(&name, response.status().as_u16(), seconds);
-    response
+    span.in_scope(|| {
+        let response = result.unwrap_or_else(IntoResponse::into_response);
+        let status = response.status().as_u16();
+        tracing::debug!(status, ms = seconds * 1000.0, "answered");
+        state.metrics.rpc(&name, status, seconds);
+        response
+    })
 }
 
 /// `GET /rest/v1/{relation}?select=..&col=op.value&order=..&limit=..&offset=..`.

@@ -6,7 +6,7 @@
 //! stalling everyone else. It catches up by `seq` when it reconnects.
 
 use crate::metrics::{Metrics, Stage};
-use fsync_protocol::events::payload_timestamp;
+use fsync_protocol::events::{payload_seq, payload_timestamp};
 use fsync_protocol::realtime::{encode_broadcast, Vsn};
 use fsync_store::data::{Delivery, RealtimeMessage};
 use fsync_store::Clock;
@@ -202,12 +202,13 @@ impl Hub {
     }
 
     /// Delivers one message to every subscriber of its topic with the same privacy.
-    pub fn fan_out(&self, message: &RealtimeMessage) {
+    pub fn fan_out(&self, message: &RealtimeMessage) -> usize {
         let topic = format!("realtime:{}", message.topic);
         let mut state = self.lock();
         let sender = state.sent_by.remove(&message.id).map(|(socket, _)| socket);
-        let Some(subs) = state.topics.get(&topic) else { return };
+        let Some(subs) = state.topics.get(&topic) else { return 0 };
         let mut encoded: [Option<Arc<str>>; 2] = [None, None];
+        let mut pushed = 0;
         for sub in subs.values() {
             if sub.private != message.private || (Some(sub.socket) == sender && !sub.receive_own) {
                 continue;
@@ -219,7 +220,9 @@ impl Hub {
                 })
                 .clone();
             sub.out.push(frame);
+            pushed += 1;
         }
+        pushed
     }
 
     /// Feeds every message from the store to the sockets until the store's stream ends. When the
@@ -229,7 +232,12 @@ impl Hub {
         while let Some(delivery) = deliveries.recv().await {
             match delivery {
                 Delivery::Message(message) => {
-                    self.fan_out(&message);
+                    let project = message.topic.strip_prefix("project:").unwrap_or(&message.topic);
+                    let seq = payload_seq(&message.payload_json);
+                    let span = tracing::debug_span!("event", project_id = %project, event_type = %message.event, seq);
+                    let _entered = span.enter();
+                    let sockets = self.fan_out(&message);
+                    tracing::debug!(sockets, "delivered");
                     self.measure_lag(&message);
                 }
                 Delivery::Resync if self.ignore_resync => {}

@@ -6,6 +6,8 @@ mod bounds;
 mod bulk;
 mod concurrency;
 mod connections;
+mod least_privilege;
+mod legacy_writes;
 mod metrics;
 mod migrations;
 mod rate_limits;

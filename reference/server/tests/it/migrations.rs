@@ -209,6 +209,26 @@ async fn sql_and_rust_agree_on_limits_types_paths_and_hashes() {
         let rust = fsync_protocol::check_path(path).err().map(|p| p.to_string());
         assert_eq!(sql, rust, "{path:?}");
     }
+    for path in [
+        "a.ts",
+        "src/App.TSX",
+        "x.mjs",
+        "README.md",
+        "a/b.c/d",
+        "noext",
+        ".env",
+        "a/.env",
+        "dir.d/",
+        "a.",
+        "a..ts",
+        "data.YML",
+        "weird.tar.gz",
+        "ファイル.py",
+        "a/b.sh",
+    ] {
+        let sql: String = client.query_one("SELECT fsync.infer_file_type($1)", &[&path]).await.unwrap().get(0);
+        assert_eq!(sql, fsync_protocol::limits::infer_file_type(path), "{path:?}");
+    }
     for content in ["", "hello", "ünïcödé ✓", "line\nbreak\r\n"] {
         let sql: String = client.query_one("SELECT fsync.content_hash($1)", &[&content]).await.unwrap().get(0);
         assert_eq!(sql, fsync_protocol::content_hash(content), "{content:?}");

@@ -1,9 +1,9 @@
 //! Parsing PostgREST's read grammar (the subset supabase-js's builders produce) into a
-//! [`ReadQuery`].
+//! [`ReadQuery`]: what a caller's query string becomes before any store sees it (the server's
+//! reads and table writes; the fuzz target `postgrest_query`).
 
-use axum::http::StatusCode;
-use fsync_store::data::{Filter, FilterOp, OrderTerm, ReadQuery};
-use fsync_store::error::ApiError;
+use crate::data::{Filter, FilterOp, OrderTerm, ReadQuery};
+use crate::error::{ApiError, StatusCode};
 
 /// Query parameters that are not filters.
 const RESERVED: &[&str] = &["select", "order", "limit", "offset", "apikey", "columns", "on_conflict"];
