@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(!column.is_empty() && column.chars().all(|c| c.is_alphanumeric() || c == '_'), "{column:?}");
         }
         for filter in &query.filters {
-            assert!(!filter.column.is_empty(), "{filter:?}");
+            assert!(!filter.column.is_empty() && filter.column.chars().all(|c| c.is_alphanumeric() || c == '_'));
+            assert!(filter.values.iter().all(|v| !v.contains('\0')), "{filter:?}");
+        }
+        for term in &query.order {
+            assert!(!term.column.is_empty() && term.column.chars().all(|c| c.is_alphanumeric() || c == '_'));
         }
     }
 });

@@ -18,14 +18,20 @@ fn manifest_of(data: &[u8]) -> Option<Manifest> {
         let mut bytes = Vec::new();
         (&mut entry).take(1 << 20).read_to_end(&mut bytes).ok()?;
         files.push(ManifestFile {
-            path: entry.name().to_owned(),
+            path: entry.name().ok()?.into_owned(),
             version: 1,
             content_hash: hex_sha256(&bytes),
             size: bytes.len() as u64,
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Some(Manifest { project_id: uuid::Uuid::nil(), seq: 1, snapshot_id: "seq-1".into(), files, zip_sha256: hex_sha256(data) })
+    Some(Manifest {
+        project_id: uuid::Uuid::nil(),
+        seq: 1,
+        snapshot_id: "seq-1".into(),
+        files,
+        zip_sha256: hex_sha256(data),
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -34,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&zip, data).expect("write the input");
     let dest = root.path().join("project");
     std::fs::create_dir(&dest).expect("the destination");
-    let limits = ExtractLimits { max_files: 64, max_file_bytes: 1 << 20, max_total_bytes: 4 << 20, ..ExtractLimits::default() };
+    let limits =
+        ExtractLimits { max_files: 64, max_file_bytes: 1 << 20, max_total_bytes: 4 << 20, ..ExtractLimits::default() };
     let manifest = manifest_of(data).unwrap_or(Manifest {
         project_id: uuid::Uuid::nil(),
         seq: 1,

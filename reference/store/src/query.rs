@@ -39,7 +39,7 @@ fn parse_select(value: &str) -> Result<Option<Vec<String>>, ApiError> {
         if item == "*" {
             return Ok(None);
         }
-        if item.is_empty() || !item.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        if !plain_column(item) {
             return Err(parse_error(
                 format!("failed to parse select parameter ({value})"),
                 "only plain column names and * are supported",
@@ -56,8 +56,8 @@ fn parse_order(value: &str) -> Result<Vec<OrderTerm>, ApiError> {
         .map(|term| {
             let mut parts = term.trim().split('.');
             let column = parts.next().unwrap_or("").to_owned();
-            if column.is_empty() {
-                return Err(parse_error(format!("failed to parse order ({value})"), "empty column"));
+            if !plain_column(&column) {
+                return Err(parse_error(format!("failed to parse order ({value})"), "a plain column name"));
             }
             let mut order = OrderTerm { column, descending: false, nulls_first: None };
             for modifier in parts {
@@ -86,8 +86,20 @@ fn parse_count(name: &str, value: &str) -> Result<u64, ApiError> {
         .map_err(|_| parse_error(format!("failed to parse {name} ({value})"), "expected a non-negative integer"))
 }
 
+/// A column as a query may name one: letters, digits and `_`, at least one.
+fn plain_column(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+}
+
 fn parse_filter(column: &str, value: &str) -> Result<Filter, ApiError> {
     let bad = |why: &str| parse_error(format!("failed to parse filter ({column}={value})"), why.to_owned());
+    if !plain_column(column) {
+        return Err(bad("a filter names a plain column"));
+    }
+    // PostgreSQL's text cannot hold NUL: say so here rather than as a driver error.
+    if value.contains('\0') {
+        return Err(bad("a value cannot contain a NUL character"));
+    }
     let (negated, rest) = match value.strip_prefix("not.") {
         Some(rest) => (true, rest),
         None => (false, value),
@@ -156,6 +168,21 @@ mod tests {
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
         items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn a_filter_names_a_plain_column_and_no_value_holds_nul() {
+        for (key, value) in
+            [("", "eq.1"), ("a b", "eq.1"), ("a\"b", "eq.1"), ("file_path", "in.(a,b\0)"), ("x", "eq.\0")]
+        {
+            let refused = parse("t", &pairs(&[(key, value)])).unwrap_err();
+            assert_eq!(
+                (refused.status, refused.body.code.as_str()),
+                (StatusCode::BAD_REQUEST, "PGRST100"),
+                "{key:?}={value:?}"
+            );
+        }
+        assert!(parse("t", &pairs(&[("order", "a b.desc")])).is_err());
     }
 
     #[test]
