@@ -21,6 +21,10 @@ pub struct RealtimeConfig {
     /// The longest topic a join may name (`realtime:` included): a socket holds its topics, and
     /// so does the hub, whoever joins them (public topics need only the anon key).
     pub max_topic_bytes: usize,
+    /// How often a socket asks the store again whether each of its private channels may still be
+    /// read: a member removed from the project, or a container whose session was stopped, loses
+    /// the channel within this (and at once on an `access_token` or at the token's expiry).
+    pub reauthorize_every: Duration,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
     /// the server authors every event.
     pub keep_client_broadcast: bool,
@@ -30,7 +34,8 @@ pub struct RealtimeConfig {
 
 impl Default for RealtimeConfig {
     /// 60 s idle timeout, 1,024 queued frames, 1 MiB frames, 100 channels, 256-byte topics, 100
-    /// frames and 10 joins a second, client broadcasts off.
+    /// frames and 10 joins a second, private channels authorized again every 30 s, client
+    /// broadcasts off.
     fn default() -> Self {
         RealtimeConfig {
             idle_timeout: Duration::from_secs(60),
@@ -40,6 +45,7 @@ impl Default for RealtimeConfig {
             max_topic_bytes: 256,
             messages_per_s: 100,
             joins_per_s: 10,
+            reauthorize_every: Duration::from_secs(30),
             keep_client_broadcast: false,
             plant: None,
         }

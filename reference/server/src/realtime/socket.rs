@@ -153,6 +153,7 @@ impl<S: Store> Socket<S> {
         mut done: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut idle_deadline = self.state.sources.now() + self.config.idle_timeout;
+        let mut reauthorize_at = self.state.sources.now() + self.config.reauthorize_every;
         loop {
             let expiry = self.next_expiry();
             tokio::select! {
@@ -192,6 +193,10 @@ impl<S: Store> Socket<S> {
                     return;
                 }
                 _ = sleep_until_opt(expiry) => self.expire_channels(),
+                _ = tokio::time::sleep_until(reauthorize_at) => {
+                    self.reauthorize().await;
+                    reauthorize_at = self.state.sources.now() + self.config.reauthorize_every;
+                }
                 _ = done.changed() => return,
             }
         }
@@ -376,10 +381,7 @@ impl<S: Store> Socket<S> {
         if private {
             match self.state.store.authorize_topic(&auth.request, &subtopic).await {
                 Ok(access) if access.read => may_write = access.write,
-                Ok(_) => {
-                    let message = format!("You no longer have permission to read from this Channel topic: {subtopic}");
-                    return self.close_channel(&frame.topic, &message);
-                }
+                Ok(_) => return self.close_channel(&frame.topic, &no_longer_readable(&subtopic)),
                 Err(e) => {
                     tracing::error!(socket = self.id, error = %e.body.message, "channel re-authorization failed");
                     return self.close_channel(&frame.topic, "Unknown Error on Channel");
@@ -446,6 +448,31 @@ impl<S: Store> Socket<S> {
         Some(self.state.sources.now() + Duration::from_secs(exp.saturating_sub(now).min(86_400)))
     }
 
+    /// Asks the store again about every private channel: one its token may no longer read (a
+    /// member removed, a session stopped) is closed as a refused join would be answered. A store
+    /// that cannot answer now leaves the channels as they are until the next time.
+    async fn reauthorize(&mut self) {
+        let private: Vec<(String, fsync_store::RequestAuth)> =
+            self.channels.iter().filter(|(_, c)| c.private).map(|(t, c)| (t.clone(), c.auth.request.clone())).collect();
+        for (topic, auth) in private {
+            let subtopic = topic.strip_prefix("realtime:").unwrap_or(&topic).to_owned();
+            match self.state.store.authorize_topic(&auth, &subtopic).await {
+                Ok(access) if access.read => {
+                    if let Some(channel) = self.channels.get_mut(&topic) {
+                        channel.may_write = access.write;
+                    }
+                }
+                Ok(_) => {
+                    tracing::debug!(socket = self.id, %topic, "no longer authorized; closing the channel");
+                    self.close_channel(&topic, &no_longer_readable(&subtopic));
+                }
+                Err(e) => {
+                    tracing::warn!(socket = self.id, error = %e.body.message, "could not authorize a channel again")
+                }
+            }
+        }
+    }
+
     /// Closes every channel whose token has expired.
     fn expire_channels(&mut self) {
         let now = self.state.sources.wall_s();
@@ -460,6 +487,11 @@ impl<S: Store> Socket<S> {
     fn joined_set(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         self.joined.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Why a channel whose reader lost the right to read it is closed.
+fn no_longer_readable(subtopic: &str) -> String {
+    format!("You no longer have permission to read from this Channel topic: {subtopic}")
 }
 
 /// The token a join brings: `access_token` (or `user_token`), unless it is an `sb_` key.

@@ -505,3 +505,27 @@ async fn frames_and_joins_beyond_a_sockets_rate_are_refused_and_it_carries_on() 
         assert_eq!(reply.payload["status"], "ok", "heartbeats are never limited");
     }
 }
+
+#[tokio::test]
+async fn a_member_removed_from_the_project_loses_their_open_channel() {
+    let f = fixture().await;
+    let realtime = RealtimeConfig { reauthorize_every: Duration::from_millis(200), ..RealtimeConfig::default() };
+    let app = spawn_app(AppOptions::on(f.app.db.clone()).realtime(realtime)).await;
+    let editor = app.create_user().await;
+    app.add_member(f.owner, f.project, editor, "editor").await;
+    let mut socket = connect(&app, Vsn::V2).await;
+    joined(&mut socket, &topic(f.project), &app.user_token(editor)).await;
+    let (status, body) = app
+        .rpc(Some(&f.owner_token), "remove_project_member", json!({"project_uuid": f.project, "p_user_id": editor}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Within the next authorization round, with no token refresh or expiry in sight.
+    let system = next_frame(&mut socket, WAIT).await.expect("the channel is closed");
+    assert_eq!(
+        system.payload["message"],
+        format!("You no longer have permission to read from this Channel topic: project:{}", f.project)
+    );
+    assert_eq!(next_frame(&mut socket, WAIT).await.unwrap().event, "phx_close");
+    f.upsert("after.txt", "x", None).await;
+    assert!(next_broadcast(&mut socket, Duration::from_millis(500)).await.is_none(), "nothing reaches them");
+}
