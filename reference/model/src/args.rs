@@ -79,6 +79,7 @@ pub const SIGNATURES: &[Signature] = &[
         defaults: 0,
     },
     Signature { name: "remove_project_member", args: &[("project_uuid", Uuid), ("p_user_id", Uuid)], defaults: 0 },
+    Signature { name: "list_project_members", args: &[("project_uuid", Uuid)], defaults: 0 },
 ];
 
 /// Arguments bound to a signature: every argument, given or defaulted (NULL).

@@ -241,6 +241,7 @@ impl MemStore {
             "remove_project_member" => {
                 state.remove_project_member(&caller, a.uuid("project_uuid"), a.uuid("p_user_id"))
             }
+            "list_project_members" => state.list_project_members(&caller, a.uuid("project_uuid")),
             other => unreachable!("{other} has a signature but no implementation"),
         };
         if outcome.is_err()

@@ -1,9 +1,9 @@
 //! Profiles, projects and memberships (`0003_rpcs.sql`): `ensure_user_profile`,
-//! `create_project`, `add_project_member` and `remove_project_member`.
+//! `create_project`, `add_project_member`, `remove_project_member` and `list_project_members`.
 
 use crate::state::{err, invalid, Access, Caller, Outcome, Profile, Project, State};
 use fsync_store::error::ApiError;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
@@ -146,5 +146,22 @@ impl State {
             }
         }
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "removed": true}), messages: vec![] })
+    }
+
+    /// `list_project_members`: each member's role and display name (never an email).
+    pub fn list_project_members(&self, caller: &Caller, project: Option<Uuid>) -> Result<Outcome, ApiError> {
+        let (project, access) = self.require_access(caller, project, false)?;
+        if access == Access::Container {
+            return Err(err("42501", "container tokens cannot list members"));
+        }
+        let members: Vec<Value> = self.projects[&project]
+            .members
+            .iter()
+            .map(|(user, role)| {
+                let name = self.profiles.get(user).and_then(|p| p.display_name.clone());
+                json!({"user_id": user, "role": role.name(), "display_name": name})
+            })
+            .collect();
+        Ok(Outcome { result: Value::Array(members), messages: vec![] })
     }
 }

@@ -143,14 +143,10 @@ fn visible_rows(state: &State, caller: &Caller, name: &str) -> Vec<Map<String, V
             }
         }
         "user_profiles" => {
+            // Each user their own profile ("profiles: self read").
             let me = caller.claims.get("sub").and_then(Value::as_str).and_then(|s| uuid::Uuid::parse_str(s).ok());
-            let container = caller.claims.get("scope").and_then(Value::as_str) == Some("container");
             for (id, profile) in &state.profiles {
-                let shares = !container
-                    && me.is_some_and(|me| {
-                        state.projects.values().any(|p| p.members.contains_key(&me) && p.members.contains_key(id))
-                    });
-                if bypass || Some(*id) == me || shares {
+                if bypass || Some(*id) == me {
                     rows.push(json!({"id": id, "email": profile.email, "display_name": profile.display_name,
                                      "created_at": null}));
                 }

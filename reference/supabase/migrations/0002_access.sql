@@ -110,10 +110,13 @@ ALTER TABLE public.projects ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.project_members ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.project_files ENABLE ROW LEVEL SECURITY;
 
+-- A profile (its email above all) is its user's own: membership needs no consent, so co-members
+-- learn only each other's display names, through public.list_project_members.
 DROP POLICY IF EXISTS "profiles: self and co-members read" ON public.user_profiles;
-CREATE POLICY "profiles: self and co-members read" ON public.user_profiles
+DROP POLICY IF EXISTS "profiles: self read" ON public.user_profiles;
+CREATE POLICY "profiles: self read" ON public.user_profiles
   FOR SELECT TO authenticated
-  USING (id = (SELECT auth.uid()) OR fsync.shares_project_with(id));
+  USING (id = (SELECT auth.uid()));
 
 DROP POLICY IF EXISTS "projects: members read" ON public.projects;
 CREATE POLICY "projects: members read" ON public.projects
@@ -144,7 +147,7 @@ BEGIN
     SELECT schemaname, tablename, policyname FROM pg_policies
     WHERE schemaname = 'public'
       AND tablename IN ('user_profiles', 'projects', 'project_members', 'project_files')
-      AND policyname NOT IN ('profiles: self and co-members read', 'projects: members read',
+      AND policyname NOT IN ('profiles: self read', 'projects: members read',
                              'project_members: members read', 'project_files: members read')
   LOOP
     EXECUTE format('DROP POLICY %I ON %I.%I', p.policyname, p.schemaname, p.tablename);

@@ -711,6 +711,27 @@ BEGIN
 END
 $$;
 
+-- Who a project's members work with: each member's role and display name, for its members and
+-- the service role. Never an email: a profile's email is its owner's alone (user_profiles shows
+-- each user their own row), so adding someone to a project, which needs no consent, reveals
+-- nothing of them but the name they chose.
+CREATE OR REPLACE FUNCTION public.list_project_members(project_uuid uuid)
+  RETURNS TABLE (user_id uuid, role text, display_name text)
+  LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = ''
+AS $$
+#variable_conflict use_column
+BEGIN
+  IF fsync.require_access(project_uuid, false) = 'container' THEN
+    RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'container tokens cannot list members';
+  END IF;
+  RETURN QUERY
+    SELECT m.user_id, m.role, p.display_name
+    FROM public.project_members m LEFT JOIN public.user_profiles p ON p.id = m.user_id
+    WHERE m.project_id = project_uuid
+    ORDER BY m.user_id;
+END
+$$;
+
 ------------------------------------------------------------------------------------------------
 -- Privileges: the RPCs are for signed-in users and the service role, never anon.
 ------------------------------------------------------------------------------------------------
@@ -723,7 +744,8 @@ REVOKE ALL ON FUNCTION
   public.ensure_user_profile(uuid, text, text),
   public.create_project(text, uuid),
   public.add_project_member(uuid, uuid, text),
-  public.remove_project_member(uuid, uuid)
+  public.remove_project_member(uuid, uuid),
+  public.list_project_members(uuid)
   FROM PUBLIC, anon;
 GRANT EXECUTE ON FUNCTION
   public.upsert_project_file(uuid, text, text, text, integer),
@@ -734,7 +756,8 @@ GRANT EXECUTE ON FUNCTION
   public.ensure_user_profile(uuid, text, text),
   public.create_project(text, uuid),
   public.add_project_member(uuid, uuid, text),
-  public.remove_project_member(uuid, uuid)
+  public.remove_project_member(uuid, uuid),
+  public.list_project_members(uuid)
   TO authenticated, service_role;
 
 -- The helpers run inside the RPCs as their owner; nobody calls them directly.

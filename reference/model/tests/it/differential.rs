@@ -103,6 +103,10 @@ enum Op {
     ListCurrent {
         who: Who,
     },
+    /// `list_project_members` as `who`.
+    Members {
+        who: Who,
+    },
     /// `since_seq` = the project's seq minus `back` (negative: ahead of the project).
     ChangesSince {
         who: Who,
@@ -252,6 +256,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (who(), prop::collection::vec(entry(), 0..5), prop::bool::weighted(0.1))
             .prop_map(|(who, entries, duplicate)| Op::Bulk { who, entries, duplicate }),
         2 => who().prop_map(|who| Op::ListCurrent { who }),
+        1 => who().prop_map(|who| Op::Members { who }),
         3 => (who(), -1..8i64).prop_map(|(who, back)| Op::ChangesSince { who, back }),
         1 => who().prop_map(|who| Op::Read { who }),
         1 => (prop_oneof![Just(Who::Editor), Just(Who::Viewer), Just(Who::Stranger), Just(Who::Owner)],
@@ -433,6 +438,10 @@ async fn step(world: &World, op: &Op) -> (String, Seen, Seen) {
         Op::ListCurrent { who } => (
             format!("{who:?} list_current_files"),
             both(world, pg, *who, "list_current_files", json!({"project_uuid": p})).await,
+        ),
+        Op::Members { who } => (
+            format!("{who:?} list_project_members"),
+            both(world, pg, *who, "list_project_members", json!({"project_uuid": p})).await,
         ),
         Op::ChangesSince { who, back } => {
             let since = world.model.snapshot().projects[&p].seq - back;

@@ -280,3 +280,40 @@ async fn realtime_topic_policy_admits_members_and_the_scoped_container_only() {
         Ok(0)
     );
 }
+
+/// Membership needs no consent, so it must not reveal anyone's email: a profile is its user's
+/// own, and co-members learn each other's display names only, through `list_project_members`.
+#[tokio::test]
+async fn co_members_see_each_others_names_and_never_an_email() {
+    let f = fixture().await;
+    let editor = f.app.create_user().await;
+    f.app.add_member(f.owner, f.project, editor, "editor").await;
+    let editor_token = f.app.user_token(editor);
+    let client = f.app.db.connect().await.unwrap();
+    client.execute("UPDATE public.user_profiles SET display_name = 'Ed' WHERE id = $1", &[&editor]).await.unwrap();
+
+    // Profiles: each user reads their own row, email included, and no one else's.
+    let reply = f.app.api().read(Some(&f.owner_token), "user_profiles", "select=id,email").await.unwrap();
+    let rows = reply.body.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{} {}", reply.status, reply.body);
+    assert_eq!(rows[0]["id"], json!(f.owner));
+    assert!(rows[0]["email"].as_str().is_some_and(|e| e.starts_with(&f.owner.to_string())));
+
+    // Members: names and roles, for members only.
+    let (status, members) =
+        f.app.rpc(Some(&editor_token), "list_project_members", json!({"project_uuid": f.project})).await;
+    assert_eq!(status, 200, "{members}");
+    let mut want = vec![
+        json!({"user_id": f.owner, "role": "owner", "display_name": null}),
+        json!({"user_id": editor, "role": "editor", "display_name": "Ed"}),
+    ];
+    want.sort_by_key(|m| m["user_id"].as_str().unwrap().to_owned());
+    assert_eq!(members, Value::Array(want));
+    assert!(!members.to_string().contains('@'), "no email in {members}");
+    let stranger = f.app.user_token(f.app.create_user().await);
+    let (status, _) = f.app.rpc(Some(&stranger), "list_project_members", json!({"project_uuid": f.project})).await;
+    assert_eq!(status, 404);
+    let container = f.app.container_token(f.project);
+    let (status, _) = f.app.rpc(Some(&container), "list_project_members", json!({"project_uuid": f.project})).await;
+    assert_eq!(status, 403);
+}
