@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SIGNED_URL_SECONDS, MAX_SMALL_BODY_BYTES};
+use fsync_protocol::snapshot::FILES_BUCKET;
 use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -45,6 +46,32 @@ fn check_name(bucket: &str, name: &str) -> Result<(), StorageApiError> {
         return Err(StorageApiError::invalid(format!("Invalid bucket name: {bucket:?}")));
     }
     fsync_protocol::check_path(name).map_err(|e| StorageApiError::invalid(format!("Invalid key: {name:?}: {e}")))
+}
+
+/// `project-files` holds binaries by content, `{project_id}/{sha256}`: an upload there must be
+/// the bytes its name says, checked before anything is recorded, so a stored object is always
+/// what the file versions that name it expect (a snapshot can never fail on one).
+fn check_content_address(name: &str, body: &[u8]) -> Result<(), StorageApiError> {
+    let hash = match name.split_once('/') {
+        Some((project, hash)) if uuid::Uuid::parse_str(project).is_ok() && is_sha256(hash) => hash,
+        _ => {
+            return Err(StorageApiError::invalid(format!(
+                "Invalid key: {name:?}: objects in {FILES_BUCKET} are named {{project_id}}/{{sha256 of the bytes}}"
+            )))
+        }
+    };
+    let actual = fsync_protocol::hash::hex_sha256(body);
+    if actual != hash {
+        return Err(StorageApiError::invalid(format!(
+            "the bytes' SHA-256 is {actual}, not the {hash} their name says"
+        )));
+    }
+    Ok(())
+}
+
+/// Lowercase hex of 32 bytes.
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, StorageApiError> {
@@ -82,6 +109,9 @@ async fn upload(
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
     let auth = caller(&platform, &headers)?;
+    if bucket == FILES_BUCKET {
+        check_content_address(&name, &body)?;
+    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
         return Err(StorageApiError::invalid(
@@ -100,10 +130,15 @@ async fn upload(
         "contentLength": body.len(),
         "httpStatusCode": 200,
     });
+    // Content-addressed bytes never change: an object already stored there is these bytes.
+    let stored_already = bucket == FILES_BUCKET && platform.storage.exists(&bucket, &name).await?;
     let id = platform.data.record_object(&auth, &bucket, &name, &metadata, upsert).await?;
     let Some(id) = id else {
         return Err(StorageApiError::new(StatusCode::CONFLICT, "Duplicate", "The resource already exists"));
     };
+    if stored_already {
+        return Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})).into_response());
+    }
     if let Err(e) = platform.storage.put(&bucket, &name, body).await {
         let _ = platform.data.forget_object(&bucket, &name).await;
         return Err(e.into());
@@ -118,6 +153,13 @@ async fn remove(
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
     let auth = caller(&platform, &headers)?;
+    if bucket == FILES_BUCKET {
+        // File versions refer to these bytes (old versions too): taking them away would fail
+        // every snapshot and session that needs them.
+        return Err(StorageApiError::invalid(format!(
+            "objects in {FILES_BUCKET} are write-once: file versions refer to them, so they cannot be deleted"
+        )));
+    }
     if !platform.data.delete_object_row(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }

@@ -98,14 +98,15 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
     let viewer = app.create_user().await;
     app.add_member(f.owner, f.project, viewer, "viewer").await;
     let stranger = app.create_user().await;
-    let name = format!("{}/{}", f.project, "a".repeat(64));
+    let hash = fsync_protocol::hash::hex_sha256(b"bytes");
+    let name = format!("{}/{hash}", f.project);
 
-    let reply = api.upload(Some(&app.user_token(viewer)), "project-files", &name, "x", false).await.unwrap();
+    let reply = api.upload(Some(&app.user_token(viewer)), "project-files", &name, "bytes", false).await.unwrap();
     assert_eq!(reply.status, 403, "viewers do not write");
-    let reply = api.upload(Some(&app.user_token(stranger)), "project-files", &name, "x", false).await.unwrap();
+    let reply = api.upload(Some(&app.user_token(stranger)), "project-files", &name, "bytes", false).await.unwrap();
     assert_eq!(reply.status, 403);
-    let other_project = format!("{}/{}", fsync_testkit::new_id(), "a".repeat(64));
-    let reply = api.upload(owner, "project-files", &other_project, "x", false).await.unwrap();
+    let other_project = format!("{}/{hash}", fsync_testkit::new_id());
+    let reply = api.upload(owner, "project-files", &other_project, "bytes", false).await.unwrap();
     assert_eq!(reply.status, 403, "not under another project's folder");
     let reply = api.upload(owner, "project-files", &name, "bytes", false).await.unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -153,7 +154,7 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
         .rpc(
             Some(&f.owner_token),
             "upsert_project_binary",
-            json!({"project_uuid": f.project, "p_file_path": "logo.png", "p_content_hash": "a".repeat(64)}),
+            json!({"project_uuid": f.project, "p_file_path": "logo.png", "p_content_hash": hash}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -162,7 +163,7 @@ async fn project_files_take_writes_from_writers_and_signs_for_members_and_the_co
         .rpc(
             Some(&app.user_token(viewer)),
             "upsert_project_binary",
-            json!({"project_uuid": f.project, "p_file_path": "logo.png", "p_content_hash": "a".repeat(64)}),
+            json!({"project_uuid": f.project, "p_file_path": "logo.png", "p_content_hash": hash}),
         )
         .await;
     assert_eq!(status, 403, "{body}");
@@ -217,4 +218,44 @@ async fn the_snapshot_function_is_deterministic_reuses_a_seq_and_is_service_only
     let next: SnapshotResponse = serde_json::from_value(reply.body).unwrap();
     assert!(!next.reused);
     assert_eq!(next.manifest.seq, first.manifest.seq + 1);
+}
+
+/// `project-files` is content-addressed and write-once: an upload must be the bytes its name
+/// says, an object never changes once stored (an upsert of it is answered as stored), and none
+/// is deleted — so a binary a file version names is always there and always right, and no bad
+/// object can fail a project's snapshots.
+#[tokio::test]
+async fn project_files_objects_are_their_hash_written_once_and_never_deleted() {
+    let f = fixture().await;
+    let api = f.app.api();
+    let owner = Some(f.owner_token.as_str());
+    let hash = fsync_protocol::hash::hex_sha256(b"the real bytes");
+    let name = format!("{}/{hash}", f.project);
+    let missing = api.download(owner, "project-files", &name).await.unwrap().status;
+    assert_ne!(missing, 200, "nothing there yet");
+
+    let wrong = api.upload(owner, "project-files", &name, "other bytes", true).await.unwrap();
+    assert_eq!((wrong.status, wrong.body["error"].as_str()), (400, Some("InvalidRequest")), "{}", wrong.body);
+    assert!(wrong.body["message"].as_str().unwrap().contains("SHA-256"), "{}", wrong.body);
+    for bad_name in [
+        format!("{}/not-a-hash", f.project),
+        format!("not-a-project/{hash}"),
+        format!("{}/{}", f.project, hash.to_uppercase()),
+    ] {
+        let reply = api.upload(owner, "project-files", &bad_name, "the real bytes", true).await.unwrap();
+        assert_eq!(reply.status, 400, "{bad_name}: {}", reply.body);
+    }
+    assert_eq!(api.download(owner, "project-files", &name).await.unwrap().status, missing, "nothing was stored");
+
+    let first = api.upload(owner, "project-files", &name, "the real bytes", true).await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    let again = api.upload(owner, "project-files", &name, "the real bytes", true).await.unwrap();
+    assert_eq!(again.status, 200, "an upsert of stored bytes is answered as stored: {}", again.body);
+    let duplicate = api.upload(owner, "project-files", &name, "the real bytes", false).await.unwrap();
+    assert_eq!(duplicate.status, 409, "{}", duplicate.body);
+    let deleted =
+        api.call(Method::DELETE, &format!("/storage/v1/object/project-files/{name}"), owner, None).await.unwrap();
+    assert_eq!(deleted.status, 400, "{}", deleted.body);
+    let stored = api.download(owner, "project-files", &name).await.unwrap();
+    assert_eq!((stored.status, stored.bytes.as_ref()), (200, b"the real bytes".as_ref()));
 }
