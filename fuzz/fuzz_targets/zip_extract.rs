@@ -38,8 +38,10 @@ fuzz_target!(|data: &[u8]| {
     let root = tempfile::tempdir().expect("a temporary directory");
     let zip = root.path().join("snapshot.zip");
     std::fs::write(&zip, data).expect("write the input");
-    let dest = root.path().join("project");
-    std::fs::create_dir(&dest).expect("the destination");
+    // Deep below the root, so that an entry climbing out by `..` still lands inside the root,
+    // where the walk below finds it.
+    let dest = root.path().join("a/b/c/d/project");
+    std::fs::create_dir_all(&dest).expect("the destination");
     let limits =
         ExtractLimits { max_files: 64, max_file_bytes: 1 << 20, max_total_bytes: 4 << 20, ..ExtractLimits::default() };
     let manifest = manifest_of(data).unwrap_or(Manifest {
@@ -50,8 +52,21 @@ fuzz_target!(|data: &[u8]| {
         zip_sha256: hex_sha256(data),
     });
     let _ = fsync_agent::extract::extract(&zip, &manifest, &dest, &limits);
-    // Nothing beside the destination and the zip itself.
-    let mut beside: Vec<_> = std::fs::read_dir(root.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    beside.sort();
-    assert_eq!(beside, ["project", "snapshot.zip"], "an entry escaped the destination");
+    // Nothing anywhere below the root but the destination's tree, its parents and the zip.
+    for file in walk(root.path()) {
+        assert!(file.starts_with(&dest) || file == zip, "an entry escaped the destination: {}", file.display());
+    }
 });
+
+/// Every file (not directory) below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files.extend(walk(&path)),
+            _ => files.push(path),
+        }
+    }
+    files
+}

@@ -29,6 +29,8 @@ use tokio::time::Instant;
 
 /// How long one call to the session's endpoints or to Storage may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a lag report may take (it is dropped after that).
+const LAG_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer of a session endpoint (a 10,000-file manifest is about 1.5 MB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -148,10 +150,13 @@ impl Api {
             return;
         }
         let body = serde_json::to_value(LagReport { applied_lag_ms }).unwrap_or(Value::Null);
-        match self.call_once(Method::POST, &self.session_url("/lag"), Some(&body)).await {
-            Ok(answer) if answer.status.is_success() => {}
-            Ok(answer) => tracing::debug!(status = %answer.status, "the lag report was refused"),
-            Err(e) => tracing::debug!(error = format!("{e:#}"), "could not report lags"),
+        // Briefly: the follow loop waits for it, and applying changes matters more.
+        let url = self.session_url("/lag");
+        match tokio::time::timeout(LAG_REPORT_TIMEOUT, self.call_once(Method::POST, &url, Some(&body))).await {
+            Ok(Ok(answer)) if answer.status.is_success() => {}
+            Ok(Ok(answer)) => tracing::debug!(status = %answer.status, "the lag report was refused"),
+            Ok(Err(e)) => tracing::debug!(error = format!("{e:#}"), "could not report lags"),
+            Err(_) => tracing::debug!("the lag report timed out"),
         }
     }
 

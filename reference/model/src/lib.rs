@@ -184,7 +184,7 @@ impl MemStore {
                 true,
             ));
         }
-        let writes = !matches!(signature.name, "list_current_files" | "list_changes_since");
+        let writes = !matches!(signature.name, "list_current_files" | "list_changes_since" | "list_project_members");
         if call.read_only && writes {
             return Err(ApiError::from_sqlstate(
                 "25006",

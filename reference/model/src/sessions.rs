@@ -20,7 +20,9 @@ impl MemStore {
     }
 
     pub(crate) fn save_session_now(&self, record: &SessionRecord) {
-        if let Some(saved) = self.lock().sessions.get_mut(&record.view.id) {
+        // An ended record stays ended (`save_session` in `pg/sessions.rs`).
+        if let Some(saved) = self.lock().sessions.get_mut(&record.view.id).filter(|s| s.is_live() || !record.is_live())
+        {
             saved.view = record.view.clone();
             saved.ended_at_s = record.ended_at_s;
         }

@@ -43,6 +43,7 @@ const FUNCTIONS: &[&str] = &[
     "ensure_user_profile",
     "add_project_member",
     "remove_project_member",
+    "list_project_members",
 ];
 /// The session start phases counted by name (the orchestrator's and the agent's); any other is
 /// `other`.

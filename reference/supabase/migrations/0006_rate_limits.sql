@@ -1,9 +1,9 @@
 -- File System Sync v1: the write rate limit (hardening, plan 4.x).
 --
 -- Each caller's writes to one project spend tokens from a bucket of their own: `burst` tokens at
--- most, refilled at `per_second`. Every write RPC (`upsert_project_file`, `delete_project_file`,
--- `bulk_upsert_project_files`, `upsert_project_binary`) takes one token under the project's
--- lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
+-- most, refilled at `per_second`. Every write call (`upsert_project_file`, `delete_project_file`,
+-- `bulk_upsert_project_files`, `upsert_project_binary`, a table write on `legacy_project_files`
+-- whatever its rows) takes one token under the project's lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
 -- `{"retry_after_ms": n}` and in `hint`. The service role is exempt. A refused call rolls back
 -- with its transaction, so throttled calls do not push the bucket further into debt.
 --
@@ -51,6 +51,12 @@ BEGIN
   IF v_user IS NULL OR fsync.access_role(p_project) = 'service' THEN
     RETURN;
   END IF;
+  -- One token per call: a table write of many rows (0007) writes each through the RPCs in one
+  -- transaction, as a bulk writes many files, and spends one token, as a bulk does.
+  IF current_setting('fsync.write_token_taken', true) = p_project::text THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('fsync.write_token_taken', p_project::text, true);
   SELECT burst, per_second INTO v_burst, v_rate FROM fsync.rate_limits WHERE name = 'writes';
   IF NOT FOUND THEN
     RETURN;

@@ -24,6 +24,9 @@ pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
 pub const MAX_SESSIONS: usize = 4096;
 /// How long an ended session stays visible.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+/// How long an ended session's record is kept: longer than a container token lives.
+pub const KEEP_RECORDS_FOR: Duration =
+    Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S + FORGET_AFTER.as_secs());
 /// The reason a restarted instance gives the sessions it started before.
 pub const RESTARTED: &str = "the server instance that ran this session restarted and no longer watches its agent";
 
@@ -206,7 +209,9 @@ impl Orchestrator {
                 ));
             }
         }
-        let forget_before = self.sources.wall_s().saturating_sub(FORGET_AFTER.as_secs());
+        // Records outlive every container token of their session: with no record, a stopped
+        // session's token would work again until its `exp`.
+        let forget_before = self.sources.wall_s().saturating_sub(KEEP_RECORDS_FOR.as_secs());
         self.data.prune_sessions(forget_before).await?;
         let max = self.config.max_sessions_per_user;
         if !self.data.insert_session(&record, max).await? {
@@ -390,6 +395,10 @@ mod tests {
         assert!(!runs.stopped_elsewhere(id).await, "live in the records too");
         let record = other.stored(id).await.unwrap().unwrap();
         assert_eq!(other.stop_elsewhere(record).await.unwrap().status, SessionStatus::Stopped);
+        // Its own instance, not knowing yet, writes its live view: the stop stays.
+        runs.with(id, |s| s.view.timings_ms.insert("total".into(), 1.0));
+        runs.persist(id).await;
+        assert_eq!(other.stored(id).await.unwrap().unwrap().view.status, SessionStatus::Stopped, "not overwritten");
         assert!(runs.stopped_elsewhere(id).await);
         assert_eq!(runs.view(id).map(|v| v.status), Some(SessionStatus::Stopped));
     }
@@ -410,8 +419,11 @@ mod tests {
         tokio::time::advance(FORGET_AFTER / 2 + Duration::from_secs(1)).await;
         orchestrator.insert(id(2), session(id(2), project, "cat", sources.now())).await.unwrap();
         assert_eq!(orchestrator.view(id(0)), None, "forgotten here");
-        assert_eq!(orchestrator.stored(id(0)).await.unwrap(), None, "and pruned from the records");
-        assert_eq!(orchestrator.live(), 2, "the live ones stay");
+        assert!(orchestrator.stored(id(0)).await.unwrap().is_some(), "kept while a token of it could live");
+        tokio::time::advance(KEEP_RECORDS_FOR - FORGET_AFTER).await;
+        orchestrator.insert(id(3), session(id(3), project, "dan", sources.now())).await.unwrap();
+        assert_eq!(orchestrator.stored(id(0)).await.unwrap(), None, "then pruned from the records");
+        assert_eq!(orchestrator.live(), 3, "the live ones stay");
     }
 
     #[tokio::test(start_paused = true)]

@@ -12,7 +12,8 @@ pub mod sql;
 use axum::http::StatusCode;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use fsync_store::data::{
-    ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess, WriteQuery, WRITABLE_RELATION,
+    ReadOutput, ReadQuery, RealtimeMessage, RpcCall, RpcOutput, Store, TopicAccess, WriteKind, WriteQuery,
+    WRITABLE_RELATION,
 };
 use fsync_store::error::ApiError;
 use fsync_store::{Ids, RequestAuth, SystemIds};
@@ -228,6 +229,10 @@ impl Store for PgStore {
     async fn write(&self, auth: &RequestAuth, query: WriteQuery) -> Result<ReadOutput, ApiError> {
         if query.relation != WRITABLE_RELATION {
             return Err(query.not_writable());
+        }
+        if matches!(&query.kind, WriteKind::Insert { rows } if rows.is_empty()) {
+            // No rows: nothing to write (PostgREST answers an empty insert the same way).
+            return Ok(ReadOutput { rows_json: "[]".to_owned(), count: 0 });
         }
         let schema = self.schema();
         let Some(columns) = schema.relations.get(&query.relation) else { return Err(query.not_writable()) };

@@ -52,9 +52,14 @@ impl PgStore {
     pub(super) async fn save_session_pg(&self, record: &SessionRecord) -> Result<(), ApiError> {
         let client = self.pool.get().await.map_err(ApiError::unavailable)?;
         let view = serde_json::to_value(&record.view).map_err(ApiError::internal)?;
+        // A record that ended (stopped through another instance, a member's removal) stays ended:
+        // an instance that has not noticed yet must not write its live view over it.
         client
             .execute(
-                "UPDATE fsync.preview_sessions SET status = $2, view = $3, ended_at_s = $4 WHERE id = $1",
+                &format!(
+                    "UPDATE fsync.preview_sessions SET status = $2, view = $3, ended_at_s = $4
+                     WHERE id = $1 AND (status IN {LIVE} OR $2 NOT IN {LIVE})"
+                ),
                 &[&record.view.id, &record.view.status.as_str(), &view, &record.ended_at_s.map(|s| s as i64)],
             )
             .await

@@ -21,9 +21,10 @@ pub struct RealtimeConfig {
     /// The longest topic a join may name (`realtime:` included): a socket holds its topics, and
     /// so does the hub, whoever joins them (public topics need only the anon key).
     pub max_topic_bytes: usize,
-    /// How often a socket asks the store again whether each of its private channels may still be
-    /// read: a member removed from the project, or a container whose session was stopped, loses
-    /// the channel within this (and at once on an `access_token` or at the token's expiry).
+    /// How often a socket asks the store again whether its private channels may still be read,
+    /// eight of them a round, in turn: a member removed from the project, or a container whose
+    /// session was stopped, loses the channel within this (times the rounds its socket needs to
+    /// come round to it), and at once on an `access_token` or at the token's expiry.
     pub reauthorize_every: Duration,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan 3.3): relay clients' own broadcasts. Off by default:
     /// the server authors every event.

@@ -24,6 +24,9 @@ static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 /// How long the writer waits on a stuck connection before giving up on it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Private channels a socket has authorized again per round (`RealtimeConfig::reauthorize_every`).
+const REAUTHORIZE_PER_ROUND: usize = 8;
+
 /// A joined channel.
 struct Channel {
     join_ref: Option<String>,
@@ -57,7 +60,8 @@ pub(super) async fn run<S: Store>(
         messages: TokenBucket::new(config.messages_per_s, config.messages_per_s, now),
         joins: TokenBucket::new(config.joins_per_s, config.joins_per_s, now),
     };
-    let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels: BTreeMap::new(), rates };
+    let channels = BTreeMap::new();
+    let mut socket = Socket { id, vsn, state, config, connect, out, joined, channels, rates, reauthorized: 0 };
     socket.read_loop(stream, done_rx).await;
     // Dropping the socket forgets it in the hub (also if the reader panicked), which closes its
     // queue and so ends the writer.
@@ -138,6 +142,8 @@ struct Socket<S> {
     joined: Joined,
     channels: BTreeMap<String, Channel>,
     rates: Rates,
+    /// Where the next round of [`Socket::reauthorize`] starts among the private channels.
+    reauthorized: usize,
 }
 
 /// What a socket may still send: frames, and joins among them.
@@ -448,13 +454,18 @@ impl<S: Store> Socket<S> {
         Some(self.state.sources.now() + Duration::from_secs(exp.saturating_sub(now).min(86_400)))
     }
 
-    /// Asks the store again about every private channel: one its token may no longer read (a
-    /// member removed, a session stopped) is closed as a refused join would be answered. A store
-    /// that cannot answer now leaves the channels as they are until the next time.
+    /// Asks the store again about the next [`REAUTHORIZE_PER_ROUND`] private channels (in turn,
+    /// so a socket with many costs the store no more each round): one its token may no longer
+    /// read (a member removed, a session stopped) is closed as a refused join would be answered.
+    /// A store that cannot answer now leaves the channels as they are until the next time.
     async fn reauthorize(&mut self) {
         let private: Vec<(String, fsync_store::RequestAuth)> =
             self.channels.iter().filter(|(_, c)| c.private).map(|(t, c)| (t.clone(), c.auth.request.clone())).collect();
-        for (topic, auth) in private {
+        let start = if private.is_empty() { 0 } else { self.reauthorized % private.len() };
+        self.reauthorized = (start + REAUTHORIZE_PER_ROUND) % private.len().max(1);
+        let round: Vec<_> = private.into_iter().cycle().skip(start).take(REAUTHORIZE_PER_ROUND).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for (topic, auth) in round.into_iter().filter(|(t, _)| seen.insert(t.clone())) {
             let subtopic = topic.strip_prefix("realtime:").unwrap_or(&topic).to_owned();
             match self.state.store.authorize_topic(&auth, &subtopic).await {
                 Ok(access) if access.read => {

@@ -68,6 +68,8 @@ async fn inserts_upserts_updates_and_deletes_become_versioned_writes() {
     assert_eq!((status, body[0]["content"].as_str()), (200, Some("three")), "{body}");
     let (status, _) = legacy(&f, t, Method::DELETE, &key(&f, "src/a.ts"), "", Value::Null).await;
     assert_eq!(status, 204);
+    // No rows: nothing written, as PostgREST answers.
+    assert_eq!(legacy(&f, t, Method::POST, "", "return=representation", json!([])).await, (201, json!([])));
     // Several rows in one insert: one versioned write each.
     let rows = json!([
         {"project_id": f.project, "path": "b.md", "content": "b"},
@@ -89,7 +91,7 @@ async fn inserts_upserts_updates_and_deletes_become_versioned_writes() {
     // The table writes are counted apart from the RPCs, so a rollout sees them stop.
     let scrape = f.app.scrape().await;
     let counted = "fsync_rpc_duration_seconds_count{function=\"legacy_project_files\",outcome=\"201\"}";
-    assert_eq!(fsync_testkit::metric(&scrape, counted), Some(4.0), "{scrape}");
+    assert_eq!(fsync_testkit::metric(&scrape, counted), Some(5.0), "{scrape}");
     // Every write sent its server event, in seq order.
     let client = f.app.db.connect().await.unwrap();
     let events: Vec<(String, i64)> = client
@@ -185,4 +187,26 @@ async fn migrated_and_unmigrated_writers_share_one_gapless_history() {
     assert_eq!(versions, (1..=80).collect::<Vec<_>>(), "versions without a gap or a repeat");
     assert_eq!(seqs, (1..=80).collect::<Vec<_>>(), "one seq per write, in version order");
     assert_eq!(h.iter().filter(|r| r.3).count(), 1, "one head");
+}
+
+/// A table write of many rows spends one write token, as a bulk does, so the write rate limit
+/// never makes a large one impossible.
+#[tokio::test]
+async fn a_table_write_of_many_rows_spends_one_write_token() {
+    let f = fixture().await;
+    let client = f.app.db.connect().await.unwrap();
+    client.execute("UPDATE fsync.rate_limits SET burst = 2, per_second = 0.001", &[]).await.unwrap();
+    let rows: Vec<Value> =
+        (0..300).map(|i| json!({"project_id": f.project, "path": format!("gen/{i}.ts"), "content": "x"})).collect();
+    assert_eq!(
+        legacy(&f, &f.owner_token, Method::POST, "", "", Value::Array(rows)).await.0,
+        201,
+        "300 rows, one token"
+    );
+    let one = json!({"project_id": f.project, "path": "one.ts", "content": "x"});
+    assert_eq!(legacy(&f, &f.owner_token, Method::POST, "", "", one).await.0, 201, "the second token");
+    let two = json!({"project_id": f.project, "path": "two.ts", "content": "x"});
+    let (status, body) = legacy(&f, &f.owner_token, Method::POST, "", "", two).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("PT429")), "{body}");
+    assert_eq!(f.seq().await, 301);
 }
