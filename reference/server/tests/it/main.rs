@@ -16,6 +16,7 @@ mod rest_read;
 mod rls;
 mod rpc_contract;
 mod security;
+mod security_review;
 mod serve;
 mod storage;
 mod supabase_js;
