@@ -79,3 +79,49 @@ async fn nothing_the_api_roles_can_read_escapes_row_level_security() {
     }
     assert!(open.is_empty(), "readable by anon or authenticated without row level security: {open:#?}");
 }
+
+/// Topic matching is the same in every policy: every `realtime.messages` policy decides through
+/// `fsync.can_read_topic` or `fsync.can_write_topic`, and both find a topic's project with the
+/// one matcher, `fsync.topic_project`; every `project-files` storage policy finds an object's
+/// project with `fsync.object_project`. A policy added later that matches topics or names its own
+/// way fails here.
+#[tokio::test]
+async fn every_policy_matches_topics_and_object_names_the_same_way() {
+    let db = TestDb::migrated().await.expect("a migrated database");
+    let client = db.connect().await.unwrap();
+    let policies = client
+        .query(
+            "SELECT tablename, policyname, coalesce(qual, '') || ' ' || coalesce(with_check, '')
+             FROM pg_policies WHERE schemaname IN ('realtime', 'storage') ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut topic_policies = 0;
+    for row in &policies {
+        let (table, name, text): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        if table == "messages" {
+            topic_policies += 1;
+            assert!(
+                text.contains("fsync.can_read_topic(") || text.contains("fsync.can_write_topic("),
+                "{name} decides topics its own way: {text}"
+            );
+            assert!(!text.contains("~") && !text.contains("LIKE"), "{name} matches topic text itself: {text}");
+        } else if text.contains("project-files") {
+            assert!(text.contains("fsync.object_project(name)"), "{name} finds the project its own way: {text}");
+        }
+    }
+    assert_eq!(topic_policies, 2, "the read and the write policy");
+    for function in ["can_read_topic", "can_write_topic"] {
+        let body: String = client
+            .query_one(
+                "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname = 'fsync' AND p.proname = $1",
+                &[&function],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(body.contains("fsync.topic_project(p_topic)"), "fsync.{function} matches topics its own way: {body}");
+    }
+}
