@@ -5,7 +5,7 @@
 use crate::config::AgentConfig;
 use anyhow::{bail, ensure, Context};
 use bytes::Bytes;
-use fsync_client::retry::{retry_hint, retryable_status};
+use fsync_client::retry::{retry_hint, retryable_status, Next};
 use fsync_client::transport::{self, Fetched, Streamed, Transport};
 use fsync_client::{ClientConfig, FsyncClient};
 use fsync_protocol::events::FileChange;
@@ -84,24 +84,10 @@ impl Api {
     /// One request with the container token, read whole; on a network error, a 429 or a 5xx it
     /// backs off (jittered, after the server's hint) and tries again, as the client's RPCs do.
     async fn call(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Fetched> {
-        let mut retry = 0;
-        loop {
-            let answer = self.call_once(method.clone(), url, body).await;
-            let hint = match &answer {
-                Ok(fetched) if retryable_status(fetched.status.as_u16()) => {
-                    retry_hint(&fetched.headers, &fetched.text())
-                }
-                Ok(_) => return answer,
-                Err(_) => None,
-            };
-            if retry + 1 >= self.client.max_attempts() {
-                return answer;
-            }
-            let wait = self.client.backoff(retry, hint);
-            tracing::debug!(url, retry, wait_ms = wait.as_millis() as u64, "retrying");
-            tokio::time::sleep(wait).await;
-            retry += 1;
-        }
+        let attempt = || self.call_once(method.clone(), url, body);
+        self.client
+            .retrying(url, attempt, |answer| judge(answer.as_ref().map(|a| (a.status, &a.headers, &a.body[..]))))
+            .await
     }
 
     async fn call_once(&self, method: Method, url: &str, body: Option<&Value>) -> anyhow::Result<Fetched> {
@@ -211,21 +197,12 @@ impl Api {
     /// The snapshot's response, its body not yet read: a network error, a 429 or a 5xx is tried
     /// again after a backoff, as in [`Api::call`].
     async fn snapshot_response(&self, url: &str) -> anyhow::Result<Streamed> {
-        let mut retry = 0;
-        loop {
+        let attempt = || async {
             let request = transport::request(Method::GET, url, &[], Bytes::new())?;
-            let sent = self.transport.send(request).await;
-            let hint = match &sent {
-                Ok(response) if retryable_status(response.status().as_u16()) => retry_hint(response.headers(), ""),
-                Ok(_) => return Ok(sent?),
-                Err(_) => None,
-            };
-            if retry + 1 >= self.client.max_attempts() {
-                return Ok(sent?);
-            }
-            tokio::time::sleep(self.client.backoff(retry, hint)).await;
-            retry += 1;
-        }
+            Ok(self.transport.send(request).await?)
+        };
+        let judged = |sent: &anyhow::Result<Streamed>| judge(sent.as_ref().map(|r| (r.status(), r.headers(), &[][..])));
+        self.client.retrying(url, attempt, judged).await
     }
 
     /// Streams the snapshot into `path`, hashing as it goes; refuses a body over `max_bytes` or
@@ -263,6 +240,18 @@ impl Api {
             "the snapshot zip's SHA-256 is {actual}, the manifest says {expected} (truncated or tampered download)"
         );
         Ok(size)
+    }
+}
+
+/// Whether an answer (its status, headers and body), or a failure to get one, is worth another
+/// try: network errors, 429 and 5xx are, after the server's hint when it gave one.
+fn judge(answer: Result<(http::StatusCode, &http::HeaderMap, &[u8]), &anyhow::Error>) -> Next {
+    match answer {
+        Ok((status, headers, body)) if retryable_status(status.as_u16()) => {
+            Next::Retry(retry_hint(headers, &String::from_utf8_lossy(body)))
+        }
+        Ok(_) => Next::Done,
+        Err(_) => Next::Retry(None),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Typed RPC calls over PostgREST, with retries.
 
 use crate::error::ClientError;
-use crate::retry::{retry_hint, retryable_status, RetryPolicy};
+use crate::retry::{retry_hint, retryable_status, Next, RetryPolicy};
 use crate::transport::{self, Transport, TransportError};
 use fsync_protocol::api::{
     rpc, BulkEntry, BulkResult, Changes, ConflictDetails, CurrentFile, DeleteResult, ErrorBody, MemberRole, Project,
@@ -11,6 +11,7 @@ use fsync_protocol::limits::{is_file_type, MAX_BULK_FILES, MAX_CONTENT_BYTES};
 use fsync_store::Sources;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::future::Future;
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 use uuid::Uuid;
@@ -182,28 +183,48 @@ impl FsyncClient {
         body: &str,
         what: &str,
     ) -> Result<String, ClientError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = self.attempt(method.clone(), url, extra, body).await;
-            let retry_after = match &outcome {
-                Err(Failure::Network(TransportError::InvalidRequest { .. })) => {
-                    return Err(outcome.map_err(Failure::into_error).unwrap_err())
-                }
-                Err(Failure::Network(_)) => None,
-                Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => *retry_after,
-                _ => return outcome.map_err(Failure::into_error),
-            };
-            if attempt >= self.retry.max_attempts {
-                return Err(match outcome {
-                    Err(Failure::Network(source)) => ClientError::Network { attempts: attempt, source },
-                    Err(failure) => failure.into_error(),
-                    Ok(_) => unreachable!("success returns above"),
-                });
+        let outcome = self
+            .retrying(
+                what,
+                || self.attempt(method.clone(), url, extra, body),
+                |outcome| match outcome {
+                    Err(Failure::Network(TransportError::InvalidRequest { .. })) => Next::Done,
+                    Err(Failure::Network(_)) => Next::Retry(None),
+                    Err(Failure::Status { status, retry_after, .. }) if retryable_status(*status) => {
+                        Next::Retry(*retry_after)
+                    }
+                    _ => Next::Done,
+                },
+            )
+            .await;
+        outcome.map_err(|failure| match failure {
+            // A network failure left over was retried until the policy's last attempt.
+            Failure::Network(source) if !matches!(source, TransportError::InvalidRequest { .. }) => {
+                ClientError::Network { attempts: self.retry.max_attempts, source }
             }
-            let wait = self.backoff(attempt - 1, retry_after);
-            tracing::debug!(what, attempt, wait_ms = wait.as_millis() as u64, "retrying");
+            failure => failure.into_error(),
+        })
+    }
+
+    /// Runs `attempt` again, after [`FsyncClient::backoff`], for as long as `judge` asks and
+    /// the policy allows; the last outcome. The one retry loop of the client and the agent.
+    pub async fn retrying<T, Fut: Future<Output = T>>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut() -> Fut,
+        judge: impl Fn(&T) -> Next,
+    ) -> T {
+        let mut retry = 0;
+        loop {
+            let outcome = attempt().await;
+            let Next::Retry(hint) = judge(&outcome) else { return outcome };
+            if retry + 1 >= self.retry.max_attempts {
+                return outcome;
+            }
+            let wait = self.backoff(retry, hint);
+            tracing::debug!(what, retry, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
+            retry += 1;
         }
     }
 

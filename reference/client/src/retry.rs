@@ -49,6 +49,15 @@ impl RetryPolicy {
     }
 }
 
+/// What one attempt's outcome asks of [`crate::FsyncClient::retrying`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Done: a success, or a failure that would only fail again.
+    Done,
+    /// Try again, after the server's hint when it gave one.
+    Retry(Option<Duration>),
+}
+
 /// Whether a response status is worth retrying.
 pub fn retryable_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)

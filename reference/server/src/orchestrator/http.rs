@@ -65,7 +65,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
             "sessions are started with a signed-in member's token",
         ));
     };
-    let request: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let request: Value = json_body(&body)?;
     let project = request
         .get("project_id")
         .and_then(Value::as_str)
@@ -189,7 +189,7 @@ async fn report(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = agent_session(&platform, &headers, &id)?;
-    let report: StatusReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
+    let report: StatusReport = json_body(&body)?;
     check_report(&report)?;
     if matches!(report.status, SessionStatus::Starting | SessionStatus::Stopped) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", "an agent reports hydrating, running or failed"));
@@ -206,16 +206,30 @@ async fn report(
     Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
 }
 
+/// A request body as the JSON `T` it must be.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::invalid_body(e.to_string()))
+}
+
+/// An agent's report refused as invalid input.
+fn refuse<T>(message: String) -> Result<T, ApiError> {
+    Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", message))
+}
+
+/// Whether every value is a duration an agent may report: finite, non-negative milliseconds.
+fn all_durations<'a>(ms: impl IntoIterator<Item = &'a f64>) -> bool {
+    ms.into_iter().all(|ms| ms.is_finite() && *ms >= 0.0)
+}
+
 /// What an agent may report is bounded: the session view holds it for every reader.
 fn check_report(report: &StatusReport) -> Result<(), ApiError> {
-    let refuse = |message: String| Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", message));
     if report.timings_ms.len() > MAX_STATUS_TIMINGS {
         return refuse(format!("at most {MAX_STATUS_TIMINGS} timings, not {}", report.timings_ms.len()));
     }
     if let Some(name) = report.timings_ms.keys().find(|name| name.is_empty() || name.len() > MAX_STATUS_PHASE_BYTES) {
         return refuse(format!("a phase name has 1 to {MAX_STATUS_PHASE_BYTES} bytes, not {}", name.len()));
     }
-    if report.timings_ms.values().any(|ms| !ms.is_finite() || *ms < 0.0) {
+    if !all_durations(report.timings_ms.values()) {
         return refuse("timings are finite, non-negative milliseconds".to_owned());
     }
     if report.reason.as_ref().is_some_and(|reason| reason.len() > MAX_STATUS_REASON_BYTES) {
@@ -232,12 +246,11 @@ async fn lag(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = agent_session(&platform, &headers, &id)?;
-    let report: LagReport = serde_json::from_slice(&body).map_err(|e| ApiError::invalid_body(e.to_string()))?;
-    let refuse = |message: String| Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", message));
+    let report: LagReport = json_body(&body)?;
     if report.applied_lag_ms.len() > MAX_LAG_SAMPLES {
         return refuse(format!("at most {MAX_LAG_SAMPLES} samples, not {}", report.applied_lag_ms.len()));
     }
-    if report.applied_lag_ms.iter().any(|ms| !ms.is_finite() || *ms < 0.0) {
+    if !all_durations(&report.applied_lag_ms) {
         return refuse("lags are finite, non-negative milliseconds".to_owned());
     }
     platform.orchestrator.with(id, |_| ()).ok_or_else(|| not_found(id))?;

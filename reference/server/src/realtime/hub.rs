@@ -233,8 +233,16 @@ impl Hub {
             match delivery {
                 Delivery::Message(message) => {
                     let project = message.topic.strip_prefix("project:").unwrap_or(&message.topic);
-                    let seq = payload_seq(&message.payload_json);
-                    let span = tracing::debug_span!("event", project_id = %project, event_type = %message.event, seq);
+                    let span = tracing::debug_span!(
+                        "event",
+                        project_id = %project,
+                        event_type = %message.event,
+                        seq = tracing::field::Empty
+                    );
+                    // The seq is read out of the payload only when someone logs at debug level.
+                    if !span.is_disabled() {
+                        span.record("seq", payload_seq(&message.payload_json));
+                    }
                     let _entered = span.enter();
                     let sockets = self.fan_out(&message);
                     tracing::debug!(sockets, "delivered");
