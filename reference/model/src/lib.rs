@@ -18,6 +18,7 @@ mod members;
 mod platform;
 mod read;
 mod sessions;
+pub mod snapshots;
 pub mod state;
 pub mod storage;
 mod topics;

@@ -8,6 +8,7 @@ use fsync_store::data::{Filter, FilterOp, ReadQuery};
 use fsync_store::error::ApiError;
 use fsync_store::platform::{BoxFuture, FilesRead, PlatformStore, SnapshotFile, SnapshotRead};
 use fsync_store::sessions::SessionRecord;
+use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use fsync_store::RequestAuth;
 use serde_json::Value;
 use uuid::Uuid;
@@ -156,5 +157,20 @@ impl PlatformStore for MemStore {
     fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>> {
         let pruned = self.prune_sessions_now(ended_before_s);
         Box::pin(async move { Ok(pruned) })
+    }
+
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>> {
+        self.note_snapshot_signed_now(signed);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
+        let prunable = self.prunable_snapshots_now(query);
+        Box::pin(async move { Ok(prunable) })
+    }
+
+    fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>> {
+        self.forget_snapshot_now(key);
+        Box::pin(async { Ok(()) })
     }
 }

@@ -119,6 +119,8 @@ pub struct State {
     pub ids: IdSource,
     /// `fsync.preview_sessions`: preview sessions' records, by id.
     pub sessions: BTreeMap<Uuid, fsync_store::sessions::SessionRecord>,
+    /// `fsync.project_snapshots`: (project, snapshot id) → when built, until when signed.
+    pub snapshots: BTreeMap<(Uuid, String), crate::snapshots::SnapshotRow>,
 }
 
 /// One row of `storage.objects`.

@@ -31,6 +31,16 @@ pub fn snapshot_manifest_name(project: Uuid, snapshot_id: &str) -> String {
     format!("{project}/{snapshot_id}.json")
 }
 
+/// The project, snapshot id and `seq` a [`SNAPSHOT_BUCKET`] object name (a zip or a manifest)
+/// names; `None` for any other name.
+pub fn parse_snapshot_object_name(name: &str) -> Option<(Uuid, String, i64)> {
+    let (project, file) = name.split_once('/')?;
+    let project = Uuid::parse_str(project).ok().filter(|p| p.to_string() == project)?;
+    let id = file.strip_suffix(".zip").or_else(|| file.strip_suffix(".json"))?;
+    let seq: i64 = id.strip_prefix("seq-")?.parse().ok()?;
+    (seq >= 0 && snapshot_id(seq) == id).then(|| (project, id.to_owned(), seq))
+}
+
 /// One file of a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFile {
@@ -186,3 +196,30 @@ pub struct TokenGrant {
 
 /// The environment variables the orchestrator gives an agent, and nothing else.
 pub const AGENT_ENV: [&str; 5] = ["PROJECT_ID", "SESSION_ID", "SNAPSHOT_URL", "REALTIME_TOKEN", "FSYNC_API_URL"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_object_names_parse_back_to_their_project_id_and_seq() {
+        let project = Uuid::from_u128(7);
+        for name in [snapshot_zip_name(project, &snapshot_id(42)), snapshot_manifest_name(project, &snapshot_id(42))] {
+            assert_eq!(parse_snapshot_object_name(&name), Some((project, "seq-42".to_owned(), 42)), "{name}");
+        }
+        let other = [
+            String::new(),
+            "seq-1.zip".to_owned(),
+            format!("{project}/seq-1.tar"),
+            format!("{project}/seq--1.zip"),
+            format!("{project}/seq-01.zip"),
+            format!("{project}/seq-x.zip"),
+            format!("{project}/a/seq-1.zip"),
+            format!("{}/seq-1.zip", project.to_string().to_uppercase()),
+            "not-a-uuid/seq-1.zip".to_owned(),
+        ];
+        for name in other {
+            assert_eq!(parse_snapshot_object_name(&name), None, "{name}");
+        }
+    }
+}

@@ -5,8 +5,8 @@
 //!   topic authorization and deliveries), implemented by PostgreSQL and by the in-memory model;
 //! - [`caller::RequestAuth`]: who is calling;
 //! - [`error::ApiError`]: an error in PostgREST's shape, with its cause;
-//! - [`platform::PlatformStore`]: snapshot reads, storage object rows and membership, for
-//!   Storage, the snapshot function and the orchestrator;
+//! - [`platform::PlatformStore`]: snapshot reads, storage object rows, membership, session and
+//!   snapshot records, for Storage, the snapshot function and the orchestrator;
 //! - [`launch::Launcher`]: how the orchestrator starts agents (processes, or in-process tasks);
 //! - [`clock::Clock`] and [`ids::Ids`], bundled as [`Sources`]: where time and ids come from.
 
@@ -20,6 +20,7 @@ pub mod plant;
 pub mod platform;
 pub mod query;
 pub mod sessions;
+pub mod snapshots;
 
 pub use caller::RequestAuth;
 pub use clock::{Clock, SystemClock, TokioClock};

@@ -14,6 +14,7 @@
 use crate::caller::RequestAuth;
 use crate::error::ApiError;
 use crate::sessions::SessionRecord;
+use crate::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +72,8 @@ pub trait PlatformStore: Send + Sync + 'static {
         metadata: &'a Value,
     ) -> BoxFuture<'a, Result<(), ApiError>>;
 
-    /// Removes the row of an object whose bytes could not be stored (no policy applies).
+    /// Removes the row of `bucket/name`, no policy applying: an object whose bytes could not be
+    /// stored, or a pruned snapshot's.
     fn forget_object<'a>(&'a self, bucket: &'a str, name: &'a str) -> BoxFuture<'a, Result<(), ApiError>>;
 
     /// Deletes the row of `bucket/name` as `auth`; whether there was one it could delete.
@@ -123,6 +125,16 @@ pub trait PlatformStore: Send + Sync + 'static {
 
     /// Forgets the sessions that ended before `ended_before_s` (wall seconds). How many.
     fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>>;
+
+    /// Notes that a URL for a snapshot was signed: records the snapshot (built at `at_s`) if it
+    /// has no record, and keeps the latest expiry of its URLs.
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>>;
+
+    /// The snapshots that may be removed (see [`PruneQuery`]), oldest `seq` first.
+    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>>;
+
+    /// Forgets a snapshot's record (after its objects are removed).
+    fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>>;
 }
 
 /// A snapshot read over files already in memory (the model's, and tests').

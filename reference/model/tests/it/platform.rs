@@ -1,14 +1,16 @@
 //! The platform port held to PostgreSQL: for every kind of caller, the same answers from the
 //! model and from PostgreSQL on who may record, see (sign, download) and delete which storage
 //! object, what the buckets are, who may see a project, and what a snapshot read returns at a
-//! seq — including a read opened before a write, which must still show the project as it was.
+//! seq — including a read opened before a write, which must still show the project as it was —
+//! and which snapshot records may be pruned when.
 
 use crate::{both, shared, Who, World, EVERYONE};
 use fsync_model::MemStore;
-use fsync_protocol::snapshot::{FILES_BUCKET, SNAPSHOT_BUCKET};
+use fsync_protocol::snapshot::{snapshot_id, FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_reference::PgStore;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{PlatformStore, SnapshotFile};
+use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -256,5 +258,63 @@ fn binaries_are_recorded_alike() {
             model_events.push((m.event, crate::normalize(serde_json::from_str(&m.payload_json).unwrap())));
         }
         assert_eq!(crate::pg_events(&shared.db, project).await, model_events, "broadcasts");
+    });
+}
+
+/// Snapshot records (`0009_snapshots.sql`): which snapshots may be pruned when, alike. The only
+/// test in this binary that makes snapshot records (the prune query spans every project).
+#[test]
+fn snapshots_are_prunable_alike_once_superseded_and_unsigned() {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        let (project, gone) = (world.project, Uuid::from_u128(0x60e));
+        let signed = |project: Uuid, seq: i64, at_s: u64, until_s: u64| SnapshotSigned {
+            project,
+            snapshot_id: snapshot_id(seq),
+            seq,
+            at_s,
+            until_s,
+        };
+        let key = |project: Uuid, seq: i64| SnapshotKey { project, snapshot_id: snapshot_id(seq) };
+        for note in [
+            signed(project, 1, 1000, 1000),
+            signed(project, 1, 1000, 1900),
+            signed(project, 3, 1100, 1100),
+            signed(project, 5, 1200, 1300),
+            signed(gone, 2, 1000, 1060),
+        ] {
+            let _ = agree!(world, pg, format!("note {note:?}"), |s| s.note_snapshot_signed(&note));
+        }
+        let prunable =
+            |now_s: u64, superseded_before_s: u64, limit: usize| PruneQuery { now_s, superseded_before_s, limit };
+        let cases = [
+            (prunable(1060, 1000, 10), vec![], "nothing expired"),
+            (prunable(1070, 1000, 10), vec![key(gone, 2)], "a deleted project's"),
+            (prunable(1150, 1150, 10), vec![key(gone, 2)], "3 expired, but 5 is not yet built"),
+            (prunable(1950, 1100, 10), vec![key(project, 1), key(gone, 2)], "1 expired and 3 is old enough"),
+            (prunable(1950, 1100, 1), vec![key(project, 1)], "at most the limit, lowest seq first"),
+            (prunable(1950, 1200, 10), vec![key(project, 1), key(gone, 2), key(project, 3)], "3 too"),
+            (prunable(9999, 9999, 10), vec![key(project, 1), key(gone, 2), key(project, 3)], "never the newest"),
+        ];
+        for (query, expected, what) in cases {
+            let found = agree!(world, pg, what, |s| s.prunable_snapshots(query));
+            assert_eq!(found.unwrap(), expected, "{what}");
+        }
+        // A later, shorter URL does not shorten the snapshot's life; a longer one lengthens it.
+        for note in [signed(project, 1, 1500, 1200), signed(project, 3, 1950, 2500)] {
+            let _ = agree!(world, pg, format!("note {note:?}"), |s| s.note_snapshot_signed(&note));
+        }
+        let found = agree!(world, pg, "after more URLs", |s| s.prunable_snapshots(prunable(2000, 2000, 10)));
+        assert_eq!(found.unwrap(), [key(project, 1), key(gone, 2)]);
+        let found = agree!(world, pg, "before 1's URL expires", |s| s.prunable_snapshots(prunable(1800, 2000, 10)));
+        assert_eq!(found.unwrap(), [key(gone, 2)]);
+
+        for pruned in [key(project, 1), key(gone, 2)] {
+            let _ = agree!(world, pg, format!("forget {pruned:?}"), |s| s.forget_snapshot(&pruned));
+        }
+        let found = agree!(world, pg, "after forgetting", |s| s.prunable_snapshots(prunable(9999, 9999, 10)));
+        assert_eq!(found.unwrap(), [key(project, 3)]);
     });
 }

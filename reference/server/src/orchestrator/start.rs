@@ -6,9 +6,7 @@ use super::registry::STOP_GRACE;
 use crate::platform::Platform;
 use crate::snapshot;
 use fsync_protocol::jwt;
-use fsync_protocol::snapshot::{
-    snapshot_zip_name, SessionStatus, TokenGrant, CONTAINER_TOKEN_MAX_TTL_S, SNAPSHOT_BUCKET,
-};
+use fsync_protocol::snapshot::{SessionStatus, TokenGrant, CONTAINER_TOKEN_MAX_TTL_S};
 use fsync_store::error::ApiError;
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch};
 use fsync_store::platform::BoxFuture;
@@ -83,8 +81,7 @@ pub(super) async fn snapshot_for(platform: &Platform, id: Uuid, project: Uuid) -
     let (manifest, reused) = snapshot::build_or_reuse(platform, project).await?;
     orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
     orchestrator.timing(id, "snapshot", started);
-    let name = snapshot_zip_name(project, &manifest.snapshot_id);
-    let url = platform.signed_url(SNAPSHOT_BUCKET, &name, orchestrator.config.token_ttl_s);
+    let url = snapshot::prune::signed_zip_url(platform, &manifest, orchestrator.config.token_ttl_s).await?;
     orchestrator.with(id, |s| {
         s.view.snapshot_id = Some(manifest.snapshot_id.clone());
         s.manifest = Some(manifest);

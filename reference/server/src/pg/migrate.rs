@@ -39,6 +39,7 @@ pub const PORTABLE: &[Migration] = &[
     migration!("portable", "migrations", "0006_rate_limits.sql"),
     migration!("portable", "migrations", "0007_legacy_writes.sql"),
     migration!("portable", "migrations", "0008_sessions.sql"),
+    migration!("portable", "migrations", "0009_snapshots.sql"),
 ];
 
 /// Every migration for plain PostgreSQL: the shim first.

@@ -7,6 +7,7 @@ mod platform;
 pub mod realtime;
 pub mod schema;
 mod sessions;
+mod snapshots;
 pub mod sql;
 
 use axum::http::StatusCode;

@@ -1,12 +1,14 @@
 //! The platform port on PostgreSQL: the snapshot read (one REPEATABLE READ transaction), the
 //! `storage.objects` rows (run as the caller through [`PgStore::query_as`], so the storage policies
-//! decide) and the membership check (the `projects` policy decides).
+//! decide) and the membership check (the `projects` policy decides); session and snapshot
+//! records are in `sessions.rs` and `snapshots.rs`.
 
 use super::{db_error, PgStore, NO_HEADERS};
 use deadpool_postgres::Pool;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{BoxFuture, PlatformStore, SnapshotFile, SnapshotRead};
 use fsync_store::sessions::SessionRecord;
+use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use fsync_store::RequestAuth;
 use futures_util::{pin_mut, TryStreamExt};
 use serde_json::Value;
@@ -189,6 +191,18 @@ impl PlatformStore for PgStore {
 
     fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>> {
         Box::pin(self.prune_sessions_pg(ended_before_s))
+    }
+
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(self.note_snapshot_signed_pg(signed))
+    }
+
+    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
+        Box::pin(self.prunable_snapshots_pg(query))
+    }
+
+    fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(self.forget_snapshot_pg(key))
     }
 }
 

@@ -7,7 +7,8 @@
 //! bytes); the file is then streamed to storage, and the manifest is stored beside it last, so a
 //! stored manifest always names a complete zip. A later call at the same `seq` finds the manifest
 //! and reuses the snapshot. Binary files (`content` null) come from the `project-files` bucket and
-//! must match their recorded hash.
+//! must match their recorded hash. Every URL signed for a snapshot is noted, and each new build
+//! prunes the snapshots nothing can download any more ([`prune`]).
 
 use crate::auth;
 use crate::platform::Platform;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 pub mod archive;
+pub mod prune;
 
 /// How long the signed URL in a function response lasts when the request does not say.
 pub const DEFAULT_SIGNED_URL_TTL_S: u64 = 15 * 60;
@@ -74,7 +76,7 @@ async fn build_project_snapshot(
         })?,
     };
     let (manifest, reused) = build_or_reuse(&platform, project).await?;
-    let signed_url = platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, &manifest.snapshot_id), ttl);
+    let signed_url = prune::signed_zip_url(&platform, &manifest, ttl).await?;
     let response = SnapshotResponse { snapshot_id: manifest.snapshot_id.clone(), signed_url, manifest, reused };
     Ok(Json(response).into_response())
 }
@@ -131,8 +133,13 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .map_err(ApiError::internal)?;
     let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
     platform.data.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
+    prune::note_built(platform, &manifest).await?;
     let seconds = platform.sources.now().saturating_duration_since(started).as_secs_f64();
     platform.metrics.snapshot_built(seconds, zip_bytes);
+    // A new snapshot supersedes the project's last one: a moment to sweep.
+    if let Err(e) = prune::prune(platform).await {
+        tracing::warn!(error = %e, "could not prune superseded snapshots; a later build tries again");
+    }
     Ok((manifest, false))
 }
 

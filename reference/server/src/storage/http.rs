@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SIGNED_URL_SECONDS, MAX_SMALL_BODY_BYTES};
-use fsync_protocol::snapshot::FILES_BUCKET;
+use fsync_protocol::snapshot::{FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_store::RequestAuth;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -190,6 +190,10 @@ async fn sign(
         })?;
     if !platform.data.object_visible(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
+    }
+    if bucket == SNAPSHOT_BUCKET {
+        // A snapshot outlives every URL signed for it.
+        crate::snapshot::prune::note_signed_object(&platform, &name, expires_in).await?;
     }
     let signed = platform.signed_path(&bucket, &name, expires_in);
     Ok(Json(json!({"signedURL": signed})).into_response())

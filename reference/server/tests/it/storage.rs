@@ -13,6 +13,15 @@ fn code(body: &[u8]) -> String {
     value["error"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A snapshot's record: its seq, and for how many seconds from now a URL signed for it works.
+async fn signed_until(app: &fsync_testkit::TestApp, project: uuid::Uuid, id: &str) -> Option<(i64, i64)> {
+    let client = app.db.connect().await.unwrap();
+    let statement =
+        "SELECT seq, signed_until_s FROM fsync.project_snapshots WHERE project_id = $1 AND snapshot_id = $2";
+    let row = client.query_opt(statement, &[&project, &id]).await.unwrap()?;
+    Some((row.get(0), row.get::<_, i64>(1) - fsync_testkit::now_s() as i64))
+}
+
 #[tokio::test]
 async fn snapshots_are_written_only_with_the_service_role_and_read_through_signed_urls() {
     let f = fixture().await;
@@ -43,6 +52,9 @@ async fn snapshots_are_written_only_with_the_service_role_and_read_through_signe
     assert_eq!(reply.status, 200, "{}", reply.body);
     let signed = reply.body["signedURL"].as_str().unwrap().to_owned();
     assert!(signed.starts_with(&format!("/object/sign/project-snapshots/{name}?token=")), "{signed}");
+    let (seq, signed_for) = signed_until(app, f.project, "seq-0").await.expect("the signing is recorded");
+    assert_eq!(seq, 0);
+    assert!((59..=61).contains(&signed_for), "kept while the URL lives: {signed_for} s");
 
     let whole = api.download_signed(&signed).await.unwrap();
     assert_eq!((whole.status, &whole.bytes[..]), (200, bytes.as_slice()));
@@ -195,6 +207,8 @@ async fn the_snapshot_function_is_deterministic_reuses_a_seq_and_is_service_only
     let first: SnapshotResponse = serde_json::from_value(reply.body).unwrap();
     assert!(!first.reused);
     assert_eq!(first.manifest.seq, f.seq().await);
+    let (_, signed_for) = signed_until(app, f.project, &first.snapshot_id).await.expect("recorded");
+    assert!((899..=901).contains(&signed_for), "the default URL's 15 minutes: {signed_for} s");
     let paths: Vec<&str> = first.manifest.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["a.ts", "b/two.ts"], "sorted, live files only");
     let zip = api.download_signed(&first.signed_url).await.unwrap().bytes;
