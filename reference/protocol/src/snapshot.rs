@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn snapshot_object_names_parse_back_to_their_project_id_and_seq() {
-        let project = Uuid::from_u128(7);
+        let project = Uuid::from_u128(0xabcd_ef01_2345_6789);
         for name in [snapshot_zip_name(project, &snapshot_id(42)), snapshot_manifest_name(project, &snapshot_id(42))] {
             assert_eq!(parse_snapshot_object_name(&name), Some((project, "seq-42".to_owned(), 42)), "{name}");
         }

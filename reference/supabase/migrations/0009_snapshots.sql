@@ -24,3 +24,15 @@ CREATE INDEX IF NOT EXISTS project_snapshots_by_seq ON fsync.project_snapshots (
 CREATE INDEX IF NOT EXISTS project_snapshots_by_expiry ON fsync.project_snapshots (signed_until_s);
 
 REVOKE ALL ON fsync.project_snapshots FROM PUBLIC, anon, authenticated, service_role;
+
+-- Snapshots stored before this migration get a record once: built when their zip was stored, and
+-- signed, for all anyone knows, for as long as a URL may live from now (7 days).
+INSERT INTO fsync.project_snapshots (project_id, snapshot_id, seq, built_at_s, signed_until_s)
+SELECT m[1]::uuid, 'seq-' || m[2], m[2]::bigint,
+       extract(epoch FROM coalesce(o.created_at, now()))::bigint,
+       extract(epoch FROM now())::bigint + 7 * 24 * 3600
+FROM storage.objects o,
+     LATERAL regexp_match(o.name,
+       '^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/seq-(0|[1-9][0-9]{0,17})\.zip$') AS m
+WHERE o.bucket_id = 'project-snapshots' AND m IS NOT NULL
+ON CONFLICT (project_id, snapshot_id) DO NOTHING;

@@ -1,5 +1,6 @@
 //! The migrations (plan 0.1, 0.1.1, 0.2, 0.3): they apply to an empty database and to one in the
-//! legacy shape, applying them twice changes nothing, and the SQL side of every shared rule
+//! legacy shape, applying them twice changes nothing, snapshots stored before `0009` are recorded,
+//! and the SQL side of every shared rule
 //! agrees with the Rust side.
 
 use fsync_protocol::limits;
@@ -139,6 +140,47 @@ async fn a_legacy_database_is_migrated_and_backfilled() {
         .unwrap()
         .get(1);
     assert_eq!((result["version"].as_i64(), result["seq"].as_i64()), (Some(2), Some(4)));
+}
+
+#[tokio::test]
+async fn snapshots_stored_before_their_records_are_recorded_signed_for_a_week() {
+    let db = TestDb::empty().await.unwrap();
+    let client = db.connect().await.unwrap();
+    let (before, records): (Vec<&migrate::Migration>, Vec<_>) =
+        migrate::all().partition(|m| m.name != "0009_snapshots.sql");
+    for m in before {
+        client.batch_execute(m.sql).await.unwrap_or_else(|e| panic!("{}: {e:?}", m.name));
+    }
+    let project = fsync_testkit::new_id();
+    for (bucket, name) in [
+        ("project-snapshots", format!("{project}/seq-3.zip")),
+        ("project-snapshots", format!("{project}/seq-3.json")),
+        ("project-snapshots", format!("{project}/seq-5.zip")),
+        ("project-snapshots", format!("{project}/notes.zip")),
+        ("project-files", format!("{project}/seq-7.zip")),
+    ] {
+        client
+            .execute("INSERT INTO storage.objects (bucket_id, name) VALUES ($1, $2)", &[&bucket, &name])
+            .await
+            .unwrap();
+    }
+    client.batch_execute(records[0].sql).await.unwrap();
+    let recorded = |rows: Vec<tokio_postgres::Row>| -> Vec<(uuid::Uuid, String, i64, i64)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, i64>(3) - fsync_testkit::now_s() as i64))
+            .collect()
+    };
+    let statement = "SELECT project_id, snapshot_id, seq, signed_until_s FROM fsync.project_snapshots ORDER BY seq";
+    let found = recorded(client.query(statement, &[]).await.unwrap());
+    let week = 7 * 24 * 3600;
+    assert_eq!(
+        found.iter().map(|(p, id, seq, _)| (*p, id.as_str(), *seq)).collect::<Vec<_>>(),
+        [(project, "seq-3", 3), (project, "seq-5", 5)]
+    );
+    assert!(found.iter().all(|(.., left)| (week - 60..=week + 60).contains(left)), "{found:?}");
+    let once = dump(&db);
+    client.batch_execute(records[0].sql).await.unwrap();
+    assert_same(&dump(&db), &once);
 }
 
 #[tokio::test]
