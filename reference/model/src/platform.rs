@@ -159,14 +159,14 @@ impl PlatformStore for MemStore {
         Box::pin(async move { Ok(pruned) })
     }
 
-    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>> {
-        self.note_snapshot_signed_now(signed);
-        Box::pin(async { Ok(()) })
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<bool, ApiError>> {
+        let noted = self.note_snapshot_signed_now(signed);
+        Box::pin(async move { Ok(noted) })
     }
 
-    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
-        let prunable = self.prunable_snapshots_now(query);
-        Box::pin(async move { Ok(prunable) })
+    fn claim_prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
+        let claimed = self.claim_prunable_snapshots_now(query);
+        Box::pin(async move { Ok(claimed) })
     }
 
     fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>> {

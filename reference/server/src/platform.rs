@@ -52,15 +52,16 @@ impl Platform {
         self.public_url.get().map(String::as_str).unwrap_or("http://127.0.0.1:54321")
     }
 
-    /// `/object/sign/{bucket}/{name}?token=...`, as Storage answers a sign request.
-    pub fn signed_path(&self, bucket: &str, name: &str, expires_in: u64) -> String {
-        let token = jwt::sign(&self.secret, &download_claims(bucket, name, self.sources.wall_s(), expires_in));
+    /// `/object/sign/{bucket}/{name}?token=...`, as Storage answers a sign request: issued at
+    /// `issued_at_s` (wall seconds), working for `expires_in` seconds from then.
+    pub fn signed_path(&self, bucket: &str, name: &str, issued_at_s: u64, expires_in: u64) -> String {
+        let token = jwt::sign(&self.secret, &download_claims(bucket, name, issued_at_s, expires_in));
         format!("/object/sign/{bucket}/{name}?token={token}")
     }
 
-    /// The absolute signed download URL of `bucket/name`.
-    pub fn signed_url(&self, bucket: &str, name: &str, expires_in: u64) -> String {
-        format!("{}/storage/v1{}", self.public_url(), self.signed_path(bucket, name, expires_in))
+    /// The absolute signed download URL of `bucket/name` (see [`Platform::signed_path`]).
+    pub fn signed_url(&self, bucket: &str, name: &str, issued_at_s: u64, expires_in: u64) -> String {
+        format!("{}/storage/v1{}", self.public_url(), self.signed_path(bucket, name, issued_at_s, expires_in))
     }
 
     /// The caller the snapshot function and the orchestrator act as: the service role.

@@ -126,12 +126,15 @@ pub trait PlatformStore: Send + Sync + 'static {
     /// Forgets the sessions that ended before `ended_before_s` (wall seconds). How many.
     fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>>;
 
-    /// Notes that a URL for a snapshot was signed: records the snapshot (built at `at_s`) if it
-    /// has no record, and keeps the latest expiry of its URLs.
-    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>>;
+    /// Notes that a URL for a snapshot is being signed: records the snapshot if it has no record
+    /// (superseded at once when a later one is recorded or its project is gone, and superseding
+    /// the project's earlier ones), and keeps the latest expiry of its URLs. `false` when the
+    /// snapshot is being removed: no URL may be signed for it.
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<bool, ApiError>>;
 
-    /// The snapshots that may be removed (see [`PruneQuery`]), oldest `seq` first.
-    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>>;
+    /// Claims the snapshots that may be removed (see [`PruneQuery`]): from here on no URL is
+    /// signed for them. Their keys, in key order.
+    fn claim_prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>>;
 
     /// Forgets a snapshot's record (after its objects are removed).
     fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>>;

@@ -1,11 +1,13 @@
 //! Snapshot records (issue 13, pruning superseded snapshots): when each stored snapshot was
-//! first built or signed, and until when a URL signed for it works. A superseded snapshot is
-//! removed once nothing can still download it: every URL signed for it has expired, and its
-//! successor was built long enough ago that no build that chose it is still signing.
+//! first built or signed, until when a URL signed for it works, since when it is superseded, and
+//! whether it is being removed. A superseded snapshot is removed once nothing can still download
+//! it: every URL signed for it has expired, and it was superseded long enough ago that no build
+//! which chose it before is still signing it.
 
 use uuid::Uuid;
 
-/// A URL for a snapshot was signed (its record is made on the first one).
+/// A URL for a snapshot is being signed (its record is made on the first one; a record made
+/// while a later snapshot of the project is recorded, or its project is gone, is superseded).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotSigned {
     pub project: Uuid,
@@ -25,14 +27,14 @@ pub struct SnapshotKey {
     pub snapshot_id: String,
 }
 
-/// Which snapshots may be removed at `now_s`.
+/// Which snapshots to claim for removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PruneQuery {
-    /// Now, in wall seconds: every URL signed for a removed snapshot expired before it.
-    pub now_s: u64,
-    /// A snapshot is superseded once a later one (higher `seq`) of its project was built at or
-    /// before this; a deleted project's snapshots are all superseded.
+    /// Every URL signed for a claimed snapshot expired before this (wall seconds).
+    pub expired_before_s: u64,
+    /// A claimed snapshot was superseded at or before this: a later snapshot of its project was
+    /// recorded then (a deleted project's snapshots are superseded since 0).
     pub superseded_before_s: u64,
-    /// At most this many.
+    /// At most this many; snapshots already being removed (a removal cut short) come last.
     pub limit: usize,
 }

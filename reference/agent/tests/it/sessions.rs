@@ -191,6 +191,24 @@ async fn the_same_seq_reuses_the_snapshot_and_a_new_seq_builds_one() {
     let third = wait_for(&app, &seeded.token, start_session(&app, &seeded).await, SessionStatus::Running).await;
     assert!(third.timings_ms.contains_key("snapshot_built"));
     assert_ne!(third.snapshot_id, first.snapshot_id);
+
+    // Each URL an agent got is noted in its snapshot's record (a container token's 15 minutes),
+    // and the first snapshot is superseded by the third.
+    let client = app.db.connect().await.unwrap();
+    let statement = "SELECT snapshot_id, signed_until_s, superseded_at_s IS NOT NULL
+                     FROM fsync.project_snapshots WHERE project_id = $1 ORDER BY seq";
+    let now = fsync_testkit::now_s() as i64;
+    let records: Vec<(String, i64, bool)> = client
+        .query(statement, &[&seeded.project])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1) - now, r.get(2)))
+        .collect();
+    let ids: Vec<(Option<&str>, bool)> =
+        records.iter().map(|(id, _, superseded)| (Some(id.as_str()), *superseded)).collect();
+    assert_eq!(ids, [(first.snapshot_id.as_deref(), true), (third.snapshot_id.as_deref(), false)]);
+    assert!(records.iter().all(|(_, left, _)| (870..=900).contains(left)), "{records:?}");
 }
 
 #[tokio::test]

@@ -261,13 +261,13 @@ fn binaries_are_recorded_alike() {
     });
 }
 
-/// Snapshot records (`0009_snapshots.sql`): which snapshots may be pruned when, alike. The only
-/// test in this binary that makes snapshot records (the prune query spans every project).
+/// Snapshot records (`0009_snapshots.sql`): what is noted, superseded and claimed when, alike.
+/// The only test in this binary that makes snapshot records (a claim spans every project).
 #[test]
-fn snapshots_are_prunable_alike_once_superseded_and_unsigned() {
+fn snapshots_are_claimed_alike_once_superseded_and_unsigned() {
     let shared = shared();
     shared.runtime.block_on(async {
-        let world = World::new(&shared.db).await;
+        let world = &World::new(&shared.db).await;
         let pg: &PgStore = &shared.pg;
         let (project, gone) = (world.project, Uuid::from_u128(0x60e));
         let signed = |project: Uuid, seq: i64, at_s: u64, until_s: u64| SnapshotSigned {
@@ -278,43 +278,46 @@ fn snapshots_are_prunable_alike_once_superseded_and_unsigned() {
             until_s,
         };
         let key = |project: Uuid, seq: i64| SnapshotKey { project, snapshot_id: snapshot_id(seq) };
-        for note in [
-            signed(project, 1, 1000, 1000),
-            signed(project, 1, 1000, 1900),
-            signed(project, 3, 1100, 1100),
-            signed(project, 5, 1200, 1300),
-            signed(gone, 2, 1000, 1060),
-        ] {
-            let _ = agree!(world, pg, format!("note {note:?}"), |s| s.note_snapshot_signed(&note));
-        }
-        let prunable =
-            |now_s: u64, superseded_before_s: u64, limit: usize| PruneQuery { now_s, superseded_before_s, limit };
-        let cases = [
-            (prunable(1060, 1000, 10), vec![], "nothing expired"),
-            (prunable(1070, 1000, 10), vec![key(gone, 2)], "a deleted project's"),
-            (prunable(1150, 1150, 10), vec![key(gone, 2)], "3 expired, but 5 is not yet built"),
-            (prunable(1950, 1100, 10), vec![key(project, 1), key(gone, 2)], "1 expired and 3 is old enough"),
-            (prunable(1950, 1100, 1), vec![key(project, 1)], "at most the limit, lowest seq first"),
-            (prunable(1950, 1200, 10), vec![key(project, 1), key(gone, 2), key(project, 3)], "3 too"),
-            (prunable(9999, 9999, 10), vec![key(project, 1), key(gone, 2), key(project, 3)], "never the newest"),
-        ];
-        for (query, expected, what) in cases {
-            let found = agree!(world, pg, what, |s| s.prunable_snapshots(query));
-            assert_eq!(found.unwrap(), expected, "{what}");
-        }
-        // A later, shorter URL does not shorten the snapshot's life; a longer one lengthens it.
-        for note in [signed(project, 1, 1500, 1200), signed(project, 3, 1950, 2500)] {
-            let _ = agree!(world, pg, format!("note {note:?}"), |s| s.note_snapshot_signed(&note));
-        }
-        let found = agree!(world, pg, "after more URLs", |s| s.prunable_snapshots(prunable(2000, 2000, 10)));
-        assert_eq!(found.unwrap(), [key(project, 1), key(gone, 2)]);
-        let found = agree!(world, pg, "before 1's URL expires", |s| s.prunable_snapshots(prunable(1800, 2000, 10)));
-        assert_eq!(found.unwrap(), [key(gone, 2)]);
+        let note = |signed: SnapshotSigned, expected: bool| async move {
+            let noted = agree!(world, pg, format!("note {signed:?}"), |s| s.note_snapshot_signed(&signed));
+            assert_eq!(noted.unwrap(), expected, "note {signed:?}");
+        };
+        let claim = |expired_before_s: u64, superseded_before_s: u64, limit: usize, mut expected: Vec<SnapshotKey>| {
+            let query = PruneQuery { expired_before_s, superseded_before_s, limit };
+            expected.sort(); // claims come in key order
+            async move {
+                let claimed = agree!(world, pg, format!("claim {query:?}"), |s| s.claim_prunable_snapshots(query));
+                assert_eq!(claimed.unwrap(), expected, "claim {query:?}");
+            }
+        };
+        // 1 is superseded by 3 at 1100, 3 by 5 at 1200; a project that is gone is superseded
+        // from the start.
+        note(signed(project, 1, 1000, 1000), true).await;
+        note(signed(project, 1, 1000, 1900), true).await;
+        note(signed(project, 3, 1100, 1100), true).await;
+        note(signed(project, 5, 1200, 1300), true).await;
+        note(signed(gone, 2, 1000, 1060), true).await;
+
+        claim(1060, 1000, 10, vec![]).await; // nothing expired
+        claim(1150, 1150, 10, vec![key(gone, 2)]).await; // 3 expired, but was superseded at 1200
+                                                         // No URL for a snapshot being removed; a shorter URL does not shorten a life, a longer one
+                                                         // lengthens it.
+        note(signed(gone, 2, 1150, 5000), false).await;
+        note(signed(project, 1, 1500, 1200), true).await;
+        note(signed(project, 3, 1500, 2500), true).await;
+        claim(1800, 1200, 10, vec![key(gone, 2)]).await; // 1's URL lives until 1900; 2 again (cut short)
+        claim(1950, 1200, 1, vec![key(project, 1)]).await; // fresh claims before retries
+        note(signed(project, 1, 1950, 9000), false).await;
+        claim(1950, 1200, 10, vec![key(project, 1), key(gone, 2)]).await;
 
         for pruned in [key(project, 1), key(gone, 2)] {
             let _ = agree!(world, pg, format!("forget {pruned:?}"), |s| s.forget_snapshot(&pruned));
         }
-        let found = agree!(world, pg, "after forgetting", |s| s.prunable_snapshots(prunable(9999, 9999, 10)));
-        assert_eq!(found.unwrap(), [key(project, 3)]);
+        claim(9999, 9999, 10, vec![key(project, 3)]).await; // never the newest
+                                                            // A snapshot first signed after a later one exists, or after its project is gone, is
+                                                            // superseded at once.
+        note(signed(project, 4, 3000, 3000), true).await;
+        note(signed(gone, 7, 3000, 3000), true).await;
+        claim(9999, 3000, 10, vec![key(project, 3), key(project, 4), key(gone, 7)]).await;
     });
 }

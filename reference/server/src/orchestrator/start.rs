@@ -78,10 +78,10 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
 pub(super) async fn snapshot_for(platform: &Platform, id: Uuid, project: Uuid) -> Result<String, ApiError> {
     let orchestrator = &platform.orchestrator;
     let started = platform.sources.now();
-    let (manifest, reused) = snapshot::build_or_reuse(platform, project).await?;
+    let ttl_s = orchestrator.config.token_ttl_s;
+    let (manifest, reused, url) = snapshot::build_and_sign(platform, project, ttl_s).await?;
     orchestrator.timing(id, if reused { "snapshot_reused" } else { "snapshot_built" }, started);
     orchestrator.timing(id, "snapshot", started);
-    let url = snapshot::prune::signed_zip_url(platform, &manifest, orchestrator.config.token_ttl_s).await?;
     orchestrator.with(id, |s| {
         s.view.snapshot_id = Some(manifest.snapshot_id.clone());
         s.manifest = Some(manifest);

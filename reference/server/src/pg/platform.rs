@@ -193,12 +193,12 @@ impl PlatformStore for PgStore {
         Box::pin(self.prune_sessions_pg(ended_before_s))
     }
 
-    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<(), ApiError>> {
+    fn note_snapshot_signed<'a>(&'a self, signed: &'a SnapshotSigned) -> BoxFuture<'a, Result<bool, ApiError>> {
         Box::pin(self.note_snapshot_signed_pg(signed))
     }
 
-    fn prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
-        Box::pin(self.prunable_snapshots_pg(query))
+    fn claim_prunable_snapshots(&self, query: PruneQuery) -> BoxFuture<'_, Result<Vec<SnapshotKey>, ApiError>> {
+        Box::pin(self.claim_prunable_snapshots_pg(query))
     }
 
     fn forget_snapshot<'a>(&'a self, key: &'a SnapshotKey) -> BoxFuture<'a, Result<(), ApiError>> {

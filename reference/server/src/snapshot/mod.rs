@@ -75,10 +75,32 @@ async fn build_project_snapshot(
             ApiError::new(StatusCode::BAD_REQUEST, "22023", message)
         })?,
     };
-    let (manifest, reused) = build_or_reuse(&platform, project).await?;
-    let signed_url = prune::signed_zip_url(&platform, &manifest, ttl).await?;
+    let (manifest, reused, signed_url) = build_and_sign(&platform, project, ttl).await?;
     let response = SnapshotResponse { snapshot_id: manifest.snapshot_id.clone(), signed_url, manifest, reused };
     Ok(Json(response).into_response())
+}
+
+/// The snapshot of `project` at its current `seq` ([`build_or_reuse`]) and a URL of its zip
+/// signed for `ttl_s` seconds: the manifest, whether it was reused, the URL. A snapshot that a
+/// sweep claimed before it was signed (a read that began before a later snapshot was built long
+/// ago) is left to the sweep, and the project is read again.
+pub async fn build_and_sign(
+    platform: &Platform,
+    project: Uuid,
+    ttl_s: u64,
+) -> Result<(Manifest, bool, String), ApiError> {
+    for _ in 0..3 {
+        let (manifest, reused) = build_or_reuse(platform, project).await?;
+        if let Some(url) = prune::signed_zip_url(platform, &manifest, ttl_s).await? {
+            return Ok((manifest, reused, url));
+        }
+        tracing::info!(%project, snapshot = manifest.snapshot_id, "the snapshot was pruned meanwhile; reading again");
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "PT503",
+        format!("the snapshots of project {project} were pruned while being signed; try again"),
+    ))
 }
 
 /// The snapshot of `project` at its current `seq`: the stored one, or a new one. Returns the
@@ -133,7 +155,7 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .map_err(ApiError::internal)?;
     let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
     platform.data.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
-    prune::note_built(platform, &manifest).await?;
+    prune::note_built(platform, &manifest).await;
     let seconds = platform.sources.now().saturating_duration_since(started).as_secs_f64();
     platform.metrics.snapshot_built(seconds, zip_bytes);
     // A new snapshot supersedes the project's last one: a moment to sweep.

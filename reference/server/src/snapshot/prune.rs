@@ -1,17 +1,23 @@
 //! Signing snapshot URLs, and pruning the snapshots nothing can download any more (issue 13).
 //!
-//! A snapshot is recorded when it is built (`fsync.project_snapshots`), and every URL the server
-//! signs for it is noted in its record, which keeps the latest expiry. A snapshot is removed, its manifest first, then its zip, then
-//! its record, once:
-//! - every URL signed for it has expired, and
-//! - its project is gone, or a later snapshot of the project was built at least
-//!   [`SUPERSEDED_KEPT_FOR`] ago. A build picks a stored snapshot only when it is at the
-//!   project's `seq` as its read saw it; once a later one exists, only a build whose read began
-//!   before that can still pick it, and such a build signs well within that time.
+//! A snapshot is recorded when it is built (`fsync.project_snapshots`), and superseded when a
+//! later snapshot of its project is recorded (or its project is deleted). Every URL the server
+//! signs for it is first noted in its record, which keeps the latest expiry; the URL is then
+//! signed with exactly that expiry, and only once the note reached a record that is not being
+//! removed and the zip was then still there.
 //!
-//! The newest snapshot of a live project always stays: sessions started while nothing changes
-//! reuse it. Each new build sweeps up to [`PRUNE_BATCH`] snapshots of any project, so the store
-//! holds, besides each project's newest, only snapshots some URL may still fetch.
+//! A sweep claims a snapshot (from then on nothing signs it) once:
+//! - every URL signed for it expired more than [`CLOCK_SKEW_MARGIN`] ago (instances' clocks may
+//!   differ a little), and
+//! - it was superseded at least [`SUPERSEDED_KEPT_FOR`] ago: a build picks a stored snapshot only
+//!   at the `seq` its read saw, so once a later one exists only a build whose read began before
+//!   that can pick it; should one sign that late, its note finds the claim and the build builds
+//!   again ([`crate::snapshot::build_and_sign`]).
+//!
+//! It then removes the snapshot's manifest (so it is never reused), its zip, and its record; a
+//! removal cut short stays claimed and a later sweep finishes it. The newest snapshot of a live
+//! project is never superseded: sessions started while nothing changes reuse it. Each new build
+//! sweeps up to [`PRUNE_BATCH`] snapshots of any project.
 
 use crate::platform::Platform;
 use fsync_protocol::snapshot::{
@@ -20,67 +26,93 @@ use fsync_protocol::snapshot::{
 use fsync_store::error::ApiError;
 use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use std::time::Duration;
+use uuid::Uuid;
 
-/// How long a superseded snapshot stays after its successor was built (when no URL signed for
-/// it lives longer).
+/// How long a superseded snapshot stays (when no URL signed for it lives longer).
 pub const SUPERSEDED_KEPT_FOR: Duration = Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S);
+/// How long past its last URL's expiry a snapshot stays, for instances whose clocks differ.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(60);
 /// Most snapshots one sweep removes.
 pub const PRUNE_BATCH: usize = 16;
 
-/// A signed download URL of `manifest`'s zip for `ttl_s` seconds; the snapshot is kept at least
-/// as long.
-pub async fn signed_zip_url(platform: &Platform, manifest: &Manifest, ttl_s: u64) -> Result<String, ApiError> {
+/// A signed download URL of `manifest`'s zip for `ttl_s` seconds, the snapshot kept at least as
+/// long; `None` when the snapshot is being removed (or already is).
+pub async fn signed_zip_url(platform: &Platform, manifest: &Manifest, ttl_s: u64) -> Result<Option<String>, ApiError> {
     let (project, id) = (manifest.project_id, &manifest.snapshot_id);
-    note_signed(platform, project, id, manifest.seq, ttl_s).await?;
-    Ok(platform.signed_url(SNAPSHOT_BUCKET, &snapshot_zip_name(project, id), ttl_s))
+    let name = snapshot_zip_name(project, id);
+    let issued_at_s = platform.sources.wall_s();
+    if !note_signed(platform, project, id, manifest.seq, issued_at_s, ttl_s).await? {
+        return Ok(None);
+    }
+    Ok(Some(platform.signed_url(SNAPSHOT_BUCKET, &name, issued_at_s, ttl_s)))
 }
 
-/// Records a snapshot just built (no URL signed for it yet).
-pub async fn note_built(platform: &Platform, manifest: &Manifest) -> Result<(), ApiError> {
-    note_signed(platform, manifest.project_id, &manifest.snapshot_id, manifest.seq, 0).await
-}
-
-/// Notes a URL signed through Storage for an object of the snapshot bucket, if its name is a
-/// snapshot's.
-pub async fn note_signed_object(platform: &Platform, name: &str, ttl_s: u64) -> Result<(), ApiError> {
-    match parse_snapshot_object_name(name) {
-        Some((project, id, seq)) => note_signed(platform, project, &id, seq, ttl_s).await,
-        None => Ok(()),
+/// Records a snapshot just built (no URL signed for it yet). A failure is only logged: the
+/// first signing records it too.
+pub async fn note_built(platform: &Platform, manifest: &Manifest) {
+    let now_s = platform.sources.wall_s();
+    if let Err(e) = note_signed(platform, manifest.project_id, &manifest.snapshot_id, manifest.seq, now_s, 0).await {
+        tracing::warn!(error = %e, snapshot = manifest.snapshot_id, "could not record a new snapshot");
     }
 }
 
-async fn note_signed(
+/// Notes a URL signed through Storage at `issued_at_s` for `ttl_s` seconds for an object of the
+/// snapshot bucket, if its name is a snapshot's; `false` when that snapshot is being removed.
+pub async fn note_signed_object(
     platform: &Platform,
-    project: uuid::Uuid,
-    snapshot_id: &str,
-    seq: i64,
+    name: &str,
+    issued_at_s: u64,
     ttl_s: u64,
-) -> Result<(), ApiError> {
-    let at_s = platform.sources.wall_s();
-    let signed = SnapshotSigned { project, snapshot_id: snapshot_id.to_owned(), seq, at_s, until_s: at_s + ttl_s };
-    platform.data.note_snapshot_signed(&signed).await
+) -> Result<bool, ApiError> {
+    match parse_snapshot_object_name(name) {
+        Some((project, id, seq)) => note_signed(platform, project, &id, seq, issued_at_s, ttl_s).await,
+        None => Ok(true),
+    }
 }
 
-/// Removes up to [`PRUNE_BATCH`] snapshots that nothing can download any more; how many.
+/// Notes the URL, then checks the zip is still there: a sweep that claimed the snapshot before
+/// the note makes it fail, and one after it finds the URL's expiry and leaves the snapshot.
+async fn note_signed(
+    platform: &Platform,
+    project: Uuid,
+    snapshot_id: &str,
+    seq: i64,
+    at_s: u64,
+    ttl_s: u64,
+) -> Result<bool, ApiError> {
+    let signed = SnapshotSigned { project, snapshot_id: snapshot_id.to_owned(), seq, at_s, until_s: at_s + ttl_s };
+    if !platform.data.note_snapshot_signed(&signed).await? {
+        return Ok(false);
+    }
+    let zip = snapshot_zip_name(project, snapshot_id);
+    platform.storage.exists(SNAPSHOT_BUCKET, &zip).await.map_err(ApiError::internal)
+}
+
+/// Removes up to [`PRUNE_BATCH`] snapshots that nothing can download any more; how many. One
+/// that cannot be removed now is logged and left claimed for a later sweep.
 pub async fn prune(platform: &Platform) -> Result<usize, ApiError> {
     let now_s = platform.sources.wall_s();
     let query = PruneQuery {
-        now_s,
+        expired_before_s: now_s.saturating_sub(CLOCK_SKEW_MARGIN.as_secs()),
         superseded_before_s: now_s.saturating_sub(SUPERSEDED_KEPT_FOR.as_secs()),
         limit: PRUNE_BATCH,
     };
-    let keys = platform.data.prunable_snapshots(query).await?;
-    for key in &keys {
-        remove(platform, key).await?;
+    let mut removed = 0;
+    for key in platform.data.claim_prunable_snapshots(query).await? {
+        match remove(platform, &key).await {
+            Ok(()) => removed += 1,
+            Err(e) => tracing::warn!(error = %e, project = %key.project, snapshot = key.snapshot_id,
+                "could not remove a superseded snapshot; a later sweep tries again"),
+        }
     }
-    if !keys.is_empty() {
-        tracing::info!(removed = keys.len(), "pruned superseded snapshots");
+    if removed > 0 {
+        tracing::info!(removed, "pruned superseded snapshots");
     }
-    Ok(keys.len())
+    Ok(removed)
 }
 
-/// Removes one snapshot. Its manifest goes first: without it the snapshot is never reused. Its
-/// record goes last, so a removal cut short is finished by a later sweep.
+/// Removes one claimed snapshot: its manifest first (without it the snapshot is never reused),
+/// then its zip, then its record.
 async fn remove(platform: &Platform, key: &SnapshotKey) -> Result<(), ApiError> {
     let (project, id) = (key.project, &key.snapshot_id);
     for name in [snapshot_manifest_name(project, id), snapshot_zip_name(project, id)] {
@@ -190,39 +222,49 @@ mod tests {
         tokio::time::advance(Duration::from_secs(seconds)).await;
     }
 
+    fn key(project: Uuid, seq: i64) -> SnapshotKey {
+        SnapshotKey { project, snapshot_id: fsync_protocol::snapshot::snapshot_id(seq) }
+    }
+
+    /// Past the expiry of URLs signed now for `ttl_s`, with the margin for clocks.
+    fn past(ttl_s: u64) -> u64 {
+        ttl_s + CLOCK_SKEW_MARGIN.as_secs() + 1
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_superseded_snapshot_goes_once_its_urls_expired_and_its_successor_is_old_enough() {
+    async fn a_superseded_snapshot_goes_once_its_urls_expired_and_it_was_superseded_long_enough() {
         let w = world().await;
         let project = w.project().await;
+        let kept = SUPERSEDED_KEPT_FOR.as_secs();
         assert_eq!(w.edit_and_build(project).await, 1);
-        let (first, _) = crate::snapshot::build_or_reuse(&w.platform, project).await.unwrap();
-        signed_zip_url(&w.platform, &first, 60).await.unwrap();
+        let (first, _, _) = crate::snapshot::build_and_sign(&w.platform, project, 60).await.unwrap();
+        assert_eq!(first.seq, 1);
         assert_eq!(w.edit_and_build(project).await, 2);
         assert_eq!(w.stored(project).await, [1, 2], "both are new");
 
-        advance(61).await;
+        advance(past(60)).await;
         assert_eq!(w.edit_and_build(project).await, 3);
-        assert_eq!(w.stored(project).await, [1, 2, 3], "1's URL expired, but 2 was built only 61 s ago");
+        assert_eq!(w.stored(project).await, [1, 2, 3], "1's URL expired, but 2 superseded it just now");
 
-        advance(SUPERSEDED_KEPT_FOR.as_secs()).await;
+        advance(kept).await;
         assert_eq!(w.edit_and_build(project).await, 4);
         assert_eq!(w.stored(project).await, [3, 4], "1 and 2 were superseded long enough ago");
 
         // A URL signed through Storage keeps its snapshot too.
         let name = snapshot_zip_name(project, "seq-3");
-        note_signed_object(&w.platform, &name, 4 * SUPERSEDED_KEPT_FOR.as_secs()).await.unwrap();
-        advance(SUPERSEDED_KEPT_FOR.as_secs() + 1).await;
+        assert!(note_signed_object(&w.platform, &name, w.platform.sources.wall_s(), 4 * kept).await.unwrap());
+        advance(kept + 1).await;
         assert_eq!(w.edit_and_build(project).await, 5);
         assert_eq!(w.stored(project).await, [3, 4, 5], "4 was superseded just now");
-        advance(SUPERSEDED_KEPT_FOR.as_secs() + 1).await;
+        advance(kept + 1).await;
         assert_eq!(w.edit_and_build(project).await, 6);
         assert_eq!(w.stored(project).await, [3, 5, 6], "4 went; 3 is still signed");
-        advance(SUPERSEDED_KEPT_FOR.as_secs() + 1).await;
+        advance(kept + 1).await;
         assert_eq!(w.edit_and_build(project).await, 7);
         assert_eq!(w.stored(project).await, [3, 6, 7], "3's URL lives yet");
 
         // Nothing changes: the newest is reused, however old.
-        advance(10 * SUPERSEDED_KEPT_FOR.as_secs()).await;
+        advance(10 * kept).await;
         let (newest, reused) = crate::snapshot::build_or_reuse(&w.platform, project).await.unwrap();
         assert_eq!((newest.seq, reused), (7, true));
         assert_eq!(prune(&w.platform).await.unwrap(), 2, "3 and 6");
@@ -234,16 +276,49 @@ mod tests {
         let w = world().await;
         let (gone, other) = (w.project().await, w.project().await);
         w.edit_and_build(gone).await;
-        let (manifest, _) = crate::snapshot::build_or_reuse(&w.platform, gone).await.unwrap();
-        signed_zip_url(&w.platform, &manifest, 120).await.unwrap();
+        crate::snapshot::build_and_sign(&w.platform, gone, 120).await.unwrap();
         w.db.execute("DELETE FROM public.projects WHERE id = $1", &[&gone]).await.unwrap();
 
         assert_eq!(w.edit_and_build(other).await, 1);
         assert_eq!(w.stored(gone).await, [1], "its URL still works");
-        advance(121).await;
+        advance(past(120)).await;
         assert_eq!(w.edit_and_build(other).await, 2);
         assert_eq!(w.stored(gone).await, Vec::<i64>::new(), "pruned by another project's build");
         assert_eq!(w.stored(other).await, [1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claimed_snapshot_is_never_signed_and_a_removal_cut_short_is_finished() {
+        let w = world().await;
+        let project = w.project().await;
+        w.edit_and_build(project).await;
+        let (first, _) = crate::snapshot::build_or_reuse(&w.platform, project).await.unwrap();
+        w.edit_and_build(project).await;
+        advance(past(SUPERSEDED_KEPT_FOR.as_secs())).await;
+
+        // A sweep claims 1, and stops after removing its manifest.
+        let now_s = w.platform.sources.wall_s();
+        let query = PruneQuery {
+            expired_before_s: now_s - CLOCK_SKEW_MARGIN.as_secs(),
+            superseded_before_s: now_s - SUPERSEDED_KEPT_FOR.as_secs(),
+            limit: PRUNE_BATCH,
+        };
+        assert_eq!(w.platform.data.claim_prunable_snapshots(query).await.unwrap(), [key(project, 1)]);
+        let manifest = snapshot_manifest_name(project, "seq-1");
+        w.platform.storage.delete(SNAPSHOT_BUCKET, &manifest).await.unwrap();
+        // No URL for it now: not for the function or the orchestrator, not through Storage.
+        assert_eq!(signed_zip_url(&w.platform, &first, 60).await.unwrap(), None);
+        let zip = snapshot_zip_name(project, "seq-1");
+        assert!(!note_signed_object(&w.platform, &zip, now_s, 60).await.unwrap());
+        // The next sweep finishes it.
+        assert_eq!(prune(&w.platform).await.unwrap(), 1);
+        assert_eq!(w.stored(project).await, [2]);
+
+        // Were a snapshot claimed however it is read, no URL is ever handed out for it.
+        let claim = "UPDATE fsync.project_snapshots SET removing = true WHERE project_id = $1";
+        w.db.execute(claim, &[&project]).await.unwrap();
+        let refused = crate::snapshot::build_and_sign(&w.platform, project, 60).await.unwrap_err();
+        assert_eq!((refused.status.as_u16(), refused.body.code.as_str()), (503, "PT503"), "{refused:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -256,7 +331,7 @@ mod tests {
         for project in &projects {
             w.db.execute("DELETE FROM public.projects WHERE id = $1", &[project]).await.unwrap();
         }
-        advance(1).await;
+        advance(past(0)).await;
         assert_eq!(prune(&w.platform).await.unwrap(), PRUNE_BATCH);
         assert_eq!(prune(&w.platform).await.unwrap(), 2);
         assert_eq!(prune(&w.platform).await.unwrap(), 0);

@@ -12,6 +12,7 @@ use super::{ByteRange, StorageError};
 use crate::auth;
 use crate::bounds::limited;
 use crate::platform::Platform;
+use crate::snapshot::prune;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -191,11 +192,12 @@ async fn sign(
     if !platform.data.object_visible(&auth, &bucket, &name).await? {
         return Err(StorageApiError::not_found());
     }
-    if bucket == SNAPSHOT_BUCKET {
-        // A snapshot outlives every URL signed for it.
-        crate::snapshot::prune::note_signed_object(&platform, &name, expires_in).await?;
+    let issued_at_s = platform.sources.wall_s();
+    // A snapshot outlives every URL signed for it; one being removed gets none.
+    if bucket == SNAPSHOT_BUCKET && !prune::note_signed_object(&platform, &name, issued_at_s, expires_in).await? {
+        return Err(StorageApiError::not_found());
     }
-    let signed = platform.signed_path(&bucket, &name, expires_in);
+    let signed = platform.signed_path(&bucket, &name, issued_at_s, expires_in);
     Ok(Json(json!({"signedURL": signed})).into_response())
 }
 

@@ -151,12 +151,16 @@ async fn snapshots_stored_before_their_records_are_recorded_signed_for_a_week() 
     for m in before {
         client.batch_execute(m.sql).await.unwrap_or_else(|e| panic!("{}: {e:?}", m.name));
     }
-    let project = fsync_testkit::new_id();
+    let (owner, project, gone) = (fsync_testkit::new_id(), fsync_testkit::new_id(), fsync_testkit::new_id());
+    client.execute("INSERT INTO public.user_profiles (id) VALUES ($1)", &[&owner]).await.unwrap();
+    let insert = "INSERT INTO public.projects (id, name, owner_id) VALUES ($1, 'p', $2)";
+    client.execute(insert, &[&project, &owner]).await.unwrap();
     for (bucket, name) in [
         ("project-snapshots", format!("{project}/seq-3.zip")),
         ("project-snapshots", format!("{project}/seq-3.json")),
         ("project-snapshots", format!("{project}/seq-5.zip")),
         ("project-snapshots", format!("{project}/notes.zip")),
+        ("project-snapshots", format!("{gone}/seq-6.zip")),
         ("project-files", format!("{project}/seq-7.zip")),
     ] {
         client
@@ -165,22 +169,36 @@ async fn snapshots_stored_before_their_records_are_recorded_signed_for_a_week() 
             .unwrap();
     }
     client.batch_execute(records[0].sql).await.unwrap();
-    let recorded = |rows: Vec<tokio_postgres::Row>| -> Vec<(uuid::Uuid, String, i64, i64)> {
-        rows.iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, i64>(3) - fsync_testkit::now_s() as i64))
-            .collect()
-    };
-    let statement = "SELECT project_id, snapshot_id, seq, signed_until_s FROM fsync.project_snapshots ORDER BY seq";
-    let found = recorded(client.query(statement, &[]).await.unwrap());
-    let week = 7 * 24 * 3600;
+    let now = fsync_testkit::now_s() as i64;
+    let statement = "SELECT project_id, snapshot_id, seq, signed_until_s, superseded_at_s
+                     FROM fsync.project_snapshots ORDER BY seq";
+    let found: Vec<(uuid::Uuid, String, i64, i64, Option<i64>)> = client
+        .query(statement, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<_, i64>(3) - now, r.get(4)))
+        .collect();
     assert_eq!(
-        found.iter().map(|(p, id, seq, _)| (*p, id.as_str(), *seq)).collect::<Vec<_>>(),
-        [(project, "seq-3", 3), (project, "seq-5", 5)]
+        found.iter().map(|(p, id, seq, ..)| (*p, id.as_str(), *seq)).collect::<Vec<_>>(),
+        [(project, "seq-3", 3), (project, "seq-5", 5), (gone, "seq-6", 6)]
     );
-    assert!(found.iter().all(|(.., left)| (week - 60..=week + 60).contains(left)), "{found:?}");
+    let week = 7 * 24 * 3600;
+    assert!(found.iter().all(|(_, _, _, left, _)| (week - 60..=week + 60).contains(left)), "{found:?}");
+    let superseded: Vec<Option<i64>> = found.iter().map(|f| f.4.map(|at| if at == 0 { 0 } else { at - now })).collect();
+    assert!(
+        matches!(superseded[..], [Some(-60..=60), None, Some(0)]),
+        "superseded from now, never, since ever: {superseded:?}"
+    );
     let once = dump(&db);
     client.batch_execute(records[0].sql).await.unwrap();
     assert_same(&dump(&db), &once);
+
+    // Deleting a project supersedes its snapshots.
+    client.execute("DELETE FROM public.projects WHERE id = $1", &[&project]).await.unwrap();
+    let statement = "SELECT count(*) FROM fsync.project_snapshots WHERE project_id = $1 AND superseded_at_s = 0";
+    let superseded: i64 = client.query_one(statement, &[&project]).await.unwrap().get(0);
+    assert_eq!(superseded, 2);
 }
 
 #[tokio::test]
