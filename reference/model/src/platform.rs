@@ -131,7 +131,7 @@ impl PlatformStore for MemStore {
         max_live: usize,
     ) -> BoxFuture<'a, Result<bool, ApiError>> {
         let inserted = self.insert_session_now(record, max_live);
-        Box::pin(async move { Ok(inserted) })
+        Box::pin(async move { inserted })
     }
 
     fn save_session<'a>(&'a self, record: &'a SessionRecord) -> BoxFuture<'a, Result<(), ApiError>> {

@@ -5,18 +5,22 @@
 
 use crate::MemStore;
 use fsync_protocol::snapshot::SessionStatus;
-use fsync_store::sessions::SessionRecord;
+use fsync_store::error::ApiError;
+use fsync_store::sessions::{project_gone, SessionRecord};
 use uuid::Uuid;
 
 impl MemStore {
-    pub(crate) fn insert_session_now(&self, record: &SessionRecord, max_live: usize) -> bool {
+    pub(crate) fn insert_session_now(&self, record: &SessionRecord, max_live: usize) -> Result<bool, ApiError> {
         let mut state = self.lock();
+        if !state.projects.contains_key(&record.view.project_id) {
+            return Err(project_gone(record.view.project_id));
+        }
         let live = state.sessions.values().filter(|s| s.is_live() && s.started_by == record.started_by).count();
-        if live >= max_live || !state.projects.contains_key(&record.view.project_id) {
-            return false;
+        if live >= max_live {
+            return Ok(false);
         }
         state.sessions.insert(record.view.id, record.clone());
-        true
+        Ok(true)
     }
 
     pub(crate) fn save_session_now(&self, record: &SessionRecord) {

@@ -101,7 +101,8 @@ pub trait PlatformStore: Send + Sync + 'static {
     fn is_member<'a>(&'a self, auth: &'a RequestAuth, project: Uuid) -> BoxFuture<'a, Result<bool, ApiError>>;
 
     /// Records a new session, unless its starter already has `max_live` live sessions (on any
-    /// instance): whether it was recorded. The check and the insert are one step.
+    /// instance): whether it was recorded. The check and the insert are one step. A project
+    /// that no longer exists is [`crate::sessions::project_gone`].
     fn insert_session<'a>(
         &'a self,
         record: &'a SessionRecord,

@@ -2,7 +2,15 @@
 //! instance writes through what it knows of the sessions it runs, so any instance answers for
 //! any session, and an instance that restarts fails the sessions it can no longer watch.
 
+use crate::error::{ApiError, StatusCode};
 use fsync_protocol::snapshot::SessionView;
+use uuid::Uuid;
+
+/// Why a session cannot be recorded: its project was deleted after its starter's access was
+/// checked.
+pub fn project_gone(project: Uuid) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("project {project} not found"))
+}
 
 /// One session's record.
 #[derive(Debug, Clone, PartialEq)]

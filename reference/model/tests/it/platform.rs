@@ -6,10 +6,11 @@
 
 use crate::{both, shared, Who, World, EVERYONE};
 use fsync_model::MemStore;
-use fsync_protocol::snapshot::{snapshot_id, FILES_BUCKET, SNAPSHOT_BUCKET};
+use fsync_protocol::snapshot::{snapshot_id, SessionStatus, SessionView, FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_reference::PgStore;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{PlatformStore, SnapshotFile};
+use fsync_store::sessions::SessionRecord;
 use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 use serde_json::json;
 use uuid::Uuid;
@@ -319,5 +320,39 @@ fn snapshots_are_claimed_alike_once_superseded_and_unsigned() {
         note(signed(project, 4, 3000, 3000), true).await;
         note(signed(gone, 7, 3000, 3000), true).await;
         claim(9999, 3000, 10, vec![key(project, 3), key(project, 4), key(gone, 7)]).await;
+    });
+}
+
+/// Session records: a member's cap, and a project deleted before the record is made, alike.
+#[test]
+fn sessions_are_recorded_alike_up_to_the_cap_and_never_for_a_missing_project() {
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        let record = |project: Uuid| SessionRecord {
+            view: SessionView {
+                id: fsync_testkit::new_id(),
+                project_id: project,
+                status: SessionStatus::Starting,
+                reason: None,
+                project_dir: String::new(),
+                agent_pid: None,
+                snapshot_id: None,
+                timings_ms: Default::default(),
+                snapshot_hydration: true,
+            },
+            started_by: world.owner.to_string(),
+            instance: "one".into(),
+            ended_at_s: None,
+        };
+        for (project, expected) in [(world.project, Ok(true)), (world.project, Ok(false))] {
+            let record = record(project);
+            let inserted = agree!(world, pg, "insert a session", |s| s.insert_session(&record, 1));
+            assert_eq!(inserted.map_err(|e| e.status.as_u16()), expected);
+        }
+        let missing = record(Uuid::from_u128(0xdead));
+        let refused = agree!(world, pg, "a missing project", |s| s.insert_session(&missing, 1)).unwrap_err();
+        assert_eq!((refused.status.as_u16(), refused.body.code.as_str()), (404, "PT404"), "{refused:?}");
     });
 }

@@ -4,7 +4,7 @@
 use super::{db_error, PgStore};
 use fsync_protocol::snapshot::SessionView;
 use fsync_store::error::ApiError;
-use fsync_store::sessions::SessionRecord;
+use fsync_store::sessions::{project_gone, SessionRecord};
 use uuid::Uuid;
 
 /// The statuses of a live session, as the table spells them.
@@ -18,6 +18,12 @@ impl PgStore {
         tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))", &[&record.started_by])
             .await
             .map_err(internal)?;
+        // A project deleted since the caller's access was checked: not found, as on the model.
+        let project = record.view.project_id;
+        let statement = "SELECT 1 FROM public.projects WHERE id = $1 FOR KEY SHARE";
+        if tx.query_opt(statement, &[&project]).await.map_err(internal)?.is_none() {
+            return Err(project_gone(project));
+        }
         let live: i64 = tx
             .query_one(
                 &format!("SELECT count(*) FROM fsync.preview_sessions WHERE started_by = $1 AND status IN {LIVE}"),
