@@ -81,7 +81,8 @@ async fn build_project_snapshot(
 }
 
 /// The snapshot of `project` at its current `seq` ([`build_or_reuse`]) and a URL of its zip
-/// signed for `ttl_s` seconds: the manifest, whether it was reused, the URL. A snapshot that a
+/// signed for `ttl_s` seconds: the manifest, whether it was reused, the URL. A new snapshot is
+/// signed first, then [`prune::prune`] sweeps. A snapshot that a
 /// sweep claimed before it was signed (a read that began before a later snapshot was built long
 /// ago) is left to the sweep, and the project is read again.
 pub async fn build_and_sign(
@@ -92,6 +93,12 @@ pub async fn build_and_sign(
     for _ in 0..3 {
         let (manifest, reused) = build_or_reuse(platform, project).await?;
         if let Some(url) = prune::signed_zip_url(platform, &manifest, ttl_s).await? {
+            if !reused {
+                // A new snapshot supersedes the project's last one: a moment to sweep.
+                if let Err(e) = prune::prune(platform).await {
+                    tracing::warn!(error = %e, "could not prune superseded snapshots; a later build tries again");
+                }
+            }
             return Ok((manifest, reused, url));
         }
         tracing::info!(%project, snapshot = manifest.snapshot_id, "the snapshot was pruned meanwhile; reading again");
@@ -158,10 +165,6 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
     prune::note_built(platform, &manifest).await;
     let seconds = platform.sources.now().saturating_duration_since(started).as_secs_f64();
     platform.metrics.snapshot_built(seconds, zip_bytes);
-    // A new snapshot supersedes the project's last one: a moment to sweep.
-    if let Err(e) = prune::prune(platform).await {
-        tracing::warn!(error = %e, "could not prune superseded snapshots; a later build tries again");
-    }
     Ok((manifest, false))
 }
 

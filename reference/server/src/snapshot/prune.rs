@@ -169,8 +169,8 @@ mod tests {
             row.get(0)
         }
 
-        /// Writes a file (the project's seq goes up by one) and builds its snapshot, which
-        /// sweeps; the new snapshot's seq.
+        /// Writes a file (the project's seq goes up by one) and builds its snapshot, signed for
+        /// a second, which sweeps; the new snapshot's seq.
         async fn edit_and_build(&self, project: Uuid) -> i64 {
             let Value::Object(args) = json!({"project_uuid": project, "p_file_path": "a.ts",
                 "p_content": format!("edit {}", self.edits.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
@@ -180,7 +180,7 @@ mod tests {
             };
             let call = RpcCall { function: "upsert_project_file".into(), args, read_only: false };
             self.pg.rpc(&RequestAuth::service(self.platform.sources.wall_s()), call).await.unwrap();
-            let (manifest, reused) = crate::snapshot::build_or_reuse(&self.platform, project).await.unwrap();
+            let (manifest, reused, _) = crate::snapshot::build_and_sign(&self.platform, project, 1).await.unwrap();
             assert!(!reused);
             manifest.seq
         }
@@ -331,7 +331,7 @@ mod tests {
         for project in &projects {
             w.db.execute("DELETE FROM public.projects WHERE id = $1", &[project]).await.unwrap();
         }
-        advance(past(0)).await;
+        advance(past(1)).await;
         assert_eq!(prune(&w.platform).await.unwrap(), PRUNE_BATCH);
         assert_eq!(prune(&w.platform).await.unwrap(), 2);
         assert_eq!(prune(&w.platform).await.unwrap(), 0);
