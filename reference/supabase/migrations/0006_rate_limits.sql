@@ -3,7 +3,7 @@
 -- Each caller's writes to one project spend tokens from a bucket of their own: `burst` tokens at
 -- most, refilled at `per_second`. Every write call (`upsert_project_file`, `delete_project_file`,
 -- `bulk_upsert_project_files`, `upsert_project_binary`, a table write on `legacy_project_files`
--- whatever its rows) takes one token under the project's lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
+-- whatever its rows) takes one token before the project's lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
 -- `{"retry_after_ms": n}` and in `hint`. The service role is exempt. A refused call rolls back
 -- with its transaction, so throttled calls do not push the bucket further into debt.
 --
@@ -37,7 +37,10 @@ CREATE TABLE IF NOT EXISTS fsync.write_buckets (
 REVOKE ALL ON fsync.rate_limits, fsync.write_buckets FROM PUBLIC, anon, authenticated;
 
 -- Takes one of the caller's write tokens for the project, or raises PT429. Called by the write
--- RPCs after `fsync.lock_project`, so one project's buckets change one write at a time.
+-- RPCs once the caller's access is checked and before `fsync.lock_project`: a caller out of
+-- tokens is refused without waiting behind the project's other writers. The bucket row's upsert
+-- is atomic, and holds that row until the call commits, so one caller's writes to a project
+-- spend their tokens one at a time; every write takes the bucket row before the project lock.
 CREATE OR REPLACE FUNCTION fsync.take_write_token(p_project uuid) RETURNS void
   LANGUAGE plpgsql
 AS $$

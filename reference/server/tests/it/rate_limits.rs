@@ -129,6 +129,26 @@ async fn the_service_role_is_exempt_and_each_member_and_project_has_its_own_buck
     assert_eq!(upsert(&f, &f.owner_token, f.project, "owner/2").await.0, 200);
 }
 
+/// A caller out of tokens is refused at once, even while the project's other writers hold its
+/// lock: it takes its token before the project lock, not behind everyone else.
+#[tokio::test]
+async fn a_throttled_write_is_refused_without_waiting_for_the_project_lock() {
+    let f = fixture().await;
+    limit(&f, 1.0, 0.001).await;
+    assert_eq!(upsert(&f, &f.owner_token, f.project, "first").await.0, 200);
+
+    // Another writer holds the project's lock (as a write in progress does) until told.
+    let mut holder = f.app.db.connect().await.unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute("SELECT 1 FROM public.projects WHERE id = $1 FOR UPDATE", &[&f.project]).await.unwrap();
+    let throttled = tokio::time::timeout(Duration::from_secs(30), upsert(&f, &f.owner_token, f.project, "second"))
+        .await
+        .expect("the throttled write waited behind the project lock");
+    assert_eq!(throttled.0, 429, "{}", throttled.1);
+    tx.rollback().await.unwrap();
+    assert_eq!(files(&f).await.into_keys().collect::<Vec<_>>(), ["first"]);
+}
+
 #[tokio::test]
 async fn the_client_backs_off_on_the_hints_and_gets_every_write_through() {
     let f = fixture().await;
