@@ -238,11 +238,12 @@ BEGIN
   PERFORM fsync.check_expected_version(expected_version, 'expected_version');
   PERFORM fsync.require_access(project_uuid, true);
 
-  -- The token before the lock: a caller out of tokens is refused without waiting for writers.
-  PERFORM fsync.take_write_token(project_uuid);
+  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
+  PERFORM fsync.check_write_token(project_uuid);
   PERFORM fsync.lock_project(project_uuid);
   -- Again under the lock: a membership change that committed while we waited counts.
   PERFORM fsync.require_access(project_uuid, true);
+  PERFORM fsync.take_write_token(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
   v_hash := fsync.content_hash(p_content);
 
@@ -291,10 +292,11 @@ BEGIN
   PERFORM fsync.check_expected_version(expected_version, 'expected_version');
   PERFORM fsync.require_access(project_uuid, true);
 
-  -- The token before the lock: a caller out of tokens is refused without waiting for writers.
-  PERFORM fsync.take_write_token(project_uuid);
+  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
+  PERFORM fsync.check_write_token(project_uuid);
   PERFORM fsync.lock_project(project_uuid);
   PERFORM fsync.require_access(project_uuid, true);
+  PERFORM fsync.take_write_token(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
   IF v_head.id IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PT404',
@@ -456,10 +458,11 @@ BEGIN
   END LOOP;
 
   PERFORM fsync.require_access(project_uuid, true);
-  -- The token before the lock: a caller out of tokens is refused without waiting for writers.
-  PERFORM fsync.take_write_token(project_uuid);
+  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
+  PERFORM fsync.check_write_token(project_uuid);
   PERFORM fsync.lock_project(project_uuid);
   PERFORM fsync.require_access(project_uuid, true);
+  PERFORM fsync.take_write_token(project_uuid);
 
   -- 2. Compare-and-set every entry against its head; one conflict fails the whole bulk.
   FOR v_index IN 1 .. v_count LOOP

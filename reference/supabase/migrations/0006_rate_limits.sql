@@ -3,9 +3,11 @@
 -- Each caller's writes to one project spend tokens from a bucket of their own: `burst` tokens at
 -- most, refilled at `per_second`. Every write call (`upsert_project_file`, `delete_project_file`,
 -- `bulk_upsert_project_files`, `upsert_project_binary`, a table write on `legacy_project_files`
--- whatever its rows) takes one token before the project's lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
+-- whatever its rows) takes one token under the project's lock; with none left it fails with PT429 (HTTP 429) and says when to retry, in `details` as
 -- `{"retry_after_ms": n}` and in `hint`. The service role is exempt. A refused call rolls back
--- with its transaction, so throttled calls do not push the bucket further into debt.
+-- with its transaction, so throttled calls do not push the bucket further into debt. A caller
+-- already out of tokens is refused before the lock, reading its bucket unlocked, so it never
+-- waits behind the project's writers.
 --
 -- The limit is data: `UPDATE fsync.rate_limits SET burst = ..., per_second = ... WHERE name =
 -- 'writes'` changes it at once; deleting the row turns it off (a load test measuring capacity
@@ -36,50 +38,94 @@ CREATE TABLE IF NOT EXISTS fsync.write_buckets (
 -- Only the definer's RPCs touch these; callers never see them.
 REVOKE ALL ON fsync.rate_limits, fsync.write_buckets FROM PUBLIC, anon, authenticated;
 
--- Takes one of the caller's write tokens for the project, or raises PT429. Called by the write
--- RPCs once the caller's access is checked and before `fsync.lock_project`: a caller out of
--- tokens is refused without waiting behind the project's other writers. The bucket row's upsert
--- is atomic, and holds that row until the call commits, so one caller's writes to a project
--- spend their tokens one at a time; every write takes the bucket row before the project lock.
-CREATE OR REPLACE FUNCTION fsync.take_write_token(p_project uuid) RETURNS void
+-- The `writes` limit the caller's next write to the project spends from: none for the service
+-- role, for a caller who is no user, once this transaction spent its token on the project (one
+-- token per call: a table write of many rows (0007) writes each through the RPCs in one
+-- transaction, as a bulk writes many files, and spends one token, as a bulk does), or when the
+-- limit's row is gone.
+CREATE OR REPLACE FUNCTION fsync.write_limit(
+  p_project uuid, OUT burst double precision, OUT per_second double precision)
+  LANGUAGE plpgsql
+AS $$
+BEGIN
+  IF auth.uid() IS NULL OR fsync.access_role(p_project) = 'service'
+     OR current_setting('fsync.write_token_taken', true) = p_project::text THEN
+    RETURN;
+  END IF;
+  SELECT l.burst, l.per_second INTO burst, per_second FROM fsync.rate_limits l WHERE l.name = 'writes';
+END
+$$;
+
+-- Refuses a write with PT429: its caller has `p_available` (less than one) of the limit's tokens.
+CREATE OR REPLACE FUNCTION fsync.refuse_write(
+  p_project uuid, p_burst double precision, p_rate double precision, p_available double precision)
+  RETURNS void
   LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_user uuid := auth.uid();
-  v_burst double precision;
-  v_rate double precision;
-  v_tokens double precision;
-  v_wait_ms bigint;
+  v_wait_ms bigint := ceil((1 - p_available) / p_rate * 1000);
 BEGIN
-  IF v_user IS NULL OR fsync.access_role(p_project) = 'service' THEN
+  RAISE EXCEPTION USING ERRCODE = 'PT429',
+    MESSAGE = format('too many writes to project %s: at most %s a second, in bursts of %s',
+                     p_project, p_rate, p_burst),
+    DETAIL = jsonb_build_object('retry_after_ms', v_wait_ms)::text,
+    HINT = format('retry after %s ms', v_wait_ms);
+END
+$$;
+
+-- Refuses a write whose caller is out of tokens, reading the bucket without locking it. Called
+-- by the write RPCs before `fsync.lock_project`, so a throttled call never waits behind the
+-- project's writers (nor the caller's own); whether a token is there is decided under the lock.
+CREATE OR REPLACE FUNCTION fsync.check_write_token(p_project uuid) RETURNS void
+  LANGUAGE plpgsql
+AS $$
+DECLARE
+  v_limit record;
+  v_available double precision;
+BEGIN
+  SELECT * INTO v_limit FROM fsync.write_limit(p_project);
+  IF v_limit.burst IS NULL THEN
     RETURN;
   END IF;
-  -- One token per call: a table write of many rows (0007) writes each through the RPCs in one
-  -- transaction, as a bulk writes many files, and spends one token, as a bulk does.
-  IF current_setting('fsync.write_token_taken', true) = p_project::text THEN
-    RETURN;
-  END IF;
-  PERFORM set_config('fsync.write_token_taken', p_project::text, true);
-  SELECT burst, per_second INTO v_burst, v_rate FROM fsync.rate_limits WHERE name = 'writes';
-  IF NOT FOUND THEN
-    RETURN;
-  END IF;
-  INSERT INTO fsync.write_buckets AS b (project_id, user_id, tokens, refilled_at)
-  VALUES (p_project, v_user, v_burst - 1, now())
-  ON CONFLICT (project_id, user_id) DO UPDATE
-    SET tokens = least(v_burst, b.tokens + greatest(0, extract(epoch FROM now() - b.refilled_at)) * v_rate) - 1,
-        refilled_at = greatest(b.refilled_at, now())
-  RETURNING tokens INTO v_tokens;
-  IF v_tokens < 0 THEN
-    v_wait_ms := ceil(-v_tokens / v_rate * 1000);
-    RAISE EXCEPTION USING ERRCODE = 'PT429',
-      MESSAGE = format('too many writes to project %s: at most %s a second, in bursts of %s',
-                       p_project, v_rate, v_burst),
-      DETAIL = jsonb_build_object('retry_after_ms', v_wait_ms)::text,
-      HINT = format('retry after %s ms', v_wait_ms);
+  SELECT least(v_limit.burst,
+               b.tokens + greatest(0, extract(epoch FROM now() - b.refilled_at)) * v_limit.per_second)
+    INTO v_available
+    FROM fsync.write_buckets b WHERE b.project_id = p_project AND b.user_id = auth.uid();
+  IF v_available < 1 THEN
+    PERFORM fsync.refuse_write(p_project, v_limit.burst, v_limit.per_second, v_available);
   END IF;
 END
 $$;
 
--- It runs inside the write RPCs as their owner; nobody calls it directly.
-REVOKE ALL ON FUNCTION fsync.take_write_token(uuid) FROM PUBLIC;
+-- Takes one of the caller's write tokens for the project, or raises PT429. Called by the write
+-- RPCs after `fsync.lock_project`, so one project's buckets change one write at a time, and a
+-- write holds its bucket only once it holds the project (as deleting the project, which cascades
+-- to the buckets, takes them: the two never wait for each other in turn).
+CREATE OR REPLACE FUNCTION fsync.take_write_token(p_project uuid) RETURNS void
+  LANGUAGE plpgsql
+AS $$
+DECLARE
+  v_limit record;
+  v_tokens double precision;
+BEGIN
+  SELECT * INTO v_limit FROM fsync.write_limit(p_project);
+  IF v_limit.burst IS NULL THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('fsync.write_token_taken', p_project::text, true);
+  INSERT INTO fsync.write_buckets AS b (project_id, user_id, tokens, refilled_at)
+  VALUES (p_project, auth.uid(), v_limit.burst - 1, now())
+  ON CONFLICT (project_id, user_id) DO UPDATE
+    SET tokens = least(v_limit.burst,
+                       b.tokens + greatest(0, extract(epoch FROM now() - b.refilled_at)) * v_limit.per_second) - 1,
+        refilled_at = greatest(b.refilled_at, now())
+  RETURNING tokens INTO v_tokens;
+  IF v_tokens < 0 THEN
+    PERFORM fsync.refuse_write(p_project, v_limit.burst, v_limit.per_second, v_tokens + 1);
+  END IF;
+END
+$$;
+
+-- They run inside the write RPCs as their owner; nobody calls them directly.
+REVOKE ALL ON FUNCTION fsync.write_limit(uuid), fsync.check_write_token(uuid), fsync.take_write_token(uuid),
+  fsync.refuse_write(uuid, double precision, double precision, double precision) FROM PUBLIC;
