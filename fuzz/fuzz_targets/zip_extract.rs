@@ -8,9 +8,9 @@ use fsync_protocol::snapshot::{ExtractLimits, Manifest, ManifestFile};
 use libfuzzer_sys::fuzz_target;
 use std::io::{Cursor, Read};
 
-/// The manifest the zip's own entries describe (names, sizes, hashes of what they inflate to,
-/// read with a cap), so extraction gets past the manifest check and into the writing.
-fn manifest_of(data: &[u8]) -> Option<Manifest> {
+/// The files the zip's own entries describe (names, sizes, hashes of what they inflate to, read
+/// with a cap), so extraction gets past the manifest check and into the writing.
+fn files_of(data: &[u8]) -> Option<Vec<ManifestFile>> {
     let mut archive = zip::ZipArchive::new(Cursor::new(data)).ok()?;
     let mut files = Vec::new();
     for i in 0..archive.len().min(64) {
@@ -25,13 +25,7 @@ fn manifest_of(data: &[u8]) -> Option<Manifest> {
         });
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Some(Manifest {
-        project_id: uuid::Uuid::nil(),
-        seq: 1,
-        snapshot_id: "seq-1".into(),
-        files,
-        zip_sha256: hex_sha256(data),
-    })
+    Some(files)
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -44,13 +38,13 @@ fuzz_target!(|data: &[u8]| {
     std::fs::create_dir_all(&dest).expect("the destination");
     let limits =
         ExtractLimits { max_files: 64, max_file_bytes: 1 << 20, max_total_bytes: 4 << 20, ..ExtractLimits::default() };
-    let manifest = manifest_of(data).unwrap_or(Manifest {
+    let manifest = Manifest {
         project_id: uuid::Uuid::nil(),
         seq: 1,
         snapshot_id: "seq-1".into(),
-        files: vec![],
+        files: files_of(data).unwrap_or_default(),
         zip_sha256: hex_sha256(data),
-    });
+    };
     let _ = fsync_agent::extract::extract(&zip, &manifest, &dest, &limits);
     // Nothing anywhere below the root but the destination's tree, its parents and the zip.
     for file in walk(root.path()) {

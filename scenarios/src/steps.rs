@@ -105,15 +105,14 @@ impl<S: Stack> World<'_, S> {
         path: &str,
         answer: Result<fsync_client::Download, fsync_client::transport::TransportError>,
     ) -> String {
-        let answer = match answer {
-            Ok(answer) if (200..300).contains(&answer.status) => answer,
+        match answer {
+            Ok(answer) if (200..300).contains(&answer.status) => {}
             Ok(answer) => {
                 let body = serde_json::from_slice(&answer.bytes).unwrap_or(Value::Null);
                 return error(&Reply { status: answer.status, body });
             }
             Err(e) => return format!("no answer: {e}"),
-        };
-        drop(answer);
+        }
         let args = json!({"project_uuid": self.project, "since_seq": 0});
         let reply = self.api(0).rpc(Some(self.token(actor)), "list_changes_since", args).await;
         outcome(reply, |body| {

@@ -9,13 +9,11 @@ use crate::error::ClientError;
 use fsync_protocol::api::{BulkEntry, BulkFileResult, BulkResult, DeleteResult, ErrorBody, UpsertResult};
 use fsync_protocol::content_hash;
 use fsync_protocol::flags::{flag, USE_RPC};
+use fsync_store::data::WRITABLE_RELATION;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// The view unmigrated clients write through.
-const LEGACY_VIEW: &str = "legacy_project_files";
 
 /// How a store writes (the plan's flag `FSYNC_USE_RPC`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +194,7 @@ impl ProjectStore {
         let conflict = [("on_conflict", "project_id,path".to_owned())];
         let body = Value::Array(rows);
         self.client
-            .write_table(http::Method::POST, LEGACY_VIEW, &conflict, "resolution=merge-duplicates", Some(&body))
+            .write_table(http::Method::POST, WRITABLE_RELATION, &conflict, "resolution=merge-duplicates", Some(&body))
             .await?;
         let changed = self.catch_up().await?;
         let mut saved = Vec::with_capacity(files.len());
@@ -218,7 +216,7 @@ impl ProjectStore {
     /// when the file is live, nothing when it is already deleted, 404 when it never was.
     async fn delete_from_table(&mut self, path: &str) -> Result<DeleteResult, ClientError> {
         let filters = [("project_id", format!("eq.{}", self.project)), ("path", format!("eq.{path}"))];
-        let deleted = self.client.write_table(http::Method::DELETE, LEGACY_VIEW, &filters, "", None).await?;
+        let deleted = self.client.write_table(http::Method::DELETE, WRITABLE_RELATION, &filters, "", None).await?;
         let changed = self.catch_up().await?;
         match self.files.get(path).copied() {
             Some(state) if state.deleted => Ok(DeleteResult {

@@ -18,10 +18,6 @@ pub struct Stored {
     pub size: i64,
 }
 
-fn is_sha256_hex(hash: &str) -> bool {
-    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 impl State {
     pub fn upsert_project_binary(
         &mut self,
@@ -34,7 +30,7 @@ impl State {
     ) -> Result<Outcome, ApiError> {
         check_path_arg(path, "p_file_path")?;
         check_file_type(file_type, "p_file_type")?;
-        let Some(hash) = hash.filter(|h| is_sha256_hex(h)) else {
+        let Some(hash) = hash.filter(|h| fsync_protocol::hash::is_sha256_hex(h)) else {
             return Err(invalid("p_content_hash must be the lowercase hex SHA-256 of the bytes"));
         };
         check_expected_version(expected, "expected_version")?;

@@ -6,12 +6,10 @@
 use crate::read;
 use crate::state::{err, Caller, Outcome, State};
 use fsync_protocol::limits::{infer_file_type, is_file_type};
-use fsync_store::data::{WriteKind, WriteQuery};
+use fsync_store::data::{WriteKind, WriteQuery, WRITABLE_RELATION};
 use fsync_store::error::ApiError;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use uuid::Uuid;
-
-const VIEW: &str = "legacy_project_files";
 
 impl State {
     /// A table write on the view as `caller`: the rows written (as the view shows them after
@@ -46,7 +44,7 @@ impl State {
                 }
             }
             WriteKind::Update { set, filters } => {
-                let targets = read::matching(self, caller, VIEW, filters)?;
+                let targets = read::matching(self, caller, WRITABLE_RELATION, filters)?;
                 // The new values are typed only when a row matched, as PostgreSQL types them.
                 if !targets.is_empty() {
                     let changes = LegacyRow::from_json(set)?;
@@ -69,7 +67,7 @@ impl State {
                 }
             }
             WriteKind::Delete { filters } => {
-                for old in read::matching(self, caller, VIEW, filters)? {
+                for old in read::matching(self, caller, WRITABLE_RELATION, filters)? {
                     let row = LegacyRow::from_json(&old)?;
                     let outcome = self.delete_project_file(caller, row.project, row.path.as_deref(), None)?;
                     messages.extend(outcome.messages);
@@ -98,10 +96,7 @@ impl State {
             self.upsert_project_file(caller, row.project, path, Some(&content), Some(&file_type), expected)?;
         let (project, path) = (row.project.expect("written"), path.expect("written"));
         let head = self.head(project, path).expect("a written path has a head");
-        let shown = json!({
-            "id": head.id, "project_id": project, "path": path, "type": head.file_type, "content": head.content,
-            "created_at": head.updated_at, "updated_at": head.updated_at,
-        });
+        let shown = read::legacy_row(project, path, head);
         Ok((shown, outcome.messages))
     }
 }

@@ -279,10 +279,7 @@ impl Store for MemStore {
             return Err(query.not_writable());
         }
         let columns = read::column_names(&query.relation).unwrap_or_default();
-        if let Some(missing) = query.columns().into_iter().find(|c| !columns.contains(c)) {
-            let message = format!("column {}.{missing} does not exist", query.relation);
-            return Err(ApiError::new(fsync_store::error::StatusCode::BAD_REQUEST, "42703", message));
-        }
+        query.check_columns(|c| columns.contains(&c))?;
         if auth.role == "anon" {
             let message = format!("permission denied for view {}", query.relation);
             return Err(ApiError::from_sqlstate("42501", &message, None, None, true));

@@ -2,8 +2,8 @@
 //! grants and row level security as the migrations, and the same filter, order and paging
 //! semantics as the SQL the server builds.
 
-use crate::state::{Access, Caller, State};
-use fsync_store::data::{Filter, FilterOp, ReadOutput, ReadQuery};
+use crate::state::{Access, Caller, Row, State};
+use fsync_store::data::{Filter, FilterOp, ReadOutput, ReadQuery, WRITABLE_RELATION};
 use fsync_store::error::ApiError;
 use fsync_store::RequestAuth;
 use serde_json::{json, Map, Value};
@@ -42,7 +42,7 @@ fn relation(name: &str) -> Option<(bool, &'static [(&'static str, Ty)])> {
     match name {
         "project_files" => Some((false, FILE_COLUMNS)),
         "project_files_current" => Some((true, FILE_COLUMNS)),
-        "legacy_project_files" => Some((
+        WRITABLE_RELATION => Some((
             true,
             &[
                 ("id", Ty::Uuid),
@@ -92,7 +92,7 @@ fn visible_rows(state: &State, caller: &Caller, name: &str) -> Vec<Map<String, V
     };
     let mut rows = Vec::new();
     match name {
-        "project_files" | "project_files_current" | "legacy_project_files" => {
+        "project_files" | "project_files_current" | WRITABLE_RELATION => {
             for ((project, path), versions) in &state.files {
                 if !reads_files(*project) {
                     continue;
@@ -102,9 +102,8 @@ fn visible_rows(state: &State, caller: &Caller, name: &str) -> Vec<Map<String, V
                     if name != "project_files" && (!current || row.deleted) {
                         continue;
                     }
-                    let value = if name == "legacy_project_files" {
-                        json!({"id": row.id, "project_id": project, "path": path, "type": row.file_type,
-                               "content": row.content, "created_at": row.updated_at, "updated_at": row.updated_at})
+                    let value = if name == WRITABLE_RELATION {
+                        legacy_row(*project, path, row)
                     } else {
                         json!({
                             "id": row.id, "project_id": project, "file_path": path, "file_type": row.file_type,
@@ -295,6 +294,12 @@ pub(crate) fn matching(
 }
 
 /// The columns of `name`, if it is a relation of the API.
+/// A file's head as `legacy_project_files` shows it (the plan's old column names).
+pub(crate) fn legacy_row(project: uuid::Uuid, path: &str, row: &Row) -> Value {
+    json!({"id": row.id, "project_id": project, "path": path, "type": row.file_type,
+           "content": row.content, "created_at": row.updated_at, "updated_at": row.updated_at})
+}
+
 pub(crate) fn column_names(name: &str) -> Option<Vec<&'static str>> {
     relation(name).map(|(_, columns)| columns.iter().map(|(c, _)| *c).collect())
 }

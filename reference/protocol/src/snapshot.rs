@@ -157,6 +157,23 @@ pub struct SessionView {
     pub snapshot_hydration: bool,
 }
 
+impl SessionView {
+    /// A session just asked for: `starting`, with no agent, snapshot or timings yet.
+    pub fn starting(id: Uuid, project_id: Uuid, project_dir: String, snapshot_hydration: bool) -> SessionView {
+        SessionView {
+            id,
+            project_id,
+            status: SessionStatus::Starting,
+            reason: None,
+            project_dir,
+            agent_pid: None,
+            snapshot_id: None,
+            timings_ms: BTreeMap::new(),
+            snapshot_hydration,
+        }
+    }
+}
+
 /// What an agent reports with `POST /orchestrator/v1/sessions/{id}/status`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {

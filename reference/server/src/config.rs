@@ -32,8 +32,8 @@ pub const VARIABLES: &[&str] = &[
     "FSYNC_SESSIONS_DIR",
     "FSYNC_AGENT_BIN",
     "FSYNC_AGENT_EXEC",
-    "FSYNC_USE_SNAPSHOT_HYDRATION",
-    "FSYNC_KEEP_CLIENT_BROADCAST",
+    flags::USE_SNAPSHOT_HYDRATION,
+    flags::KEEP_CLIENT_BROADCAST,
     "FSYNC_INSTANCE_ID",
 ];
 
@@ -83,7 +83,7 @@ pub struct Settings {
     pub instance: Option<String>,
 }
 
-pub use fsync_protocol::flags::flag;
+use fsync_protocol::flags::{self, flag};
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -105,8 +105,8 @@ impl Settings {
             sessions_dir: var("FSYNC_SESSIONS_DIR").map(PathBuf::from),
             agent_bin: var("FSYNC_AGENT_BIN").map(PathBuf::from),
             agent_exec: var("FSYNC_AGENT_EXEC"),
-            snapshot_hydration: flag(var("FSYNC_USE_SNAPSHOT_HYDRATION").as_deref()),
-            keep_client_broadcast: flag(var("FSYNC_KEEP_CLIENT_BROADCAST").as_deref()),
+            snapshot_hydration: flag(var(flags::USE_SNAPSHOT_HYDRATION).as_deref()),
+            keep_client_broadcast: flag(var(flags::KEEP_CLIENT_BROADCAST).as_deref()),
             instance: var("FSYNC_INSTANCE_ID"),
         }
     }

@@ -32,7 +32,7 @@ const BYTES: &[f64] = &[
 /// The functions counted by name (the SQL API's, and the table writes of unmigrated clients on
 /// `legacy_project_files`); any other is `other`.
 const FUNCTIONS: &[&str] = &[
-    "legacy_project_files",
+    fsync_store::data::WRITABLE_RELATION,
     "upsert_project_file",
     "delete_project_file",
     "bulk_upsert_project_files",

@@ -95,16 +95,21 @@ impl ReadQuery {
             .flatten()
             .chain(self.filters.iter().map(|f| &f.column))
             .chain(self.order.iter().map(|o| &o.column));
-        for column in named {
-            if !exists(column) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "42703",
-                    format!("column {}.{} does not exist", self.relation, column),
-                ));
-            }
+        check_columns(&self.relation, named.map(String::as_str), exists)
+    }
+}
+
+/// Fails on the first of `named` that is not a column of `relation`, as PostgreSQL does (`42703`).
+fn check_columns<'a>(
+    relation: &str,
+    mut named: impl Iterator<Item = &'a str>,
+    exists: impl Fn(&str) -> bool,
+) -> Result<(), ApiError> {
+    match named.find(|column| !exists(column)) {
+        Some(missing) => {
+            Err(ApiError::new(StatusCode::BAD_REQUEST, "42703", format!("column {relation}.{missing} does not exist")))
         }
-        Ok(())
+        None => Ok(()),
     }
 }
 
@@ -162,6 +167,12 @@ impl WriteQuery {
             format!("public.{} takes no table writes; files change through the RPCs", self.relation),
         )
         .with_hint(format!("unmigrated clients write through public.{WRITABLE_RELATION}"))
+    }
+
+    /// Checks that every column the write names exists, failing on the first that does not as
+    /// PostgreSQL does (`42703`).
+    pub fn check_columns(&self, exists: impl Fn(&str) -> bool) -> Result<(), ApiError> {
+        check_columns(&self.relation, self.columns().into_iter(), exists)
     }
 
     /// Every column the write names: the rows' keys, the set columns, the filtered columns.

@@ -42,19 +42,6 @@ BEGIN
 END
 $$;
 
--- Whether the caller shares a project with a user (to read that user's profile).
-CREATE OR REPLACE FUNCTION fsync.shares_project_with(p_user uuid) RETURNS boolean
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = ''
-AS $$
-  SELECT EXISTS (
-    SELECT 1
-    FROM public.project_members mine
-    JOIN public.project_members theirs ON theirs.project_id = mine.project_id
-    WHERE mine.user_id = auth.uid() AND theirs.user_id = p_user
-      AND coalesce(auth.jwt() ->> 'scope', '') <> 'container'
-  )
-$$;
-
 -- Realtime topics. `project:<uuid>` carries the server's events only; clients' own broadcasts
 -- (plan 3.3) go to `project:<uuid>:client`, so that no client can ever forge a server event
 -- (Supabase Realtime checks write permission per channel, not per event name).
@@ -85,11 +72,11 @@ AS $$
      AND coalesce(fsync.access_role(fsync.topic_project(p_topic)) IN ('owner', 'editor', 'service'), false)
 $$;
 
-REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text), fsync.can_write_topic(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION fsync.access_role(uuid), fsync.can_read_topic(text), fsync.can_write_topic(text)
+  FROM PUBLIC;
 GRANT USAGE ON SCHEMA fsync TO authenticated, service_role;
-GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text), fsync.can_write_topic(text) TO authenticated, service_role;
+GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.can_read_topic(text), fsync.can_write_topic(text)
+  TO authenticated, service_role;
 
 ------------------------------------------------------------------------------------------------
 -- Table privileges: read-only for the API roles (Supabase's default grants are wider).
@@ -113,6 +100,7 @@ ALTER TABLE public.project_files ENABLE ROW LEVEL SECURITY;
 -- A profile (its email above all) is its user's own: membership needs no consent, so co-members
 -- learn only each other's display names, through public.list_project_members.
 DROP POLICY IF EXISTS "profiles: self and co-members read" ON public.user_profiles;
+DROP FUNCTION IF EXISTS fsync.shares_project_with(uuid); -- what that policy read
 DROP POLICY IF EXISTS "profiles: self read" ON public.user_profiles;
 CREATE POLICY "profiles: self read" ON public.user_profiles
   FOR SELECT TO authenticated

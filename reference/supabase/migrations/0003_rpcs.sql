@@ -238,12 +238,7 @@ BEGIN
   PERFORM fsync.check_expected_version(expected_version, 'expected_version');
   PERFORM fsync.require_access(project_uuid, true);
 
-  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
-  PERFORM fsync.check_write_token(project_uuid);
-  PERFORM fsync.lock_project(project_uuid);
-  -- Again under the lock: a membership change that committed while we waited counts.
-  PERFORM fsync.require_access(project_uuid, true);
-  PERFORM fsync.take_write_token(project_uuid);
+  PERFORM fsync.begin_write(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
   v_hash := fsync.content_hash(p_content);
 
@@ -292,11 +287,7 @@ BEGIN
   PERFORM fsync.check_expected_version(expected_version, 'expected_version');
   PERFORM fsync.require_access(project_uuid, true);
 
-  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
-  PERFORM fsync.check_write_token(project_uuid);
-  PERFORM fsync.lock_project(project_uuid);
-  PERFORM fsync.require_access(project_uuid, true);
-  PERFORM fsync.take_write_token(project_uuid);
+  PERFORM fsync.begin_write(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
   IF v_head.id IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PT404',
@@ -458,11 +449,7 @@ BEGIN
   END LOOP;
 
   PERFORM fsync.require_access(project_uuid, true);
-  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
-  PERFORM fsync.check_write_token(project_uuid);
-  PERFORM fsync.lock_project(project_uuid);
-  PERFORM fsync.require_access(project_uuid, true);
-  PERFORM fsync.take_write_token(project_uuid);
+  PERFORM fsync.begin_write(project_uuid);
 
   -- 2. Compare-and-set every entry against its head; one conflict fails the whole bulk.
   FOR v_index IN 1 .. v_count LOOP
@@ -768,5 +755,5 @@ GRANT EXECUTE ON FUNCTION
 
 -- The helpers run inside the RPCs as their owner; nobody calls them directly.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA fsync FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.shares_project_with(uuid),
-  fsync.can_read_topic(text), fsync.can_write_topic(text) TO authenticated, service_role;
+GRANT EXECUTE ON FUNCTION fsync.access_role(uuid), fsync.can_read_topic(text), fsync.can_write_topic(text)
+  TO authenticated, service_role;

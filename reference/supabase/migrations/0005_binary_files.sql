@@ -82,11 +82,7 @@ BEGIN
       HINT = 'POST /storage/v1/object/project-files/{project_id}/{sha256}, then call upsert_project_binary';
   END IF;
 
-  -- Refused before the lock when out of tokens: a throttled call never waits behind writers.
-  PERFORM fsync.check_write_token(project_uuid);
-  PERFORM fsync.lock_project(project_uuid);
-  PERFORM fsync.require_access(project_uuid, true);
-  PERFORM fsync.take_write_token(project_uuid);
+  PERFORM fsync.begin_write(project_uuid);
   v_head := fsync.head(project_uuid, p_file_path);
 
   IF v_head.id IS NOT NULL AND NOT v_head.is_deleted AND v_head.content IS NULL

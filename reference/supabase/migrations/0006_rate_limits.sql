@@ -48,8 +48,8 @@ CREATE OR REPLACE FUNCTION fsync.write_limit(
   LANGUAGE plpgsql
 AS $$
 BEGIN
-  IF auth.uid() IS NULL OR fsync.access_role(p_project) = 'service'
-     OR current_setting('fsync.write_token_taken', true) = p_project::text THEN
+  IF current_setting('fsync.write_token_taken', true) = p_project::text
+     OR auth.uid() IS NULL OR auth.jwt() ->> 'role' = 'service_role' THEN
     RETURN;
   END IF;
   SELECT l.burst, l.per_second INTO burst, per_second FROM fsync.rate_limits l WHERE l.name = 'writes';
@@ -126,6 +126,22 @@ BEGIN
 END
 $$;
 
+-- How every write RPC begins, once its arguments and the caller's access are checked: refused
+-- at once when out of tokens, then the project's lock, the caller's access again under it (a
+-- membership change that committed while we waited counts), and the token. The order is the
+-- lock order: a write holds its bucket only once it holds the project.
+CREATE OR REPLACE FUNCTION fsync.begin_write(p_project uuid) RETURNS void
+  LANGUAGE plpgsql
+AS $$
+BEGIN
+  PERFORM fsync.check_write_token(p_project);
+  PERFORM fsync.lock_project(p_project);
+  PERFORM fsync.require_access(p_project, true);
+  PERFORM fsync.take_write_token(p_project);
+END
+$$;
+
 -- They run inside the write RPCs as their owner; nobody calls them directly.
 REVOKE ALL ON FUNCTION fsync.write_limit(uuid), fsync.check_write_token(uuid), fsync.take_write_token(uuid),
-  fsync.refuse_write(uuid, double precision, double precision, double precision) FROM PUBLIC;
+  fsync.refuse_write(uuid, double precision, double precision, double precision), fsync.begin_write(uuid)
+  FROM PUBLIC;

@@ -242,7 +242,11 @@ impl TestApp {
 
     /// A container token for `project` (DESIGN §8).
     pub fn container_token(&self, project: Uuid) -> String {
-        let session = crate::new_id();
+        self.session_token(crate::new_id(), project)
+    }
+
+    /// A container token of session `session` of `project`, as the orchestrator mints them.
+    pub fn session_token(&self, session: Uuid, project: Uuid) -> String {
         self.token(claims(json!({
             "role": "authenticated", "sub": session, "session_id": session,
             "project_id": project, "scope": "container",

@@ -42,7 +42,7 @@ async fn any_instance_answers_for_a_session_and_a_stop_through_another_reaches_i
     let stopped = stop_session(&b, &seeded.token, id).await;
     assert_eq!(stopped.status, SessionStatus::Stopped);
     let pid = running.agent_pid.expect("a pid");
-    eventually("the agent's exit", async || std::fs::metadata(format!("/proc/{pid}")).is_err() || is_zombie(pid)).await;
+    eventually("the agent's exit", async || agent_gone(pid)).await;
     let dir = PathBuf::from(&running.project_dir);
     eventually("the session directory's removal", async || !dir.exists()).await;
     let on_a = a.api().session_view(&seeded.token, id).await.unwrap();
@@ -62,17 +62,7 @@ async fn an_instance_started_again_fails_the_sessions_it_no_longer_watches() {
     assert_eq!(failed.reason.as_deref(), Some(RESTARTED));
     // The old process notices at its next look and stops the agent it still had.
     let pid = running.agent_pid.expect("a pid");
-    eventually("the orphaned agent's stop", async || {
-        std::fs::metadata(format!("/proc/{pid}")).is_err() || is_zombie(pid)
-    })
-    .await;
-}
-
-/// A container token for session `id` of `project`, as the orchestrator mints them.
-fn container_token_of(app: &TestApp, id: uuid::Uuid, project: uuid::Uuid) -> String {
-    app.token(fsync_testkit::claims(serde_json::json!({
-        "role": "authenticated", "sub": id, "session_id": id, "project_id": project, "scope": "container",
-    })))
+    eventually("the orphaned agent's stop", async || agent_gone(pid)).await;
 }
 
 /// What `token` gets from `list_current_files` on `project`: the HTTP status.
@@ -87,7 +77,7 @@ async fn a_stopped_sessions_container_token_stops_working_at_once() {
     let seeded = seed(&app, FILES).await;
     let id = start_session(&app, &seeded).await;
     wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
-    let token = container_token_of(&app, id, seeded.project);
+    let token = app.session_token(id, seeded.project);
     assert_eq!(reads(&app, &token, seeded.project).await, 200, "live: it reads its project");
     stop_session(&app, &seeded.token, id).await;
     assert_eq!(reads(&app, &token, seeded.project).await, 404, "stopped: it reads nothing, long before exp");
@@ -129,14 +119,11 @@ async fn removing_a_member_stops_the_sessions_they_started() {
         .unwrap();
     assert_eq!(removed.status, 200, "{}", removed.body);
     // At once: their session is stopped in the records and its container token reads nothing.
-    let token = container_token_of(&app, id, seeded.project);
+    let token = app.session_token(id, seeded.project);
     assert_eq!(reads(&app, &token, seeded.project).await, 404);
     // Soon: its instance stops the agent.
     let pid = running.agent_pid.expect("a pid");
-    eventually("the removed member's agent stop", async || {
-        std::fs::metadata(format!("/proc/{pid}")).is_err() || is_zombie(pid)
-    })
-    .await;
+    eventually("the removed member's agent stop", async || agent_gone(pid)).await;
     let view = app.api().session_view(&app.service_key, id).await.unwrap();
     assert_eq!(view.status, SessionStatus::Stopped);
     assert_eq!(view.reason.as_deref(), Some("the member who started it was removed from the project"));

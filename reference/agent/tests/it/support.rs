@@ -147,7 +147,8 @@ pub async fn put_binary(app: &TestApp, seeded: &Seeded, path: &str, bytes: &[u8]
     hash
 }
 
-pub fn is_zombie(pid: u32) -> bool {
+/// Whether process `pid` has exited: gone from `/proc`, or a zombie not reaped yet.
+pub fn agent_gone(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)

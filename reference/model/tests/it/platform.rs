@@ -6,7 +6,7 @@
 
 use crate::{both, shared, Who, World, EVERYONE};
 use fsync_model::MemStore;
-use fsync_protocol::snapshot::{snapshot_id, SessionStatus, SessionView, FILES_BUCKET, SNAPSHOT_BUCKET};
+use fsync_protocol::snapshot::{snapshot_id, SessionView, FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_reference::PgStore;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{PlatformStore, SnapshotFile};
@@ -301,8 +301,9 @@ fn snapshots_are_claimed_alike_once_superseded_and_unsigned() {
 
         claim(1060, 1000, 10, vec![]).await; // nothing expired
         claim(1150, 1150, 10, vec![key(gone, 2)]).await; // 3 expired, but was superseded at 1200
-                                                         // No URL for a snapshot being removed; a shorter URL does not shorten a life, a longer one
-                                                         // lengthens it.
+
+        // No URL for a snapshot being removed; a shorter URL does not shorten a life, a longer
+        // one lengthens it.
         note(signed(gone, 2, 1150, 5000), false).await;
         note(signed(project, 1, 1500, 1200), true).await;
         note(signed(project, 3, 1500, 2500), true).await;
@@ -315,8 +316,9 @@ fn snapshots_are_claimed_alike_once_superseded_and_unsigned() {
             let _ = agree!(world, pg, format!("forget {pruned:?}"), |s| s.forget_snapshot(&pruned));
         }
         claim(9999, 9999, 10, vec![key(project, 3)]).await; // never the newest
-                                                            // A snapshot first signed after a later one exists, or after its project is gone, is
-                                                            // superseded at once.
+
+        // A snapshot first signed after a later one exists, or after its project is gone, is
+        // superseded at once.
         note(signed(project, 4, 3000, 3000), true).await;
         note(signed(gone, 7, 3000, 3000), true).await;
         claim(9999, 3000, 10, vec![key(project, 3), key(project, 4), key(gone, 7)]).await;
@@ -331,17 +333,7 @@ fn sessions_are_recorded_alike_up_to_the_cap_and_never_for_a_missing_project() {
         let world = World::new(&shared.db).await;
         let pg: &PgStore = &shared.pg;
         let record = |project: Uuid| SessionRecord {
-            view: SessionView {
-                id: fsync_testkit::new_id(),
-                project_id: project,
-                status: SessionStatus::Starting,
-                reason: None,
-                project_dir: String::new(),
-                agent_pid: None,
-                snapshot_id: None,
-                timings_ms: Default::default(),
-                snapshot_hydration: true,
-            },
+            view: SessionView::starting(fsync_testkit::new_id(), project, String::new(), true),
             started_by: world.owner.to_string(),
             instance: "one".into(),
             ended_at_s: None,

@@ -20,7 +20,6 @@ use fsync_protocol::snapshot::{AgentSnapshot, LagReport, SessionStatus, SessionV
 use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::RequestAuth;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -80,17 +79,8 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
     let id = platform.sources.uuid();
     let dir = orchestrator.config.sessions_dir.join(id.to_string());
     let project_dir = dir.join("project");
-    let view = SessionView {
-        id,
-        project_id: project,
-        status: SessionStatus::Starting,
-        reason: None,
-        project_dir: project_dir.display().to_string(),
-        agent_pid: None,
-        snapshot_id: None,
-        timings_ms: BTreeMap::new(),
-        snapshot_hydration: orchestrator.config.snapshot_hydration,
-    };
+    let hydration = orchestrator.config.snapshot_hydration;
+    let view = SessionView::starting(id, project, project_dir.display().to_string(), hydration);
     let (exited_tx, exited) = watch::channel(false);
     let session = Session {
         view: view.clone(),

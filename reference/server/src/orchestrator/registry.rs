@@ -122,12 +122,16 @@ impl Orchestrator {
 
     /// The record of a session this instance runs.
     fn record(&self, id: Uuid) -> Option<SessionRecord> {
-        self.with(id, |s| SessionRecord {
-            view: s.view.clone(),
-            started_by: s.owner.clone(),
+        self.with(id, |s| self.record_of(s))
+    }
+
+    fn record_of(&self, session: &Session) -> SessionRecord {
+        SessionRecord {
+            view: session.view.clone(),
+            started_by: session.owner.clone(),
             instance: self.config.instance.clone(),
-            ended_at_s: s.ended.map(|(_, wall)| wall),
-        })
+            ended_at_s: session.ended.map(|(_, wall)| wall),
+        }
     }
 
     /// Writes what this instance knows of session `id` through to its record. A failure is
@@ -191,12 +195,7 @@ impl Orchestrator {
     /// live sessions a member may (on any instance). Its record is written.
     pub(super) async fn insert(&self, id: Uuid, session: Session) -> Result<(), ApiError> {
         let now = self.sources.now();
-        let record = SessionRecord {
-            view: session.view.clone(),
-            started_by: session.owner.clone(),
-            instance: self.config.instance.clone(),
-            ended_at_s: None,
-        };
+        let record = self.record_of(&session);
         {
             let mut sessions = self.lock();
             sessions
@@ -232,7 +231,8 @@ impl Orchestrator {
         let (ids, agents): (Vec<Uuid>, Vec<Running>) = {
             let sessions = self.lock();
             let agents = sessions.values().filter_map(|s| s.control.clone().map(|c| (c, s.exited.clone()))).collect();
-            (sessions.keys().copied().collect(), agents)
+            // Ended ones keep their records as they are.
+            (sessions.iter().filter(|(_, s)| !s.view.status.is_final()).map(|(id, _)| *id).collect(), agents)
         };
         for id in ids {
             self.update(id, SessionStatus::Stopped, None).await;
@@ -315,17 +315,7 @@ mod tests {
     }
 
     fn session(id: Uuid, project: Uuid, owner: &str, created: Instant) -> Session {
-        let view = SessionView {
-            id,
-            project_id: project,
-            status: SessionStatus::Starting,
-            reason: None,
-            project_dir: String::new(),
-            agent_pid: None,
-            snapshot_id: None,
-            timings_ms: BTreeMap::new(),
-            snapshot_hydration: true,
-        };
+        let view = SessionView::starting(id, project, String::new(), true);
         let (_, exited) = watch::channel(false);
         Session {
             owner: owner.to_owned(),

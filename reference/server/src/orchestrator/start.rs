@@ -100,16 +100,19 @@ async fn watch_agent(
 ) {
     let orchestrator = &platform.orchestrator;
     let control = || orchestrator.with(id, |s| s.control.clone()).flatten();
-    // Set once the session was stopped elsewhere and its agent asked to stop: when to kill it.
+    // Set once the session was stopped elsewhere and its agent asked to stop: when to kill it,
+    // until it is killed; the record is not read again after that.
     let mut kill_at = None;
+    let mut stopping = false;
     let exit = loop {
         tokio::select! {
             ended = &mut exit => break ended,
-            () = tokio::time::sleep(RECORD_CHECK_EVERY), if kill_at.is_none() => {
+            () = tokio::time::sleep(RECORD_CHECK_EVERY), if !stopping => {
                 if orchestrator.stopped_elsewhere(id).await {
                     tracing::info!("stopped through another instance; stopping the agent");
                     control().inspect(|c| c.terminate());
                     kill_at = Some(platform.sources.now() + STOP_GRACE);
+                    stopping = true;
                 }
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or_else(|| platform.sources.now())), if kill_at.is_some() => {

@@ -167,6 +167,11 @@ fn db(error: tokio_postgres::Error) -> ApiError {
     db_error(error, true)
 }
 
+/// An error of a statement the server runs on its own connection (no caller's rights apply).
+fn internal(error: tokio_postgres::Error) -> ApiError {
+    db_error(error, false)
+}
+
 /// Maps a driver error to the API error PostgREST would answer.
 pub fn db_error(error: tokio_postgres::Error, authenticated: bool) -> ApiError {
     match error.as_db_error() {
@@ -238,10 +243,7 @@ impl Store for PgStore {
         let schema = self.schema();
         let Some(columns) = schema.relations.get(&query.relation) else { return Err(query.not_writable()) };
         let column_type = |name: &str| columns.iter().find(|(c, _)| c == name).map(|(_, t)| t.clone());
-        if let Some(missing) = query.columns().into_iter().find(|c| column_type(c).is_none()) {
-            let message = format!("column {}.{missing} does not exist", query.relation);
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "42703", message));
-        }
+        query.check_columns(|c| column_type(c).is_some())?;
         let (statement, params) =
             sql::write_statement(&query.relation, &query.kind, |c| column_type(c).unwrap_or_else(|| "text".to_owned()));
         let owned = boxed(params);

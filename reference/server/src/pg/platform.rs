@@ -3,7 +3,7 @@
 //! decide) and the membership check (the `projects` policy decides); session and snapshot
 //! records are in `sessions.rs` and `snapshots.rs`.
 
-use super::{db_error, PgStore, NO_HEADERS};
+use super::{internal, PgStore, NO_HEADERS};
 use deadpool_postgres::Pool;
 use fsync_store::error::ApiError;
 use fsync_store::platform::{BoxFuture, PlatformStore, SnapshotFile, SnapshotRead};
@@ -44,7 +44,7 @@ impl PlatformStore for PgStore {
             let row = client
                 .query_opt("SELECT coalesce(public, false) FROM storage.buckets WHERE id = $1", &[&bucket])
                 .await
-                .map_err(|e| db_error(e, false))?;
+                .map_err(internal)?;
             Ok(row.map(|r| r.get(0)))
         })
     }
@@ -93,7 +93,7 @@ impl PlatformStore for PgStore {
                     &[&bucket, &name, metadata],
                 )
                 .await
-                .map_err(|e| db_error(e, false))?;
+                .map_err(internal)?;
             Ok(())
         })
     }
@@ -104,7 +104,7 @@ impl PlatformStore for PgStore {
             client
                 .execute("DELETE FROM storage.objects WHERE bucket_id = $1 AND name = $2", &[&bucket, &name])
                 .await
-                .map_err(|e| db_error(e, false))?;
+                .map_err(internal)?;
             Ok(())
         })
     }
@@ -151,7 +151,7 @@ impl PlatformStore for PgStore {
                     &[&bucket, &name],
                 )
                 .await
-                .map_err(|e| db_error(e, false))?;
+                .map_err(internal)?;
             Ok(row.map(|r| r.get(0)))
         })
     }
@@ -252,7 +252,7 @@ async fn read_snapshot(
     let tx = match begun {
         Ok(tx) => tx,
         Err(e) => {
-            let _ = seq_tx.send(Err(db_error(e, false)));
+            let _ = seq_tx.send(Err(internal(e)));
             return;
         }
     };
@@ -260,7 +260,7 @@ async fn read_snapshot(
     let seq = match seq {
         Ok(row) => row.map(|r| r.get::<_, i64>(0)),
         Err(e) => {
-            let _ = seq_tx.send(Err(db_error(e, false)));
+            let _ = seq_tx.send(Err(internal(e)));
             return;
         }
     };
@@ -286,9 +286,9 @@ async fn stream_files(
             [&project],
         )
         .await
-        .map_err(|e| db_error(e, false))?;
+        .map_err(internal)?;
     pin_mut!(rows);
-    while let Some(row) = rows.try_next().await.map_err(|e| db_error(e, false))? {
+    while let Some(row) = rows.try_next().await.map_err(internal)? {
         let file = SnapshotFile {
             path: row.get(0),
             file_type: row.get(1),

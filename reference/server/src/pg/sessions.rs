@@ -1,7 +1,7 @@
 //! Session records in `fsync.preview_sessions` (`0008_sessions.sql`), through the server's own
 //! connection: the orchestrator's bookkeeping, which no API role can read or write.
 
-use super::{db_error, PgStore};
+use super::{internal, PgStore};
 use fsync_protocol::snapshot::SessionView;
 use fsync_store::error::ApiError;
 use fsync_store::sessions::{project_gone, SessionRecord};
@@ -117,8 +117,4 @@ impl PgStore {
             .await
             .map_err(internal)
     }
-}
-
-fn internal(error: tokio_postgres::Error) -> ApiError {
-    db_error(error, false)
 }

@@ -2,7 +2,7 @@
 //! connection: which stored snapshots exist, until when a URL signed for each works, since when
 //! each is superseded and whether it is being removed, so superseded ones are pruned.
 
-use super::{db_error, PgStore};
+use super::{internal, PgStore};
 use fsync_store::error::ApiError;
 use fsync_store::snapshots::{PruneQuery, SnapshotKey, SnapshotSigned};
 
@@ -89,8 +89,4 @@ impl PgStore {
             .map_err(internal)?;
         Ok(())
     }
-}
-
-fn internal(error: tokio_postgres::Error) -> ApiError {
-    db_error(error, false)
 }

@@ -64,14 +64,22 @@ async fn call<S: Store>(
     }
     .instrument(span.clone())
     .await;
+    span.in_scope(|| answered(state, &name, started, result))
+}
+
+/// The answer to a call or table write of `name` begun at `started`, logged and counted.
+fn answered<S: Store>(
+    state: &AppState<S>,
+    name: &str,
+    started: tokio::time::Instant,
+    result: Result<Response, ApiError>,
+) -> Response {
     let seconds = state.sources.now().saturating_duration_since(started).as_secs_f64();
-    span.in_scope(|| {
-        let response = result.unwrap_or_else(IntoResponse::into_response);
-        let status = response.status().as_u16();
-        tracing::debug!(status, ms = seconds * 1000.0, "answered");
-        state.metrics.rpc(&name, status, seconds);
-        response
-    })
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let status = response.status().as_u16();
+    tracing::debug!(status, ms = seconds * 1000.0, "answered");
+    state.metrics.rpc(name, status, seconds);
+    response
 }
 
 /// `GET /rest/v1/{relation}?select=..&col=op.value&order=..&limit=..&offset=..`.

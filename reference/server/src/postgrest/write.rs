@@ -4,14 +4,14 @@
 //! (`0007_legacy_writes.sql`); this layer only parses the request and shapes the answer as
 //! PostgREST does.
 
-use super::{check_profile, json_response, query};
+use super::{answered, check_profile, json_response, query};
 use crate::auth::authenticate;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fsync_store::data::{Filter, Store, WriteKind, WriteQuery};
+use fsync_store::data::{Filter, ReadQuery, Store, WriteKind, WriteQuery};
 use fsync_store::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -28,7 +28,7 @@ pub async fn insert<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let kind = check_conflict_target(&pairs).and_then(|()| rows(&body)).map(|rows| WriteKind::Insert { rows });
+    let kind = |_: ReadQuery| Ok(WriteKind::Insert { rows: check_conflict_target(&pairs).and_then(|()| rows(&body))? });
     write(&state, &headers, relation, &pairs, kind).await
 }
 
@@ -40,10 +40,8 @@ pub async fn update<S: Store>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let kind = match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(set)) => {
-            filters(&relation, &pairs, "UPDATE").map(|filters| WriteKind::Update { set, filters })
-        }
+    let kind = |parsed| match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(set)) => Ok(WriteKind::Update { set, filters: filters(parsed, "UPDATE")? }),
         Ok(_) => Err(ApiError::invalid_body("a PATCH body is a JSON object of the columns to set")),
         Err(e) => Err(ApiError::invalid_body(e.to_string())),
     };
@@ -57,27 +55,29 @@ pub async fn delete<S: Store>(
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    let kind = filters(&relation, &pairs, "DELETE").map(|filters| WriteKind::Delete { filters });
+    let kind = |parsed| Ok(WriteKind::Delete { filters: filters(parsed, "DELETE")? });
     write(&state, &headers, relation, &pairs, kind).await
 }
 
-/// Runs a parsed write as the caller and answers as PostgREST: the written rows with
-/// `Prefer: return=representation` (201 for an insert, else 200), otherwise no body (201 or 204).
+/// Runs a write as the caller — `kind` makes it from the request's parsed query string — and
+/// answers as PostgREST: the written rows with `Prefer: return=representation` (201 for an
+/// insert, else 200), otherwise no body (201 or 204).
 async fn write<S: Store>(
     state: &AppState<S>,
     headers: &HeaderMap,
     relation: String,
     pairs: &[(String, String)],
-    kind: Result<WriteKind, ApiError>,
+    kind: impl FnOnce(ReadQuery) -> Result<WriteKind, ApiError>,
 ) -> Response {
     let started = state.sources.now();
     let counted = relation.clone();
     let result = async {
         check_profile(headers, "content-profile")?;
         let auth = authenticate(headers, &state.secret, state.sources.wall_s())?;
-        let selected = query::parse(&relation, pairs)?.columns;
+        let parsed = query::parse(&relation, pairs)?;
+        let selected = parsed.columns.clone();
         let prefer = headers.get("prefer").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        let kind = kind?;
+        let kind = kind(parsed)?;
         let created = matches!(kind, WriteKind::Insert { .. });
         let output = state.store.write(&auth, WriteQuery { relation, kind, prefer: prefer.clone() }).await?;
         let status = if created { StatusCode::CREATED } else { StatusCode::OK };
@@ -89,10 +89,7 @@ async fn write<S: Store>(
         Ok::<_, ApiError>(json_response(status, Value::Array(rows).to_string(), None))
     }
     .await;
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    let seconds = state.sources.now().saturating_duration_since(started).as_secs_f64();
-    state.metrics.rpc(&counted, response.status().as_u16(), seconds);
-    response
+    answered(state, &counted, started, result)
 }
 
 /// A POST body's rows: one JSON object, or an array of them.
@@ -124,8 +121,7 @@ fn check_conflict_target(pairs: &[(String, String)]) -> Result<(), ApiError> {
 }
 
 /// The filters of a PATCH or DELETE; at least one, as Supabase's `safeupdate` requires.
-fn filters(relation: &str, pairs: &[(String, String)], statement: &str) -> Result<Vec<Filter>, ApiError> {
-    let parsed = query::parse(relation, pairs)?;
+fn filters(parsed: ReadQuery, statement: &str) -> Result<Vec<Filter>, ApiError> {
     if parsed.filters.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "21000", format!("{statement} requires a WHERE clause"))
             .with_hint("filter the rows to change, e.g. ?project_id=eq.<uuid>&path=eq.<path>"));

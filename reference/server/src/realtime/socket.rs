@@ -459,13 +459,16 @@ impl<S: Store> Socket<S> {
     /// read (a member removed, a session stopped) is closed as a refused join would be answered.
     /// A store that cannot answer now leaves the channels as they are until the next time.
     async fn reauthorize(&mut self) {
-        let private: Vec<(String, fsync_store::RequestAuth)> =
-            self.channels.iter().filter(|(_, c)| c.private).map(|(t, c)| (t.clone(), c.auth.request.clone())).collect();
-        let start = if private.is_empty() { 0 } else { self.reauthorized % private.len() };
-        self.reauthorized = (start + REAUTHORIZE_PER_ROUND) % private.len().max(1);
-        let round: Vec<_> = private.into_iter().cycle().skip(start).take(REAUTHORIZE_PER_ROUND).collect();
-        let mut seen = std::collections::BTreeSet::new();
-        for (topic, auth) in round.into_iter().filter(|(t, _)| seen.insert(t.clone())) {
+        let count = self.channels.values().filter(|c| c.private).count();
+        let start = self.reauthorized % count.max(1);
+        self.reauthorized = (start + REAUTHORIZE_PER_ROUND) % count.max(1);
+        let round: Vec<(String, fsync_store::RequestAuth)> = (self.channels.iter().filter(|(_, c)| c.private))
+            .cycle()
+            .skip(start)
+            .take(REAUTHORIZE_PER_ROUND.min(count))
+            .map(|(t, c)| (t.clone(), c.auth.request.clone()))
+            .collect();
+        for (topic, auth) in round {
             let subtopic = topic.strip_prefix("realtime:").unwrap_or(&topic).to_owned();
             match self.state.store.authorize_topic(&auth, &subtopic).await {
                 Ok(access) if access.read => {

@@ -162,7 +162,6 @@ pub async fn build_or_reuse(platform: &Platform, project: Uuid) -> Result<(Manif
         .map_err(ApiError::internal)?;
     let metadata = json!({"size": size, "mimetype": "application/json", "contentLength": size});
     platform.data.record_object_as_service(SNAPSHOT_BUCKET, &manifest_name, &metadata).await?;
-    prune::note_built(platform, &manifest).await;
     let seconds = platform.sources.now().saturating_duration_since(started).as_secs_f64();
     platform.metrics.snapshot_built(seconds, zip_bytes);
     Ok((manifest, false))

@@ -1,8 +1,9 @@
 //! Signing snapshot URLs, and pruning the snapshots nothing can download any more (issue 13).
 //!
-//! A snapshot is recorded when it is built (`fsync.project_snapshots`), and superseded when a
-//! later snapshot of its project is recorded (or its project is deleted). Every URL the server
-//! signs for it is first noted in its record, which keeps the latest expiry; the URL is then
+//! A snapshot is recorded (`fsync.project_snapshots`) when the first URL is signed for it, as
+//! [`crate::snapshot::build_and_sign`] does right after building it, and superseded when a later
+//! snapshot of its project is recorded (or its project is deleted). Every URL the server signs
+//! for it is first noted in its record, which keeps the latest expiry; the URL is then
 //! signed with exactly that expiry, and only once the note reached a record that is not being
 //! removed and the zip was then still there.
 //!
@@ -45,15 +46,6 @@ pub async fn signed_zip_url(platform: &Platform, manifest: &Manifest, ttl_s: u64
         return Ok(None);
     }
     Ok(Some(platform.signed_url(SNAPSHOT_BUCKET, &name, issued_at_s, ttl_s)))
-}
-
-/// Records a snapshot just built (no URL signed for it yet). A failure is only logged: the
-/// first signing records it too.
-pub async fn note_built(platform: &Platform, manifest: &Manifest) {
-    let now_s = platform.sources.wall_s();
-    if let Err(e) = note_signed(platform, manifest.project_id, &manifest.snapshot_id, manifest.seq, now_s, 0).await {
-        tracing::warn!(error = %e, snapshot = manifest.snapshot_id, "could not record a new snapshot");
-    }
 }
 
 /// Notes a URL signed through Storage at `issued_at_s` for `ttl_s` seconds for an object of the

@@ -19,6 +19,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fsync_protocol::hash::{hex_sha256, is_sha256_hex};
 use fsync_protocol::limits::{MAX_OBJECT_BYTES, MAX_SIGNED_URL_SECONDS, MAX_SMALL_BODY_BYTES};
 use fsync_protocol::snapshot::{FILES_BUCKET, SNAPSHOT_BUCKET};
 use fsync_store::RequestAuth;
@@ -52,27 +53,21 @@ fn check_name(bucket: &str, name: &str) -> Result<(), StorageApiError> {
 /// `project-files` holds binaries by content, `{project_id}/{sha256}`: an upload there must be
 /// the bytes its name says, checked before anything is recorded, so a stored object is always
 /// what the file versions that name it expect (a snapshot can never fail on one).
-fn check_content_address(name: &str, body: &[u8]) -> Result<(), StorageApiError> {
+fn check_content_address(name: &str, actual: &str) -> Result<(), StorageApiError> {
     let hash = match name.split_once('/') {
-        Some((project, hash)) if uuid::Uuid::parse_str(project).is_ok() && is_sha256(hash) => hash,
+        Some((project, hash)) if uuid::Uuid::parse_str(project).is_ok() && is_sha256_hex(hash) => hash,
         _ => {
             return Err(StorageApiError::invalid(format!(
                 "Invalid key: {name:?}: objects in {FILES_BUCKET} are named {{project_id}}/{{sha256 of the bytes}}"
             )))
         }
     };
-    let actual = fsync_protocol::hash::hex_sha256(body);
     if actual != hash {
         return Err(StorageApiError::invalid(format!(
             "the bytes' SHA-256 is {actual}, not the {hash} their name says"
         )));
     }
     Ok(())
-}
-
-/// Lowercase hex of 32 bytes.
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, StorageApiError> {
@@ -110,8 +105,9 @@ async fn upload(
 ) -> Result<Response, StorageApiError> {
     check_name(&bucket, &name)?;
     let auth = caller(&platform, &headers)?;
+    let sha256 = hex_sha256(&body);
     if bucket == FILES_BUCKET {
-        check_content_address(&name, &body)?;
+        check_content_address(&name, &sha256)?;
     }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("multipart/form-data") {
@@ -126,7 +122,7 @@ async fn upload(
     let metadata = json!({
         "size": body.len(),
         "mimetype": mimetype,
-        "eTag": format!("\"{}\"", fsync_protocol::hash::hex_sha256(&body)),
+        "eTag": format!("\"{sha256}\""),
         "cacheControl": headers.get(header::CACHE_CONTROL).and_then(|v| v.to_str().ok()).unwrap_or("max-age=3600"),
         "contentLength": body.len(),
         "httpStatusCode": 200,
@@ -137,12 +133,11 @@ async fn upload(
     let Some(id) = id else {
         return Err(StorageApiError::new(StatusCode::CONFLICT, "Duplicate", "The resource already exists"));
     };
-    if stored_already {
-        return Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})).into_response());
-    }
-    if let Err(e) = platform.storage.put(&bucket, &name, body).await {
-        let _ = platform.data.forget_object(&bucket, &name).await;
-        return Err(e.into());
+    if !stored_already {
+        if let Err(e) = platform.storage.put(&bucket, &name, body).await {
+            let _ = platform.data.forget_object(&bucket, &name).await;
+            return Err(e.into());
+        }
     }
     Ok(Json(json!({"Id": id, "Key": format!("{bucket}/{name}")})).into_response())
 }

@@ -14,9 +14,7 @@ async fn a_container_token_gets_its_one_projects_reads_and_nothing_else_anywhere
     f.upsert("a.txt", "a", None).await;
     let other = f.app.create_project(f.app.create_user().await).await;
     let session = uuid::Uuid::from_u128(42);
-    let token = f.app.token(fsync_testkit::claims(json!({
-        "role": "authenticated", "sub": session, "session_id": session, "project_id": f.project, "scope": "container",
-    })));
+    let token = f.app.session_token(session, f.project);
     let api = f.app.api();
     let call = |method: Method, path: String, body: Value| {
         let (api, token) = (api.clone(), token.clone());

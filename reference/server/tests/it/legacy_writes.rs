@@ -93,18 +93,8 @@ async fn inserts_upserts_updates_and_deletes_become_versioned_writes() {
     let counted = "fsync_rpc_duration_seconds_count{function=\"legacy_project_files\",outcome=\"201\"}";
     assert_eq!(fsync_testkit::metric(&scrape, counted), Some(5.0), "{scrape}");
     // Every write sent its server event, in seq order.
-    let client = f.app.db.connect().await.unwrap();
-    let events: Vec<(String, i64)> = client
-        .query(
-            "SELECT event, (payload->>'seq')::bigint FROM realtime.messages WHERE topic = $1 ORDER BY 2",
-            &[&format!("project:{}", f.project)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    let names: Vec<(&str, i64)> = events.iter().map(|(e, s)| (e.as_str(), *s)).collect();
+    let events = f.events().await;
+    let names: Vec<(&str, i64)> = events.iter().map(|(e, p)| (e.as_str(), p["seq"].as_i64().unwrap())).collect();
     assert_eq!(
         names,
         [
@@ -194,8 +184,7 @@ async fn migrated_and_unmigrated_writers_share_one_gapless_history() {
 #[tokio::test]
 async fn a_table_write_of_many_rows_spends_one_write_token() {
     let f = fixture().await;
-    let client = f.app.db.connect().await.unwrap();
-    client.execute("UPDATE fsync.rate_limits SET burst = 2, per_second = 0.001", &[]).await.unwrap();
+    f.set_write_limit(2.0, 0.001).await;
     let rows: Vec<Value> =
         (0..300).map(|i| json!({"project_id": f.project, "path": format!("gen/{i}.ts"), "content": "x"})).collect();
     assert_eq!(

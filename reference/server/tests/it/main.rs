@@ -95,6 +95,13 @@ impl Fixture {
     }
 
     /// (event, payload) of every broadcast sent for the project, in send order.
+    /// Sets the write rate limit of the fixture's database (`0006_rate_limits.sql`).
+    pub async fn set_write_limit(&self, burst: f64, per_second: f64) {
+        let client = self.app.db.connect().await.unwrap();
+        let statement = "UPDATE fsync.rate_limits SET burst = $1, per_second = $2 WHERE name = 'writes'";
+        client.execute(statement, &[&burst, &per_second]).await.unwrap();
+    }
+
     pub async fn events(&self) -> Vec<(String, Value)> {
         let client = self.app.db.connect().await.unwrap();
         client

@@ -40,8 +40,7 @@ async fn a_scrape_shows_rpcs_throttling_sockets_joins_and_delivery_lag() {
 
     assert_eq!(f.upsert("a.txt", "one", None).await.0, 200);
     assert!(next_broadcast(&mut socket, Duration::from_secs(5)).await.is_some(), "the event arrives");
-    let client = f.app.db.connect().await.unwrap();
-    client.execute("UPDATE fsync.rate_limits SET burst = 1, per_second = 0.001", &[]).await.unwrap();
+    f.set_write_limit(1.0, 0.001).await;
     assert_eq!(f.upsert("b.txt", "two", None).await.0, 200);
     assert_eq!(f.upsert("c.txt", "three", None).await.0, 429);
     let listed = f.app.rpc(Some(&f.owner_token), "list_current_files", json!({"project_uuid": f.project})).await;

@@ -10,18 +10,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Sets the write limit of the fixture's database.
-async fn limit(f: &Fixture, burst: f64, per_second: f64) {
-    let client = f.app.db.connect().await.unwrap();
-    client
-        .execute(
-            "UPDATE fsync.rate_limits SET burst = $1, per_second = $2 WHERE name = 'writes'",
-            &[&burst, &per_second],
-        )
-        .await
-        .unwrap();
-}
-
 /// One upsert as `token`, no retry: the status, the body and the `Retry-After` header.
 async fn upsert(f: &Fixture, token: &str, project: uuid::Uuid, path: &str) -> (u16, Value, Option<String>) {
     let args = json!({"project_uuid": project, "p_file_path": path, "p_content": path, "p_file_type": "text"});
@@ -58,7 +46,7 @@ async fn files(f: &Fixture) -> BTreeMap<String, i32> {
 #[tokio::test]
 async fn a_flood_from_one_member_is_throttled_and_no_acknowledged_write_is_lost() {
     let f = Arc::new(fixture().await);
-    limit(&f, 20.0, 10.0).await;
+    f.set_write_limit(20.0, 10.0).await;
     // Four writers, 50 writes each, as fast as the server answers.
     let mut tasks = Vec::new();
     for writer in 0..4 {
@@ -105,7 +93,7 @@ async fn a_flood_from_one_member_is_throttled_and_no_acknowledged_write_is_lost(
 #[tokio::test]
 async fn the_service_role_is_exempt_and_each_member_and_project_has_its_own_bucket() {
     let f = fixture().await;
-    limit(&f, 2.0, 0.001).await;
+    f.set_write_limit(2.0, 0.001).await;
     for i in 0..2 {
         assert_eq!(upsert(&f, &f.owner_token, f.project, &format!("owner/{i}")).await.0, 200);
     }
@@ -134,7 +122,7 @@ async fn the_service_role_is_exempt_and_each_member_and_project_has_its_own_buck
 #[tokio::test]
 async fn a_throttled_write_is_refused_without_waiting_for_the_project_lock() {
     let f = fixture().await;
-    limit(&f, 1.0, 0.001).await;
+    f.set_write_limit(1.0, 0.001).await;
     assert_eq!(upsert(&f, &f.owner_token, f.project, "first").await.0, 200);
 
     // Another writer holds the project's lock (as a write in progress does) until told.
@@ -152,7 +140,7 @@ async fn a_throttled_write_is_refused_without_waiting_for_the_project_lock() {
 #[tokio::test]
 async fn the_client_backs_off_on_the_hints_and_gets_every_write_through() {
     let f = fixture().await;
-    limit(&f, 5.0, 20.0).await;
+    f.set_write_limit(5.0, 20.0).await;
     let retry = RetryPolicy {
         max_attempts: 10,
         base_delay: Duration::from_millis(5),
