@@ -18,10 +18,12 @@ pub enum Phase {
     Delivery,
     /// Stepped upserts and their knee.
     Upserts,
+    /// Sessions stopped through the other instance: → channel closed, → agent gone.
+    Stops,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 4] = [Phase::Delta, Phase::Starts, Phase::Delivery, Phase::Upserts];
+    pub const ALL: [Phase; 5] = [Phase::Delta, Phase::Starts, Phase::Delivery, Phase::Upserts, Phase::Stops];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +31,7 @@ impl Phase {
             Phase::Starts => "starts",
             Phase::Delivery => "delivery",
             Phase::Upserts => "upserts",
+            Phase::Stops => "stops",
         }
     }
 
@@ -74,6 +77,8 @@ pub struct Plan {
     pub fanout_rounds: usize,
     /// Samples of the notify floor and of commit → delivered.
     pub samples: usize,
+    /// Sessions stopped through the other instance than runs them.
+    pub stops: usize,
 }
 
 impl Plan {
@@ -96,6 +101,7 @@ impl Plan {
             fanout_sockets: 1_000,
             fanout_rounds: 10,
             samples: 100,
+            stops: 50,
         }
     }
 
@@ -135,6 +141,7 @@ impl Plan {
             ("fanout_sockets".into(), json!(self.fanout_sockets)),
             ("fanout_rounds".into(), json!(self.fanout_rounds)),
             ("floor_samples".into(), json!(self.samples)),
+            ("stops".into(), json!(self.stops)),
         ])
     }
 }
@@ -149,7 +156,7 @@ mod tests {
             assert_eq!(Phase::parse(phase.as_str()), Ok(phase));
         }
         let err = Phase::parse("floors").unwrap_err();
-        assert!(err.contains("\"floors\"") && err.contains("delta, starts, delivery, upserts"), "{err}");
+        assert!(err.contains("\"floors\"") && err.contains("delta, starts, delivery, upserts, stops"), "{err}");
     }
 
     #[test]
@@ -157,6 +164,6 @@ mod tests {
         let plan = Plan::quick();
         assert_eq!(plan.phases.iter().next(), Some(&Phase::Delta));
         assert_eq!(plan.phases.len(), Phase::ALL.len(), "every phase by default");
-        assert_eq!(plan.parameters()["phases"], json!(["delta", "starts", "delivery", "upserts"]));
+        assert_eq!(plan.parameters()["phases"], json!(["delta", "starts", "delivery", "upserts", "stops"]));
     }
 }

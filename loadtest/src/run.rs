@@ -5,7 +5,7 @@
 
 use crate::figures::Figures;
 use crate::local::Local;
-use crate::measure::{delta, floors, realtime, start, throughput};
+use crate::measure::{delta, floors, realtime, start, stop, throughput};
 use crate::plan::{Phase, Plan};
 use crate::progress::Progress;
 use crate::report::{Mode, Report, VERSION};
@@ -82,6 +82,7 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
             }
             Phase::Delivery => delivery(plan, stack, &owner, &mut figures).await?,
             Phase::Upserts => upserts(plan, &stack.fast.api, &owner, &mut figures).await?,
+            Phase::Stops => stops(plan, stack, &owner, &mut figures).await?,
         }
     }
     let spawn = floors::spawn_and_round_trip_ms(&agent.0, &agent.1, api).await?;
@@ -95,6 +96,30 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
         figures.floors.insert("delta_p50_ms".into(), "floor_delta_ms".into());
     }
     Ok(figures)
+}
+
+/// Sessions of a tiny project started on the fast instance and stopped through the legacy one:
+/// stop → channel closed and stop → agent gone.
+async fn stops(plan: &Plan, stack: &Local, owner: &Owner, figures: &mut Figures) -> anyhow::Result<()> {
+    let project = seed::project(&stack.fast.api, owner, "kpi stops", Some((Size::Tiny, 1))).await?;
+    let anon_key = fsync_reference::config::anon_key(&stack.secret);
+    let two = stop::StopStack {
+        runs: &stack.fast.api,
+        runs_url: &stack.fast.url,
+        anon_key: &anon_key,
+        other: &stack.legacy.api,
+        secret: &stack.secret,
+    };
+    let progress = Progress::new("stop sessions", plan.stops as u64);
+    let stops = stop::stops(&two, &owner.token, project, plan.stops, &progress).await?;
+    progress.finish(&format!(
+        "channel closed p50 {:.1} ms, agent gone p50 {:.1} ms",
+        percentile(&stops.channel_closed_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&stops.agent_gone_ms, 50.0).unwrap_or(f64::NAN)
+    ));
+    figures.percentiles("stop_channel_closed", &stops.channel_closed_ms);
+    figures.percentiles("stop_agent_gone", &stops.agent_gone_ms);
+    Ok(())
 }
 
 /// The small and the large fixture, loaded for the session starts.

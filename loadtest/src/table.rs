@@ -67,9 +67,11 @@ const KNOWN: &[&str] = &[
     "fanout_1000_p50_ms",
     "upserts_per_s",
     "agent_hydrate_rss_mib",
+    "stop_channel_closed_p50_ms",
+    "stop_agent_gone_p50_ms",
 ];
 const GROUPS: &[&str] =
-    &["start_", "extract_", "unzip_", "delta_", "floor_", "delivered_", "fanout_", "upserts_", "agent_"];
+    &["start_", "extract_", "unzip_", "delta_", "floor_", "delivered_", "fanout_", "upserts_", "agent_", "stop_"];
 
 /// Every figure of `report`, and every figure a bound names even if the run did not measure it
 /// (a gate on a missing figure must show).
@@ -191,6 +193,8 @@ pub(crate) fn describe(kpi: &str) -> Option<&'static str> {
         "fanout_1000_p50_ms" => "one event to 1,000 sockets, median",
         "upserts_per_s" => "sustained upserts, one server instance",
         "agent_hydrate_rss_mib" => "agent peak RSS while hydrating the large project",
+        "stop_channel_closed_p50_ms" => "session stopped through another instance → its channel closed, median",
+        "stop_agent_gone_p50_ms" => "session stopped through another instance → its agent gone, median",
         _ => return None,
     })
 }

@@ -203,18 +203,31 @@ pub enum Action {
         actor: String,
     },
     /// A session started by `actor` through server `server`; `held`: its agent is not launched
-    /// until `release`.
+    /// until `release`; `deaf`: its agent never hears the orchestrator's stop (a container the
+    /// orchestrator cannot reach), so only the network tells it its session ended.
     StartSession {
         session: String,
         actor: String,
         server: usize,
         held: bool,
+        deaf: bool,
+    },
+    /// Waits until the session's agent has ended; the tree it held then.
+    WaitGone {
+        session: String,
+    },
+    /// `remove_project_member` as `actor`, of `member` (themselves: they leave).
+    RemoveMember {
+        actor: String,
+        member: String,
     },
     Release {
         session: String,
     },
-    WaitRunning {
+    /// Waits until the session reads `status` (running, or behind: its agent stopped following).
+    WaitFor {
         session: String,
+        status: fsync_protocol::snapshot::SessionStatus,
     },
     StopSession {
         session: String,

@@ -2,6 +2,7 @@
 //! reported with the file, the line and what is wrong; nothing about a bad file is guessed.
 
 use crate::case::{Action, Actor, BulkEntry, Case, Expected, Flag, Role, Setup, Step};
+use fsync_protocol::snapshot::SessionStatus;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -195,6 +196,12 @@ impl Parser<'_> {
                 Ok(Action::Sign { actor, path: path.to_string(), expires: duration(d)?, link: link.to_string() })
             }
             ("read", []) => Ok(Action::Read { actor }),
+            ("remove", [member]) => {
+                if self.case.actor(member).is_none() {
+                    return Err(format!("unknown actor {member:?} to remove"));
+                }
+                Ok(Action::RemoveMember { actor, member: member.to_string() })
+            }
             _ => Err(format!("cannot read `{actor} {verb} {}`; {STEPS}", rest.join(" "))),
         }
     }
@@ -206,11 +213,13 @@ impl Parser<'_> {
                 if self.case.actor(actor).is_none() {
                     return Err(format!("unknown actor {actor:?}"));
                 }
-                let (server, held) = start_options(options, self.case.setup.servers)?;
-                Ok(Action::StartSession { session, actor: actor.to_string(), server, held })
+                let (server, held, deaf) = start_options(options, self.case.setup.servers)?;
+                Ok(Action::StartSession { session, actor: actor.to_string(), server, held, deaf })
             }
             ["release"] => Ok(Action::Release { session }),
-            ["wait", "running"] => Ok(Action::WaitRunning { session }),
+            ["wait", "running"] => Ok(Action::WaitFor { session, status: SessionStatus::Running }),
+            ["wait", "behind"] => Ok(Action::WaitFor { session, status: SessionStatus::Behind }),
+            ["wait", "gone"] => Ok(Action::WaitGone { session }),
             ["stop"] => Ok(Action::StopSession { session }),
             _ => Err(format!("cannot read this session step; {}", usage("session"))),
         }
@@ -293,7 +302,8 @@ fn check_sessions(case: &Case) -> Result<(), (usize, String)> {
                 None
             }
             Action::Release { session }
-            | Action::WaitRunning { session }
+            | Action::WaitFor { session, .. }
+            | Action::WaitGone { session }
             | Action::StopSession { session }
             | Action::ContainerUpsert { session, .. } => Some(session),
             Action::Sign { link, .. } => {
@@ -333,7 +343,7 @@ const KEYWORDS: &[&str] = &[
 ];
 
 const STEPS: &str =
-    "steps are `ACTOR upsert|delete|bulk|binary|sign|read ...`, `session S start|release|wait running|stop`, \
+    "steps are `ACTOR upsert|delete|bulk|binary|sign|read|remove ...`, `session S start|release|wait running|wait behind|wait gone|stop`, \
 `container S upsert ...`, `cut agents`, `heal agents`, `flag NAME on|off`, `wait DURATION`, `fetch LINK`, `quiesce`";
 
 fn usage(keyword: &str) -> &'static str {
@@ -343,7 +353,7 @@ fn usage(keyword: &str) -> &'static str {
         "flag" => "write `flag snapshot-hydration|client-broadcast|rpc on|off`",
         "actor" => "write `actor NAME owner|editor|viewer|outsider`",
         "fixture" => "write `fixture tiny|small|medium|large seed N`",
-        "session" => "write `session S start by ACTOR [on server N] [held]`, `session S release`, `session S wait running` or `session S stop`",
+        "session" => "write `session S start by ACTOR [on server N] [held] [deaf]`, `session S release`, `session S wait running|behind|gone` or `session S stop`",
         _ => STEPS,
     }
 }
@@ -451,8 +461,9 @@ fn expect_option(options: &[&str]) -> Result<Expected, String> {
     }
 }
 
-fn start_options(options: &[&str], servers: usize) -> Result<(usize, bool), String> {
-    let (mut server, mut held, mut rest) = (1, false, options);
+/// `[on server N] [held] [deaf]` after `start by ACTOR`: the server's index, held, deaf.
+fn start_options(options: &[&str], servers: usize) -> Result<(usize, bool, bool), String> {
+    let (mut server, mut held, mut deaf, mut rest) = (1, false, false, options);
     if let ["on", "server", n, tail @ ..] = rest {
         server =
             n.parse().ok().filter(|n| (1..=servers).contains(n)).ok_or_else(|| {
@@ -464,10 +475,17 @@ fn start_options(options: &[&str], servers: usize) -> Result<(usize, bool), Stri
         held = true;
         rest = tail;
     }
-    if !rest.is_empty() {
-        return Err(format!("cannot read `{}` after `start by ACTOR`: `on server N`, then `held`", rest.join(" ")));
+    if let ["deaf", tail @ ..] = rest {
+        deaf = true;
+        rest = tail;
     }
-    Ok((server - 1, held))
+    if !rest.is_empty() {
+        return Err(format!(
+            "cannot read `{}` after `start by ACTOR`: `on server N`, then `held`, then `deaf`",
+            rest.join(" ")
+        ));
+    }
+    Ok((server - 1, held, deaf))
 }
 
 fn flag_word(word: &str) -> Result<Flag, String> {

@@ -33,12 +33,23 @@ impl<S: Stack> World<'_, S> {
             Action::Sign { actor, path, expires, link } => self.sign(actor, path, expires.as_secs(), link).await,
             Action::Fetch { link } => self.fetch(link).await,
             Action::Read { actor } => self.read(actor).await,
-            Action::StartSession { session, actor, server, held } => self.start(session, actor, *server, *held).await,
+            Action::StartSession { session, actor, server, held, deaf } => {
+                if *deaf {
+                    self.stack.launcher().deafen_next();
+                }
+                self.start(session, actor, *server, *held).await
+            }
+            Action::WaitGone { session } => self.wait_gone(session).await,
+            Action::RemoveMember { actor, member } => {
+                let args = json!({"project_uuid": self.project, "p_user_id": self.users[member]});
+                let reply = self.api(0).rpc(Some(self.token(actor)), "remove_project_member", args).await;
+                outcome(reply, |_| "ok".into())
+            }
             Action::Release { .. } => {
                 self.stack.launcher().release();
                 "released".into()
             }
-            Action::WaitRunning { session } => self.wait_running(session).await,
+            Action::WaitFor { session, status } => self.wait_for(session, *status).await,
             Action::StopSession { session } => self.stop(session).await,
             Action::ContainerUpsert { session, path, content } => {
                 let token = self.container_token(self.sessions[session].id);
@@ -221,20 +232,40 @@ impl<S: Stack> World<'_, S> {
         Ok(())
     }
 
-    async fn wait_running(&self, session: &str) -> String {
+    async fn wait_for(&self, session: &str, status: SessionStatus) -> String {
         let s = &self.sessions[session];
         let clock = self.stack.clock();
         let api = self.api(s.server);
-        match api
-            .wait_session(self.token(&s.starter), s.id, SessionStatus::Running, self.stack.patience(), &*clock)
-            .await
-        {
-            Ok(view) => match (view.reason, view.snapshot_id) {
-                (Some(reason), _) if view.status.is_final() => format!("{}: {reason}", view.status.as_str()),
-                (_, Some(snapshot)) => format!("{}, hydrated from snapshot {snapshot}", view.status.as_str()),
-                (_, None) => format!("{}, hydrated file by file", view.status.as_str()),
+        match api.wait_session(self.token(&s.starter), s.id, status, self.stack.patience(), &*clock).await {
+            Ok(view) => match (view.status, view.reason, view.snapshot_id) {
+                (status, Some(reason), _) if status.is_final() => format!("{}: {reason}", status.as_str()),
+                // Why it is behind depends on timing (silent, or its feed down): not shown.
+                (SessionStatus::Behind, ..) => "behind".to_owned(),
+                (status, _, Some(snapshot)) => format!("{}, hydrated from snapshot {snapshot}", status.as_str()),
+                (status, _, None) => format!("{}, hydrated file by file", status.as_str()),
             },
             Err(e) => e,
+        }
+    }
+
+    /// Waits until the session's agent has ended: the tree it held then.
+    async fn wait_gone(&self, session: &str) -> String {
+        let id = self.sessions[session].id;
+        let clock = self.stack.clock();
+        let deadline = clock.now() + self.stack.patience();
+        loop {
+            match self.stack.launcher().gone(id) {
+                Some(Ok(tree)) => {
+                    let files: Vec<String> =
+                        tree.iter().map(|(path, hash)| format!("{path} {}", crate::transcript::short(hash))).collect();
+                    return format!("gone, holding {}", files.join(", "));
+                }
+                Some(Err(e)) => return format!("gone, but {e}"),
+                None if clock.now() >= deadline => {
+                    return format!("its agent still runs after {:?}", self.stack.patience())
+                }
+                None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
         }
     }
 

@@ -25,8 +25,12 @@ pub enum FaultKind {
     Hold { host: String, server: String },
     /// Messages take up to this long.
     Latency(Duration),
-    /// A server crashes and starts again (its sockets and sessions gone; the data kept).
+    /// A server crashes and starts again (its sockets gone; the data kept; the sessions it ran
+    /// fail, by design: it no longer watches their agents).
     ServerRestart(String),
+    /// A server is cut off from every agent and person (`hosts`) while it runs: an outage as the
+    /// previews see it.
+    ServerOutage { server: String, hosts: Vec<String> },
     /// An agent host crashes and comes back: the container restarts and rehydrates.
     AgentCrash(String),
     /// While it lasts, each broadcast is lost silently with this chance in percent (Supabase's
@@ -48,6 +52,7 @@ impl FaultKind {
             }
             FaultKind::OneWay { from, to } => vec![from.clone(), to.clone()],
             FaultKind::ServerRestart(host) | FaultKind::AgentCrash(host) => vec![host.clone()],
+            FaultKind::ServerOutage { server, .. } => vec![server.clone()],
             _ => vec![],
         }
     }
@@ -58,6 +63,7 @@ impl FaultKind {
         matches!(
             self,
             FaultKind::Partition { .. }
+                | FaultKind::ServerOutage { .. }
                 | FaultKind::OneWay { .. }
                 | FaultKind::Hold { .. }
                 | FaultKind::Latency(_)
@@ -72,8 +78,9 @@ pub struct Drawn {
     /// Server hosts: `server-0` and, on some seeds, `server-1`.
     pub servers: usize,
     /// How long container tokens live (short on some seeds, 66–180 s, so they expire mid-session
-    /// unless the agent refreshes them; a partition, at most 20 s, cannot outlast the last third
-    /// of a token's life, when the agent refreshes it).
+    /// unless the agent refreshes them). On half of those seeds one outage (an agent's partition,
+    /// or a server cut off from everyone) outlasts the tokens: the agents must renew an expired
+    /// token when the network is back, and catch up.
     pub token_ttl_s: u64,
     pub faults: Vec<Fault>,
 }
@@ -83,8 +90,36 @@ pub fn draw(config: &Config, rng: &mut fastrand::Rng) -> Drawn {
     let servers = if config.servers == 0 { rng.usize(1..=2) } else { config.servers };
     let short_tokens = config.faults && rng.bool();
     let token_ttl_s = if short_tokens { rng.u64(66..180) } else { CONTAINER_TOKEN_MAX_TTL_S };
-    let faults = if config.faults { draw_faults(config, servers, short_tokens, rng) } else { vec![] };
+    let mut faults = if config.faults { draw_faults(config, servers, short_tokens, rng) } else { vec![] };
+    if short_tokens {
+        // From a stream of its own, so that every other draw of the seed stays as it was.
+        let mut long = fastrand::Rng::with_seed(config.seed ^ LONG_OUTAGE_STREAM);
+        if long.bool() {
+            faults.push(long_outage(config, servers, token_ttl_s, &mut long));
+            faults.sort_by_key(|f| f.at);
+        }
+    }
     Drawn { servers, token_ttl_s, faults }
+}
+
+/// Seeds the draw of an outage longer than the container tokens live.
+const LONG_OUTAGE_STREAM: u64 = 0x6c6f_6e67_5f63_7574; // "long_cut"
+
+/// An outage that lasts 5 to 30 s longer than a container token, from 8 to 15 s in: an agent
+/// partitioned from a server, or a server cut off from every agent and person.
+fn long_outage(config: &Config, servers: usize, token_ttl_s: u64, rng: &mut fastrand::Rng) -> Fault {
+    let server = format!("server-{}", rng.usize(..servers));
+    let kind = if rng.bool() {
+        FaultKind::Partition { host: format!("agent-{}", rng.usize(..config.agents)), server }
+    } else {
+        let mut hosts: Vec<String> = (0..=config.agents).map(|i| format!("agent-{i}")).collect();
+        hosts.extend((0..config.editors + config.viewers).map(|i| format!("editor-{i}")));
+        FaultKind::ServerOutage { server, hosts }
+    };
+    let lasts = Duration::from_secs(token_ttl_s + rng.u64(5..30));
+    // Once the sessions run (an agent that cannot join at its start fails its session), while
+    // the editors still write.
+    Fault { at: Duration::from_millis(rng.u64(8_000..15_000)), kind, lasts }
 }
 
 /// The fault schedule: which kinds are enabled is drawn first, then up to five faults of them.
@@ -106,8 +141,9 @@ fn draw_faults(config: &Config, servers: usize, short_tokens: bool, rng: &mut fa
             1 => FaultKind::OneWay { from: server, to: host },
             2 => FaultKind::Hold { host, server },
             3 => FaultKind::Latency(Duration::from_millis(rng.u64(100..2_000))),
-            // Sessions live in one instance's memory (durable sessions are issue 13): a restart
-            // while tokens are short would strand agents that can no longer refresh theirs.
+            // A restarted instance fails the sessions it ran, by design (it no longer watches
+            // their agents); with short tokens their agents would end soon after, so these
+            // seeds keep their sessions (and the restart faults stay with long tokens).
             4 if short_tokens => continue,
             4 => FaultKind::ServerRestart(server),
             5 => FaultKind::AgentCrash(format!("agent-{}", rng.usize(..config.agents))),

@@ -282,6 +282,11 @@ fn inject(sim: &mut turmoil::Sim<'_>, kind: &FaultKind, shared: &Shared, n: u64)
         FaultKind::Partition { host, server } => sim.partition(host.as_str(), server.as_str()),
         FaultKind::OneWay { from, to } => sim.partition_oneway(from.as_str(), to.as_str()),
         FaultKind::Hold { host, server } => sim.hold(host.as_str(), server.as_str()),
+        FaultKind::ServerOutage { server, hosts } => {
+            for host in hosts {
+                sim.partition(host.as_str(), server.as_str());
+            }
+        }
         FaultKind::Latency(max) => sim.set_max_message_latency(*max),
         FaultKind::ServerRestart(server) => sim.bounce(server.as_str()),
         FaultKind::AgentCrash(host) => sim.crash(host.as_str()),
@@ -298,6 +303,11 @@ fn heal(sim: &mut turmoil::Sim<'_>, kind: &FaultKind, shared: &Shared) {
         FaultKind::Partition { host, server } => sim.repair(host.as_str(), server.as_str()),
         FaultKind::OneWay { from, to } => sim.repair_oneway(from.as_str(), to.as_str()),
         FaultKind::Hold { host, server } => sim.release(host.as_str(), server.as_str()),
+        FaultKind::ServerOutage { server, hosts } => {
+            for host in hosts {
+                sim.repair(host.as_str(), server.as_str());
+            }
+        }
         FaultKind::Latency(_) => sim.set_max_message_latency(Duration::from_millis(20)),
         FaultKind::AgentCrash(host) => sim.bounce(host.as_str()),
         FaultKind::LoseFeed(_) => shared.store.regain_feed(),

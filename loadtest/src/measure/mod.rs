@@ -5,4 +5,5 @@ pub mod floors;
 pub mod pace;
 pub mod realtime;
 pub mod start;
+pub mod stop;
 pub mod throughput;

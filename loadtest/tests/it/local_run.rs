@@ -26,6 +26,7 @@ fn tiny_plan() -> Plan {
         fanout_sockets: 20,
         fanout_rounds: 2,
         samples: 10,
+        stops: 3,
         ..Plan::quick()
     }
 }
@@ -56,6 +57,8 @@ async fn a_small_local_run_measures_every_figure() {
         "upserts_per_s",
         "agent_hydrate_rss_mib",
         "floor_start_ms",
+        "stop_channel_closed_p50_ms",
+        "stop_agent_gone_p99_ms",
     ] {
         let value = report.kpis.get(kpi).copied();
         assert!(value.is_some_and(|v| v > 0.0), "{kpi} = {value:?} in {:#?}", report.kpis);

@@ -34,6 +34,15 @@ const LAG_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer of a session endpoint (a 10,000-file manifest is about 1.5 MB).
 const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
+/// What a token refresh got.
+pub(crate) enum Refresh {
+    Granted(TokenGrant),
+    /// The session has ended (stopped, failed, or gone with its project): the agent stops.
+    Ended(String),
+    /// The credential itself was refused: the agent cannot recover.
+    Refused(String),
+}
+
 pub(crate) struct Api {
     pub client: Arc<FsyncClient>,
     pub config: AgentConfig,
@@ -128,21 +137,31 @@ impl Api {
         }
     }
 
-    /// Reports the lags noted since the last report (once, without retries: they are
-    /// measurements, and a lost report loses only them).
-    pub async fn report_lags(&self) {
+    /// The agent's heartbeat: whether it follows the project (its feed is joined), where it is,
+    /// and the lags noted since the last report (sent once, without retries: a lost report loses
+    /// only them, and the next comes a second later). Whether the orchestrator answered that the
+    /// session has ended.
+    pub async fn report_lags(&self, following: bool, seq: Option<i64>) -> bool {
         let applied_lag_ms = std::mem::take(&mut *self.lags.lock().unwrap_or_else(|e| e.into_inner()));
-        if applied_lag_ms.is_empty() {
-            return;
-        }
-        let body = serde_json::to_value(LagReport { applied_lag_ms }).unwrap_or(Value::Null);
+        let report = LagReport { applied_lag_ms, following: Some(following), seq };
+        let body = serde_json::to_value(report).unwrap_or(Value::Null);
         // Briefly: the follow loop waits for it, and applying changes matters more.
         let url = self.session_url("/lag");
         match tokio::time::timeout(LAG_REPORT_TIMEOUT, self.call_once(Method::POST, &url, Some(&body))).await {
-            Ok(Ok(answer)) if answer.status.is_success() => {}
-            Ok(Ok(answer)) => tracing::debug!(status = %answer.status, "the lag report was refused"),
-            Ok(Err(e)) => tracing::debug!(error = format!("{e:#}"), "could not report lags"),
-            Err(_) => tracing::debug!("the lag report timed out"),
+            Ok(Ok(answer)) if answer.status.is_success() => false,
+            Ok(Ok(answer)) if answer.status == http::StatusCode::CONFLICT => true,
+            Ok(Ok(answer)) => {
+                tracing::debug!(status = %answer.status, "the lag report was refused");
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = format!("{e:#}"), "could not report lags");
+                false
+            }
+            Err(_) => {
+                tracing::debug!("the lag report timed out");
+                false
+            }
         }
     }
 
@@ -154,8 +173,17 @@ impl Api {
         Ok((manifest, snapshot.url.unwrap_or_else(|| self.config.snapshot_url.clone())))
     }
 
-    pub async fn refresh_token(&self) -> anyhow::Result<TokenGrant> {
-        self.json(Method::POST, &self.session_url("/token"), None).await.context("refresh the token")
+    /// A new container token, asked for with the current one (which may have expired: the
+    /// session's record decides). A network error, 429 or 5xx is an `Err` (try again later).
+    pub async fn refresh_token(&self) -> anyhow::Result<Refresh> {
+        let answer = self.call(Method::POST, &self.session_url("/token"), None).await.context("refresh the token")?;
+        let message = || format!("HTTP {}: {}", answer.status, error_message(&answer.text()));
+        Ok(match answer.status.as_u16() {
+            200..=299 => Refresh::Granted(serde_json::from_slice(&answer.body).context("unexpected answer")?),
+            404 | 409 => Refresh::Ended(message()),
+            429 | 500.. => anyhow::bail!("refresh the token: {}", message()),
+            _ => Refresh::Refused(message()),
+        })
     }
 
     /// The bytes of a binary file: signed through Storage with the container token, downloaded,

@@ -1,8 +1,9 @@
 //! Following (DESIGN §9 step 4): every batch the feed hands out applied atomically, binaries
 //! fetched from storage, the token refreshed at two thirds of its life, until shutdown.
 
-use crate::api::Api;
+use crate::api::{Api, Refresh};
 use crate::apply::ProjectDir;
+use crate::session::{JOIN_PATIENCE, JOIN_TIMEOUT};
 use anyhow::{bail, Context};
 use fsync_client::realtime::{FeedEvent, FeedHandle};
 use fsync_protocol::jwt;
@@ -19,16 +20,69 @@ const REFRESH_RETRY: Duration = Duration::from_secs(5);
 /// How often the commit → applied lags noted meanwhile are reported.
 const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
 
-/// Waits until the feed has joined the channel, or fails at `deadline` with the last reason.
-pub(crate) async fn subscribed(events: &mut mpsc::Receiver<FeedEvent>, deadline: Instant) -> anyhow::Result<()> {
+/// Waits until the feed has joined the channel. A network that fails is waited out for
+/// [`JOIN_PATIENCE`] (a container that starts again during an outage joins when the network is
+/// back); an expired token is renewed first; joins the server refuses fail the agent after
+/// [`JOIN_TIMEOUT`] of refusals. `Ok(Some(why))`: the session ended meanwhile.
+pub(crate) async fn subscribed(
+    api: &Api,
+    feed: &FeedHandle,
+    events: &mut mpsc::Receiver<FeedEvent>,
+) -> anyhow::Result<Option<String>> {
+    let unreachable_until = api.now() + JOIN_PATIENCE;
+    let mut refused_since: Option<Instant> = None;
     let mut last_reason = String::from("no answer");
     loop {
+        let deadline = refused_since.map_or(unreachable_until, |since| (since + JOIN_TIMEOUT).min(unreachable_until));
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Err(_) => bail!("could not join the project channel: {last_reason}"),
             Ok(None) => bail!("the realtime feed stopped"),
-            Ok(Some(FeedEvent::Subscribed)) => return Ok(()),
-            Ok(Some(FeedEvent::Disconnected { reason })) => last_reason = reason,
+            Ok(Some(FeedEvent::Subscribed)) => return Ok(None),
+            Ok(Some(FeedEvent::Disconnected { reason, refused })) => {
+                tracing::info!(%reason, "could not join the project channel yet");
+                last_reason = reason;
+                if !refused && !expired(&api.config.sources, &api.token()) {
+                    continue;
+                }
+                // Refused: perhaps only its token expired (renewed here), or its session ended.
+                match renew(api, feed).await? {
+                    Renewal::Ended(why) => return Ok(Some(why)),
+                    Renewal::Renewed(_) | Renewal::Retry if refused => {
+                        refused_since.get_or_insert(api.now());
+                    }
+                    Renewal::Renewed(_) | Renewal::Retry => {}
+                }
+            }
             Ok(Some(FeedEvent::Changes { .. })) => {}
+        }
+    }
+}
+
+/// What a token refresh came to.
+pub(crate) enum Renewal {
+    /// A new token, in use from now on; when to renew it.
+    Renewed(Instant),
+    /// Not now (the network, or the server, failed): try again later.
+    Retry,
+    /// The session has ended (why): the agent stops.
+    Ended(String),
+}
+
+/// Asks for a new container token (the current one may have expired) and hands it to the API
+/// client and the feed; an `Err` when the orchestrator refuses the credential itself.
+pub(crate) async fn renew(api: &Api, feed: &FeedHandle) -> anyhow::Result<Renewal> {
+    match api.refresh_token().await {
+        Ok(Refresh::Granted(grant)) => {
+            api.set_token(&grant.access_token);
+            feed.set_token(grant.access_token.clone());
+            tracing::debug!(expires_at = grant.expires_at, "token refreshed");
+            Ok(Renewal::Renewed(refresh_deadline(&api.config.sources, &grant.access_token)))
+        }
+        Ok(Refresh::Ended(why)) => Ok(Renewal::Ended(why)),
+        Ok(Refresh::Refused(why)) => bail!("the orchestrator refused to renew the container token: {why}"),
+        Err(e) => {
+            tracing::warn!(error = format!("{e:#}"), "token refresh failed; retrying later");
+            Ok(Renewal::Retry)
         }
     }
 }
@@ -46,7 +100,7 @@ pub(crate) async fn apply_event(api: &Api, dir: &ProjectDir, event: Option<FeedE
             tracing::debug!(seq, files = changes.len(), "applied");
             Ok(())
         }
-        Some(FeedEvent::Disconnected { reason }) => {
+        Some(FeedEvent::Disconnected { reason, .. }) => {
             tracing::info!(%reason, "realtime disconnected; reconnecting and catching up");
             Ok(())
         }
@@ -54,7 +108,13 @@ pub(crate) async fn apply_event(api: &Api, dir: &ProjectDir, event: Option<FeedE
     }
 }
 
-/// Follows the feed until shutdown, refreshing the token at two thirds of its life.
+/// Follows the feed until shutdown, or until the session has ended (the orchestrator says so),
+/// refreshing the token at two thirds of its life, and reporting every [`LAG_REPORT_EVERY`]
+/// (the heartbeat that keeps the session `running`).
+///
+/// A token that expired while the agent was cut off is renewed as soon as the network is back
+/// (the refresh takes an expired token of a live session), and the feed rejoins with it and
+/// catches up: a preview is never stranded by an outage, however long.
 pub(crate) async fn follow(
     api: &Arc<Api>,
     feed: &FeedHandle,
@@ -67,47 +127,65 @@ pub(crate) async fn follow(
     let sources = &api.config.sources;
     let mut refresh_at = refresh_deadline(sources, &api.token());
     let mut report_lags_at = api.now() + LAG_REPORT_EVERY;
-    loop {
+    // Whether the feed is joined (it was when following began).
+    let mut following = true;
+    let ended = loop {
         let child_exit = async {
             match child.as_mut() {
                 Some(child) => child.wait().await,
                 None => std::future::pending().await,
             }
         };
+        // Biased, so that two timers due at once run in the same order on every run (the
+        // simulator replays a seed exactly).
         tokio::select! {
-            _ = &mut shutdown => {
-                if let Some(child) = child.as_mut() {
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+            biased;
+            _ = &mut shutdown => break None,
+            event = events.recv() => {
+                if let Some(FeedEvent::Disconnected { refused, .. }) = &event {
+                    following = false;
+                    // Its token expired, or the server refused it (its session may have ended):
+                    // the refresh tells.
+                    if *refused || expired(sources, &api.token()) {
+                        refresh_at = api.now();
+                    }
+                } else if event.is_some() {
+                    following = true;
                 }
-                tracing::info!("stopped");
-                return Ok(());
+                apply_event(api, dir, event).await?;
             }
-            event = events.recv() => apply_event(api, dir, event).await?,
             status = child_exit => {
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 bail!("the --exec command exited ({status})");
             }
             _ = tokio::time::sleep_until(report_lags_at) => {
-                api.report_lags().await;
+                if api.report_lags(following, feed.last_seq()).await {
+                    break Some("the orchestrator says the session has ended".to_owned());
+                }
                 report_lags_at = api.now() + LAG_REPORT_EVERY;
             }
-            _ = tokio::time::sleep_until(refresh_at) => {
-                match api.refresh_token().await {
-                    Ok(grant) => {
-                        api.set_token(&grant.access_token);
-                        feed.set_token(grant.access_token.clone());
-                        refresh_at = refresh_deadline(sources, &grant.access_token);
-                        tracing::debug!(expires_at = grant.expires_at, "token refreshed");
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = format!("{e:#}"), "token refresh failed; retrying in 5 s");
-                        refresh_at = api.now() + REFRESH_RETRY;
-                    }
-                }
-            }
+            _ = tokio::time::sleep_until(refresh_at) => match renew(api, feed).await? {
+                Renewal::Renewed(next) => refresh_at = next,
+                Renewal::Retry => refresh_at = api.now() + REFRESH_RETRY,
+                Renewal::Ended(why) => break Some(why),
+            },
         }
+    };
+    if let Some(child) = child.as_mut() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
     }
+    match ended {
+        Some(why) => tracing::info!(%why, "the session has ended; stopped"),
+        None => tracing::info!("stopped"),
+    }
+    Ok(())
+}
+
+/// Whether `token` has expired.
+fn expired(sources: &Sources, token: &str) -> bool {
+    let exp = jwt::unverified_claims(token).and_then(|c| c.get("exp").and_then(Value::as_u64));
+    exp.is_none_or(|exp| exp <= sources.wall_s())
 }
 
 /// When to refresh `token`: at two thirds of its remaining life (at least a second from now).

@@ -1,7 +1,8 @@
 //! The agent's life (DESIGN §9): join first, hydrate, catch up, report `running`, then follow.
 //!
 //! 1. Join the project's channel with the container token (events before the base seq are not
-//!    needed: the catch-up after hydration reads after they committed).
+//!    needed: the catch-up after hydration reads after they committed), waiting out a network
+//!    that fails for up to [`JOIN_PATIENCE`] and renewing a token that expired meanwhile.
 //! 2. Hydrate: with a snapshot, fetch the manifest from the orchestrator, stream the zip to disk
 //!    while hashing it, check the hash, extract into a fresh directory with every guard, and
 //!    rename it into place; without one (the legacy path), list the files and write them one by
@@ -26,8 +27,12 @@ use tracing::Instrument;
 
 pub use crate::config::AgentConfig;
 
-/// How long the agent waits to join its channel before it gives up.
+/// How long the agent keeps trying to join its channel while the server refuses it.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent keeps trying to reach the server to join its channel (an outage at its
+/// start, or a container restarted during one); after that its session fails with the reason.
+/// Once running, an agent waits out an outage of any length.
+pub const JOIN_PATIENCE: Duration = Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S);
 /// Change batches the feed may hold before the agent applies them.
 const FEED_CAPACITY: usize = 1024;
 
@@ -61,7 +66,10 @@ async fn run_inner(
     let mut feed_config = FeedConfig::new(&config.api_url, &config.token, &config.token, config.project);
     feed_config.plant = config.plant;
     let (feed, mut events) = ProjectFeed::start(feed_config, api.client.clone(), None, FEED_CAPACITY);
-    follow::subscribed(&mut events, api.now() + JOIN_TIMEOUT).await?;
+    if let Some(why) = follow::subscribed(api, &feed, &mut events).await? {
+        tracing::info!(%why, "the session ended before the agent joined; stopped");
+        return Ok(());
+    }
     timings.insert("join".into(), api.ms(started));
     api.report(SessionStatus::Hydrating, None, timings).await;
 

@@ -173,6 +173,21 @@ impl MemStore {
         }
     }
 
+    /// Notifies every listener of the sessions whose record ended in the call just made (called
+    /// under the state lock, after its messages: commit order).
+    pub(crate) fn deliver_ended(&self, state: &mut State) {
+        if state.ended.is_empty() {
+            return;
+        }
+        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        listeners.retain(|l| !l.tx.is_closed());
+        for (session, end) in state.ended.drain(..) {
+            for listener in listeners.iter().filter(|l| !l.lost) {
+                let _ = listener.tx.try_send(Delivery::SessionEnded { session, end });
+            }
+        }
+    }
+
     /// Runs one RPC against the state; the same dispatch the server's PostgreSQL store does by name.
     pub fn call(&self, auth: &RequestAuth, call: &RpcCall) -> Result<RpcOutput, ApiError> {
         let signature = args::resolve(&call.function, &call.args)?;
@@ -258,8 +273,9 @@ impl MemStore {
                 );
             }
         }
-        let Outcome { result, messages } = outcome?;
+        let Outcome { result, messages } = outcome.inspect_err(|_| state.ended.clear())?;
         self.deliver(messages);
+        self.deliver_ended(&mut state);
         drop(state);
         Ok(RpcOutput::Json(result.to_string()))
     }

@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// The hint of a member's refused attempt to remove someone else (`0010_session_lifecycle.sql`).
+pub const LEAVE_HINT: &str =
+    "a member may remove themselves: remove_project_member with their own id leaves the project";
+
 /// `fsync.removed_member_reason()`.
 pub const REMOVED_MEMBER: &str = "the member who started it was removed from the project";
 
@@ -119,6 +123,7 @@ impl State {
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "role": role.name()}), messages: vec![] })
     }
 
+    /// The owner removes members; any other member may remove themselves (leave the project).
     pub fn remove_project_member(
         &mut self,
         caller: &Caller,
@@ -126,10 +131,21 @@ impl State {
         user: Option<Uuid>,
     ) -> Result<Outcome, ApiError> {
         let (project, access) = self.require_access(caller, project, false)?;
-        if !matches!(access, Access::Owner | Access::Service) {
-            return Err(err("42501", "only the project owner manages members"));
+        let member = matches!(access, Access::Owner | Access::Editor | Access::Viewer);
+        let leaving = member && user.is_some() && user == caller.uid()?;
+        if !matches!(access, Access::Owner | Access::Service) && !leaving {
+            return Err(ApiError::from_sqlstate(
+                "42501",
+                "only the project owner manages members",
+                None,
+                Some(LEAVE_HINT),
+                true,
+            ));
         }
         if user.is_some_and(|u| self.projects[&project].owner == u) {
+            if leaving {
+                return Err(invalid("the owner cannot leave their own project"));
+            }
             return Err(invalid("the owner cannot be removed"));
         }
         let removed = user.and_then(|u| self.projects.get_mut(&project).expect("checked").members.remove(&u));
@@ -137,12 +153,16 @@ impl State {
             let who = user.map(|u| u.to_string()).unwrap_or_default();
             return Err(err("PT404", format!("user {who} is not a member of project {project}")));
         }
-        // The sessions they started in the project stop (`remove_project_member`).
+        // The sessions they started in the project stop (`remove_project_member`), and every
+        // instance hears of it.
         let starter = user.map(|u| u.to_string()).unwrap_or_default();
-        for session in self.sessions.values_mut().filter(|s| s.view.project_id == project && s.started_by == starter) {
+        for (id, session) in
+            self.sessions.iter_mut().filter(|(_, s)| s.view.project_id == project && s.started_by == starter)
+        {
             if session.is_live() {
                 session.view.status = fsync_protocol::snapshot::SessionStatus::Stopped;
                 session.view.reason = Some(REMOVED_MEMBER.to_owned());
+                self.ended.push((*id, fsync_store::sessions::SessionEnd::Stopped));
             }
         }
         Ok(Outcome { result: json!({"project_id": project, "user_id": user, "removed": true}), messages: vec![] })

@@ -6,7 +6,7 @@
 use crate::MemStore;
 use fsync_protocol::snapshot::SessionStatus;
 use fsync_store::error::ApiError;
-use fsync_store::sessions::{project_gone, SessionRecord};
+use fsync_store::sessions::{project_gone, SessionEnd, SessionRecord};
 use uuid::Uuid;
 
 impl MemStore {
@@ -24,11 +24,17 @@ impl MemStore {
     }
 
     pub(crate) fn save_session_now(&self, record: &SessionRecord) {
+        let mut state = self.lock();
         // An ended record stays ended (`save_session` in `pg/sessions.rs`).
-        if let Some(saved) = self.lock().sessions.get_mut(&record.view.id).filter(|s| s.is_live() || !record.is_live())
-        {
-            saved.view = record.view.clone();
-            saved.ended_at_s = record.ended_at_s;
+        let Some(saved) = state.sessions.get_mut(&record.view.id).filter(|s| s.is_live() || !record.is_live()) else {
+            return;
+        };
+        let ends = saved.is_live() && !record.is_live();
+        saved.view = record.view.clone();
+        saved.ended_at_s = record.ended_at_s;
+        if ends {
+            state.ended.push((record.view.id, end_of(record.view.status)));
+            self.deliver_ended(&mut state);
         }
     }
 
@@ -37,14 +43,18 @@ impl MemStore {
     }
 
     pub(crate) fn fail_sessions_of_now(&self, instance: &str, reason: &str, now_s: u64) -> u64 {
-        let mut failed = 0;
-        for record in self.lock().sessions.values_mut().filter(|s| s.instance == instance && s.is_live()) {
+        let mut state = self.lock();
+        let mut failed = Vec::new();
+        for record in state.sessions.values_mut().filter(|s| s.instance == instance && s.is_live()) {
             record.view.status = SessionStatus::Failed;
             record.view.reason = Some(reason.to_owned());
             record.ended_at_s = Some(now_s);
-            failed += 1;
+            failed.push((record.view.id, SessionEnd::Failed));
         }
-        failed
+        let count = failed.len() as u64;
+        state.ended.extend(failed);
+        self.deliver_ended(&mut state);
+        count
     }
 
     pub(crate) fn prune_sessions_now(&self, ended_before_s: u64) -> u64 {
@@ -52,5 +62,13 @@ impl MemStore {
         let before = sessions.len();
         sessions.retain(|_, s| s.ended_at_s.is_none_or(|ended| ended >= ended_before_s));
         (before - sessions.len()) as u64
+    }
+}
+
+/// How a record that ends with `status` ended.
+fn end_of(status: SessionStatus) -> SessionEnd {
+    match status {
+        SessionStatus::Failed => SessionEnd::Failed,
+        _ => SessionEnd::Stopped,
     }
 }

@@ -121,6 +121,9 @@ pub struct State {
     pub sessions: BTreeMap<Uuid, fsync_store::sessions::SessionRecord>,
     /// `fsync.project_snapshots`: (project, snapshot id) → when built, until when signed.
     pub snapshots: BTreeMap<(Uuid, String), crate::snapshots::SnapshotRow>,
+    /// Sessions whose record ended in the call being made: notified to every listener when it
+    /// commits, as `pg_notify` in the trigger of `0010_session_lifecycle.sql` is.
+    pub(crate) ended: Vec<(Uuid, fsync_store::sessions::SessionEnd)>,
 }
 
 /// One row of `storage.objects`.

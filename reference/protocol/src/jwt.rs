@@ -66,6 +66,28 @@ pub fn sign(secret: &Secret, claims: &Claims) -> String {
 /// returns its claims. `exp` must be present (a token that never expires is refused) and a
 /// number, and so must `nbf` when present.
 pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, JwtError> {
+    let (claims, exp) = verify_signed(secret, token)?;
+    if exp <= now_s as f64 {
+        return Err(JwtError::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf") {
+        let nbf = nbf.as_f64().ok_or(JwtError::Malformed("nbf is not a number"))?;
+        if nbf > now_s as f64 {
+            return Err(JwtError::NotYetValid);
+        }
+    }
+    Ok(claims)
+}
+
+/// Verifies an HS256 token's signature and that it carries a numeric `exp`, but not whether it
+/// has expired: for a credential that stays good while what it names lives (a container token
+/// renewed for a live session after an outage longer than its life). Its claims.
+pub fn verify_ignoring_expiry(secret: &Secret, token: &str) -> Result<Claims, JwtError> {
+    verify_signed(secret, token).map(|(claims, _)| claims)
+}
+
+/// The claims of a token whose signature is good, and its `exp`.
+fn verify_signed(secret: &Secret, token: &str) -> Result<(Claims, f64), JwtError> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -90,16 +112,7 @@ pub fn verify(secret: &Secret, token: &str, now_s: u64) -> Result<Claims, JwtErr
     };
     let exp = claims.get("exp").ok_or(JwtError::NoExpiry)?;
     let exp = exp.as_f64().ok_or(JwtError::Malformed("exp is not a number"))?;
-    if exp <= now_s as f64 {
-        return Err(JwtError::Expired);
-    }
-    if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_f64().ok_or(JwtError::Malformed("nbf is not a number"))?;
-        if nbf > now_s as f64 {
-            return Err(JwtError::NotYetValid);
-        }
-    }
-    Ok(claims)
+    Ok((claims, exp))
 }
 
 /// Claims for a token with `role`, issued at `now_s` and valid for `ttl_s` seconds.
@@ -178,6 +191,19 @@ mod tests {
         claims.insert("nbf".into(), json!(1_030));
         let token = sign(&secret(), &claims);
         assert_eq!(verify(&secret(), &token, 1_001), Err(JwtError::NotYetValid));
+    }
+
+    #[test]
+    fn ignoring_expiry_still_checks_the_signature_and_that_it_expires() {
+        let claims = claims_for("authenticated", 1_000, 60);
+        let token = sign(&secret(), &claims);
+        assert_eq!(verify(&secret(), &token, 5_000), Err(JwtError::Expired));
+        assert_eq!(verify_ignoring_expiry(&secret(), &token), Ok(claims.clone()));
+        let forged = sign(&Secret::new("another secret"), &claims);
+        assert_eq!(verify_ignoring_expiry(&secret(), &forged), Err(JwtError::Signature));
+        let mut never = claims;
+        never.remove("exp");
+        assert_eq!(verify_ignoring_expiry(&secret(), &sign(&secret(), &never)), Err(JwtError::NoExpiry));
     }
 
     #[test]

@@ -5,6 +5,10 @@
 
 use serde_json::{json, Map, Value};
 
+/// How the `system` message begins that closes a stopped preview session's channel (the fsync
+/// server's own, beside Supabase's words).
+pub const SESSION_STOPPED: &str = "SessionStopped";
+
 /// The two serializer versions (`vsn` query parameter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Vsn {

@@ -111,16 +111,27 @@ impl Default for ExtractLimits {
 /// Longest lifetime of a container token (DESIGN §8).
 pub const CONTAINER_TOKEN_MAX_TTL_S: u64 = 15 * 60;
 
-/// Where a preview session is.
+/// Where a preview session is: `starting → hydrating → running`, `running ⇄ behind` while it
+/// lives, and then `failed` or `stopped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Starting,
     Hydrating,
     Running,
+    /// Live, but its agent stopped following the project: it has not reported for
+    /// [`AGENT_SILENT_AFTER_S`], or it reported that its realtime feed is down. It reads
+    /// `running` again once the agent reports that it follows.
+    Behind,
     Failed,
     Stopped,
 }
+
+/// How often a following agent reports to the orchestrator (`POST .../lag`, a heartbeat even
+/// with no lag to report).
+pub const AGENT_REPORT_EVERY_MS: u64 = 1_000;
+/// A running session whose agent has not reported for this long reads `behind`.
+pub const AGENT_SILENT_AFTER_S: u64 = 5;
 
 impl SessionStatus {
     /// Whether the session has ended.
@@ -133,6 +144,7 @@ impl SessionStatus {
             SessionStatus::Starting => "starting",
             SessionStatus::Hydrating => "hydrating",
             SessionStatus::Running => "running",
+            SessionStatus::Behind => "behind",
             SessionStatus::Failed => "failed",
             SessionStatus::Stopped => "stopped",
         }
@@ -187,9 +199,17 @@ pub struct StatusReport {
 /// What an agent reports with `POST /orchestrator/v1/sessions/{id}/lag`: for each live event it
 /// applied since its last report, milliseconds from the write (the event's `timestamp`) to the
 /// change on disk (at most [`crate::limits::MAX_LAG_SAMPLES`]).
+///
+/// It is also the agent's heartbeat, sent every [`AGENT_REPORT_EVERY_MS`] while it follows:
+/// `following` says whether its realtime feed is joined (absent: an older agent, taken as
+/// following) and `seq` where it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LagReport {
     pub applied_lag_ms: Vec<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub following: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
 }
 
 /// What `GET /orchestrator/v1/sessions/{id}/snapshot` gives the agent.

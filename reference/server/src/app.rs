@@ -68,7 +68,7 @@ where
     L::Addr: std::fmt::Display,
 {
     if let Some(platform) = &platform {
-        platform.set_public_url(format!("http://{}", listener.local_addr()?));
+        platform.default_public_url(format!("http://{}", listener.local_addr()?));
     }
     let instance = state.clone();
     serve_connections(listener, router(state, platform.clone()), timeouts, shutdown).await;

@@ -17,36 +17,40 @@ pub const API_ROLES: &[&str] = &["anon", "authenticated", "service_role"];
 
 /// Verifies the request's apikey and token at `now_s`.
 pub fn authenticate(headers: &HeaderMap, secret: &Secret, now_s: u64) -> Result<RequestAuth, ApiError> {
-    let apikey =
-        headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(
-            || {
-                ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "No API key found in request")
-                    .with_hint("Send the anon or service_role key in the apikey header.")
-            },
-        )?;
-    jwt::verify(secret, apikey, now_s).map_err(|e| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "Invalid API key").with_details(e.to_string())
-    })?;
+    let apikey = apikey(headers)?;
+    jwt::verify(secret, apikey, now_s).map_err(invalid_api_key)?;
+    verify_token(secret, bearer_or(headers, apikey)?, now_s)
+}
 
-    let token = match headers.get(header::AUTHORIZATION) {
-        None => apikey,
-        Some(value) => {
-            let value = value.to_str().unwrap_or("");
-            match value.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
-                    token.trim()
-                }
-                _ => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "PGRST301",
-                        "Authorization header must be 'Bearer <JWT>'",
-                    ))
-                }
-            }
-        }
-    };
-    verify_token(secret, token, now_s)
+/// The claims of the token a preview agent renews itself with: checked as [`authenticate`]
+/// checks a request's, signature and all, except that it may have expired. Only the
+/// orchestrator's token refresh takes it, and only for a session whose record is live.
+pub fn session_credential(headers: &HeaderMap, secret: &Secret) -> Result<jwt::Claims, ApiError> {
+    let apikey = apikey(headers)?;
+    jwt::verify_ignoring_expiry(secret, apikey).map_err(invalid_api_key)?;
+    jwt::verify_ignoring_expiry(secret, bearer_or(headers, apikey)?)
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", e.to_string()))
+}
+
+/// The `apikey` header.
+fn apikey(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers.get("apikey").and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "No API key found in request")
+            .with_hint("Send the anon or service_role key in the apikey header.")
+    })
+}
+
+fn invalid_api_key(e: JwtError) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "Invalid API key").with_details(e.to_string())
+}
+
+/// The token a request runs as: the Bearer token, or the apikey when there is none.
+fn bearer_or<'a>(headers: &'a HeaderMap, apikey: &'a str) -> Result<&'a str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else { return Ok(apikey) };
+    match value.to_str().unwrap_or("").split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(ApiError::new(StatusCode::UNAUTHORIZED, "PGRST301", "Authorization header must be 'Bearer <JWT>'")),
+    }
 }
 
 /// Verifies one token and the role it names.

@@ -80,10 +80,16 @@ impl<S: Store> ServerBuilder<S> {
             let sources = self.sources.clone();
             Arc::new(Platform::new(data, self.secret.clone(), storage, orchestrator, sources, metrics.clone()))
         });
+        let mut news = None;
         if let Some(platform) = &platform {
             platform.orchestrator.recover().await?;
+            // The hub passes session ends on to the orchestrator; this task ends with the hub's.
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let platform = platform.clone();
+            tokio::spawn(async move { platform.orchestrator.follow_news(rx).await });
+            news = Some(tx);
         }
-        let state = AppState::start(self.store, self.secret, self.realtime, self.sources, metrics).await?;
+        let state = AppState::start(self.store, self.secret, self.realtime, self.sources, metrics, news).await?;
         Ok(Server { state, platform })
     }
 }

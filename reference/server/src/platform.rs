@@ -12,7 +12,7 @@ use crate::storage::Storage;
 use fsync_protocol::jwt::{self, Secret};
 use fsync_store::platform::PlatformStore;
 use fsync_store::{RequestAuth, Sources};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 /// Everything the storage, function and orchestrator endpoints share.
 pub struct Platform {
@@ -25,8 +25,9 @@ pub struct Platform {
     pub sources: Sources,
     /// The instance's metrics (shared with its [`crate::AppState`]).
     pub metrics: Arc<Metrics>,
-    /// The URL clients reach this instance at (`http://host:port`), known once it listens.
-    public_url: OnceLock<String>,
+    /// The URL clients (and agents) reach this instance at (`http://host:port`): the address it
+    /// listens on, unless set to another (a proxy in front of it).
+    public_url: RwLock<Option<String>>,
 }
 
 impl Platform {
@@ -39,17 +40,25 @@ impl Platform {
         metrics: Arc<Metrics>,
     ) -> Platform {
         let orchestrator = Orchestrator::new(orchestrator, sources.clone(), metrics.clone(), data.clone());
-        Platform { data, secret, storage, orchestrator, sources, metrics, public_url: OnceLock::new() }
+        Platform { data, secret, storage, orchestrator, sources, metrics, public_url: RwLock::new(None) }
     }
 
-    /// Sets the URL this instance is reached at (once; later calls are ignored).
+    /// Sets the URL this instance is reached at (agents started from now on are given it).
     pub fn set_public_url(&self, url: impl Into<String>) {
-        let _ = self.public_url.set(url.into().trim_end_matches('/').to_owned());
+        *self.public_url.write().unwrap_or_else(|e| e.into_inner()) = Some(url.into().trim_end_matches('/').to_owned());
+    }
+
+    /// Sets the URL this instance is reached at unless one was set already: the address it
+    /// listens on, which a URL set before (or while) it starts listening overrides.
+    pub(crate) fn default_public_url(&self, url: String) {
+        let mut current = self.public_url.write().unwrap_or_else(|e| e.into_inner());
+        current.get_or_insert(url);
     }
 
     /// The URL this instance is reached at.
-    pub fn public_url(&self) -> &str {
-        self.public_url.get().map(String::as_str).unwrap_or("http://127.0.0.1:54321")
+    pub fn public_url(&self) -> String {
+        let current = self.public_url.read().unwrap_or_else(|e| e.into_inner());
+        current.clone().unwrap_or_else(|| "http://127.0.0.1:54321".to_owned())
     }
 
     /// `/object/sign/{bucket}/{name}?token=...`, as Storage answers a sign request: issued at

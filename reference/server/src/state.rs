@@ -3,7 +3,7 @@
 
 use crate::metrics::Metrics;
 use crate::realtime::config::RealtimeConfig;
-use crate::realtime::hub::Hub;
+use crate::realtime::hub::{Hub, SessionNews};
 use fsync_protocol::jwt::Secret;
 use fsync_store::data::Store;
 use fsync_store::error::ApiError;
@@ -41,17 +41,19 @@ impl<S> Clone for AppState<S> {
 
 impl<S: Store> AppState<S> {
     /// The state of a running instance: starts listening for the store's broadcasts and feeding
-    /// them to this instance's sockets. Once it returns, every later commit is delivered.
+    /// them to this instance's sockets. Once it returns, every later commit is delivered. Session
+    /// ends and resyncs go on to `sessions` (the orchestrator), when given.
     pub async fn start(
         store: Arc<S>,
         secret: Secret,
         realtime: RealtimeConfig,
         sources: Sources,
         metrics: Arc<Metrics>,
+        sessions: Option<tokio::sync::mpsc::UnboundedSender<SessionNews>>,
     ) -> Result<AppState<S>, ApiError> {
         let messages = store.listen().await?;
         let hub = Arc::new(Hub::new(sources.clock.clone()).planted(realtime.plant).measured(metrics.clone()));
-        let feeder = tokio::spawn(hub.clone().run(messages)).abort_handle();
+        let feeder = tokio::spawn(hub.clone().run(messages, sessions)).abort_handle();
         Ok(AppState { store, secret, hub, realtime, sources, metrics, feeder })
     }
 

@@ -205,8 +205,12 @@ pub enum Delivery {
     /// A committed broadcast, in commit order.
     Message(RealtimeMessage),
     /// Broadcasts may have been missed (the store lost and regained its feed): every consumer
-    /// must catch up by seq.
+    /// must catch up by seq. (Session ends may have been missed too: the orchestrator reads the
+    /// records of the sessions it runs again.)
     Resync,
+    /// A live session's record ended, in commit order with the broadcasts: nothing committed
+    /// after it may reach the session's agent.
+    SessionEnded { session: uuid::Uuid, end: crate::sessions::SessionEnd },
 }
 
 /// What a caller may do on a private Realtime topic, as the `realtime.messages` policies decide.

@@ -12,6 +12,38 @@ pub fn project_gone(project: Uuid) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "PT404", format!("project {project} not found"))
 }
 
+/// How a live session's record ended, as every instance hears of it ([`crate::data::Delivery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Stopped: by `DELETE` through any instance, or its starter's removal from the project.
+    Stopped,
+    /// Failed (an instance that restarted fails the sessions it no longer watches).
+    Failed,
+    /// Its record is gone with its project.
+    Deleted,
+}
+
+impl SessionEnd {
+    /// The word the records' notification carries (`0010_session_lifecycle.sql`).
+    pub fn parse(word: &str) -> Option<SessionEnd> {
+        match word {
+            "stopped" => Some(SessionEnd::Stopped),
+            "failed" => Some(SessionEnd::Failed),
+            "deleted" => Some(SessionEnd::Deleted),
+            _ => None,
+        }
+    }
+
+    /// Whether it revokes the session: its container token, channel and agent go at once. A
+    /// failed session's agent may still serve its preview, and keeps its token until `exp`.
+    pub fn revokes(self) -> bool {
+        matches!(self, SessionEnd::Stopped | SessionEnd::Deleted)
+    }
+}
+
+/// Why a session whose project was deleted ended.
+pub const PROJECT_DELETED: &str = "the project was deleted";
+
 /// One session's record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionRecord {

@@ -59,6 +59,7 @@ fn fault_kinds_are_drawn_per_seed() {
         FaultKind::DropBroadcasts(_) => 6,
         FaultKind::LoseFeed(_) => 7,
         FaultKind::LateEvent(_) => 8,
+        FaultKind::ServerOutage { .. } => 9,
     };
     let drawn: Vec<_> = (0..200).map(|seed| draw(&Config::new(seed), &mut fastrand::Rng::with_seed(seed))).collect();
     let enabled: Vec<std::collections::BTreeSet<u8>> =
@@ -67,7 +68,13 @@ fn fault_kinds_are_drawn_per_seed() {
     let sizes: std::collections::BTreeSet<usize> = enabled.iter().map(|k| k.len()).collect();
     assert!(sizes.len() >= 3, "seeds differ in how many kinds they enable: {sizes:?}");
     let every: std::collections::BTreeSet<u8> = enabled.iter().flatten().copied().collect();
-    assert_eq!(every.len(), 9, "every kind of fault is drawn by some seed: {every:?}");
+    assert_eq!(every.len(), 10, "every kind of fault is drawn by some seed: {every:?}");
+    // Some outages outlast the container tokens (the agents renew expired tokens afterwards).
+    let outlasting = |d: &fsync_sim::faults::Drawn| {
+        let cuts = |k: &FaultKind| matches!(k, FaultKind::Partition { .. } | FaultKind::ServerOutage { .. });
+        d.faults.iter().any(|f| cuts(&f.kind) && f.lasts.as_secs() > d.token_ttl_s)
+    };
+    assert!(drawn.iter().any(outlasting), "some outage outlasts the tokens");
     assert!(drawn.iter().any(|d| d.servers == 1) && drawn.iter().any(|d| d.servers == 2));
     assert!(drawn.iter().any(|d| d.token_ttl_s < 240), "some seeds have short-lived tokens");
     assert_eq!(

@@ -5,26 +5,11 @@
 use crate::support::*;
 use fsync_protocol::snapshot::SessionStatus;
 use fsync_reference::orchestrator::registry::RESTARTED;
-use fsync_testkit::{AppOptions, PlatformOptions, TestApp};
+use fsync_testkit::{PlatformOptions, TestApp};
 use std::path::PathBuf;
 use std::time::Duration;
 
 const FILES: &[(&str, &str)] = &[("index.html", "<!doctype html>"), ("src/main.ts", "console.log(1)\n")];
-
-/// A second instance on `app`'s database (its own storage: it starts no session here).
-async fn beside(app: &TestApp, instance: Option<String>) -> TestApp {
-    let platform = PlatformOptions { agent_bin: Some(agent_bin()), instance, ..Default::default() };
-    fsync_testkit::spawn_app(AppOptions::on(app.db.clone()).platform(platform)).await
-}
-
-/// Polls `check` every 100 ms for up to 20 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = fsync_testkit::now() + Duration::from_secs(20);
-    while !check().await {
-        assert!(fsync_testkit::now() < deadline, "{what} never happened");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test]
 async fn any_instance_answers_for_a_session_and_a_stop_through_another_reaches_its_agent() {

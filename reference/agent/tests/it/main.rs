@@ -4,6 +4,7 @@
 mod convergence;
 mod durable;
 mod failures;
+mod lifecycle;
 mod on_model;
 mod sessions;
 mod support;

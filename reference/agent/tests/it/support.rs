@@ -153,3 +153,18 @@ pub fn agent_gone(pid: u32) -> bool {
         .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
         .unwrap_or(true)
 }
+
+/// A second instance on `app`'s database (its own storage: it starts no session here).
+pub async fn beside(app: &TestApp, instance: Option<String>) -> TestApp {
+    let platform = PlatformOptions { agent_bin: Some(agent_bin()), instance, ..Default::default() };
+    fsync_testkit::spawn_app(fsync_testkit::AppOptions::on(app.db.clone()).platform(platform)).await
+}
+
+/// Polls `check` every 100 ms for up to 20 s.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = fsync_testkit::now() + Duration::from_secs(20);
+    while !check().await {
+        assert!(fsync_testkit::now() < deadline, "{what} never happened");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

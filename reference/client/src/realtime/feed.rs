@@ -18,13 +18,16 @@ use super::sequencer::{Sequencer, Step};
 use super::socket::{private_join_payload, RealtimeError, RealtimeSocket};
 use crate::{FsyncClient, RetryPolicy};
 use fsync_protocol::events::{FileChange, ProjectEvent};
-use fsync_protocol::realtime::{Frame, Vsn};
+use fsync_protocol::realtime::{Frame, Vsn, SESSION_STOPPED};
 use fsync_protocol::time::parse_timestamp;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
+
+/// How a refused join's reason begins.
+const JOIN_REFUSED: &str = "join refused";
 
 /// How a feed connects.
 #[derive(Debug, Clone)]
@@ -90,8 +93,9 @@ pub enum FeedEvent {
     /// write was made (the live event's `timestamp`, since the Unix epoch), so the consumer can
     /// tell its commit → applied lag; none for a catch-up.
     Changes { seq: i64, changes: Vec<FileChange>, source: ChangeSource, written_at: Option<Duration> },
-    /// The connection ended; the feed reconnects by itself.
-    Disconnected { reason: String },
+    /// The connection ended; the feed reconnects by itself. `refused`: the server said no (it
+    /// refused the join, or ended a preview session's channel), rather than the network failing.
+    Disconnected { reason: String, refused: bool },
 }
 
 enum Command {
@@ -200,7 +204,8 @@ impl Feed {
                 End::Lost(reason) => reason,
             };
             tracing::debug!(project = %self.config.project, %reason, "realtime feed disconnected");
-            if self.events.send(FeedEvent::Disconnected { reason }).await.is_err() {
+            let refused = reason.starts_with(JOIN_REFUSED) || reason.starts_with(SESSION_STOPPED);
+            if self.events.send(FeedEvent::Disconnected { reason, refused }).await.is_err() {
                 return;
             }
             // Back off more after every session that did not last: a join that succeeds and then
@@ -353,7 +358,7 @@ impl Feed {
             Some("ok") => Ok(join_ref),
             _ => {
                 let reason = reply.payload.pointer("/response/reason").and_then(Value::as_str).unwrap_or("refused");
-                Err(format!("join refused: {reason}"))
+                Err(format!("{JOIN_REFUSED}: {reason}"))
             }
         }
     }

@@ -198,7 +198,7 @@ async fn a_session_that_fails_right_after_joining_backs_off_instead_of_spinning(
     let mut disconnects = 0;
     let until = fsync_testkit::now() + Duration::from_millis(1500);
     while let Ok(Some(event)) = tokio::time::timeout_at(until, rx.recv()).await {
-        if let FeedEvent::Disconnected { reason } = event {
+        if let FeedEvent::Disconnected { reason, .. } = event {
             assert!(reason.contains("catch up"), "{reason}");
             disconnects += 1;
         }

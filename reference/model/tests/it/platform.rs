@@ -348,3 +348,61 @@ fn sessions_are_recorded_alike_up_to_the_cap_and_never_for_a_missing_project() {
         assert_eq!((refused.status.as_u16(), refused.body.code.as_str()), (404, "PT404"), "{refused:?}");
     });
 }
+
+/// A live session's record ending is notified alike (`0010_session_lifecycle.sql`), in commit
+/// order, however it ends (saved stopped, failed by a restarted instance, its starter removed);
+/// a record that only moves between live states (`running` ⇄ `behind`) is not.
+#[test]
+fn a_sessions_end_is_notified_alike_however_it_ends() {
+    use fsync_protocol::snapshot::SessionStatus;
+    use fsync_store::data::{Delivery, Store};
+    use fsync_store::sessions::SessionEnd;
+    let shared = shared();
+    shared.runtime.block_on(async {
+        let world = World::new(&shared.db).await;
+        let pg: &PgStore = &shared.pg;
+        let mut on_pg = Store::listen(pg).await.unwrap();
+        let mut on_model = world.model.listen().await.unwrap();
+        let record = |by: Uuid, instance: &str| SessionRecord {
+            view: SessionView::starting(fsync_testkit::new_id(), world.project, String::new(), true),
+            started_by: by.to_string(),
+            instance: instance.into(),
+            ended_at_s: None,
+        };
+        let (mut saved, failed, removed) =
+            (record(world.owner, "one"), record(world.owner, "two"), record(world.editor, "one"));
+        for record in [&saved, &failed, &removed] {
+            let _ = agree!(world, pg, "insert a session", |s| s.insert_session(record, 10)).unwrap();
+        }
+        for status in [SessionStatus::Running, SessionStatus::Behind, SessionStatus::Running, SessionStatus::Stopped] {
+            saved.view.status = status;
+            saved.ended_at_s = status.is_final().then_some(1_000);
+            agree!(world, pg, format!("save {status:?}"), |s| s.save_session(&saved)).unwrap();
+        }
+        let _ = agree!(world, pg, "fail instance two", |s| s.fail_sessions_of("two", "restarted", 1_000)).unwrap();
+        let args = json!({"project_uuid": world.project, "p_user_id": world.editor});
+        let (a, b) = both(&world, pg, Who::Owner, "remove_project_member", args).await;
+        assert_eq!(a, b, "the removal");
+        // Saving what is already ended notifies nothing again.
+        agree!(world, pg, "save again", |s| s.save_session(&saved)).unwrap();
+
+        let ours = [saved.view.id, failed.view.id, removed.view.id];
+        let expected =
+            vec![(ours[0], SessionEnd::Stopped), (ours[1], SessionEnd::Failed), (ours[2], SessionEnd::Stopped)];
+        let ends = |delivery: Delivery| match delivery {
+            Delivery::SessionEnded { session, end } if ours.contains(&session) => Some((session, end)),
+            _ => None,
+        };
+        let mut model_ends = Vec::new();
+        while let Ok(delivery) = on_model.try_recv() {
+            model_ends.extend(ends(delivery));
+        }
+        assert_eq!(model_ends, expected, "the model");
+        let mut pg_ends = Vec::new();
+        while pg_ends.len() < expected.len() {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(10), on_pg.recv()).await;
+            pg_ends.extend(ends(next.expect("PostgreSQL notifies").expect("the feed is open")));
+        }
+        assert_eq!(pg_ends, expected, "PostgreSQL");
+    });
+}

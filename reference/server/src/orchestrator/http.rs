@@ -1,6 +1,7 @@
 //! The session endpoints: `POST /orchestrator/v1/sessions` (a member starts one), `GET` and
 //! `DELETE /orchestrator/v1/sessions/{id}` (the member who started it, or the service role), and
-//! the agent's own `status`, `lag`, `token` and `snapshot` calls with its container token.
+//! the agent's own `status`, `lag` (its heartbeat), `token` and `snapshot` calls with its container
+//! token.
 
 use super::registry::{Session, STOP_GRACE};
 use super::start::{container_token, snapshot_for, start};
@@ -82,17 +83,7 @@ async fn create(State(platform): State<Arc<Platform>>, headers: HeaderMap, body:
     let hydration = orchestrator.config.snapshot_hydration;
     let view = SessionView::starting(id, project, project_dir.display().to_string(), hydration);
     let (exited_tx, exited) = watch::channel(false);
-    let session = Session {
-        view: view.clone(),
-        owner: user,
-        manifest: None,
-        hydrations: 0,
-        created: platform.sources.now(),
-        ended: None,
-        dir,
-        control: None,
-        exited,
-    };
+    let session = Session::new(view.clone(), user, dir, platform.sources.now(), exited);
     orchestrator.insert(id, session).await?;
     let span = tracing::info_span!("session", session_id = %id, project_id = %view.project_id);
     tokio::spawn(start(platform.clone(), id, exited_tx).instrument(span));
@@ -108,13 +99,23 @@ fn may_manage(auth: &RequestAuth, owner: &str) -> bool {
 /// The session of an agent's own call: the caller must hold that session's container token.
 fn agent_session(platform: &Platform, headers: &HeaderMap, id: &str) -> Result<Uuid, ApiError> {
     let auth = caller(platform, headers)?;
+    session_of(&auth.claims, id)
+}
+
+/// Session `id`, if `claims` are its container token's.
+fn session_of(claims: &serde_json::Map<String, Value>, id: &str) -> Result<Uuid, ApiError> {
     let id = parse_id(id)?;
-    let session = auth.claims.get("session_id").and_then(Value::as_str);
-    if is_container(&auth) && session == Some(id.to_string().as_str()) {
+    let container = claims.get("scope").and_then(Value::as_str) == Some("container");
+    if container && claims.get("session_id").and_then(Value::as_str) == Some(id.to_string().as_str()) {
         Ok(id)
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "only this session's container token may do this"))
     }
+}
+
+/// A session that ended can get nothing new.
+fn ended(id: Uuid, status: SessionStatus) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "PT409", format!("session {id} is {}", status.as_str()))
 }
 
 async fn show(
@@ -124,19 +125,27 @@ async fn show(
 ) -> Result<Response, ApiError> {
     let auth = caller(&platform, &headers)?;
     let id = parse_id(&id)?;
-    let local = platform.orchestrator.with(id, |s| (s.view.clone(), s.owner.clone()));
-    let (view, owner) = match local {
-        Some(local) => local,
-        // Another instance's session: its record says what that instance knows.
-        None => {
-            let record = platform.orchestrator.stored(id).await?.ok_or_else(|| not_found(id))?;
-            (record.view, record.started_by)
-        }
-    };
+    let (view, owner) = current(&platform, id).await?.ok_or_else(|| not_found(id))?;
     if !may_manage(&auth, &owner) {
         return Err(not_found(id));
     }
     Ok(Json(view).into_response())
+}
+
+/// Session `id` as it stands, and who started it: what this instance knows of a session it runs
+/// (once the records' word is taken: a stop made elsewhere shows at once), or the record of
+/// another instance's session.
+async fn current(platform: &Platform, id: Uuid) -> Result<Option<(SessionView, String)>, ApiError> {
+    let orchestrator = &platform.orchestrator;
+    let live_here = orchestrator.with(id, |s| !s.view.status.is_final());
+    match live_here {
+        Some(true) => {
+            orchestrator.stopped_elsewhere(id).await;
+        }
+        Some(false) => {}
+        None => return Ok(orchestrator.stored(id).await?.map(|record| (record.view, record.started_by))),
+    }
+    Ok(orchestrator.with(id, |s| (s.view.clone(), s.owner.clone())))
 }
 
 async fn stop(
@@ -193,6 +202,9 @@ async fn report(
         })
         .ok_or_else(|| not_found(id))?;
     orchestrator.update(id, report.status, report.reason).await;
+    if report.status == SessionStatus::Running {
+        orchestrator.note_report(id, true).await;
+    }
     Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
 }
 
@@ -243,23 +255,35 @@ async fn lag(
     if !all_durations(&report.applied_lag_ms) {
         return refuse("lags are finite, non-negative milliseconds".to_owned());
     }
-    platform.orchestrator.with(id, |_| ()).ok_or_else(|| not_found(id))?;
+    let status = platform.orchestrator.with(id, |s| s.view.status).ok_or_else(|| not_found(id))?;
+    if status.is_final() {
+        return Err(ended(id, status));
+    }
     for ms in &report.applied_lag_ms {
         platform.metrics.event_lag(Stage::Applied, ms / 1000.0);
     }
+    platform.orchestrator.note_report(id, report.following.unwrap_or(true)).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// A new container token for a live session. The caller's container token may have expired (a
+/// preview cut off for longer than its token's life must not be stranded): its signature, its
+/// session and the session's record decide, so it works exactly while the session lives, on any
+/// instance, and not after a stop made anywhere.
 async fn refresh_token(
     State(platform): State<Arc<Platform>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = agent_session(&platform, &headers, &id)?;
-    let (project, status) =
-        platform.orchestrator.with(id, |s| (s.view.project_id, s.view.status)).ok_or_else(|| not_found(id))?;
-    if status.is_final() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "PT409", format!("session {id} is {}", status.as_str())));
+    let claims = auth::session_credential(&headers, &platform.secret)?;
+    let id = session_of(&claims, &id)?;
+    let record = platform.orchestrator.stored(id).await?.ok_or_else(|| not_found(id))?;
+    let project = record.view.project_id;
+    if claims.get("project_id").and_then(Value::as_str) != Some(project.to_string().as_str()) {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "the token is not for this session's project"));
+    }
+    if !record.is_live() {
+        return Err(ended(id, record.view.status));
     }
     Ok(Json(container_token(&platform, id, project)).into_response())
 }
@@ -271,6 +295,9 @@ async fn agent_snapshot(
 ) -> Result<Response, ApiError> {
     let id = agent_session(&platform, &headers, &id)?;
     let orchestrator = &platform.orchestrator;
+    if let Some((view, _)) = current(&platform, id).await?.filter(|(view, _)| view.status.is_final()) {
+        return Err(ended(id, view.status));
+    }
     let (project, manifest, first) = orchestrator
         .with(id, |s| {
             s.hydrations += 1;

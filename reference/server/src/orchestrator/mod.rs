@@ -12,10 +12,13 @@
 //!
 //! Agents start through a [`Launcher`]: a child process ([`ProcessLauncher`], what `serve`
 //! does) or an in-process task running the same agent code (`fsync_agent::launcher`). Sessions
-//! live in the instance that started their agent. The registry holds at most
-//! [`MAX_SESSIONS`]; a session that ended is forgotten [`FORGET_AFTER`] later.
+//! are recorded in the database (any instance answers for any session) and run by the
+//! instance that started their agent, which hears at once when a session it runs is stopped
+//! anywhere ([`lifecycle`]). The registry holds at most [`MAX_SESSIONS`]; a session that ended is
+//! forgotten [`FORGET_AFTER`] later.
 
 pub mod http;
+pub mod lifecycle;
 mod process;
 pub mod registry;
 mod start;

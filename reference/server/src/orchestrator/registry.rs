@@ -8,13 +8,13 @@ use fsync_protocol::snapshot::{Manifest, SessionStatus, SessionView};
 use fsync_store::error::{ApiError, StatusCode};
 use fsync_store::launch::{AgentControl, Launcher};
 use fsync_store::platform::PlatformStore;
-use fsync_store::sessions::SessionRecord;
+use fsync_store::sessions::{SessionRecord, PROJECT_DELETED};
 use fsync_store::Sources;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -85,6 +85,35 @@ pub(super) struct Session {
     pub(super) control: Option<Arc<dyn AgentControl>>,
     /// Becomes true when its agent has ended.
     pub(super) exited: watch::Receiver<bool>,
+    /// Wakes its watcher when the records say it was stopped elsewhere.
+    pub(super) stop: Arc<Notify>,
+    /// When its agent last reported (its heartbeat), and whether it then followed the project.
+    pub(super) reported: Option<(Instant, bool)>,
+}
+
+impl Session {
+    /// A session just asked for: no manifest, agent or report yet.
+    pub(super) fn new(
+        view: SessionView,
+        owner: String,
+        dir: PathBuf,
+        created: Instant,
+        exited: watch::Receiver<bool>,
+    ) -> Session {
+        Session {
+            view,
+            owner,
+            manifest: None,
+            hydrations: 0,
+            created,
+            ended: None,
+            dir,
+            control: None,
+            exited,
+            stop: Arc::default(),
+            reported: None,
+        }
+    }
 }
 
 /// A running agent: how to stop it, and whether it has ended.
@@ -94,7 +123,7 @@ type Running = (Arc<dyn AgentControl>, watch::Receiver<bool>);
 pub struct Orchestrator {
     pub config: OrchestratorConfig,
     sessions: Mutex<BTreeMap<Uuid, Session>>,
-    sources: Sources,
+    pub(super) sources: Sources,
     pub(super) metrics: Arc<Metrics>,
     /// Where the session records are.
     data: Arc<dyn PlatformStore>,
@@ -154,8 +183,8 @@ impl Orchestrator {
         self.data.session(id).await
     }
 
-    /// Marks a session another instance runs as stopped in the records; that instance stops
-    /// its agent when it next looks ([`Orchestrator::stopped_elsewhere`]).
+    /// Marks a session another instance runs as stopped in the records; the records notify that
+    /// instance, which stops its agent at once (`lifecycle.rs`).
     pub(super) async fn stop_elsewhere(&self, mut record: SessionRecord) -> Result<SessionView, ApiError> {
         if record.is_live() {
             record.view.status = SessionStatus::Stopped;
@@ -166,9 +195,19 @@ impl Orchestrator {
     }
 
     /// Whether session `id`, live here, was stopped or failed through another instance (or by
-    /// the records' own rules); if so it is final here too.
+    /// the records' own rules, or its record went with its project); if so it is final here too.
     pub(super) async fn stopped_elsewhere(&self, id: Uuid) -> bool {
-        let Ok(Some(record)) = self.data.session(id).await else { return false };
+        let record = match self.data.session(id).await {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                self.set_status(id, SessionStatus::Stopped, Some(PROJECT_DELETED.to_owned()));
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %id, error = %e, "could not read the session's record");
+                return false;
+            }
+        };
         if record.is_live() {
             return false;
         }
@@ -258,7 +297,8 @@ impl Orchestrator {
         self.with(id, |s| s.view.clone())
     }
 
-    /// Moves a live session to `status` (a final session stays as it is).
+    /// Moves a live session to `status` (a final session stays as it is). The first time it
+    /// runs, its start is timed.
     pub(super) fn set_status(&self, id: Uuid, status: SessionStatus, reason: Option<String>) {
         self.with(id, |s| {
             if s.view.status.is_final() {
@@ -271,7 +311,7 @@ impl Orchestrator {
             if reason.is_some() {
                 s.view.reason = reason;
             }
-            if status == SessionStatus::Running {
+            if status == SessionStatus::Running && !s.view.timings_ms.contains_key("total") {
                 let total = self.ms_since(s.created);
                 s.view.timings_ms.insert("total".into(), total);
                 self.metrics.session_started(&s.view.timings_ms);
@@ -317,17 +357,7 @@ mod tests {
     fn session(id: Uuid, project: Uuid, owner: &str, created: Instant) -> Session {
         let view = SessionView::starting(id, project, String::new(), true);
         let (_, exited) = watch::channel(false);
-        Session {
-            owner: owner.to_owned(),
-            view,
-            manifest: None,
-            hydrations: 0,
-            created,
-            ended: None,
-            dir: PathBuf::new(),
-            control: None,
-            exited,
-        }
+        Session::new(view, owner.to_owned(), PathBuf::new(), created, exited)
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! container token, start the agent through the launcher; then watch it, so an agent that ends
 //! while its session is live fails the session with the reason.
 
+use super::lifecycle::SILENCE_CHECK_EVERY;
 use super::registry::STOP_GRACE;
 use crate::platform::Platform;
 use crate::snapshot;
@@ -12,13 +13,9 @@ use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch};
 use fsync_store::platform::BoxFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
-
-/// How often a watched session's record is read, to notice a stop made through another instance.
-const RECORD_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// Starts a session: snapshot, token, agent; then watches the agent.
 pub(super) async fn start(platform: Arc<Platform>, id: Uuid, exited: watch::Sender<bool>) {
@@ -56,7 +53,7 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
         session_id: id,
         snapshot_url,
         realtime_token: token.access_token,
-        api_url: platform.public_url().to_owned(),
+        api_url: platform.public_url(),
         project_dir,
         session_dir: dir,
         exec: config.agent_exec.clone(),
@@ -89,9 +86,9 @@ pub(super) async fn snapshot_for(platform: &Platform, id: Uuid, project: Uuid) -
     Ok(url)
 }
 
-/// Waits for the agent to end; one that ends while its session is live fails the session. Every
-/// [`RECORD_CHECK_EVERY`] it also reads the session's record: a session stopped through another
-/// instance has its agent stopped here.
+/// Waits for the agent to end; one that ends while its session is live fails the session. When
+/// the records say the session was stopped elsewhere ([`super::lifecycle`] wakes it), it stops
+/// the agent; every [`SILENCE_CHECK_EVERY`] it looks whether the agent went silent.
 async fn watch_agent(
     platform: Arc<Platform>,
     id: Uuid,
@@ -100,21 +97,27 @@ async fn watch_agent(
 ) {
     let orchestrator = &platform.orchestrator;
     let control = || orchestrator.with(id, |s| s.control.clone()).flatten();
+    let stop = orchestrator.with(id, |s| s.stop.clone()).unwrap_or_default();
+    let mut silence = tokio::time::interval(SILENCE_CHECK_EVERY);
+    silence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once the session was stopped elsewhere and its agent asked to stop: when to kill it,
-    // until it is killed; the record is not read again after that.
+    // until it is killed.
     let mut kill_at = None;
     let mut stopping = false;
     let exit = loop {
+        // Biased: the same order on every run when several are ready at once (the simulator).
         tokio::select! {
+            biased;
             ended = &mut exit => break ended,
-            () = tokio::time::sleep(RECORD_CHECK_EVERY), if !stopping => {
-                if orchestrator.stopped_elsewhere(id).await {
-                    tracing::info!("stopped through another instance; stopping the agent");
+            () = stop.notified(), if !stopping => {
+                if orchestrator.with(id, |s| s.view.status == SessionStatus::Stopped).unwrap_or(true) {
+                    tracing::info!("stopped (the records say so); stopping the agent");
                     control().inspect(|c| c.terminate());
                     kill_at = Some(platform.sources.now() + STOP_GRACE);
                     stopping = true;
                 }
             }
+            _ = silence.tick(), if !stopping => orchestrator.check_silence(id).await,
             () = tokio::time::sleep_until(kill_at.unwrap_or_else(|| platform.sources.now())), if kill_at.is_some() => {
                 control().inspect(|c| c.kill());
                 kill_at = None;
@@ -122,7 +125,7 @@ async fn watch_agent(
         }
     };
     let _ = exited.send(true);
-    if kill_at.is_some() || orchestrator.with(id, |s| s.view.status == SessionStatus::Stopped).unwrap_or(false) {
+    if stopping || orchestrator.with(id, |s| s.view.status == SessionStatus::Stopped).unwrap_or(false) {
         // Stopped: its directory goes, as a stop made here removes it.
         if let Some(dir) = orchestrator.with(id, |s| s.dir.clone()) {
             let _ = platform.sources.run_blocking(move || std::fs::remove_dir_all(dir)).await;

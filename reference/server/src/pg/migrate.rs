@@ -40,6 +40,7 @@ pub const PORTABLE: &[Migration] = &[
     migration!("portable", "migrations", "0007_legacy_writes.sql"),
     migration!("portable", "migrations", "0008_sessions.sql"),
     migration!("portable", "migrations", "0009_snapshots.sql"),
+    migration!("portable", "migrations", "0010_session_lifecycle.sql"),
 ];
 
 /// Every migration for plain PostgreSQL: the shim first.

@@ -5,6 +5,7 @@
 use super::{db_error, PgStore};
 use fsync_store::data::{Delivery, RealtimeMessage, TopicAccess};
 use fsync_store::error::ApiError;
+use fsync_store::sessions::SessionEnd;
 use fsync_store::RequestAuth;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -12,6 +13,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 /// The channel the shim's `realtime.send` notifies on (`realtime.fsync_notify_channel()`).
 pub const NOTIFY_CHANNEL: &str = "fsync_realtime";
+/// The channel a live session's end is notified on (`fsync.session_ended_channel()`, 0010).
+pub const SESSION_ENDED_CHANNEL: &str = "fsync_session_ended";
 /// Most notifications loaded in one query.
 const LOAD_BATCH: usize = 512;
 /// Messages buffered between the LISTEN loop and the hub.
@@ -104,9 +107,9 @@ const LISTEN_PING_EVERY: Duration = Duration::from_secs(10);
 const LISTEN_PING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Keeps a LISTEN connection open (reconnecting with backoff) and forwards every notified
-/// message, loaded in notification (= commit) order. Messages committed while the connection is
-/// down cannot be delivered live: after every reconnect it yields [`Delivery::Resync`], so that
-/// consumers catch up by seq.
+/// message and session end, in notification (= commit) order. What is committed while the
+/// connection is down cannot be delivered live: after every reconnect it yields
+/// [`Delivery::Resync`], so that consumers catch up by seq (and read their sessions' records).
 async fn listen_loop(
     config: tokio_postgres::Config,
     out: mpsc::Sender<Delivery>,
@@ -149,12 +152,17 @@ async fn listen_once(
         Ok(pair) => pair,
         Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
     };
-    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel::<String>();
+    let (notify_tx, mut notify_rx) = mpsc::unbounded_channel::<Notified>();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    if notify_tx.send(n.payload().to_owned()).is_err() {
+                    let notified = if n.channel() == SESSION_ENDED_CHANNEL {
+                        Notified::SessionEnded(n.payload().to_owned())
+                    } else {
+                        Notified::Message(n.payload().to_owned())
+                    };
+                    if notify_tx.send(notified).is_err() {
                         return;
                     }
                 }
@@ -168,10 +176,22 @@ async fn listen_once(
     end
 }
 
+/// One notification: a message's id, or `<session id>:<how it ended>`.
+enum Notified {
+    Message(String),
+    SessionEnded(String),
+}
+
+/// A session's end as notified (`<uuid>:stopped|failed|deleted`); `None` when malformed.
+fn session_ended(payload: &str) -> Option<Delivery> {
+    let (id, how) = payload.split_once(':')?;
+    Some(Delivery::SessionEnded { session: id.parse().ok()?, end: SessionEnd::parse(how)? })
+}
+
 /// LISTENs on `client` and forwards until the connection or the consumer goes away.
 async fn follow(
     client: &tokio_postgres::Client,
-    notify_rx: &mut mpsc::UnboundedReceiver<String>,
+    notify_rx: &mut mpsc::UnboundedReceiver<Notified>,
     out: &mpsc::Sender<Delivery>,
     ready: &mut Option<oneshot::Sender<Result<(), ApiError>>>,
     listening: &mut bool,
@@ -179,7 +199,8 @@ async fn follow(
     // This connection only ever looks messages up by their primary key. Its statement is
     // prepared once, and a generic plan made while `realtime.messages` was small is a sequential
     // scan that would then read the whole, growing table for every message.
-    if let Err(e) = client.batch_execute(&format!("SET enable_seqscan = off; LISTEN {NOTIFY_CHANNEL}")).await {
+    let listen = format!("SET enable_seqscan = off; LISTEN {NOTIFY_CHANNEL}; LISTEN {SESSION_ENDED_CHANNEL}");
+    if let Err(e) = client.batch_execute(&listen).await {
         return ListenEnd::Lost(ApiError::unavailable(e));
     }
     *listening = true;
@@ -209,7 +230,7 @@ async fn follow(
     loop {
         let first = tokio::select! {
             next = notify_rx.recv() => match next {
-                Some(id) => id,
+                Some(next) => next,
                 None => return ListenEnd::Lost(ApiError::unavailable("the LISTEN connection closed")),
             },
             // The instance stopped: its LISTEN connection goes with it.
@@ -222,14 +243,20 @@ async fn follow(
                 }
             }
         };
-        let mut ids = vec![first];
-        while ids.len() < LOAD_BATCH {
+        let mut batch = vec![first];
+        while batch.len() < LOAD_BATCH {
             match notify_rx.try_recv() {
-                Ok(id) => ids.push(id),
+                Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
-        let uuids: Vec<uuid::Uuid> = ids.iter().filter_map(|id| id.parse().ok()).collect();
+        let uuids: Vec<uuid::Uuid> = batch
+            .iter()
+            .filter_map(|n| match n {
+                Notified::Message(id) => id.parse().ok(),
+                Notified::SessionEnded(_) => None,
+            })
+            .collect();
         let rows = match client.query(&statement, &[&uuids]).await {
             Ok(rows) => rows,
             Err(e) => return ListenEnd::Lost(ApiError::unavailable(e)),
@@ -247,9 +274,13 @@ async fn follow(
                 (message.id.clone(), message)
             })
             .collect();
-        for id in ids {
-            if let Some(message) = by_id.remove(&id) {
-                if out.send(Delivery::Message(message)).await.is_err() {
+        for notified in batch {
+            let delivery = match notified {
+                Notified::Message(id) => by_id.remove(&id).map(Delivery::Message),
+                Notified::SessionEnded(payload) => session_ended(&payload),
+            };
+            if let Some(delivery) = delivery {
+                if out.send(delivery).await.is_err() {
                     return ListenEnd::ConsumerGone;
                 }
             }

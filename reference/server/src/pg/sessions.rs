@@ -8,7 +8,7 @@ use fsync_store::sessions::{project_gone, SessionRecord};
 use uuid::Uuid;
 
 /// The statuses of a live session, as the table spells them.
-const LIVE: &str = "('starting', 'hydrating', 'running')";
+const LIVE: &str = "('starting', 'hydrating', 'running', 'behind')";
 
 impl PgStore {
     pub(super) async fn insert_session_pg(&self, record: &SessionRecord, max_live: usize) -> Result<bool, ApiError> {

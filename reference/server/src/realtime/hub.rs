@@ -7,8 +7,9 @@
 
 use crate::metrics::{Metrics, Stage};
 use fsync_protocol::events::{payload_seq, payload_timestamp};
-use fsync_protocol::realtime::{encode_broadcast, Vsn};
+use fsync_protocol::realtime::{encode_broadcast, Vsn, SESSION_STOPPED};
 use fsync_store::data::{Delivery, RealtimeMessage};
+use fsync_store::sessions::SessionEnd;
 use fsync_store::Clock;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use uuid::Uuid;
 
 /// How long the hub remembers who sent a client broadcast.
 const SENT_BY_TTL: Duration = Duration::from_secs(60);
@@ -98,6 +100,22 @@ pub struct Subscription {
     pub receive_own: bool,
     pub vsn: Vsn,
     pub out: SocketOut,
+    /// The preview session whose container token joined it, if one did.
+    pub session: Option<Uuid>,
+}
+
+/// What the orchestrator hears from the hub, in the order the store delivered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionNews {
+    /// A live session's record ended; if the end revokes it, its channels are already closed.
+    Ended(Uuid, SessionEnd),
+    /// Ends may have been missed: read the records of the live sessions again.
+    Resync,
+}
+
+/// What the agent of a stopped session is told as its channel closes.
+pub fn session_stopped_message(session: Uuid) -> String {
+    format!("{SESSION_STOPPED}: preview session {session} was stopped; its container token no longer works")
 }
 
 #[derive(Default)]
@@ -108,6 +126,8 @@ struct State {
     sent_by: HashMap<String, (SocketId, Instant)>,
     /// Every open socket.
     sockets: BTreeMap<SocketId, SocketOut>,
+    /// The id the next socket gets (ids are the instance's own: a run never depends on another's).
+    next_socket: SocketId,
 }
 
 /// The fan-out of one server instance.
@@ -160,6 +180,13 @@ impl Hub {
         }
     }
 
+    /// An id for a new socket.
+    pub fn next_socket_id(&self) -> SocketId {
+        let mut state = self.lock();
+        state.next_socket += 1;
+        state.next_socket
+    }
+
     /// Notes an open socket.
     pub fn register(&self, socket: SocketId, out: SocketOut) {
         self.lock().sockets.insert(socket, out);
@@ -181,6 +208,28 @@ impl Hub {
         for out in self.lock().sockets.values() {
             out.kick_out("ok", "Server requested disconnect".to_owned());
         }
+    }
+
+    /// Ends the channels session `id`'s container token joined, at once: nothing delivered after
+    /// this reaches them, and each of their sockets is disconnected with a `system` error (a
+    /// container's socket is its agent's alone). How many channels.
+    pub fn end_session(&self, id: Uuid) -> usize {
+        let mut state = self.lock();
+        let mut ended = Vec::new();
+        for subs in state.topics.values_mut() {
+            subs.retain(|_, sub| {
+                let of_session = sub.session == Some(id);
+                if of_session {
+                    ended.push(sub.out.clone());
+                }
+                !of_session
+            });
+        }
+        state.topics.retain(|_, subs| !subs.is_empty());
+        for out in &ended {
+            out.kick_out("error", session_stopped_message(id));
+        }
+        ended.len()
     }
 
     /// Open sockets.
@@ -227,10 +276,27 @@ impl Hub {
 
     /// Feeds every message from the store to the sockets until the store's stream ends. When the
     /// store may have missed messages, every socket is disconnected so that its client rejoins
-    /// and catches up by seq.
-    pub async fn run(self: Arc<Self>, mut deliveries: mpsc::Receiver<Delivery>) {
+    /// and catches up by seq. A session's end closes its channels before anything committed
+    /// after it is delivered, and goes on to `sessions` (the orchestrator), as resyncs do.
+    pub async fn run(
+        self: Arc<Self>,
+        mut deliveries: mpsc::Receiver<Delivery>,
+        sessions: Option<mpsc::UnboundedSender<SessionNews>>,
+    ) {
+        let tell = |news| {
+            if let Some(sessions) = &sessions {
+                let _ = sessions.send(news);
+            }
+        };
         while let Some(delivery) = deliveries.recv().await {
             match delivery {
+                Delivery::SessionEnded { session, end } => {
+                    if end.revokes() {
+                        let channels = self.end_session(session);
+                        tracing::info!(session_id = %session, channels, ?end, "session ended; its channels closed");
+                    }
+                    tell(SessionNews::Ended(session, end));
+                }
                 Delivery::Message(message) => {
                     let project = message.topic.strip_prefix("project:").unwrap_or(&message.topic);
                     let span = tracing::debug_span!(
@@ -249,7 +315,10 @@ impl Hub {
                     self.measure_lag(&message);
                 }
                 Delivery::Resync if self.ignore_resync => {}
-                Delivery::Resync => self.close_all(),
+                Delivery::Resync => {
+                    self.close_all();
+                    tell(SessionNews::Resync);
+                }
             }
         }
     }
@@ -295,6 +364,7 @@ mod tests {
             receive_own: false,
             vsn: Vsn::V2,
             out: out.clone(),
+            session: None,
         };
         hub.subscribe("realtime:project:a", sub(1, true, &fast), Arc::from("ok1"));
         hub.subscribe("realtime:project:a", sub(2, true, &slow), Arc::from("ok2"));
@@ -319,12 +389,12 @@ mod tests {
         let (echo, mut echo_rx, _) = SocketOut::new(8);
         hub.subscribe(
             "realtime:r",
-            Subscription { socket: 1, private: false, receive_own: false, vsn: Vsn::V1, out: me },
+            Subscription { socket: 1, private: false, receive_own: false, vsn: Vsn::V1, out: me, session: None },
             Arc::from("ok"),
         );
         hub.subscribe(
             "realtime:r",
-            Subscription { socket: 2, private: false, receive_own: true, vsn: Vsn::V2, out: echo },
+            Subscription { socket: 2, private: false, receive_own: true, vsn: Vsn::V2, out: echo, session: None },
             Arc::from("ok"),
         );
         let _ = (me_rx.try_recv(), echo_rx.try_recv());
@@ -336,5 +406,33 @@ mod tests {
         hub.fan_out(&message("r", "y", false));
         assert!(me_rx.try_recv().is_ok());
         assert!(echo_rx.try_recv().is_ok(), "self: true receives its own");
+    }
+
+    #[test]
+    fn a_sessions_end_closes_its_channels_before_anything_later_is_delivered() {
+        let hub = Hub::new(Arc::new(fsync_store::SystemClock));
+        let session = Uuid::from_u128(7);
+        let (agent, mut agent_rx, _agent_kick) = SocketOut::new(8);
+        let (member, mut member_rx, _) = SocketOut::new(8);
+        let sub = |socket, out: &SocketOut, session| Subscription {
+            socket,
+            private: true,
+            receive_own: false,
+            vsn: Vsn::V2,
+            out: out.clone(),
+            session,
+        };
+        hub.subscribe("realtime:project:a", sub(1, &agent, Some(session)), Arc::from("ok1"));
+        hub.subscribe("realtime:project:a", sub(2, &member, None), Arc::from("ok2"));
+        let _ = (agent_rx.try_recv(), member_rx.try_recv());
+        assert_eq!(hub.end_session(Uuid::from_u128(8)), 0, "another session's end touches nothing");
+        assert_eq!(hub.end_session(session), 1);
+        assert!(agent.is_kicked(), "its socket is told and disconnected");
+        let reason = agent.kick_reason().get().expect("a reason");
+        assert_eq!(reason, ("error", session_stopped_message(session)));
+        hub.fan_out(&message("project:a", "m1", true));
+        assert!(agent_rx.try_recv().is_err(), "nothing after the end reaches it");
+        assert!(member_rx.try_recv().is_ok(), "a member's channel goes on");
+        assert_eq!(hub.subscribers("realtime:project:a"), 1);
     }
 }

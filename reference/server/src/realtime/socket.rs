@@ -14,12 +14,9 @@ use fsync_store::data::{RealtimeMessage, Store};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
-
-static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
 /// How long the writer waits on a stuck connection before giving up on it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,7 +44,7 @@ pub(super) async fn run<S: Store>(
     connect: RealtimeAuth,
     config: RealtimeConfig,
 ) {
-    let id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+    let id = state.hub.next_socket_id();
     let (sink, stream) = ws.split();
     let (out, queue, kick) = SocketOut::new(config.queue_capacity);
     let joined: Joined = Arc::default();
@@ -342,7 +339,9 @@ impl<S: Store> Socket<S> {
             self.send(&wire::close(old.join_ref, &frame.topic));
         }
         let reply = wire::encode(self.vsn, &wire::reply(&frame, "ok", json!({"postgres_changes": []})));
-        let subscription = Subscription { socket: self.id, private, receive_own, vsn: self.vsn, out: self.out.clone() };
+        let session = container_session(&auth.request);
+        let subscription =
+            Subscription { socket: self.id, private, receive_own, vsn: self.vsn, out: self.out.clone(), session };
         self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply));
         self.joined_set().insert(frame.topic.clone(), frame.join_ref.clone());
         self.channels.insert(frame.topic, Channel { join_ref: frame.join_ref, private, may_write, ack, auth });
@@ -381,6 +380,11 @@ impl<S: Store> Socket<S> {
             Ok(auth) => auth,
             Err(message) => return self.close_channel(&frame.topic, &message),
         };
+        // The hub knows a channel by the session that joined it: a token of another session (or
+        // none) is a new join, not a refresh.
+        if container_session(&auth.request) != container_session(&channel.auth.request) {
+            return self.close_channel(&frame.topic, "a refreshed token must belong to the session that joined");
+        }
         let private = channel.private;
         let subtopic = frame.topic.trim_start_matches("realtime:").to_owned();
         let mut may_write = !private;
@@ -506,6 +510,14 @@ impl<S: Store> Socket<S> {
 /// Why a channel whose reader lost the right to read it is closed.
 fn no_longer_readable(subtopic: &str) -> String {
     format!("You no longer have permission to read from this Channel topic: {subtopic}")
+}
+
+/// The preview session a container token belongs to (none for any other token).
+fn container_session(auth: &fsync_store::RequestAuth) -> Option<uuid::Uuid> {
+    if auth.claims.get("scope").and_then(Value::as_str) != Some("container") {
+        return None;
+    }
+    auth.claims.get("session_id").and_then(Value::as_str).and_then(|s| s.parse().ok())
 }
 
 /// The token a join brings: `access_token` (or `user_token`), unless it is an `sb_` key.
