@@ -3,22 +3,28 @@
 
 use crate::api::{Api, Refresh};
 use crate::apply::ProjectDir;
-use crate::session::{JOIN_PATIENCE, JOIN_TIMEOUT};
 use anyhow::{bail, Context};
 use fsync_client::realtime::{FeedEvent, FeedHandle};
 use fsync_protocol::jwt;
 use fsync_store::Sources;
 use serde_json::Value;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+/// How long the agent keeps trying to join its channel while the server refuses it.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the agent keeps trying to reach the server to join its channel (an outage at its
+/// start, or a container restarted during one); after that its session fails with the reason.
+/// Once running, an agent waits out an outage of any length.
+pub const JOIN_PATIENCE: Duration = Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S);
 /// How long a failed token refresh waits before the next try.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
-/// How often the commit → applied lags noted meanwhile are reported.
-const LAG_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often the agent reports (its heartbeat, with the commit → applied lags noted meanwhile).
+const LAG_REPORT_EVERY: Duration = Duration::from_millis(fsync_protocol::snapshot::AGENT_REPORT_EVERY_MS);
 
 /// Waits until the feed has joined the channel. A network that fails is waited out for
 /// [`JOIN_PATIENCE`] (a container that starts again during an outage joins when the network is
@@ -45,8 +51,11 @@ pub(crate) async fn subscribed(
                     continue;
                 }
                 // Refused: perhaps only its token expired (renewed here), or its session ended.
+                let was_expired = expired(&api.config.sources, &api.token());
                 match renew(api, feed).await? {
                     Renewal::Ended(why) => return Ok(Some(why)),
+                    // The refusal was its expired token's: the renewed one starts afresh.
+                    Renewal::Renewed(_) if was_expired => refused_since = None,
                     Renewal::Renewed(_) | Renewal::Retry if refused => {
                         refused_since.get_or_insert(api.now());
                     }
@@ -126,7 +135,10 @@ pub(crate) async fn follow(
     tokio::pin!(shutdown);
     let sources = &api.config.sources;
     let mut refresh_at = refresh_deadline(sources, &api.token());
-    let mut report_lags_at = api.now() + LAG_REPORT_EVERY;
+    let mut report_at = api.now() + LAG_REPORT_EVERY;
+    // The report on its way, if one is: it never holds up applying events (a partition may keep
+    // it waiting up to its timeout).
+    let mut report: Option<Pin<Box<dyn Future<Output = bool> + Send + '_>>> = None;
     // Whether the feed is joined (it was when following began).
     let mut following = true;
     let ended = loop {
@@ -136,11 +148,34 @@ pub(crate) async fn follow(
                 None => std::future::pending().await,
             }
         };
-        // Biased, so that two timers due at once run in the same order on every run (the
-        // simulator replays a seed exactly).
+        let idle = report.is_none();
+        let reported = async {
+            match report.as_mut() {
+                Some(report) => report.await,
+                None => std::future::pending().await,
+            }
+        };
+        // Biased, so that branches ready at once run in the same order on every run (the
+        // simulator replays a seed exactly); the timers, due at most every second, come before
+        // the events, so that a stream of events never starves the heartbeat or the refresh.
         tokio::select! {
             biased;
             _ = &mut shutdown => break None,
+            ended = reported => {
+                report = None;
+                if ended {
+                    break Some("the orchestrator says the session has ended".to_owned());
+                }
+            }
+            _ = tokio::time::sleep_until(report_at), if idle => {
+                report = Some(Box::pin(api.report_lags(following, feed.last_seq())));
+                report_at = api.now() + LAG_REPORT_EVERY;
+            }
+            _ = tokio::time::sleep_until(refresh_at) => match renew(api, feed).await? {
+                Renewal::Renewed(next) => refresh_at = next,
+                Renewal::Retry => refresh_at = api.now() + REFRESH_RETRY,
+                Renewal::Ended(why) => break Some(why),
+            },
             event = events.recv() => {
                 if let Some(FeedEvent::Disconnected { refused, .. }) = &event {
                     following = false;
@@ -158,17 +193,6 @@ pub(crate) async fn follow(
                 let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
                 bail!("the --exec command exited ({status})");
             }
-            _ = tokio::time::sleep_until(report_lags_at) => {
-                if api.report_lags(following, feed.last_seq()).await {
-                    break Some("the orchestrator says the session has ended".to_owned());
-                }
-                report_lags_at = api.now() + LAG_REPORT_EVERY;
-            }
-            _ = tokio::time::sleep_until(refresh_at) => match renew(api, feed).await? {
-                Renewal::Renewed(next) => refresh_at = next,
-                Renewal::Retry => refresh_at = api.now() + REFRESH_RETRY,
-                Renewal::Ended(why) => break Some(why),
-            },
         }
     };
     if let Some(child) = child.as_mut() {

@@ -22,17 +22,11 @@ use fsync_protocol::snapshot::SessionStatus;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::Instrument;
 
 pub use crate::config::AgentConfig;
+pub use crate::follow::{JOIN_PATIENCE, JOIN_TIMEOUT};
 
-/// How long the agent keeps trying to join its channel while the server refuses it.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long the agent keeps trying to reach the server to join its channel (an outage at its
-/// start, or a container restarted during one); after that its session fails with the reason.
-/// Once running, an agent waits out an outage of any length.
-pub const JOIN_PATIENCE: Duration = Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S);
 /// Change batches the feed may hold before the agent applies them.
 const FEED_CAPACITY: usize = 1024;
 
@@ -83,7 +77,9 @@ async fn run_inner(
     feed.set_base_seq(base);
     let mut caught_up = feed.caught_up();
     loop {
+        // Biased: the same order on every run when both are ready (the simulator).
         tokio::select! {
+            biased;
             changed = caught_up.changed() => {
                 changed.context("the realtime feed stopped")?;
                 if caught_up.borrow().is_some_and(|seq| seq >= base) {

@@ -31,8 +31,10 @@ CREATE OR REPLACE FUNCTION fsync.session_ended_channel() RETURNS text
   LANGUAGE sql IMMUTABLE
 AS $$ SELECT 'fsync_session_ended' $$;
 
+-- As its owner: the row's change may come from any role (a project deleted by the service role
+-- cascades here).
 CREATE OR REPLACE FUNCTION fsync.notify_session_ended() RETURNS trigger
-  LANGUAGE plpgsql SET search_path = ''
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = ''
 AS $$
 BEGIN
   IF OLD.status NOT IN ('starting', 'hydrating', 'running', 'behind') THEN

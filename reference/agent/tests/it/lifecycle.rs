@@ -78,11 +78,9 @@ async fn stopped_everywhere(runs: &TestApp, other: &TestApp, view: &SessionView,
     for app in [runs, other] {
         assert!([404, 409].contains(&refresh(app, view.id, &token).await), "no fresh token after the stop");
         assert_ne!(reads(app, &token, view.project_id).await, 200, "its token reads nothing");
-        let seen = app.api().session_view(&runs.service_key, view.id).await;
-        if let Ok(seen) = seen {
-            assert_eq!(seen.status, SessionStatus::Stopped, "read at once, with no poll to wait for");
-            assert_eq!(seen.reason.as_deref(), reason);
-        }
+        let seen = app.api().session_view(&runs.service_key, view.id).await.expect("its view");
+        assert_eq!(seen.status, SessionStatus::Stopped, "read at once, with no poll to wait for");
+        assert_eq!(seen.reason.as_deref(), reason);
     }
     let pid = view.agent_pid.expect("a pid");
     eventually("the agent's end", async || agent_gone(pid)).await;
@@ -140,7 +138,9 @@ async fn deleting_the_project_ends_its_sessions_at_once() {
     let seeded = seed(&a, FILES).await;
     let view = running(&a, &seeded.token, seeded.project).await;
     let watcher = Watcher::join(&a, view.id, seeded.project).await;
+    // Deleted as the service role would (the notifying trigger runs as its owner).
     let db = a.db.connect().await.unwrap();
+    db.batch_execute("SET ROLE service_role").await.unwrap();
     db.execute("DELETE FROM public.projects WHERE id = $1", &[&seeded.project]).await.unwrap();
     assert!(watcher.closed().await.starts_with(SESSION_STOPPED));
     // Its record went with the project: the instance that ran it still tells why it ended.

@@ -404,5 +404,10 @@ fn a_sessions_end_is_notified_alike_however_it_ends() {
             pg_ends.extend(ends(next.expect("PostgreSQL notifies").expect("the feed is open")));
         }
         assert_eq!(pg_ends, expected, "PostgreSQL");
+        // Nothing more: the ended record saved again is not notified again.
+        let quiet = std::time::Duration::from_millis(300);
+        while let Ok(Some(delivery)) = tokio::time::timeout(quiet, on_pg.recv()).await {
+            assert_eq!(ends(delivery), None, "PostgreSQL notified an end twice");
+        }
     });
 }

@@ -158,7 +158,7 @@ async fn stop(
     let orchestrator = &platform.orchestrator;
     let local = orchestrator.with(id, |s| (s.owner.clone(), s.control.clone(), s.exited.clone(), s.dir.clone()));
     let Some((owner, control, mut exited, dir)) = local else {
-        // Another instance's session: stopped in its record, and by that instance when it looks.
+        // Another instance's session: stopped in its record, which tells that instance at once.
         let record = orchestrator.stored(id).await?.ok_or_else(|| not_found(id))?;
         if !may_manage(&auth, &record.started_by) {
             return Err(not_found(id));
@@ -190,7 +190,7 @@ async fn report(
     let id = agent_session(&platform, &headers, &id)?;
     let report: StatusReport = json_body(&body)?;
     check_report(&report)?;
-    if matches!(report.status, SessionStatus::Starting | SessionStatus::Stopped) {
+    if matches!(report.status, SessionStatus::Starting | SessionStatus::Behind | SessionStatus::Stopped) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "22023", "an agent reports hydrating, running or failed"));
     }
     let orchestrator = &platform.orchestrator;
@@ -201,9 +201,11 @@ async fn report(
             }
         })
         .ok_or_else(|| not_found(id))?;
-    orchestrator.update(id, report.status, report.reason).await;
     if report.status == SessionStatus::Running {
+        orchestrator.follows(id, SessionStatus::Running, report.reason).await;
         orchestrator.note_report(id, true).await;
+    } else {
+        orchestrator.update(id, report.status, report.reason).await;
     }
     Ok(Json(orchestrator.view(id).ok_or_else(|| not_found(id))?).into_response())
 }

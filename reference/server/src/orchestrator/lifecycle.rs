@@ -61,7 +61,15 @@ impl Orchestrator {
         match end {
             // The record went with its project: there is nothing to read.
             SessionEnd::Deleted => self.set_status(id, SessionStatus::Stopped, Some(PROJECT_DELETED.to_owned())),
-            SessionEnd::Stopped | SessionEnd::Failed => {
+            // The record's word, with its reason; a stop stands even if the record cannot be
+            // read now.
+            SessionEnd::Stopped => {
+                if !self.stopped_elsewhere(id).await {
+                    self.set_status(id, SessionStatus::Stopped, None);
+                    self.persist(id).await;
+                }
+            }
+            SessionEnd::Failed => {
                 self.stopped_elsewhere(id).await;
             }
         }
@@ -114,8 +122,9 @@ impl Orchestrator {
         }
     }
 
-    /// Moves a live session between `running` and `behind` (the reason goes with `running`).
-    async fn follows(&self, id: Uuid, status: SessionStatus, reason: Option<String>) {
+    /// Moves a live session between `running` and `behind` (a reason goes with `running`, unless
+    /// one is given).
+    pub(super) async fn follows(&self, id: Uuid, status: SessionStatus, reason: Option<String>) {
         if reason.is_none() {
             self.with(id, |s| {
                 if !s.view.status.is_final() {

@@ -128,7 +128,14 @@ struct State {
     sockets: BTreeMap<SocketId, SocketOut>,
     /// The id the next socket gets (ids are the instance's own: a run never depends on another's).
     next_socket: SocketId,
+    /// Sessions whose channels were ended, and when: a join authorized just before a stop (its
+    /// authorization read the record before the stop committed) is refused when it subscribes
+    /// after the end. Kept [`ENDED_KEPT`].
+    ended: BTreeMap<Uuid, Instant>,
 }
+
+/// How long the hub remembers an ended session: longer than any container token lives.
+const ENDED_KEPT: Duration = Duration::from_secs(fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S + 60);
 
 /// The fan-out of one server instance.
 pub struct Hub {
@@ -163,11 +170,17 @@ impl Hub {
     }
 
     /// Subscribes, and under the same lock queues `reply` to the socket, so that no broadcast
-    /// for the channel can reach the socket before the join's reply.
-    pub fn subscribe(&self, topic: &str, subscription: Subscription, reply: Arc<str>) {
+    /// for the channel can reach the socket before the join's reply. A subscription of a session
+    /// whose channels were ended is refused (`false`): its join was authorized before the stop.
+    #[must_use]
+    pub fn subscribe(&self, topic: &str, subscription: Subscription, reply: Arc<str>) -> bool {
         let mut state = self.lock();
+        if subscription.session.is_some_and(|id| state.ended.contains_key(&id)) {
+            return false;
+        }
         subscription.out.push(reply);
         state.topics.entry(topic.to_owned()).or_default().insert(subscription.socket, subscription);
+        true
     }
 
     pub fn unsubscribe(&self, topic: &str, socket: SocketId) {
@@ -215,6 +228,9 @@ impl Hub {
     /// container's socket is its agent's alone). How many channels.
     pub fn end_session(&self, id: Uuid) -> usize {
         let mut state = self.lock();
+        let now = self.clock.now();
+        state.ended.retain(|_, at| now.saturating_duration_since(*at) < ENDED_KEPT);
+        state.ended.insert(id, now);
         let mut ended = Vec::new();
         for subs in state.topics.values_mut() {
             subs.retain(|_, sub| {
@@ -366,9 +382,9 @@ mod tests {
             out: out.clone(),
             session: None,
         };
-        hub.subscribe("realtime:project:a", sub(1, true, &fast), Arc::from("ok1"));
-        hub.subscribe("realtime:project:a", sub(2, true, &slow), Arc::from("ok2"));
-        hub.subscribe("realtime:project:a", sub(3, false, &public), Arc::from("ok3"));
+        assert!(hub.subscribe("realtime:project:a", sub(1, true, &fast), Arc::from("ok1")));
+        assert!(hub.subscribe("realtime:project:a", sub(2, true, &slow), Arc::from("ok2")));
+        assert!(hub.subscribe("realtime:project:a", sub(3, false, &public), Arc::from("ok3")));
         assert_eq!(&*fast_rx.try_recv().unwrap(), "ok1", "the join reply comes first");
         assert_eq!(&*public_rx.try_recv().unwrap(), "ok3");
 
@@ -387,16 +403,16 @@ mod tests {
         let hub = Hub::new(Arc::new(fsync_store::SystemClock));
         let (me, mut me_rx, _) = SocketOut::new(8);
         let (echo, mut echo_rx, _) = SocketOut::new(8);
-        hub.subscribe(
+        assert!(hub.subscribe(
             "realtime:r",
             Subscription { socket: 1, private: false, receive_own: false, vsn: Vsn::V1, out: me, session: None },
             Arc::from("ok"),
-        );
-        hub.subscribe(
+        ));
+        assert!(hub.subscribe(
             "realtime:r",
             Subscription { socket: 2, private: false, receive_own: true, vsn: Vsn::V2, out: echo, session: None },
             Arc::from("ok"),
-        );
+        ));
         let _ = (me_rx.try_recv(), echo_rx.try_recv());
         hub.mark_sent("x", 1);
         hub.fan_out(&message("r", "x", false));
@@ -422,8 +438,8 @@ mod tests {
             out: out.clone(),
             session,
         };
-        hub.subscribe("realtime:project:a", sub(1, &agent, Some(session)), Arc::from("ok1"));
-        hub.subscribe("realtime:project:a", sub(2, &member, None), Arc::from("ok2"));
+        assert!(hub.subscribe("realtime:project:a", sub(1, &agent, Some(session)), Arc::from("ok1")));
+        assert!(hub.subscribe("realtime:project:a", sub(2, &member, None), Arc::from("ok2")));
         let _ = (agent_rx.try_recv(), member_rx.try_recv());
         assert_eq!(hub.end_session(Uuid::from_u128(8)), 0, "another session's end touches nothing");
         assert_eq!(hub.end_session(session), 1);
@@ -433,6 +449,13 @@ mod tests {
         hub.fan_out(&message("project:a", "m1", true));
         assert!(agent_rx.try_recv().is_err(), "nothing after the end reaches it");
         assert!(member_rx.try_recv().is_ok(), "a member's channel goes on");
+        assert_eq!(hub.subscribers("realtime:project:a"), 1);
+        // A join authorized before the stop (its authorization read the record first) that
+        // subscribes after the end is refused, and hears nothing.
+        let (late, mut late_rx, _) = SocketOut::new(8);
+        assert!(!hub.subscribe("realtime:project:a", sub(3, &late, Some(session)), Arc::from("ok3")));
+        hub.fan_out(&message("project:a", "m2", true));
+        assert!(late_rx.try_recv().is_err(), "no reply and no event");
         assert_eq!(hub.subscribers("realtime:project:a"), 1);
     }
 }

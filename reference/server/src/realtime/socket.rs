@@ -2,7 +2,7 @@
 //! leaves, token refreshes, client broadcasts) and a writer that drains the socket's bounded
 //! queue. Every reply and delivery goes through the queue, in order.
 
-use super::hub::{KickReason, SocketId, SocketOut, Subscription};
+use super::hub::{session_stopped_message, KickReason, SocketId, SocketOut, Subscription};
 use super::rate::TokenBucket;
 use super::{verify_realtime_token, RealtimeAuth, RealtimeConfig};
 use crate::metrics::Surface;
@@ -342,7 +342,11 @@ impl<S: Store> Socket<S> {
         let session = container_session(&auth.request);
         let subscription =
             Subscription { socket: self.id, private, receive_own, vsn: self.vsn, out: self.out.clone(), session };
-        self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply));
+        if !self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply)) {
+            // Authorized just before its session was stopped: the stop wins.
+            let stopped = session.map(session_stopped_message).unwrap_or_default();
+            return self.refuse(&frame, "denied", stopped);
+        }
         self.joined_set().insert(frame.topic.clone(), frame.join_ref.clone());
         self.channels.insert(frame.topic, Channel { join_ref: frame.join_ref, private, may_write, ack, auth });
         "ok"
