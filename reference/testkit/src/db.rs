@@ -17,29 +17,37 @@ pub fn admin_url() -> String {
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    /// The superuser URL of the server it is on.
+    admin: String,
 }
 
 impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn migrated() -> anyhow::Result<TestDb> {
-        let template = ensure_template().await?;
-        TestDb::create(Some(&template)).await
+        TestDb::migrated_on(&admin_url()).await
+    }
+
+    /// A fresh database with every migration applied, on the server of superuser URL `admin`
+    /// (another server than the tests' own: PostgreSQL in a container).
+    pub async fn migrated_on(admin: &str) -> anyhow::Result<TestDb> {
+        let template = ensure_template(admin).await?;
+        TestDb::create(admin, Some(&template)).await
     }
 
     /// A fresh, empty database.
     pub async fn empty() -> anyhow::Result<TestDb> {
-        TestDb::create(None).await
+        TestDb::create(&admin_url(), None).await
     }
 
-    async fn create(template: Option<&str>) -> anyhow::Result<TestDb> {
+    async fn create(admin_url: &str, template: Option<&str>) -> anyhow::Result<TestDb> {
         let name = format!("fsync_test_{}", crate::new_id().simple());
-        let admin = connect(&admin_url()).await?;
+        let admin = connect(admin_url).await?;
         let statement = match template {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
         admin.batch_execute(&statement).await.with_context(|| format!("create test database {name}"))?;
-        Ok(TestDb { url: url_for(&name), name })
+        Ok(TestDb { url: url_for(admin_url, &name), name, admin: admin_url.to_owned() })
     }
 
     /// A superuser connection to this database (bypasses RLS: use it to seed and inspect).
@@ -50,14 +58,14 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin_url) = (self.name.clone(), self.admin.clone());
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
         let _ = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             runtime.block_on(async {
-                if let Ok(admin) = connect(&admin_url()).await {
+                if let Ok(admin) = connect(&admin_url).await {
                     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                 }
             });
@@ -66,9 +74,8 @@ impl Drop for TestDb {
     }
 }
 
-/// `admin_url()` with its database replaced by `name`.
-fn url_for(name: &str) -> String {
-    let admin = admin_url();
+/// `admin` with its database replaced by `name`.
+fn url_for(admin: &str, name: &str) -> String {
     match admin.rfind('/') {
         Some(slash) if admin[..slash].contains("://") && slash > admin.find("://").unwrap_or(0) + 2 => {
             let (base, rest) = admin.split_at(slash);
@@ -87,11 +94,11 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
 }
 
 /// Builds (once per migration checksum, under an advisory lock) a template database with every
-/// migration applied, and returns its name.
-async fn ensure_template() -> anyhow::Result<String> {
+/// migration applied on the server of `admin_url`, and returns its name.
+async fn ensure_template(admin_url: &str) -> anyhow::Result<String> {
     let all: String = migrate::all().map(|m| m.sql).collect();
     let name = format!("fsync_tmpl_{}", &hex_sha256(all.as_bytes())[..16]);
-    let admin = connect(&admin_url()).await?;
+    let admin = connect(admin_url).await?;
     admin.execute("SELECT pg_advisory_lock(7340123)", &[]).await?;
     let result = async {
         let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
@@ -102,7 +109,7 @@ async fn ensure_template() -> anyhow::Result<String> {
             admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).await?;
             admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
             {
-                let mut client = connect(&url_for(&building)).await?;
+                let mut client = connect(&url_for(admin_url, &building)).await?;
                 migrate::migrate(&mut client).await.context("migrate the template database")?;
             }
             // The connection above must be gone before the rename.

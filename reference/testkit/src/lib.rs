@@ -6,9 +6,11 @@
 //! cloned from a template built once per migration checksum, which keeps a fresh database per
 //! test cheap. `TEST_LOG=1` switches server logs on. [`MemoryNet`] joins servers and clients
 //! with in-process streams instead of sockets; [`FaultProxy`] sits between two parts of the real
-//! stack and cuts, resets, delays, throttles or blackholes their connections.
+//! stack and cuts, resets, delays, throttles or blackholes their connections. [`containers`] runs
+//! the images `ci/images/build` made (PostgreSQL in a container), or says why it cannot here.
 
 mod app;
+pub mod containers;
 mod db;
 pub mod memnet;
 mod moto;

@@ -1,4 +1,5 @@
 //! Integration tests of the test support itself, on real sockets (and, where it matters, the
 //! machine's PostgreSQL and the real server).
 
+mod containers;
 mod proxy;
