@@ -1,5 +1,5 @@
 //! Containers for the tests (issue 22): whether they can run here, the images `ci/images/build`
-//! made, and PostgreSQL in a container.
+//! made, PostgreSQL and the S3 server (s3s-fs, SigV4) in containers.
 //!
 //! A machine without a Docker engine, or without the images, skips the container tests and says
 //! why; `FSYNC_REQUIRE_DOCKER=1` (CI sets it, with `ci/ensure-docker` and `ci/images/build`
@@ -31,22 +31,25 @@ pub async fn available(what: &str) -> Option<Images> {
 #[derive(Debug, Clone)]
 pub struct Images {
     pub postgres: String,
+    pub s3: String,
 }
 
 impl Images {
     /// The engine answers, and every image the tests use exists.
     async fn here() -> anyhow::Result<Images> {
         engine_answers().await?;
-        let postgres = tag("FSYNC_IMAGE_POSTGRES")?;
-        let exists = tokio::process::Command::new("docker")
-            .args(["image", "inspect", "--format", "{{.Id}}", &postgres])
-            .output()
-            .await
-            .context("run `docker image inspect`")?;
-        if !exists.status.success() {
-            anyhow::bail!("the image {postgres} is not built (run `bash ci/images/build`)");
+        let images = Images { postgres: tag("FSYNC_IMAGE_POSTGRES")?, s3: tag("FSYNC_IMAGE_S3")? };
+        for image in [&images.postgres, &images.s3] {
+            let exists = tokio::process::Command::new("docker")
+                .args(["image", "inspect", "--format", "{{.Id}}", image])
+                .output()
+                .await
+                .context("run `docker image inspect`")?;
+            if !exists.status.success() {
+                anyhow::bail!("the image {image} is not built (run `bash ci/images/build`)");
+            }
         }
-        Ok(Images { postgres })
+        Ok(images)
     }
 }
 
@@ -108,5 +111,53 @@ impl PostgresContainer {
             admin_url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
             _container: container,
         })
+    }
+}
+
+/// The S3 server (s3s-fs, SigV4) in a container with one bucket, removed when dropped.
+pub struct S3Container {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+    _container: ContainerAsync<GenericImage>,
+}
+
+impl S3Container {
+    /// Starts one from `images.s3` serving `bucket`, with fresh credentials.
+    pub async fn start(images: &Images, bucket: &str) -> anyhow::Result<S3Container> {
+        let (name, tag) = images.s3.split_once(':').context("an image tag is name:tag")?;
+        let (access_key, secret_key) = (format!("fsync-{}", crate::new_id().simple()), crate::new_id().to_string());
+        let container = GenericImage::new(name, tag)
+            .with_exposed_port(9000.tcp())
+            .with_wait_for(WaitFor::message_on_stdout("s3s-fs serving /data"))
+            .with_host_config_modifier(loopback_only(9000))
+            .with_env_var("BUCKET", bucket)
+            .with_env_var("S3_ACCESS_KEY", &access_key)
+            .with_env_var("S3_SECRET_KEY", &secret_key)
+            .start()
+            .await
+            .with_context(|| format!("start a container of {}", images.s3))?;
+        let port = container.get_host_port_ipv4(9000).await.context("its published port")?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        // The log line comes just before it listens: wait until it answers.
+        let deadline = crate::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            anyhow::ensure!(crate::now() < deadline, "the S3 server did not listen on {endpoint} within 30 s");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(S3Container { endpoint, bucket: bucket.to_owned(), access_key, secret_key, _container: container })
+    }
+
+    /// The storage URL and `AWS_*` settings that reach this server with its credentials.
+    pub fn storage(&self) -> (String, Vec<(String, String)>) {
+        let settings = [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", self.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ];
+        (format!("s3://{}", self.bucket), settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 }

@@ -13,13 +13,11 @@ mod app;
 pub mod containers;
 mod db;
 pub mod memnet;
-mod moto;
 pub mod proxy;
 
 pub use app::{claims, metric, spawn_app, AppOptions, PlatformOptions, TestApp};
 pub use db::{admin_url, TestDb};
 pub use memnet::MemoryNet;
-pub use moto::Moto;
 pub use proxy::{Fault, FaultProxy};
 
 use fsync_store::{Clock, Ids, SystemClock, SystemIds};

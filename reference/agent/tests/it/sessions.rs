@@ -4,7 +4,7 @@
 use crate::support::*;
 use fsync_protocol::api::BulkEntry;
 use fsync_protocol::snapshot::{SessionStatus, AGENT_ENV};
-use fsync_testkit::{metric, Moto, PlatformOptions, TestApp};
+use fsync_testkit::{metric, PlatformOptions, TestApp};
 use http::{Method, StatusCode};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -98,10 +98,14 @@ async fn a_session_hydrates_from_the_snapshot_follows_changes_and_stops() {
     starts_follows_and_stops(&app).await;
 }
 
+/// The same session on the S3 server in a container, with SigV4 credentials (issue 22): the
+/// snapshot uploaded there, signed and downloaded through it, binaries too.
 #[tokio::test]
-async fn the_s3_backend_through_moto_serves_the_same_session() {
-    let moto = Moto::start("fsync-e2e").await;
-    let (storage_url, aws) = moto.storage();
+async fn the_s3_server_in_a_container_serves_the_same_session() {
+    use fsync_testkit::containers::{available, S3Container};
+    let Some(images) = available("a session on the S3 server in a container").await else { return };
+    let s3 = S3Container::start(&images, "fsync-e2e").await.expect("the S3 server in a container");
+    let (storage_url, aws) = s3.storage();
     let app = spawn(PlatformOptions { storage_url: Some(storage_url), aws, ..Default::default() }).await;
     starts_follows_and_stops(&app).await;
 }
