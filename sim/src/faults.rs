@@ -112,9 +112,7 @@ fn long_outage(config: &Config, servers: usize, token_ttl_s: u64, rng: &mut fast
     let kind = if rng.bool() {
         FaultKind::Partition { host: format!("agent-{}", rng.usize(..config.agents)), server }
     } else {
-        let mut hosts: Vec<String> = (0..=config.agents).map(|i| format!("agent-{i}")).collect();
-        hosts.extend((0..config.editors + config.viewers).map(|i| format!("editor-{i}")));
-        FaultKind::ServerOutage { server, hosts }
+        FaultKind::ServerOutage { server, hosts: client_hosts(config) }
     };
     let lasts = Duration::from_secs(token_ttl_s + rng.u64(5..30));
     // Once the sessions run (an agent that cannot join at its start fails its session), while
@@ -125,8 +123,7 @@ fn long_outage(config: &Config, servers: usize, token_ttl_s: u64, rng: &mut fast
 /// The fault schedule: which kinds are enabled is drawn first, then up to five faults of them.
 fn draw_faults(config: &Config, servers: usize, short_tokens: bool, rng: &mut fastrand::Rng) -> Vec<Fault> {
     let enabled: Vec<bool> = (0..9).map(|_| rng.bool()).collect();
-    let mut hosts: Vec<String> = (0..=config.agents).map(|i| format!("agent-{i}")).collect();
-    hosts.extend((0..config.editors + config.viewers).map(|i| format!("editor-{i}")));
+    let hosts = client_hosts(config);
     let mut kinds = Vec::new();
     for _ in 0..rng.usize(1..6) {
         let kind = rng.usize(0..9);
@@ -167,6 +164,13 @@ fn draw_faults(config: &Config, servers: usize, short_tokens: bool, rng: &mut fa
         .collect();
     faults.sort_by_key(|f| f.at);
     without_held_one_ways(faults)
+}
+
+/// Every agent host (the late session's too) and every person's host.
+fn client_hosts(config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> = (0..=config.agents).map(|i| format!("agent-{i}")).collect();
+    hosts.extend((0..config.editors + config.viewers).map(|i| format!("editor-{i}")));
+    hosts
 }
 
 /// turmoil cannot hold a link that is also cut one way: of two such faults on one link, the

@@ -47,11 +47,11 @@ pub(crate) async fn subscribed(
             Ok(Some(FeedEvent::Disconnected { reason, refused })) => {
                 tracing::info!(%reason, "could not join the project channel yet");
                 last_reason = reason;
-                if !refused && !expired(&api.config.sources, &api.token()) {
+                let was_expired = expired(&api.config.sources, &api.token());
+                if !refused && !was_expired {
                     continue;
                 }
                 // Refused: perhaps only its token expired (renewed here), or its session ended.
-                let was_expired = expired(&api.config.sources, &api.token());
                 match renew(api, feed).await? {
                     Renewal::Ended(why) => return Ok(Some(why)),
                     // The refusal was its expired token's: the renewed one starts afresh.
@@ -208,14 +208,18 @@ pub(crate) async fn follow(
 
 /// Whether `token` has expired.
 fn expired(sources: &Sources, token: &str) -> bool {
-    let exp = jwt::unverified_claims(token).and_then(|c| c.get("exp").and_then(Value::as_u64));
-    exp.is_none_or(|exp| exp <= sources.wall_s())
+    expiry(token).is_none_or(|exp| exp <= sources.wall_s())
+}
+
+/// `token`'s `exp`, read without verifying it (the holder's own token).
+fn expiry(token: &str) -> Option<u64> {
+    jwt::unverified_claims(token).and_then(|c| c.get("exp").and_then(Value::as_u64))
 }
 
 /// When to refresh `token`: at two thirds of its remaining life (at least a second from now).
 fn refresh_deadline(sources: &Sources, token: &str) -> Instant {
     let now = sources.wall_s();
-    let exp = jwt::unverified_claims(token).and_then(|c| c.get("exp").and_then(Value::as_u64)).unwrap_or(now + 60);
+    let exp = expiry(token).unwrap_or(now + 60);
     let left = exp.saturating_sub(now);
     sources.now() + Duration::from_secs((left * 2 / 3).max(1))
 }

@@ -94,10 +94,7 @@ impl MemStore {
             faults.recent.iter().rev().nth(back).cloned()
         };
         if let Some(message) = message {
-            let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-            for listener in listeners.iter().filter(|l| !l.lost) {
-                let _ = listener.tx.try_send(Delivery::Message(message.clone()));
-            }
+            self.to_listeners([Delivery::Message(message)]);
         }
     }
 
@@ -154,38 +151,30 @@ impl MemStore {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Hands committed messages to every listener, in commit order (called under the state lock).
-    fn deliver(&self, messages: Vec<RealtimeMessage>) {
-        if messages.is_empty() {
-            return;
-        }
+    /// Hands `deliveries` to every listener whose feed is not lost, in order. A listener that
+    /// fell 4,096 behind loses them, as a LISTEN connection that drops does; consumers notice the
+    /// seq gap.
+    fn to_listeners(&self, deliveries: impl IntoIterator<Item = Delivery>) {
         let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
         listeners.retain(|l| !l.tx.is_closed());
-        for message in messages {
-            if self.faults().fate(&message) == faults::Fate::Lose {
-                continue;
-            }
+        for delivery in deliveries {
             for listener in listeners.iter().filter(|l| !l.lost) {
-                // A listener that fell 4,096 messages behind loses messages, as a LISTEN
-                // connection that drops does; consumers notice the seq gap.
-                let _ = listener.tx.try_send(Delivery::Message(message.clone()));
+                let _ = listener.tx.try_send(delivery.clone());
             }
         }
+    }
+
+    /// Hands committed messages to every listener, in commit order (called under the state lock),
+    /// but those the simulator's faults lose.
+    fn deliver(&self, messages: Vec<RealtimeMessage>) {
+        let kept = messages.into_iter().filter(|m| self.faults().fate(m) != faults::Fate::Lose);
+        self.to_listeners(kept.map(Delivery::Message).collect::<Vec<_>>());
     }
 
     /// Notifies every listener of the sessions whose record ended in the call just made (called
     /// under the state lock, after its messages: commit order).
     pub(crate) fn deliver_ended(&self, state: &mut State) {
-        if state.ended.is_empty() {
-            return;
-        }
-        let mut listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        listeners.retain(|l| !l.tx.is_closed());
-        for (session, end) in state.ended.drain(..) {
-            for listener in listeners.iter().filter(|l| !l.lost) {
-                let _ = listener.tx.try_send(Delivery::SessionEnded { session, end });
-            }
-        }
+        self.to_listeners(state.ended.drain(..).map(|(session, end)| Delivery::SessionEnded { session, end }));
     }
 
     /// Runs one RPC against the state; the same dispatch the server's PostgreSQL store does by name.

@@ -44,17 +44,16 @@ impl MemStore {
 
     pub(crate) fn fail_sessions_of_now(&self, instance: &str, reason: &str, now_s: u64) -> u64 {
         let mut state = self.lock();
-        let mut failed = Vec::new();
+        let state = &mut *state;
         for record in state.sessions.values_mut().filter(|s| s.instance == instance && s.is_live()) {
             record.view.status = SessionStatus::Failed;
             record.view.reason = Some(reason.to_owned());
             record.ended_at_s = Some(now_s);
-            failed.push((record.view.id, SessionEnd::Failed));
+            state.ended.push((record.view.id, SessionEnd::Failed));
         }
-        let count = failed.len() as u64;
-        state.ended.extend(failed);
-        self.deliver_ended(&mut state);
-        count
+        let failed = state.ended.len() as u64;
+        self.deliver_ended(state);
+        failed
     }
 
     pub(crate) fn prune_sessions_now(&self, ended_before_s: u64) -> u64 {

@@ -148,6 +148,19 @@ pub fn container_claims(session_id: &str, project_id: &str, now_s: u64, ttl_s: u
     claims
 }
 
+/// Whether `claims` are a container token's (`scope: "container"`).
+pub fn is_container(claims: &Claims) -> bool {
+    claims.get("scope").and_then(Value::as_str) == Some("container")
+}
+
+/// The preview session a container token belongs to; none for any other token.
+pub fn container_session(claims: &Claims) -> Option<uuid::Uuid> {
+    if !is_container(claims) {
+        return None;
+    }
+    claims.get("session_id").and_then(Value::as_str).and_then(|s| s.parse().ok())
+}
+
 /// The claims of a token, read without verifying it: only for a holder to learn its own token's
 /// expiry. Never use it to decide access.
 pub fn unverified_claims(token: &str) -> Option<Claims> {

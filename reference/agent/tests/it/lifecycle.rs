@@ -82,6 +82,11 @@ async fn stopped_everywhere(runs: &TestApp, other: &TestApp, view: &SessionView,
         assert_eq!(seen.status, SessionStatus::Stopped, "read at once, with no poll to wait for");
         assert_eq!(seen.reason.as_deref(), reason);
     }
+    agent_ends(view).await;
+}
+
+/// Waits for the agent of session `view` to end.
+async fn agent_ends(view: &SessionView) {
     let pid = view.agent_pid.expect("a pid");
     eventually("the agent's end", async || agent_gone(pid)).await;
 }
@@ -148,8 +153,7 @@ async fn deleting_the_project_ends_its_sessions_at_once() {
     assert_eq!((seen.status, seen.reason.as_deref()), (SessionStatus::Stopped, Some(PROJECT_DELETED)));
     let token = a.session_token(view.id, seeded.project);
     assert_eq!(refresh(&b, view.id, &token).await, 404);
-    let pid = view.agent_pid.expect("a pid");
-    eventually("the agent's end", async || agent_gone(pid)).await;
+    agent_ends(&view).await;
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fsync_protocol::jwt;
 use fsync_protocol::limits::{
     MAX_LAG_SAMPLES, MAX_SMALL_BODY_BYTES, MAX_STATUS_PHASE_BYTES, MAX_STATUS_REASON_BYTES, MAX_STATUS_TIMINGS,
 };
@@ -43,7 +44,7 @@ fn caller(platform: &Platform, headers: &HeaderMap) -> Result<RequestAuth, ApiEr
 }
 
 fn is_container(auth: &RequestAuth) -> bool {
-    auth.claims.get("scope").and_then(Value::as_str) == Some("container")
+    jwt::is_container(&auth.claims)
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -103,10 +104,9 @@ fn agent_session(platform: &Platform, headers: &HeaderMap, id: &str) -> Result<U
 }
 
 /// Session `id`, if `claims` are its container token's.
-fn session_of(claims: &serde_json::Map<String, Value>, id: &str) -> Result<Uuid, ApiError> {
+fn session_of(claims: &jwt::Claims, id: &str) -> Result<Uuid, ApiError> {
     let id = parse_id(id)?;
-    let container = claims.get("scope").and_then(Value::as_str) == Some("container");
-    if container && claims.get("session_id").and_then(Value::as_str) == Some(id.to_string().as_str()) {
+    if jwt::container_session(claims) == Some(id) {
         Ok(id)
     } else {
         Err(ApiError::new(StatusCode::FORBIDDEN, "42501", "only this session's container token may do this"))

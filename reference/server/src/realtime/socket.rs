@@ -9,6 +9,7 @@ use crate::metrics::Surface;
 use crate::state::AppState;
 use axum::extract::ws::{Message, WebSocket};
 use fsync_protocol::events::ProjectEvent;
+use fsync_protocol::jwt;
 use fsync_protocol::realtime::{self as wire, Frame, Vsn};
 use fsync_store::data::{RealtimeMessage, Store};
 use futures_util::{SinkExt, StreamExt};
@@ -339,7 +340,7 @@ impl<S: Store> Socket<S> {
             self.send(&wire::close(old.join_ref, &frame.topic));
         }
         let reply = wire::encode(self.vsn, &wire::reply(&frame, "ok", json!({"postgres_changes": []})));
-        let session = container_session(&auth.request);
+        let session = jwt::container_session(&auth.request.claims);
         let subscription =
             Subscription { socket: self.id, private, receive_own, vsn: self.vsn, out: self.out.clone(), session };
         if !self.state.hub.subscribe(&frame.topic, subscription, Arc::from(reply)) {
@@ -386,7 +387,7 @@ impl<S: Store> Socket<S> {
         };
         // The hub knows a channel by the session that joined it: a token of another session (or
         // none) is a new join, not a refresh.
-        if container_session(&auth.request) != container_session(&channel.auth.request) {
+        if jwt::container_session(&auth.request.claims) != jwt::container_session(&channel.auth.request.claims) {
             return self.close_channel(&frame.topic, "a refreshed token must belong to the session that joined");
         }
         let private = channel.private;
@@ -514,14 +515,6 @@ impl<S: Store> Socket<S> {
 /// Why a channel whose reader lost the right to read it is closed.
 fn no_longer_readable(subtopic: &str) -> String {
     format!("You no longer have permission to read from this Channel topic: {subtopic}")
-}
-
-/// The preview session a container token belongs to (none for any other token).
-fn container_session(auth: &fsync_store::RequestAuth) -> Option<uuid::Uuid> {
-    if auth.claims.get("scope").and_then(Value::as_str) != Some("container") {
-        return None;
-    }
-    auth.claims.get("session_id").and_then(Value::as_str).and_then(|s| s.parse().ok())
 }
 
 /// The token a join brings: `access_token` (or `user_token`), unless it is an `sb_` key.
