@@ -149,7 +149,7 @@ impl PlatformStore for MemStore {
         instance: &'a str,
         reason: &'a str,
         now_s: u64,
-    ) -> BoxFuture<'a, Result<u64, ApiError>> {
+    ) -> BoxFuture<'a, Result<Vec<Uuid>, ApiError>> {
         let failed = self.fail_sessions_of_now(instance, reason, now_s);
         Box::pin(async move { Ok(failed) })
     }

@@ -42,7 +42,7 @@ impl MemStore {
         self.lock().sessions.get(&id).cloned()
     }
 
-    pub(crate) fn fail_sessions_of_now(&self, instance: &str, reason: &str, now_s: u64) -> u64 {
+    pub(crate) fn fail_sessions_of_now(&self, instance: &str, reason: &str, now_s: u64) -> Vec<Uuid> {
         let mut state = self.lock();
         let state = &mut *state;
         for record in state.sessions.values_mut().filter(|s| s.instance == instance && s.is_live()) {
@@ -51,7 +51,7 @@ impl MemStore {
             record.ended_at_s = Some(now_s);
             state.ended.push((record.view.id, SessionEnd::Failed));
         }
-        let failed = state.ended.len() as u64;
+        let failed = state.ended.iter().map(|(id, _)| *id).collect();
         self.deliver_ended(state);
         failed
     }

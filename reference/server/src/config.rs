@@ -1,11 +1,12 @@
 //! Configuration from the environment (DESIGN §12), with the documented development defaults:
 //! [`Settings`] reads every variable, in one place, with one flag parser.
 
-use crate::orchestrator::{OrchestratorConfig, ProcessLauncher};
+use crate::orchestrator::{DockerConfig, DockerLauncher, OrchestratorConfig, ProcessLauncher};
 use crate::realtime::RealtimeConfig;
 use crate::storage::{Storage, StorageError};
 use fsync_protocol::jwt::{self, Claims, Secret};
 use fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S;
+use fsync_store::launch::Launcher;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub const VARIABLES: &[&str] = &[
     "FSYNC_SESSIONS_DIR",
     "FSYNC_AGENT_BIN",
     "FSYNC_AGENT_EXEC",
+    "FSYNC_AGENT_LAUNCHER",
+    "FSYNC_PREVIEW_IMAGE",
+    "FSYNC_PREVIEW_NETWORK",
+    "FSYNC_PUBLIC_URL",
     flags::USE_SNAPSHOT_HYDRATION,
     flags::KEEP_CLIENT_BROADCAST,
     "FSYNC_INSTANCE_ID",
@@ -75,6 +80,15 @@ pub struct Settings {
     pub agent_bin: Option<PathBuf>,
     /// `FSYNC_AGENT_EXEC`.
     pub agent_exec: Option<String>,
+    /// `FSYNC_AGENT_LAUNCHER`: `process` (the default) or `docker`.
+    pub agent_launcher: Option<String>,
+    /// `FSYNC_PREVIEW_IMAGE`: the image of the Docker launcher's containers.
+    pub preview_image: Option<String>,
+    /// `FSYNC_PREVIEW_NETWORK`: the network they join (default `host`).
+    pub preview_network: Option<String>,
+    /// `FSYNC_PUBLIC_URL`: the API's URL as agents reach it (their `FSYNC_API_URL`, and signed
+    /// URLs); by default `http://` and the address listened on.
+    pub public_url: Option<String>,
     /// `FSYNC_USE_SNAPSHOT_HYDRATION` (plan flag).
     pub snapshot_hydration: bool,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan flag 3.3).
@@ -105,6 +119,10 @@ impl Settings {
             sessions_dir: var("FSYNC_SESSIONS_DIR").map(PathBuf::from),
             agent_bin: var("FSYNC_AGENT_BIN").map(PathBuf::from),
             agent_exec: var("FSYNC_AGENT_EXEC"),
+            agent_launcher: var("FSYNC_AGENT_LAUNCHER"),
+            preview_image: var("FSYNC_PREVIEW_IMAGE"),
+            preview_network: var("FSYNC_PREVIEW_NETWORK"),
+            public_url: var("FSYNC_PUBLIC_URL"),
             snapshot_hydration: flag(var(flags::USE_SNAPSHOT_HYDRATION).as_deref()),
             keep_client_broadcast: flag(var(flags::KEEP_CLIENT_BROADCAST).as_deref()),
             instance: var("FSYNC_INSTANCE_ID"),
@@ -142,6 +160,41 @@ impl Settings {
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
             max_sessions_per_user: crate::orchestrator::MAX_SESSIONS_PER_USER,
         }
+    }
+}
+
+/// How `serve` starts agents (`FSYNC_AGENT_LAUNCHER`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LauncherChoice {
+    /// Child processes of `FSYNC_AGENT_BIN` (the default).
+    Process,
+    /// Containers of `FSYNC_PREVIEW_IMAGE` on `FSYNC_PREVIEW_NETWORK`.
+    Docker(DockerConfig),
+}
+
+impl Settings {
+    /// The launcher the settings name, or why they name none.
+    pub fn launcher_choice(&self) -> Result<LauncherChoice, String> {
+        match self.agent_launcher.as_deref().map(str::trim) {
+            None | Some("process") => Ok(LauncherChoice::Process),
+            Some("docker") => {
+                let image =
+                    self.preview_image.clone().ok_or("FSYNC_AGENT_LAUNCHER=docker needs FSYNC_PREVIEW_IMAGE")?;
+                let network = self.preview_network.clone().unwrap_or_else(|| "host".to_owned());
+                Ok(LauncherChoice::Docker(DockerConfig::new(image, network)))
+            }
+            Some(other) => Err(format!("FSYNC_AGENT_LAUNCHER is `process` or `docker`, not `{other}`")),
+        }
+    }
+
+    /// The orchestrator's settings with the launcher they name, connected (a Docker launcher
+    /// reaches its engine and finds its image first).
+    pub async fn orchestrator_launching(&self) -> Result<OrchestratorConfig, Box<dyn std::error::Error + Send + Sync>> {
+        let mut config = self.orchestrator();
+        if let LauncherChoice::Docker(docker) = self.launcher_choice()? {
+            config.launcher = Arc::new(DockerLauncher::connect(docker).await?) as Arc<dyn Launcher>;
+        }
+        Ok(config)
     }
 }
 
@@ -228,7 +281,29 @@ mod tests {
         assert_eq!(settings.orchestrator().agent_exec.as_deref(), Some("npm run dev"));
         assert!(settings.snapshot_hydration && settings.orchestrator().snapshot_hydration);
         assert!(settings.realtime().keep_client_broadcast);
+        assert_eq!(settings.launcher_choice(), Ok(LauncherChoice::Process));
         assert_eq!(settings.aws.keys().collect::<Vec<_>>(), ["AWS_REGION"], "empty values are unset");
+    }
+
+    #[test]
+    fn the_launcher_is_named_by_the_environment() {
+        let settings = |pairs: &'static [(&'static str, &'static str)]| {
+            Settings::from_lookup(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned()))
+        };
+        assert_eq!(settings(&[("FSYNC_AGENT_LAUNCHER", "process")]).launcher_choice(), Ok(LauncherChoice::Process));
+        let docker = settings(&[("FSYNC_AGENT_LAUNCHER", "docker"), ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1")]);
+        assert_eq!(docker.launcher_choice(), Ok(LauncherChoice::Docker(DockerConfig::new("fsync/preview:1", "host"))));
+        let on_a_network = settings(&[
+            ("FSYNC_AGENT_LAUNCHER", "docker"),
+            ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1"),
+            ("FSYNC_PREVIEW_NETWORK", "previews"),
+        ]);
+        let Ok(LauncherChoice::Docker(config)) = on_a_network.launcher_choice() else { panic!("docker") };
+        assert_eq!(config.network, "previews");
+        let no_image = settings(&[("FSYNC_AGENT_LAUNCHER", "docker")]).launcher_choice().unwrap_err();
+        assert!(no_image.contains("FSYNC_PREVIEW_IMAGE"), "{no_image}");
+        let unknown = settings(&[("FSYNC_AGENT_LAUNCHER", "vm")]).launcher_choice().unwrap_err();
+        assert!(unknown.contains("`process` or `docker`, not `vm`"), "{unknown}");
     }
 
     #[test]

@@ -117,7 +117,7 @@ async fn serve(config: Settings, addr: String) -> anyhow::Result<()> {
     let storage_url = config.storage_url();
     let storage = config.storage()?;
     say!("Storage: {storage_url}");
-    let orchestrator = config.orchestrator();
+    let orchestrator = config.orchestrator_launching().await.map_err(|e| anyhow::anyhow!("start agents: {e}"))?;
     say!(
         "Sessions: {} ({}, snapshot hydration {})",
         orchestrator.sessions_dir.display(),
@@ -131,6 +131,10 @@ async fn serve(config: Settings, addr: String) -> anyhow::Result<()> {
         .start()
         .await
         .context("start realtime")?;
+    if let (Some(url), Some(platform)) = (&config.public_url, &server.platform) {
+        platform.set_public_url(url.clone());
+        say!("Agents reach the API at {url} (FSYNC_PUBLIC_URL)");
+    }
     server.serve_tcp(listener, shutdown_signal()).await?;
     // Dropping `database` stops a private cluster.
     drop(database);

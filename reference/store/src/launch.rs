@@ -74,4 +74,12 @@ pub trait Launcher: Send + Sync + 'static {
 
     /// What this launcher starts, for the startup banner (`agent /path/to/fsync-agent`).
     fn describe(&self) -> String;
+
+    /// Removes what is left of `sessions`' agents, which an earlier run of this instance started
+    /// and no longer watches (it failed them when it started again). A process or a task ended
+    /// with that run, so by default there is nothing to remove; a container outlives it.
+    fn remove_leftovers<'a>(&'a self, sessions: &'a [Uuid]) -> BoxFuture<'a, Result<(), Box<dyn Error + Send + Sync>>> {
+        let _ = sessions;
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -116,13 +116,13 @@ pub trait PlatformStore: Send + Sync + 'static {
     fn session(&self, id: Uuid) -> BoxFuture<'_, Result<Option<SessionRecord>, ApiError>>;
 
     /// Fails every live session `instance` runs, with `reason` at `now_s`: what an instance does
-    /// when it starts, since it no longer watches agents it started before. How many.
+    /// when it starts, since it no longer watches agents it started before. Which, in id order.
     fn fail_sessions_of<'a>(
         &'a self,
         instance: &'a str,
         reason: &'a str,
         now_s: u64,
-    ) -> BoxFuture<'a, Result<u64, ApiError>>;
+    ) -> BoxFuture<'a, Result<Vec<Uuid>, ApiError>>;
 
     /// Forgets the sessions that ended before `ended_before_s` (wall seconds). How many.
     fn prune_sessions(&self, ended_before_s: u64) -> BoxFuture<'_, Result<u64, ApiError>>;

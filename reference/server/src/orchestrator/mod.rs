@@ -11,17 +11,21 @@
 //! directory.
 //!
 //! Agents start through a [`Launcher`]: a child process ([`ProcessLauncher`], what `serve`
-//! does) or an in-process task running the same agent code (`fsync_agent::launcher`). Sessions
+//! does by default), a Docker container of the preview image ([`DockerLauncher`], what `serve`
+//! does with `FSYNC_AGENT_LAUNCHER=docker`, and production), or an in-process task running the
+//! same agent code (`fsync_agent::launcher`). Sessions
 //! are recorded in the database (any instance answers for any session) and run by the
 //! instance that started their agent, which hears at once when a session it runs is stopped
 //! anywhere ([`lifecycle`]). The registry holds at most [`MAX_SESSIONS`]; a session that ended is
 //! forgotten [`FORGET_AFTER`] later.
 
+pub mod docker;
 pub mod http;
 pub mod lifecycle;
 mod process;
 pub mod registry;
 mod start;
 
+pub use docker::{DockerConfig, DockerLauncher};
 pub use process::ProcessLauncher;
 pub use registry::{Orchestrator, OrchestratorConfig, FORGET_AFTER, MAX_SESSIONS, MAX_SESSIONS_PER_USER};

@@ -140,11 +140,14 @@ impl Orchestrator {
     }
 
     /// Fails the live sessions this instance started before it (re)started: their agents are
-    /// no longer watched. How many.
-    pub async fn recover(&self) -> Result<u64, ApiError> {
+    /// no longer watched, and what is left of them (a container) is removed. Which.
+    pub async fn recover(&self) -> Result<Vec<Uuid>, ApiError> {
         let failed = self.data.fail_sessions_of(&self.config.instance, RESTARTED, self.sources.wall_s()).await?;
-        if failed > 0 {
-            tracing::warn!(failed, instance = %self.config.instance, "failed the sessions of this instance's last run");
+        if !failed.is_empty() {
+            tracing::warn!(failed = failed.len(), instance = %self.config.instance, "failed the sessions of this instance's last run");
+            if let Err(e) = self.config.launcher.remove_leftovers(&failed).await {
+                tracing::warn!(error = %e, "could not remove what is left of those sessions' agents");
+            }
         }
         Ok(failed)
     }
@@ -395,7 +398,7 @@ mod tests {
         drop(before);
 
         let after = orchestrator(&data, "one", &sources);
-        assert_eq!(after.recover().await.unwrap(), 1, "only its own live session");
+        assert_eq!(after.recover().await.unwrap(), vec![id(0)], "only its own live session");
         let failed = after.stored(id(0)).await.unwrap().unwrap();
         assert_eq!(failed.view.status, SessionStatus::Failed);
         assert_eq!(failed.view.reason.as_deref(), Some(RESTARTED));

@@ -185,7 +185,7 @@ impl PlatformStore for PgStore {
         instance: &'a str,
         reason: &'a str,
         now_s: u64,
-    ) -> BoxFuture<'a, Result<u64, ApiError>> {
+    ) -> BoxFuture<'a, Result<Vec<Uuid>, ApiError>> {
         Box::pin(self.fail_sessions_of_pg(instance, reason, now_s))
     }
 

@@ -93,20 +93,28 @@ impl PgStore {
         }))
     }
 
-    pub(super) async fn fail_sessions_of_pg(&self, instance: &str, reason: &str, now_s: u64) -> Result<u64, ApiError> {
+    pub(super) async fn fail_sessions_of_pg(
+        &self,
+        instance: &str,
+        reason: &str,
+        now_s: u64,
+    ) -> Result<Vec<Uuid>, ApiError> {
         let client = self.pool.get().await.map_err(ApiError::unavailable)?;
-        let failed = client
-            .execute(
+        let rows = client
+            .query(
                 &format!(
                     "UPDATE fsync.preview_sessions
                      SET status = 'failed', ended_at_s = $3,
                          view = view || jsonb_build_object('status', 'failed', 'reason', $2::text)
-                     WHERE instance = $1 AND status IN {LIVE}"
+                     WHERE instance = $1 AND status IN {LIVE}
+                     RETURNING id"
                 ),
                 &[&instance, &reason, &(now_s as i64)],
             )
             .await
             .map_err(internal)?;
+        let mut failed: Vec<Uuid> = rows.iter().map(|row| row.get(0)).collect();
+        failed.sort();
         Ok(failed)
     }
 

@@ -3,3 +3,4 @@
 
 mod containers;
 mod proxy;
+mod stack;

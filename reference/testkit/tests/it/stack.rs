@@ -1,0 +1,250 @@
+//! The whole stack in containers on a private network (issue 22): PostgreSQL, the S3 server and
+//! two server containers, every session's agent a preview container started by the Docker
+//! launcher. Each test says what it shows in its name.
+
+use fsync_client::Api;
+use fsync_protocol::snapshot::SessionStatus;
+use fsync_reference::orchestrator::docker::{container_name, PROJECT_LABEL, SESSION_LABEL};
+use fsync_store::SystemClock;
+use fsync_testkit::containers::{docker_cli, own_images, Stack};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+use testcontainers::bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
+use uuid::Uuid;
+
+/// How long anything in these tests may take to settle.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A member with a project of a few files, on a stack with server `one`.
+struct World {
+    stack: Stack,
+    one: Api,
+    token: String,
+    project: Uuid,
+}
+
+async fn world(what: &str) -> Option<World> {
+    let (images, own) = own_images(what).await?;
+    let mut stack = Stack::start(&images, own).await.expect("the stack");
+    let server = stack.start_server("one").await.expect("server one");
+    let one = stack.api(&server);
+    let (_, token) = stack.create_user().await.unwrap();
+    let created = one.rpc(Some(&token), "create_project", json!({"p_name": "containers"})).await.unwrap();
+    let project = created.uuid("id").expect("a project");
+    for (path, content) in
+        [("index.html", "<div id=root></div>"), ("src/App.tsx", "export default 1"), ("README.md", "hi")]
+    {
+        write(&one, &token, project, path, content).await.expect("seed a file");
+    }
+    Some(World { stack, one, token, project })
+}
+
+/// Writes a file through `api`; the answer, or why there is none.
+async fn write(api: &Api, token: &str, project: Uuid, path: &str, content: &str) -> Result<Value, String> {
+    let args = json!({"project_uuid": project, "p_file_path": path, "p_content": content, "p_file_type": "text"});
+    let reply = api.rpc(Some(token), "upsert_project_file", args).await.map_err(|e| e.to_string())?;
+    match reply.is_success() {
+        true => Ok(reply.body),
+        false => Err(format!("HTTP {}: {}", reply.status, reply.body)),
+    }
+}
+
+/// The project's current files, path → content.
+async fn project_tree(api: &Api, token: &str, project: Uuid) -> BTreeMap<String, String> {
+    let files = api.rpc(Some(token), "list_current_files", json!({"project_uuid": project})).await.unwrap();
+    let files = files.expect_ok("list_current_files");
+    files
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|f| (f["file_path"].as_str().unwrap().to_owned(), f["content"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+/// The files in a preview container's project directory, path → content (copied out).
+fn container_tree(container: &str) -> Result<BTreeMap<String, String>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    docker_cli(&["cp", &format!("{container}:/app/project"), &dir.path().display().to_string()])?;
+    let mut tree = BTreeMap::new();
+    read_tree(&dir.path().join("project"), "", &mut tree).map_err(|e| e.to_string())?;
+    Ok(tree)
+}
+
+fn read_tree(dir: &Path, prefix: &str, tree: &mut BTreeMap<String, String>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        if entry.file_type()?.is_dir() {
+            read_tree(&entry.path(), &format!("{name}/"), tree)?;
+        } else {
+            tree.insert(name, String::from_utf8_lossy(&std::fs::read(entry.path())?).into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// Waits until every container's tree is the project's (read through `api`).
+async fn converge(api: &Api, token: &str, project: Uuid, containers: &[String]) {
+    let deadline = fsync_testkit::now() + PATIENCE;
+    loop {
+        let expected = project_tree(api, token, project).await;
+        let trees: Vec<_> = containers.iter().map(|c| container_tree(c)).collect();
+        if trees.iter().all(|tree| tree.as_ref() == Ok(&expected)) {
+            return;
+        }
+        assert!(fsync_testkit::now() < deadline, "the containers' trees {trees:?} never became {expected:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts a session through `api` and waits until it runs; its id and container.
+async fn running_session(api: &Api, token: &str, project: Uuid) -> (Uuid, String) {
+    let reply = api.create_session(token, project).await.unwrap();
+    let id = reply.uuid("id").unwrap_or_else(|| panic!("a session: {}", reply.body));
+    let view = api.wait_session(token, id, SessionStatus::Running, PATIENCE, &SystemClock).await;
+    view.unwrap_or_else(|e| panic!("session {id} runs: {e}"));
+    (id, container_name(id))
+}
+
+/// Waits until the session reads `status`; its reason.
+async fn session_ends(api: &Api, token: &str, id: Uuid, status: SessionStatus) -> String {
+    let view = api.wait_session(token, id, status, PATIENCE, &SystemClock).await;
+    view.unwrap_or_else(|e| panic!("session {id} reads {status:?}: {e}")).reason.unwrap_or_default()
+}
+
+/// Waits until the engine no longer has `container`.
+async fn removed(stack: &Stack, container: &str) {
+    let deadline = fsync_testkit::now() + PATIENCE;
+    while stack.docker.inspect_container(container, None).await.is_ok() {
+        assert!(fsync_testkit::now() < deadline, "{container} was never removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A preview container holds exactly the five variables besides its image's environment, no
+/// service-role key anywhere, and runs confined: read-only root, no capabilities, limits, the
+/// stack's network, labels naming its session and project, the image's non-root user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_container_holds_five_variables_runs_confined_and_follows_the_project() {
+    let Some(w) = world("a preview container").await else { return };
+    let (session, container) = running_session(&w.one, &w.token, w.project).await;
+    let inspect = w.stack.docker.inspect_container(&container, None).await.expect("inspect");
+    let image = w.stack.docker.inspect_image(&w.stack.own.preview).await.expect("the preview image");
+    let image_env: BTreeSet<String> = image.config.and_then(|c| c.env).unwrap_or_default().into_iter().collect();
+    let config = inspect.config.clone().expect("a config");
+    let env: BTreeSet<String> = config.env.clone().unwrap_or_default().into_iter().collect();
+    let added: BTreeSet<&str> =
+        env.difference(&image_env).map(|v| v.split_once('=').map_or(v.as_str(), |(name, _)| name)).collect();
+    let five = ["FSYNC_API_URL", "PROJECT_ID", "REALTIME_TOKEN", "SESSION_ID", "SNAPSHOT_URL"];
+    assert_eq!(added, five.into_iter().collect(), "exactly the five variables besides the image's: {env:?}");
+    assert!(env.contains(&format!("SESSION_ID={session}")) && env.contains(&format!("PROJECT_ID={}", w.project)));
+    assert!(env.contains("FSYNC_API_URL=http://api:54321"), "{env:?}");
+    let whole = serde_json::to_string(&inspect).unwrap();
+    assert!(!whole.contains(&w.stack.service_key()), "no service-role key anywhere in the container");
+    let labels = config.labels.unwrap_or_default();
+    assert_eq!(labels.get(SESSION_LABEL), Some(&session.to_string()));
+    assert_eq!(labels.get(PROJECT_LABEL), Some(&w.project.to_string()));
+    assert_eq!(config.user.as_deref(), Some("preview"), "the image's non-root user");
+    let host = inspect.host_config.expect("a host config");
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+    assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
+    assert!(host.memory.unwrap_or(0) > 0 && host.nano_cpus.unwrap_or(0) > 0 && host.pids_limit.unwrap_or(0) > 0);
+    assert_eq!(host.network_mode.as_deref(), Some(w.stack.network.as_str()));
+    let root_write = docker_cli(&["exec", "--user", "root", &container, "touch", "/planted"]).unwrap_err();
+    assert!(
+        root_write.contains("Read-only file system"),
+        "the root filesystem is read-only, even to root: {root_write}"
+    );
+
+    // It hydrated from the snapshot over the network, and applies edits.
+    let containers = [container.clone()];
+    converge(&w.one, &w.token, w.project, &containers).await;
+    write(&w.one, &w.token, w.project, "src/App.tsx", "export default 2").await.unwrap();
+    write(&w.one, &w.token, w.project, "src/new.ts", "new").await.unwrap();
+    converge(&w.one, &w.token, w.project, &containers).await;
+
+    // Stopping the session removes its container.
+    w.one.stop_session(&w.token, session).await.unwrap();
+    session_ends(&w.one, &w.token, session, SessionStatus::Stopped).await;
+    removed(&w.stack, &container).await;
+}
+
+/// A preview container cut off its network catches up once it is back; one killed fails its
+/// session with the engine's word for it, and its container is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_preview_catches_up_and_a_killed_one_fails_its_session() {
+    let Some(w) = world("a cut and a killed preview").await else { return };
+    let (_, cut) = running_session(&w.one, &w.token, w.project).await;
+    let (killed_session, killed) = running_session(&w.one, &w.token, w.project).await;
+    converge(&w.one, &w.token, w.project, &[cut.clone(), killed.clone()]).await;
+
+    let docker = &w.stack.docker;
+    let network = w.stack.network.as_str();
+    let away = NetworkDisconnectRequest { container: cut.clone(), force: Some(true) };
+    docker.disconnect_network(network, away).await.expect("disconnect the preview");
+    for n in 0..3 {
+        write(&w.one, &w.token, w.project, &format!("while-cut/{n}.txt"), "written while it was away").await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!container_tree(&cut).unwrap().contains_key("while-cut/0.txt"), "nothing reaches it while it is cut");
+    let back = NetworkConnectRequest { container: cut.clone(), endpoint_config: Some(EndpointSettings::default()) };
+    docker.connect_network(network, back).await.expect("reconnect the preview");
+    converge(&w.one, &w.token, w.project, &[cut.clone(), killed.clone()]).await;
+
+    docker_cli(&["kill", &killed]).expect("kill the preview container");
+    let reason = session_ends(&w.one, &w.token, killed_session, SessionStatus::Failed).await;
+    assert!(reason.contains("exit code 137"), "the engine's word for it: {reason}");
+    removed(&w.stack, &killed).await;
+}
+
+/// Killing a server container mid-edit loses no acknowledged write, the agents it served catch
+/// up through the other, and when it starts again it fails its sessions and removes their
+/// containers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_server_mid_edit_loses_no_acknowledged_write_and_agents_follow_the_other() {
+    let Some(mut w) = world("a server killed mid-edit").await else { return };
+    // Both agents join server one: it is the only one under the API's name.
+    let (first, first_container) = running_session(&w.one, &w.token, w.project).await;
+    let (second, second_container) = running_session(&w.one, &w.token, w.project).await;
+    let containers = [first_container.clone(), second_container.clone()];
+    converge(&w.one, &w.token, w.project, &containers).await;
+    let server = w.stack.start_server("two").await.expect("server two");
+    let two = w.stack.api(&server);
+
+    // Writes go through both servers; server one is killed while they do.
+    let writer = {
+        let (one, two, token, project) = (w.one.clone(), two.clone(), w.token.clone(), w.project);
+        tokio::spawn(async move {
+            let mut acknowledged = BTreeMap::new();
+            for n in 0..60 {
+                let (path, content) = (format!("edits/{n}.txt"), format!("edit {n}"));
+                let api = if n % 2 == 0 { &one } else { &two };
+                if write(api, &token, project, &path, &content).await.is_ok() {
+                    acknowledged.insert(path, content);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.stack.kill_server("one").await.expect("kill server one");
+    let acknowledged = writer.await.unwrap();
+    let tree = project_tree(&two, &w.token, w.project).await;
+    assert!(acknowledged.len() >= 30, "the writes through server two were acknowledged: {}", acknowledged.len());
+    for (path, content) in &acknowledged {
+        assert_eq!(tree.get(path), Some(content), "an acknowledged write is there");
+    }
+    converge(&two, &w.token, w.project, &containers).await;
+
+    // Server one again: it fails the sessions it no longer watches and removes their containers.
+    w.stack.start_server("one").await.expect("server one again");
+    for (session, container) in [(first, &first_container), (second, &second_container)] {
+        let reason = session_ends(&two, &w.token, session, SessionStatus::Failed).await;
+        assert!(reason.contains("restarted"), "{reason}");
+        removed(&w.stack, container).await;
+    }
+}
