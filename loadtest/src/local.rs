@@ -3,17 +3,19 @@
 //! `fsync_kpi` either way, dropped at the end), storage in a local directory (under the run's
 //! work directory, with the agents' directories), and agents as real processes. Two server instances share that database: one with snapshot hydration on (the
 //! plan's new path) and one with it off (the legacy file-by-file path), so both are measured on
-//! the same projects.
+//! the same projects; with a preview image, a third (hydration on) starts its agents as Docker
+//! containers of it on the host's network (they reach the instance on loopback).
 
 use anyhow::Context;
 use fsync_client::{Api, Transport};
 use fsync_protocol::jwt::Secret;
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
-use fsync_reference::orchestrator::{OrchestratorConfig, ProcessLauncher};
+use fsync_reference::orchestrator::{DockerConfig, DockerLauncher, OrchestratorConfig, ProcessLauncher};
 use fsync_reference::pg::bootstrap::{self, Database};
 use fsync_reference::realtime::RealtimeConfig;
 use fsync_reference::storage::Storage;
 use fsync_reference::{PgStore, ServerBuilder};
+use fsync_store::launch::Launcher;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -37,6 +39,8 @@ pub struct Local {
     pub fast: Instance,
     /// Snapshot hydration off (the legacy path).
     pub legacy: Instance,
+    /// Snapshot hydration on, agents in containers (`--launcher docker`).
+    pub containers: Option<Instance>,
     pub secret: Secret,
     pub service_key: String,
     /// The run's database (a superuser URL).
@@ -51,7 +55,12 @@ pub struct Local {
 impl Local {
     /// Starts a fresh `database`, the storage and both instances; the run's files (storage, the
     /// agents' directories) go in a new directory under `work_dir`.
-    pub async fn start(agent: (PathBuf, Vec<String>), database: &str, work_dir: &Path) -> anyhow::Result<Local> {
+    pub async fn start(
+        agent: (PathBuf, Vec<String>),
+        container_image: Option<&str>,
+        database: &str,
+        work_dir: &Path,
+    ) -> anyhow::Result<Local> {
         let base = bootstrap::resolve(std::env::var("DATABASE_URL").ok(), Path::new(".fsync")).await?;
         let database_url = fresh_database(&base.url, database).await?;
         let dir = tempfile::Builder::new()
@@ -59,14 +68,21 @@ impl Local {
             .tempdir_in(work_dir)
             .with_context(|| format!("create the run's directory in {}", work_dir.display()))?;
         let storage_url = format!("file://{}", dir.path().join("storage").display());
-        let launcher = Arc::new(ProcessLauncher::new(&agent.0).with_leading_args(agent.1.clone()));
-        let describe = fsync_store::launch::Launcher::describe(&*launcher);
+        let launcher: Arc<dyn Launcher> = Arc::new(ProcessLauncher::new(&agent.0).with_leading_args(agent.1.clone()));
+        let describe = launcher.describe();
         let secret = Secret::new(DEV_JWT_SECRET);
+        let mut launchers = vec![("fast", true, launcher.clone()), ("legacy", false, launcher)];
+        if let Some(image) = container_image {
+            let docker = DockerLauncher::connect(DockerConfig::new(image, "host"))
+                .await
+                .map_err(|e| anyhow::anyhow!("the Docker launcher: {e}"))?;
+            launchers.push(("containers", true, Arc::new(docker)));
+        }
         let mut instances = Vec::new();
-        for (name, snapshot_hydration) in [("fast", true), ("legacy", false)] {
+        for (name, snapshot_hydration, launcher) in launchers {
             let orchestrator = OrchestratorConfig {
                 sessions_dir: dir.path().join("sessions").join(name),
-                launcher: launcher.clone(),
+                launcher,
                 snapshot_hydration,
                 agent_exec: None,
                 token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
@@ -82,11 +98,12 @@ impl Local {
             .execute("DELETE FROM fsync.rate_limits WHERE name = 'writes'", &[])
             .await
             .context("lift the write rate limit")?;
-        let legacy = instances.pop().expect("two instances");
-        let fast = instances.pop().expect("two instances");
+        let mut instances = instances.into_iter();
+        let (fast, legacy) = (instances.next().expect("fast"), instances.next().expect("legacy"));
         Ok(Local {
             fast,
             legacy,
+            containers: instances.next(),
             service_key: service_role_key(&secret),
             secret,
             database_url,
@@ -99,7 +116,7 @@ impl Local {
 
     /// Stops both instances (and their agents) and drops the run's database.
     pub async fn stop(self) -> anyhow::Result<()> {
-        for instance in [self.fast, self.legacy] {
+        for instance in [Some(self.fast), Some(self.legacy), self.containers].into_iter().flatten() {
             if let Some(stop) = instance.stop {
                 let _ = stop.send(());
             }

@@ -1,4 +1,4 @@
-//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--api URL --anon-key K --service-key K [--jwt-secret S]]`
+//! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--launcher process|docker [--preview-image TAG]] [--api URL --anon-key K --service-key K [--jwt-secret S]]`
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
 //! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
 //! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
@@ -20,6 +20,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: a large variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Measure the KPIs, write report.json and report.html, and hold them to the budgets' gate:
@@ -44,6 +46,15 @@ enum Command {
         /// gate counts the others' figures as not measured.
         #[arg(long, value_delimiter = ',', value_parser = Phase::parse)]
         phases: Vec<Phase>,
+        /// How agents start besides child processes: `docker` also times session starts (small,
+        /// large warm) with agents as containers of the preview image, beside a container that
+        /// exits at once.
+        #[arg(long, default_value = "process", value_parser = ["process", "docker"])]
+        launcher: String,
+        /// The preview image of `--launcher docker` (default: FSYNC_PREVIEW_IMAGE; build it with
+        /// `ci/images/build --binaries target/release`).
+        #[arg(long)]
+        preview_image: Option<String>,
         /// Where the run's files go (storage, the agents' directories, the floors' copies);
         /// default: /dev/shm where it exists, else the system's temporary directory.
         #[arg(long)]
@@ -88,6 +99,8 @@ fn main() -> ExitCode {
             edit_rate,
             phases,
             work_dir,
+            launcher,
+            preview_image,
             api,
             anon_key,
             service_key,
@@ -99,6 +112,21 @@ fn main() -> ExitCode {
             }
             plan.agents = agents.unwrap_or(plan.agents);
             plan.edit_rate = edit_rate.unwrap_or(plan.edit_rate);
+            if launcher == "docker" {
+                if api.is_some() {
+                    eprintln!("fsync-loadtest: --launcher docker measures a local run (its third instance), not --api");
+                    return ExitCode::from(2);
+                }
+                let Some(image) = preview_image.or_else(|| std::env::var("FSYNC_PREVIEW_IMAGE").ok()) else {
+                    eprintln!(
+                        "fsync-loadtest: --launcher docker needs --preview-image or FSYNC_PREVIEW_IMAGE \
+                         (build one: cargo build --release -p fsync-agent -p fsync-reference && \
+                         bash ci/images/build --binaries target/release)"
+                    );
+                    return ExitCode::from(2);
+                };
+                plan.container_image = Some(image);
+            }
             let remote = api.map(|api| remote::Deployment {
                 url: api,
                 anon_key: anon_key.unwrap_or_default(),

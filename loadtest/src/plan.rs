@@ -79,6 +79,9 @@ pub struct Plan {
     pub samples: usize,
     /// Sessions stopped through the other instance than runs them.
     pub stops: usize,
+    /// `--launcher docker`: the preview image whose containers also start sessions (small and
+    /// large warm, as many as the process starts), beside a container that exits at once.
+    pub container_image: Option<String>,
 }
 
 impl Plan {
@@ -102,6 +105,7 @@ impl Plan {
             fanout_rounds: 10,
             samples: 100,
             stops: 50,
+            container_image: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl Plan {
             ("fanout_rounds".into(), json!(self.fanout_rounds)),
             ("floor_samples".into(), json!(self.samples)),
             ("stops".into(), json!(self.stops)),
+            ("container_image".into(), json!(self.container_image)),
         ])
     }
 }

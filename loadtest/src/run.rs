@@ -1,7 +1,8 @@
 //! A local KPI run, phase after phase (those the plan names, in [`Phase`] order): the stack
 //! starts, then edits to a fleet of agents, session starts (small, large warm and cold, legacy)
-//! with the `unzip` and copy floors, delivery beside the `LISTEN` floor and fan-out, and stepped
-//! upserts; the spawn floor ends every run. The figures and their samples become the report.
+//! with the `unzip` and copy floors (and, with a preview image, the same starts with the Docker
+//! launcher beside a container that exits at once), delivery beside the `LISTEN` floor and
+//! fan-out, and stepped upserts; the spawn floor ends every run. The figures and their samples become the report.
 
 use crate::figures::Figures;
 use crate::local::Local;
@@ -24,12 +25,18 @@ pub async fn local(
     database: &str,
     work_dir: &Path,
 ) -> anyhow::Result<Report> {
-    let stack = Local::start(agent.clone(), database, work_dir).await?;
+    let stack = Local::start(agent.clone(), plan.container_image.as_deref(), database, work_dir).await?;
     let outcome = measure(plan, &stack, &agent).await;
     let postgres = stack.postgres_version().await.ok();
     stack.stop().await?;
     let mut figures = outcome?;
     figures.notes.push(format!("agents: {}", agent_description(&agent)));
+    if let Some(image) = &plan.container_image {
+        figures.notes.push(format!(
+            "container starts: agents as containers of {image} (the Docker launcher, host network); \
+             floor_container_ms is a container of that image whose command exits at once, created → exited"
+        ));
+    }
     let filesystem = crate::machine::filesystem_of(work_dir);
     figures.notes.push(format!(
         "the run's files (storage, the agents' directories, the floors' copies) are under {} ({filesystem}); \
@@ -79,6 +86,9 @@ async fn measure(plan: &Plan, stack: &Local, agent: &(PathBuf, Vec<String>)) -> 
                 let (small, large) = start_fixtures(plan, stack, &owner).await?;
                 starts(plan, stack, &owner, small, large, &mut figures).await?;
                 large_floors(stack, large, &mut figures)?;
+                if let (Some(containers), Some(image)) = (&stack.containers, &plan.container_image) {
+                    container_starts(plan, &containers.api, image, &owner, (small, large), &mut figures).await?;
+                }
             }
             Phase::Delivery => delivery(plan, stack, &owner, &mut figures).await?,
             Phase::Upserts => upserts(plan, &stack.fast.api, &owner, &mut figures).await?,
@@ -178,6 +188,37 @@ async fn starts(
     figures.starts("large_cold", cold);
     figures.starts("large_warm", warm);
     figures.starts("legacy_large", legacy_large);
+    Ok(())
+}
+
+/// Session starts with the Docker launcher (small, then large with its snapshot built), beside a
+/// container of the same image that exits at once.
+async fn container_starts(
+    plan: &Plan,
+    api: &fsync_client::Api,
+    image: &str,
+    owner: &Owner,
+    (small, large): (Uuid, Uuid),
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let progress = Progress::new("start in containers", (plan.small_sessions + plan.large_warm) as u64);
+    let none = |_| async { Ok(()) };
+    let small_starts = start::starts(api, &owner.token, small, plan.small_sessions, &progress, none).await?;
+    let large_starts = start::starts(api, &owner.token, large, plan.large_warm, &progress, none).await?;
+    let floor = floors::container_run_ms(image, CONTAINER_FLOOR_SAMPLES).await?;
+    progress.finish(&format!(
+        "small p50 {:.0} ms, {} p50 {:.0} ms, a container exiting at once p50 {:.0} ms",
+        percentile(&small_starts.samples_ms, 50.0).unwrap_or(f64::NAN),
+        plan.large,
+        percentile(&large_starts.samples_ms, 50.0).unwrap_or(f64::NAN),
+        percentile(&floor, 50.0).unwrap_or(f64::NAN),
+    ));
+    figures.starts("small_container", small_starts);
+    figures.starts("large_container", large_starts);
+    figures.put("floor_container_ms", percentile(&floor, 50.0));
+    for kpi in ["start_small_container_p50_ms", "start_large_container_p50_ms"] {
+        figures.floors.insert(kpi.into(), "floor_container_ms".into());
+    }
     Ok(())
 }
 
@@ -325,3 +366,6 @@ const FILE_FLOOR_SAMPLES: usize = 2_000;
 
 /// The latency a sustained upsert rate must keep to count (DESIGN §11).
 pub const UPSERT_P99_MS: f64 = 50.0;
+
+/// Containers run and exited for the container floor.
+const CONTAINER_FLOOR_SAMPLES: usize = 5;

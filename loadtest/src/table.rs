@@ -58,6 +58,8 @@ const KNOWN: &[&str] = &[
     "start_legacy_small_p50_ms",
     "start_large_warm_p50_ms",
     "start_large_cold_p50_ms",
+    "start_small_container_p50_ms",
+    "start_large_container_p50_ms",
     "extract_large_ms",
     "unzip_large_ms",
     "delta_p50_ms",
@@ -184,6 +186,11 @@ pub(crate) fn describe(kpi: &str) -> Option<&'static str> {
         "start_legacy_small_p50_ms" => "the same on the plan's old path (file by file), small project, median",
         "start_large_warm_p50_ms" => "large project, snapshot already built, median",
         "start_large_cold_p50_ms" => "large project, snapshot built on demand, median",
+        "start_small_container_p50_ms" => {
+            "session request → agent running in a Docker container, small project, median"
+        }
+        "start_large_container_p50_ms" => "the same, large project, snapshot already built, median",
+        "floor_container_ms" => "a container of the preview image that exits at once, created → exited, median",
         "extract_large_ms" => "the agent extracting the large snapshot",
         "unzip_large_ms" => "unzip of the same zip",
         "delta_p50_ms" => "edit RPC sent → applied on an agent's disk, median",

@@ -22,7 +22,8 @@ const PHASE_ORDER: &[&str] = &["snapshot", "spawn", "join", "download", "extract
 /// as a mark, the others are listed in the bar's tooltip.
 const SPANS: &[&str] = &["total", "hydrate", "snapshot_built", "snapshot_reused"];
 /// Session kinds in the order DESIGN §11 lists them; others follow alphabetically.
-pub const KIND_ORDER: &[&str] = &["small", "legacy_small", "large_warm", "large_cold", "legacy_large"];
+pub const KIND_ORDER: &[&str] =
+    &["small", "legacy_small", "large_warm", "large_cold", "legacy_large", "small_container", "large_container"];
 const BAR_HEIGHT: f64 = 24.0;
 const BAR_GAP: f64 = 16.0;
 /// The part of a start's total that no phase covers.

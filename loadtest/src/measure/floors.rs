@@ -1,7 +1,8 @@
 //! What the machine itself can do, measured on the same inputs: `unzip` of the snapshot zip a
 //! large session hydrated from, a plain recursive copy of the extracted tree, one small file
-//! written and renamed into place (what every applied edit does at least), and a process spawn
-//! plus one HTTP round trip (the floor of a session start).
+//! written and renamed into place (what every applied edit does at least), a process spawn
+//! plus one HTTP round trip (the floor of a session start), and a container of the preview image
+//! that exits at once (the floor of a session start with the Docker launcher).
 
 use crate::clock::{self, now};
 use anyhow::{bail, Context};
@@ -77,6 +78,42 @@ pub async fn spawn_and_round_trip_ms(program: &Path, args: &[String], api: &Api)
         bail!("/health answered {}", health.status);
     }
     Ok(clock::ms_since(started))
+}
+
+/// Milliseconds from creating a container of `image` whose command exits at once (`/bin/true`)
+/// to the engine reporting it exited, `n` times, through the Engine API as the Docker launcher
+/// does (each container is removed afterwards, untimed: a session start does not remove one).
+pub async fn container_run_ms(image: &str, n: usize) -> anyhow::Result<Vec<f64>> {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+    use futures_util::StreamExt;
+    let docker =
+        bollard::Docker::connect_with_local_defaults()?.negotiate_version().await.context("reach the engine")?;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("fsync-kpi-floor-{}-{i}", std::process::id());
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            entrypoint: Some(vec!["/bin/true".to_owned()]),
+            cmd: Some(Vec::new()),
+            host_config: Some(HostConfig { network_mode: Some("host".into()), ..HostConfig::default() }),
+            ..ContainerCreateBody::default()
+        };
+        let started = now();
+        let options = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
+        docker.create_container(Some(options), body).await.with_context(|| format!("create a container of {image}"))?;
+        let ran = async {
+            docker.start_container(&name, None).await?;
+            docker.wait_container(&name, None).next().await.transpose()?;
+            Ok::<_, bollard::errors::Error>(())
+        }
+        .await;
+        samples.push(clock::ms_since(started));
+        let remove = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
+        let _ = docker.remove_container(&name, Some(remove)).await;
+        ran.with_context(|| format!("run a container of {image}"))?;
+    }
+    Ok(samples)
 }
 
 #[cfg(test)]

@@ -92,3 +92,31 @@ async fn a_small_local_run_measures_every_figure() {
     // The figures come from real samples: each percentile is one of its samples.
     assert!(report.series.delta_ms.contains(&report.kpis["delta_p50_ms"]));
 }
+
+/// `--launcher docker`: the session starts again with agents as containers of the preview image
+/// (the one built from the binaries under test), beside a container that exits at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_with_the_docker_launcher_times_container_starts_beside_a_container_floor() {
+    let Some((_, own)) = fsync_testkit::containers::own_images("container starts in a KPI run").await else { return };
+    let plan = Plan {
+        phases: [fsync_loadtest::plan::Phase::Starts].into_iter().collect(),
+        small_sessions: 2,
+        large_warm: 1,
+        container_image: Some(own.preview.clone()),
+        ..tiny_plan()
+    };
+    let agent = (PathBuf::from(env!("CARGO_BIN_EXE_fsync-loadtest")), vec!["agent".to_owned()]);
+    let report =
+        run::local(&plan, agent, "fsync_kpi_docker_test", &std::env::temp_dir()).await.expect("the run completes");
+    for kpi in ["start_small_container_p50_ms", "start_large_container_p50_ms", "floor_container_ms"] {
+        assert!(report.kpis.get(kpi).is_some_and(|v| *v > 0.0), "{kpi} in {:#?}", report.kpis);
+    }
+    assert_eq!(report.series.start_ms["small_container"].len(), 2);
+    assert_eq!(report.series.start_ms["large_container"].len(), 1);
+    assert_eq!(report.floors["start_small_container_p50_ms"], "floor_container_ms");
+    assert_eq!(report.parameters["container_image"], own.preview.as_str());
+    // The container starts were the Docker launcher's: the agent reported its own phases.
+    assert!(report.series.start_phases_ms["small_container"].contains_key("download"));
+    let left = fsync_testkit::containers::docker_cli(&["ps", "-aq", "--filter", "label=fsync.session"]).unwrap();
+    assert_eq!(left.trim(), "", "every session's container was removed");
+}

@@ -39,7 +39,7 @@ fn deployment(stack: &Local, jwt_secret: Option<&str>) -> Deployment {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_jwt_secret_a_remote_run_starts_sessions_and_times_edits_on_local_agents() {
     let work = std::env::temp_dir();
-    let stack = Local::start(agent(), "fsync_kpi_remote_test", &work).await.expect("the deployment starts");
+    let stack = Local::start(agent(), None, "fsync_kpi_remote_test", &work).await.expect("the deployment starts");
     let report = remote::run(&tiny_plan(), &deployment(&stack, Some(DEV_JWT_SECRET)), &agent(), &work).await;
     stack.stop().await.expect("the deployment stops");
     let report = report.expect("the remote run completes");
@@ -62,7 +62,8 @@ async fn with_the_jwt_secret_a_remote_run_starts_sessions_and_times_edits_on_loc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_jwt_secret_only_upserts_run_and_the_report_says_why() {
     let work = std::env::temp_dir();
-    let stack = Local::start(agent(), "fsync_kpi_remote_nosecret_test", &work).await.expect("the deployment starts");
+    let stack =
+        Local::start(agent(), None, "fsync_kpi_remote_nosecret_test", &work).await.expect("the deployment starts");
     let report = remote::run(&tiny_plan(), &deployment(&stack, None), &agent(), &work).await;
     stack.stop().await.expect("the deployment stops");
     let report = report.expect("the remote run completes");
