@@ -124,8 +124,8 @@ impl Stack for RealStack {
         Arc::new(SystemClock)
     }
 
-    fn launcher(&self) -> &HeldLauncher {
-        &self.launcher
+    fn launcher(&self) -> Option<&HeldLauncher> {
+        Some(&self.launcher)
     }
 
     fn patience(&self) -> Duration {

@@ -6,11 +6,9 @@
 use crate::run::World;
 use crate::stack::Stack;
 use crate::transcript::{self, listing};
-use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::SessionStatus;
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// How often a settling world is looked at.
@@ -122,18 +120,12 @@ async fn session_state<S: Stack>(world: &World<'_, S>, name: &str) -> Result<Ses
     }
     let view: fsync_protocol::snapshot::SessionView =
         serde_json::from_value(reply.body).map_err(|e| format!("decode {name}: {e}"))?;
-    Ok(match (view.status, view.reason) {
-        (SessionStatus::Running, _) => SessionState::Running(tree(Path::new(&view.project_dir))?),
+    Ok(match (view.status, view.reason.clone()) {
+        (SessionStatus::Running, _) => SessionState::Running(world.stack.agent_tree(&view)?),
         (SessionStatus::Failed, Some(reason)) => SessionState::Ended(format!("failed: {reason}")),
         (status, _) if status.is_final() => SessionState::Ended(status.as_str().to_owned()),
         (status, _) => SessionState::Starting(status.as_str().to_owned()),
     })
-}
-
-/// Path → content hash of every file under `dir`.
-fn tree(dir: &Path) -> Result<BTreeMap<String, String>, String> {
-    let files = fsync_agent::apply::read_tree(dir).map_err(|e| format!("read {}: {e}", dir.display()))?;
-    Ok(files.into_iter().map(|(path, bytes)| (path, hex_sha256(&bytes))).collect())
 }
 
 async fn project_state<S: Stack>(world: &World<'_, S>) -> Result<ProjectState, String> {

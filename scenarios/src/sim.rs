@@ -175,8 +175,8 @@ impl Stack for SimStack {
         Arc::new(SimClock { epoch_s: EPOCH_S })
     }
 
-    fn launcher(&self) -> &HeldLauncher {
-        &self.shared.launcher
+    fn launcher(&self) -> Option<&HeldLauncher> {
+        Some(&self.shared.launcher)
     }
 
     fn patience(&self) -> Duration {

@@ -35,7 +35,10 @@ impl<S: Stack> World<'_, S> {
             Action::Read { actor } => self.read(actor).await,
             Action::StartSession { session, actor, server, held, deaf } => {
                 if *deaf {
-                    self.stack.launcher().deafen_next();
+                    match self.launcher() {
+                        Ok(launcher) => launcher.deafen_next(),
+                        Err(e) => return e,
+                    }
                 }
                 self.start(session, actor, *server, *held).await
             }
@@ -45,10 +48,13 @@ impl<S: Stack> World<'_, S> {
                 let reply = self.api(0).rpc(Some(self.token(actor)), "remove_project_member", args).await;
                 outcome(reply, |_| "ok".into())
             }
-            Action::Release { .. } => {
-                self.stack.launcher().release();
-                "released".into()
-            }
+            Action::Release { .. } => match self.launcher() {
+                Ok(launcher) => {
+                    launcher.release();
+                    "released".into()
+                }
+                Err(e) => e,
+            },
             Action::WaitFor { session, status } => self.wait_for(session, *status).await,
             Action::StopSession { session } => self.stop(session).await,
             Action::ContainerUpsert { session, path, content } => {
@@ -201,7 +207,10 @@ impl<S: Stack> World<'_, S> {
 
     async fn start(&mut self, session: &str, actor: &str, server: usize, held: bool) -> String {
         if held {
-            self.stack.launcher().hold();
+            match self.launcher() {
+                Ok(launcher) => launcher.hold(),
+                Err(e) => return e,
+            }
         }
         let reply = match self.api(server).create_session(self.token(actor), self.project).await {
             Ok(reply) if reply.status == 201 => reply,
@@ -219,11 +228,17 @@ impl<S: Stack> World<'_, S> {
         }
     }
 
+    /// The stack's launcher, which holds, deafens and watches agents, or why there is none.
+    fn launcher(&self) -> Result<&crate::hold::HeldLauncher, String> {
+        let name = self.stack.name();
+        self.stack.launcher().ok_or_else(|| format!("the {name} stack cannot hold, deafen or watch agents"))
+    }
+
     /// Waits until the orchestrator has built the snapshot and asked for the agent.
     async fn wait_until_held(&self) -> Result<(), String> {
         let clock = self.stack.clock();
         let deadline = clock.now() + self.stack.patience();
-        while self.stack.launcher().waiting() == 0 {
+        while self.launcher()?.waiting() == 0 {
             if clock.now() >= deadline {
                 return Err("no launch was asked for".into());
             }
@@ -251,10 +266,14 @@ impl<S: Stack> World<'_, S> {
     /// Waits until the session's agent has ended: the tree it held then.
     async fn wait_gone(&self, session: &str) -> String {
         let id = self.sessions[session].id;
+        let launcher = match self.launcher() {
+            Ok(launcher) => launcher,
+            Err(e) => return e,
+        };
         let clock = self.stack.clock();
         let deadline = clock.now() + self.stack.patience();
         loop {
-            match self.stack.launcher().gone(id) {
+            match launcher.gone(id) {
                 Some(Ok(tree)) => {
                     let files: Vec<String> =
                         tree.iter().map(|(path, hash)| format!("{path} {}", crate::transcript::short(hash))).collect();

@@ -37,6 +37,7 @@ pub const VARIABLES: &[&str] = &[
     "FSYNC_PREVIEW_IMAGE",
     "FSYNC_PREVIEW_NETWORK",
     "FSYNC_PUBLIC_URL",
+    "FSYNC_CONTAINER_TOKEN_TTL_S",
     flags::USE_SNAPSHOT_HYDRATION,
     flags::KEEP_CLIENT_BROADCAST,
     "FSYNC_INSTANCE_ID",
@@ -89,6 +90,9 @@ pub struct Settings {
     /// `FSYNC_PUBLIC_URL`: the API's URL as agents reach it (their `FSYNC_API_URL`, and signed
     /// URLs); by default `http://` and the address listened on.
     pub public_url: Option<String>,
+    /// `FSYNC_CONTAINER_TOKEN_TTL_S`: how long container tokens live, 1 to 900 seconds (the
+    /// default and the most).
+    pub container_token_ttl_s: Option<String>,
     /// `FSYNC_USE_SNAPSHOT_HYDRATION` (plan flag).
     pub snapshot_hydration: bool,
     /// `FSYNC_KEEP_CLIENT_BROADCAST` (plan flag 3.3).
@@ -123,6 +127,7 @@ impl Settings {
             preview_image: var("FSYNC_PREVIEW_IMAGE"),
             preview_network: var("FSYNC_PREVIEW_NETWORK"),
             public_url: var("FSYNC_PUBLIC_URL"),
+            container_token_ttl_s: var("FSYNC_CONTAINER_TOKEN_TTL_S"),
             snapshot_hydration: flag(var(flags::USE_SNAPSHOT_HYDRATION).as_deref()),
             keep_client_broadcast: flag(var(flags::KEEP_CLIENT_BROADCAST).as_deref()),
             instance: var("FSYNC_INSTANCE_ID"),
@@ -187,11 +192,26 @@ impl Settings {
         }
     }
 
+    /// The container tokens' lifetime, or why the setting is not one.
+    pub fn token_ttl_s(&self) -> Result<u64, String> {
+        match self.container_token_ttl_s.as_deref().map(str::trim) {
+            None => Ok(CONTAINER_TOKEN_MAX_TTL_S),
+            Some(text) => match text.parse::<u64>() {
+                Ok(ttl) if (1..=CONTAINER_TOKEN_MAX_TTL_S).contains(&ttl) => Ok(ttl),
+                _ => Err(format!(
+                    "FSYNC_CONTAINER_TOKEN_TTL_S is whole seconds from 1 to {CONTAINER_TOKEN_MAX_TTL_S}, not `{text}`"
+                )),
+            },
+        }
+    }
+
     /// The orchestrator's settings with the launcher they name, connected (a Docker launcher
-    /// reaches its engine and finds its image first).
+    /// reaches its engine and finds its image first), and the container tokens' lifetime.
     pub async fn orchestrator_launching(&self) -> Result<OrchestratorConfig, Box<dyn std::error::Error + Send + Sync>> {
         let mut config = self.orchestrator();
-        if let LauncherChoice::Docker(docker) = self.launcher_choice()? {
+        config.token_ttl_s = self.token_ttl_s()?;
+        if let LauncherChoice::Docker(mut docker) = self.launcher_choice()? {
+            docker.labels.insert(crate::orchestrator::docker::INSTANCE_LABEL.to_owned(), config.instance.clone());
             config.launcher = Arc::new(DockerLauncher::connect(docker).await?) as Arc<dyn Launcher>;
         }
         Ok(config)
@@ -304,6 +324,17 @@ mod tests {
         assert!(no_image.contains("FSYNC_PREVIEW_IMAGE"), "{no_image}");
         let unknown = settings(&[("FSYNC_AGENT_LAUNCHER", "vm")]).launcher_choice().unwrap_err();
         assert!(unknown.contains("`process` or `docker`, not `vm`"), "{unknown}");
+    }
+
+    #[test]
+    fn container_tokens_live_at_most_fifteen_minutes() {
+        let ttl = |value: &'static str| Settings::from_lookup(|_| Some(value.to_owned())).token_ttl_s();
+        assert_eq!(Settings::from_lookup(|_| None).token_ttl_s(), Ok(CONTAINER_TOKEN_MAX_TTL_S));
+        assert_eq!(ttl("30"), Ok(30));
+        for bad in ["0", "901", "ten", "-5"] {
+            let err = ttl(bad).unwrap_err();
+            assert!(err.contains("FSYNC_CONTAINER_TOKEN_TTL_S") && err.contains(&format!("not `{bad}`")), "{err}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! differs from the committed one, or two stacks that disagree fails with a readable diff.
 //! `cargo insta review` accepts a changed transcript once it has been read.
 
-use fsync_scenarios::{check, real, sim, Case, Run};
+use fsync_scenarios::{check, containers, real, sim, Case, Run};
+use fsync_testkit::containers::Services;
 
 fn cases() -> Vec<Case> {
     check::all_cases(&check::cases_dir()).unwrap_or_else(|e| panic!("{e}"))
@@ -59,4 +60,34 @@ fn more_simulator_seeds_write_the_same_transcripts() {
             assert_transcript(case, &run.transcript);
         }
     }
+}
+
+/// The containers stack: PostgreSQL, S3, the servers and the agents in Docker containers on a
+/// private network, the services shared by the cases. Every case that does not reach into a
+/// launcher (which runs inside the server containers there) meets its expectations and writes
+/// the committed transcript; the ones that do are named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_case_that_can_on_the_containers_stack() {
+    let Some((images, own)) = fsync_testkit::containers::own_images("the containers stack").await else { return };
+    let services = std::sync::Arc::new(Services::start(&images).await.expect("the shared services"));
+    let mut cannot = Vec::new();
+    for case in &cases() {
+        if let Some(why) = containers::cannot_run(case) {
+            eprintln!("{} does not run on the containers stack: {why}", case.name);
+            cannot.push(case.name.clone());
+            continue;
+        }
+        let started = fsync_testkit::now();
+        let run = containers::run_case(case, &services, &own).await;
+        eprintln!("{}: {:.1} s on the containers stack", case.name, started.elapsed().as_secs_f64());
+        if let Err(e) = check::expectations(case, "containers", &run) {
+            panic!("{e}");
+        }
+        assert_transcript(case, &run.transcript);
+    }
+    assert_eq!(
+        cannot,
+        ["removed-member-cut-off", "write-between-snapshot-and-join"],
+        "the cases that hold or watch agents"
+    );
 }

@@ -16,16 +16,18 @@ use bollard::Docker;
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch, Launched, Launcher};
 use fsync_store::platform::BoxFuture;
 use futures_util::StreamExt;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
 use std::time::Duration;
 use uuid::Uuid;
 
 /// Where the preview image keeps the project (its `/app` is a volume, writable).
 pub const PROJECT_DIR: &str = "/app/project";
-/// The label naming a preview container's session (and its project: [`PROJECT_LABEL`]).
+/// The label naming a preview container's session (and its project, and the instance that
+/// started it).
 pub const SESSION_LABEL: &str = "fsync.session";
 pub const PROJECT_LABEL: &str = "fsync.project";
+pub const INSTANCE_LABEL: &str = "fsync.instance";
 /// How long a stopped container has to exit before the engine kills it.
 const STOP_GRACE_S: i32 = 5;
 
@@ -45,6 +47,9 @@ pub struct DockerConfig {
     pub pids_limit: i64,
     /// The size of the `/tmp` tmpfs.
     pub tmp_bytes: u64,
+    /// Labels every container gets besides its session's and project's (`serve` adds
+    /// [`INSTANCE_LABEL`]).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl DockerConfig {
@@ -57,6 +62,7 @@ impl DockerConfig {
             nano_cpus: 1_000_000_000,
             pids_limit: 512,
             tmp_bytes: 64 << 20,
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -86,11 +92,10 @@ impl DockerLauncher {
         if let Some(exec) = &launch.exec {
             cmd.extend(["--exec".to_owned(), exec.clone()]);
         }
-        let labels = HashMap::from([
-            (SESSION_LABEL.to_owned(), launch.session_id.to_string()),
-            (PROJECT_LABEL.to_owned(), launch.project_id.to_string()),
-        ]);
         let config = &self.config;
+        let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
+        labels.insert(SESSION_LABEL.to_owned(), launch.session_id.to_string());
+        labels.insert(PROJECT_LABEL.to_owned(), launch.project_id.to_string());
         let host_config = HostConfig {
             memory: Some(config.memory_bytes),
             memory_swap: Some(config.memory_bytes),

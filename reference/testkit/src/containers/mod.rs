@@ -13,7 +13,7 @@ mod stack;
 
 pub use own::{own_images, OwnImages};
 pub use services::{OnNetwork, PostgresContainer, S3Container};
-pub use stack::{docker_cli, ServerContainer, Stack, API_ALIAS};
+pub use stack::{docker_cli, files_in, hashes_in, ServerContainer, ServerSettings, Services, Stack};
 
 use anyhow::Context;
 use std::path::PathBuf;

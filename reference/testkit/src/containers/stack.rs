@@ -1,9 +1,12 @@
-//! The whole stack on a private Docker network (issue 22): PostgreSQL, the S3 server, and server
-//! containers of the code under test, each starting every session's agent as a preview
-//! container on the same network through the engine's socket (the Docker launcher). Agents
-//! reach the servers under one network alias, `api` (whichever answers); the test reaches each
-//! server on its own 127.0.0.1 port, and the database through PostgreSQL's. Dropping the stack
-//! removes every container on its network, preview containers included, and the network.
+//! The whole stack on a private Docker network (issue 22): PostgreSQL and the S3 server
+//! ([`Services`], which several stacks may share, one after another), and server containers of
+//! the code under test ([`Stack`], with a fresh database and secret), each starting every
+//! session's agent as a preview container on the same network through the engine's socket (the
+//! Docker launcher). Agents reach a stack's servers under one network alias ([`Stack::api_host`],
+//! whichever answers) or each its own server ([`ServerSettings::own_url`]); the test reaches each
+//! server on its own 127.0.0.1 port, and the database through PostgreSQL's. Dropping a stack
+//! removes its servers and their preview containers; dropping the services removes everything on
+//! the network, and the network.
 
 use super::{OnNetwork, OwnImages, PostgresContainer, S3Container};
 use crate::TestDb;
@@ -11,123 +14,215 @@ use anyhow::Context;
 use fsync_client::transport::Transport;
 use fsync_protocol::jwt::{self, Secret};
 use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 use std::time::Duration;
 use testcontainers::bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig, PortBinding,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkingConfig, PortBinding,
 };
-use testcontainers::bollard::query_parameters::{CreateContainerOptions, KillContainerOptions, RemoveContainerOptions};
+use testcontainers::bollard::query_parameters::{
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+};
 use testcontainers::bollard::Docker;
 use uuid::Uuid;
 
-/// The alias every server has on the stack's network: the agents' API host.
-pub const API_ALIAS: &str = "api";
 /// The port servers listen on in their containers.
 const SERVER_PORT: u16 = 54321;
 /// The engine's socket, which servers get to start preview containers.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+/// The label the Docker launcher gives its containers: the instance that started them.
+const INSTANCE_LABEL: &str = "fsync.instance";
 
-/// One server container.
-#[derive(Debug, Clone)]
-pub struct ServerContainer {
-    /// Its `FSYNC_INSTANCE_ID`, also its name on the network.
-    pub instance: String,
-    /// The container's name.
-    pub container: String,
-    /// `http://127.0.0.1:<port>`: the API from the test.
-    pub url: String,
-}
-
-/// PostgreSQL, S3 and servers on a network of their own.
-pub struct Stack {
+/// PostgreSQL and the S3 server on a network of their own.
+pub struct Services {
     pub network: String,
-    pub own: OwnImages,
-    pub secret: Secret,
-    /// The stack's database, through PostgreSQL's loopback port (seed and inspect as superuser).
-    pub db: TestDb,
     pub docker: Docker,
     postgres: OnNetwork,
     s3: (OnNetwork, S3Container),
-    servers: Vec<ServerContainer>,
-    _postgres: PostgresContainer,
+    pg: PostgresContainer,
 }
 
-impl Stack {
-    /// A network, PostgreSQL with a migrated database, and the S3 server; no server yet.
-    pub async fn start(images: &super::Images, own: OwnImages) -> anyhow::Result<Stack> {
+impl Services {
+    /// A network, PostgreSQL and the S3 server (one bucket) on it.
+    pub async fn start(images: &super::Images) -> anyhow::Result<Services> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await.context("reach the engine")?;
-        let id = crate::new_id().simple().to_string();
-        let network = format!("fsync-stack-{}", &id[..12]);
+        let network = format!("fsync-stack-{}", &crate::new_id().simple().to_string()[..12]);
         let request =
             NetworkCreateRequest { name: network.clone(), driver: Some("bridge".into()), ..Default::default() };
         docker.create_network(request).await.with_context(|| format!("create the network {network}"))?;
         let on = |role: &str| OnNetwork { network: network.clone(), name: format!("{network}-{role}") };
         let postgres = on("postgres");
         let pg = PostgresContainer::start_on(images, Some(&postgres)).await?;
-        let db = TestDb::migrated_on(&pg.admin_url).await?;
         let s3_at = on("s3");
         let s3 = S3Container::start_on(images, "fsync", Some(&s3_at)).await?;
-        let secret = Secret::new(format!("stack-secret-{}", crate::new_id()));
-        Ok(Stack { network, own, secret, db, docker, postgres, s3: (s3_at, s3), servers: Vec::new(), _postgres: pg })
+        Ok(Services { network, docker, postgres, s3: (s3_at, s3), pg })
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        let on_network = docker_cli(&["ps", "-aq", "--filter", &format!("network={}", self.network)]);
+        let removed = on_network.and_then(|ids| remove_containers(&ids));
+        if let Err(e) = removed.and_then(|_| docker_cli(&["network", "rm", &self.network])) {
+            eprintln!("could not take the services down: {e}");
+        }
+    }
+}
+
+/// How one server container runs.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Its name in the stack (its container and `FSYNC_INSTANCE_ID` add the stack's prefix).
+    pub name: String,
+    pub snapshot_hydration: bool,
+    pub client_broadcast: bool,
+    /// `FSYNC_CONTAINER_TOKEN_TTL_S`, when not the default.
+    pub token_ttl_s: Option<u64>,
+    /// Its agents reach it under its own name; otherwise under the stack's API alias.
+    pub own_url: bool,
+}
+
+impl ServerSettings {
+    /// Snapshot hydration on, client broadcast off, 15-minute tokens, the stack's API alias.
+    pub fn new(name: &str) -> ServerSettings {
+        ServerSettings {
+            name: name.to_owned(),
+            snapshot_hydration: true,
+            client_broadcast: false,
+            token_ttl_s: None,
+            own_url: false,
+        }
+    }
+}
+
+/// One server container.
+#[derive(Debug, Clone)]
+pub struct ServerContainer {
+    /// Its name in the stack.
+    pub name: String,
+    /// The container's name: also its `FSYNC_INSTANCE_ID` and its host name on the network.
+    pub container: String,
+    /// Its published port on 127.0.0.1.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:<port>`: the API from the test.
+    pub url: String,
+}
+
+/// Server containers with a fresh database and secret on shared services.
+pub struct Stack {
+    pub services: Arc<Services>,
+    pub own: OwnImages,
+    pub secret: Secret,
+    /// The stack's database, through PostgreSQL's loopback port (seed and inspect as superuser).
+    pub db: TestDb,
+    pub docker: Docker,
+    /// Prefixes its containers' names.
+    prefix: String,
+    servers: Vec<ServerContainer>,
+    /// Every instance it ever started (their preview containers are removed with it).
+    instances: Vec<String>,
+}
+
+impl Stack {
+    /// Services of its own, and no server yet.
+    pub async fn start(images: &super::Images, own: OwnImages) -> anyhow::Result<Stack> {
+        Stack::on(Arc::new(Services::start(images).await?), own).await
     }
 
-    /// Starts a server container named `instance` (and so its instance id), joined to the
-    /// network under its name and [`API_ALIAS`], and waits until it answers.
-    pub async fn start_server(&mut self, instance: &str) -> anyhow::Result<ServerContainer> {
-        let container = format!("{}-{instance}", self.network);
+    /// A fresh database and secret on `services`, and no server yet.
+    pub async fn on(services: Arc<Services>, own: OwnImages) -> anyhow::Result<Stack> {
+        let db = TestDb::migrated_on(&services.pg.admin_url).await?;
+        let secret = Secret::new(format!("stack-secret-{}", crate::new_id()));
+        let prefix = format!("fsync-{}", &crate::new_id().simple().to_string()[..10]);
+        let docker = services.docker.clone();
+        Ok(Stack { services, own, secret, db, docker, prefix, servers: Vec::new(), instances: Vec::new() })
+    }
+
+    /// The host name every server of this stack has on the network (the agents' API host
+    /// unless [`ServerSettings::own_url`]).
+    pub fn api_host(&self) -> String {
+        format!("{}-api", self.prefix)
+    }
+
+    /// The network the stack runs on.
+    pub fn network(&self) -> &str {
+        &self.services.network
+    }
+
+    /// Starts server `name` with the defaults of [`ServerSettings::new`].
+    pub async fn start_server(&mut self, name: &str) -> anyhow::Result<ServerContainer> {
+        self.start_server_with(ServerSettings::new(name)).await
+    }
+
+    /// Starts a server container as `settings` say, joined to the network under its container's
+    /// name and [`Stack::api_host`], and waits until it answers.
+    pub async fn start_server_with(&mut self, settings: ServerSettings) -> anyhow::Result<ServerContainer> {
+        let container = format!("{}-{}", self.prefix, settings.name);
         let options = CreateContainerOptions { name: Some(container.clone()), ..Default::default() };
-        self.docker.create_container(Some(options), self.server_body(instance)?).await.context("create a server")?;
+        let body = self.server_body(&container, &settings)?;
+        self.docker.create_container(Some(options), body).await.context("create a server")?;
+        if !self.instances.contains(&container) {
+            self.instances.push(container.clone());
+        }
         self.docker.start_container(&container, None).await.context("start a server")?;
         let inspect = self.docker.inspect_container(&container, None).await?;
-        let port = inspect
+        let port: u16 = inspect
             .network_settings
             .and_then(|n| n.ports)
             .and_then(|ports| ports.get(&format!("{SERVER_PORT}/tcp")).cloned().flatten())
             .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+            .and_then(|port| port.parse().ok())
             .context("the server's published port")?;
-        let server =
-            ServerContainer { instance: instance.to_owned(), container, url: format!("http://127.0.0.1:{port}") };
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let server = ServerContainer { name: settings.name, container, addr, url: format!("http://{addr}") };
         self.wait_healthy(&server).await?;
         self.servers.push(server.clone());
         Ok(server)
     }
 
     /// What a server container is made of: the environment of DESIGN §12 for this stack.
-    fn server_body(&self, instance: &str) -> anyhow::Result<ContainerCreateBody> {
-        let s3 = &self.s3.1;
-        let env = [
-            ("DATABASE_URL", format!("postgres://postgres@{}:5432/{}", self.postgres.name, self.db.name)),
+    fn server_body(&self, container: &str, settings: &ServerSettings) -> anyhow::Result<ContainerCreateBody> {
+        let (s3_at, s3) = &self.services.s3;
+        let host = if settings.own_url { container.to_owned() } else { self.api_host() };
+        let on_off = |on: bool| if on { "1" } else { "0" }.to_owned();
+        let mut env = vec![
+            ("DATABASE_URL", format!("postgres://postgres@{}:5432/{}", self.services.postgres.name, self.db.name)),
             ("FSYNC_JWT_SECRET", self.secret.expose().to_owned()),
             ("FSYNC_STORAGE_URL", format!("s3://{}", s3.bucket)),
-            ("AWS_ENDPOINT_URL", format!("http://{}:9000", self.s3.0.name)),
+            ("AWS_ENDPOINT_URL", format!("http://{}:9000", s3_at.name)),
             ("AWS_ACCESS_KEY_ID", s3.access_key.clone()),
             ("AWS_SECRET_ACCESS_KEY", s3.secret_key.clone()),
             ("AWS_REGION", "us-east-1".to_owned()),
-            ("FSYNC_INSTANCE_ID", instance.to_owned()),
+            ("FSYNC_INSTANCE_ID", container.to_owned()),
             ("FSYNC_AGENT_LAUNCHER", "docker".to_owned()),
             ("FSYNC_PREVIEW_IMAGE", self.own.preview.clone()),
-            ("FSYNC_PREVIEW_NETWORK", self.network.clone()),
-            ("FSYNC_PUBLIC_URL", format!("http://{API_ALIAS}:{SERVER_PORT}")),
-            ("FSYNC_USE_SNAPSHOT_HYDRATION", "1".to_owned()),
+            ("FSYNC_PREVIEW_NETWORK", self.services.network.clone()),
+            ("FSYNC_PUBLIC_URL", format!("http://{host}:{SERVER_PORT}")),
+            ("FSYNC_USE_SNAPSHOT_HYDRATION", on_off(settings.snapshot_hydration)),
+            ("FSYNC_KEEP_CLIENT_BROADCAST", on_off(settings.client_broadcast)),
         ];
+        if let Some(ttl) = settings.token_ttl_s {
+            env.push(("FSYNC_CONTAINER_TOKEN_TTL_S", ttl.to_string()));
+        }
         let socket_group = std::fs::metadata(DOCKER_SOCKET).with_context(|| format!("stat {DOCKER_SOCKET}"))?.gid();
         let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
         let host_config = HostConfig {
             port_bindings: Some(HashMap::from([(format!("{SERVER_PORT}/tcp"), Some(vec![binding]))])),
             binds: Some(vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")]),
             group_add: Some(vec![socket_group.to_string()]),
-            network_mode: Some(self.network.clone()),
+            network_mode: Some(self.services.network.clone()),
             ..Default::default()
         };
-        let endpoint =
-            EndpointSettings { aliases: Some(vec![API_ALIAS.to_owned(), instance.to_owned()]), ..Default::default() };
+        let endpoint = EndpointSettings { aliases: Some(vec![self.api_host()]), ..Default::default() };
         Ok(ContainerCreateBody {
             image: Some(self.own.server.clone()),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(self.network.clone(), endpoint)])),
+                endpoints_config: Some(HashMap::from([(self.services.network.clone(), endpoint)])),
             }),
             ..Default::default()
         })
@@ -146,26 +241,81 @@ impl Stack {
             if running != Some(true) || crate::now() > deadline {
                 let logs = docker_cli(&["logs", "--tail", "30", &server.container]).unwrap_or_else(|e| e);
                 let why = if running == Some(true) { "did not answer within 60 s" } else { "exited" };
-                anyhow::bail!("the server {} {why} ({health}); its log:\n{logs}", server.instance);
+                anyhow::bail!("the server {} {why} ({health}); its log:\n{logs}", server.name);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Kills a server container at once (SIGKILL) and removes it: its preview containers run on.
-    pub async fn kill_server(&mut self, instance: &str) -> anyhow::Result<()> {
-        let at = self.servers.iter().position(|s| s.instance == instance).context("no such server")?;
-        let server = self.servers.remove(at);
+    pub async fn kill_server(&mut self, name: &str) -> anyhow::Result<()> {
+        let server = self.take_server(name)?;
         let kill = KillContainerOptions { signal: "SIGKILL".into() };
         self.docker.kill_container(&server.container, Some(kill)).await.context("kill the server")?;
+        self.remove(&server.container).await
+    }
+
+    /// Stops a server container (SIGTERM: it stops its sessions first, within 20 s) and removes it.
+    pub async fn stop_server(&mut self, name: &str) -> anyhow::Result<()> {
+        let server = self.take_server(name)?;
+        let stop = StopContainerOptions { t: Some(20), signal: None };
+        self.docker.stop_container(&server.container, Some(stop)).await.context("stop the server")?;
+        self.remove(&server.container).await
+    }
+
+    fn take_server(&mut self, name: &str) -> anyhow::Result<ServerContainer> {
+        let at = self.servers.iter().position(|s| s.name == name).with_context(|| format!("no server {name}"))?;
+        Ok(self.servers.remove(at))
+    }
+
+    async fn remove(&self, container: &str) -> anyhow::Result<()> {
         let remove = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        self.docker.remove_container(&server.container, Some(remove)).await.context("remove the server")?;
-        Ok(())
+        self.docker.remove_container(container, Some(remove)).await.with_context(|| format!("remove {container}"))
+    }
+
+    /// The preview containers this stack's servers started and that are still there.
+    pub async fn previews(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for instance in &self.instances {
+            let filters = HashMap::from([("label".to_owned(), vec![format!("{INSTANCE_LABEL}={instance}")])]);
+            let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+            for container in self.docker.list_containers(Some(options)).await.context("list the previews")? {
+                names.extend(
+                    container.names.unwrap_or_default().into_iter().map(|n| n.trim_start_matches('/').to_owned()),
+                );
+            }
+        }
+        Ok(names)
+    }
+
+    /// Takes `container` off the stack's network (its connections drop; nothing reaches it).
+    pub async fn disconnect(&self, container: &str) -> anyhow::Result<()> {
+        let away = NetworkDisconnectRequest { container: container.to_owned(), force: Some(true) };
+        self.docker.disconnect_network(self.network(), away).await.with_context(|| format!("disconnect {container}"))
+    }
+
+    /// Puts `container` back on the stack's network.
+    pub async fn reconnect(&self, container: &str) -> anyhow::Result<()> {
+        let back = NetworkConnectRequest {
+            container: container.to_owned(),
+            endpoint_config: Some(EndpointSettings::default()),
+        };
+        self.docker.connect_network(self.network(), back).await.with_context(|| format!("reconnect {container}"))
     }
 
     /// The API of `server`, as a client of the test reaches it.
     pub fn api(&self, server: &ServerContainer) -> fsync_client::Api {
-        fsync_client::Api::new(server.url.clone(), fsync_reference::config::anon_key(&self.secret), Transport::tcp())
+        fsync_client::Api::new(server.url.clone(), self.anon_key(), Transport::tcp())
+    }
+
+    /// The anon key of this stack's secret.
+    pub fn anon_key(&self) -> String {
+        fsync_reference::config::anon_key(&self.secret)
+    }
+
+    /// The service-role key of this stack's secret (what no preview container may hold).
+    pub fn service_key(&self) -> String {
+        fsync_reference::config::service_role_key(&self.secret)
     }
 
     /// A user profile, inserted directly (as the superuser), and its token.
@@ -184,23 +334,65 @@ impl Stack {
         }));
         Ok((id, jwt::sign(&self.secret, &claims)))
     }
-
-    /// The service-role key of this stack's secret (what no preview container may hold).
-    pub fn service_key(&self) -> String {
-        fsync_reference::config::service_role_key(&self.secret)
-    }
 }
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        let on_network = docker_cli(&["ps", "-aq", "--filter", &format!("network={}", self.network)]);
-        let removed = on_network.and_then(|ids| match ids.split_whitespace().collect::<Vec<_>>() {
-            ids if ids.is_empty() => Ok(String::new()),
-            ids => docker_cli(&[&["rm", "-f", "-v"][..], &ids].concat()),
-        });
-        if let Err(e) = removed.and_then(|_| docker_cli(&["network", "rm", &self.network])) {
+        let mut ids = String::new();
+        for instance in &self.instances {
+            ids.push_str(
+                &docker_cli(&["ps", "-aq", "--filter", &format!("label={INSTANCE_LABEL}={instance}")])
+                    .unwrap_or_default(),
+            );
+            ids.push_str(&docker_cli(&["ps", "-aq", "--filter", &format!("name=^{instance}$")]).unwrap_or_default());
+        }
+        if let Err(e) = remove_containers(&ids) {
             eprintln!("could not take the stack down: {e}");
         }
+    }
+}
+
+/// The files under `dir` in `container`, path (relative, `/`-separated) → bytes, copied out with
+/// `docker cp`.
+pub fn files_in(container: &str, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let out = tempfile::tempdir().map_err(|e| format!("a directory to copy into: {e}"))?;
+    docker_cli(&["cp", &format!("{container}:{dir}"), &out.path().join("copy").display().to_string()])?;
+    let mut files = BTreeMap::new();
+    let mut pending = vec![out.path().join("copy")];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).map_err(|e| format!("read {}: {e}", at.display()))? {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let relative = path.strip_prefix(out.path().join("copy")).map_err(|e| e.to_string())?;
+                let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
+                files.insert(relative.to_string_lossy().into_owned(), bytes);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// The files under `dir` in `container`, path (relative) → hex SHA-256, hashed in the container
+/// by `sha256sum` (a large tree is not copied out).
+pub fn hashes_in(container: &str, dir: &str) -> Result<BTreeMap<String, String>, String> {
+    let script = format!("cd '{dir}' && find . -type f -exec sha256sum {{}} +");
+    let listing = docker_cli(&["exec", container, "sh", "-c", &script])?;
+    listing
+        .lines()
+        .map(|line| match line.split_once("  ./") {
+            Some((hash, path)) if !line.starts_with('\\') => Ok((path.to_owned(), hash.to_owned())),
+            _ => Err(format!("an unexpected line from sha256sum in {container}: {line}")),
+        })
+        .collect()
+}
+
+/// Removes the containers of `ids` (whitespace-separated), with their volumes.
+fn remove_containers(ids: &str) -> Result<String, String> {
+    match ids.split_whitespace().collect::<Vec<_>>() {
+        ids if ids.is_empty() => Ok(String::new()),
+        ids => docker_cli(&[&["rm", "-f", "-v"][..], &ids].concat()),
     }
 }
 

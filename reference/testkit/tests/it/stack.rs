@@ -4,14 +4,12 @@
 
 use fsync_client::Api;
 use fsync_protocol::snapshot::SessionStatus;
-use fsync_reference::orchestrator::docker::{container_name, PROJECT_LABEL, SESSION_LABEL};
+use fsync_reference::orchestrator::docker::{container_name, INSTANCE_LABEL, PROJECT_LABEL, SESSION_LABEL};
 use fsync_store::SystemClock;
-use fsync_testkit::containers::{docker_cli, own_images, Stack};
+use fsync_testkit::containers::{docker_cli, files_in, own_images, Stack};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::Duration;
-use testcontainers::bollard::models::{EndpointSettings, NetworkConnectRequest, NetworkDisconnectRequest};
 use uuid::Uuid;
 
 /// How long anything in these tests may take to settle.
@@ -21,6 +19,8 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct World {
     stack: Stack,
     one: Api,
+    /// Server one's container (and instance id).
+    one_container: String,
     token: String,
     project: Uuid,
 }
@@ -38,7 +38,7 @@ async fn world(what: &str) -> Option<World> {
     {
         write(&one, &token, project, path, content).await.expect("seed a file");
     }
-    Some(World { stack, one, token, project })
+    Some(World { stack, one, one_container: server.container, token, project })
 }
 
 /// Writes a file through `api`; the answer, or why there is none.
@@ -63,26 +63,10 @@ async fn project_tree(api: &Api, token: &str, project: Uuid) -> BTreeMap<String,
         .collect()
 }
 
-/// The files in a preview container's project directory, path → content (copied out).
+/// The files in a preview container's project directory, path → content.
 fn container_tree(container: &str) -> Result<BTreeMap<String, String>, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    docker_cli(&["cp", &format!("{container}:/app/project"), &dir.path().display().to_string()])?;
-    let mut tree = BTreeMap::new();
-    read_tree(&dir.path().join("project"), "", &mut tree).map_err(|e| e.to_string())?;
-    Ok(tree)
-}
-
-fn read_tree(dir: &Path, prefix: &str, tree: &mut BTreeMap<String, String>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
-        if entry.file_type()?.is_dir() {
-            read_tree(&entry.path(), &format!("{name}/"), tree)?;
-        } else {
-            tree.insert(name, String::from_utf8_lossy(&std::fs::read(entry.path())?).into_owned());
-        }
-    }
-    Ok(())
+    let files = files_in(container, "/app/project")?;
+    Ok(files.into_iter().map(|(path, bytes)| (path, String::from_utf8_lossy(&bytes).into_owned())).collect())
 }
 
 /// Waits until every container's tree is the project's (read through `api`).
@@ -140,19 +124,20 @@ async fn a_preview_container_holds_five_variables_runs_confined_and_follows_the_
     let five = ["FSYNC_API_URL", "PROJECT_ID", "REALTIME_TOKEN", "SESSION_ID", "SNAPSHOT_URL"];
     assert_eq!(added, five.into_iter().collect(), "exactly the five variables besides the image's: {env:?}");
     assert!(env.contains(&format!("SESSION_ID={session}")) && env.contains(&format!("PROJECT_ID={}", w.project)));
-    assert!(env.contains("FSYNC_API_URL=http://api:54321"), "{env:?}");
+    assert!(env.contains(&format!("FSYNC_API_URL=http://{}:54321", w.stack.api_host())), "{env:?}");
     let whole = serde_json::to_string(&inspect).unwrap();
     assert!(!whole.contains(&w.stack.service_key()), "no service-role key anywhere in the container");
     let labels = config.labels.unwrap_or_default();
     assert_eq!(labels.get(SESSION_LABEL), Some(&session.to_string()));
     assert_eq!(labels.get(PROJECT_LABEL), Some(&w.project.to_string()));
+    assert_eq!(labels.get(INSTANCE_LABEL), Some(&w.one_container), "the instance that started it");
     assert_eq!(config.user.as_deref(), Some("preview"), "the image's non-root user");
     let host = inspect.host_config.expect("a host config");
     assert_eq!(host.readonly_rootfs, Some(true));
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
     assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
     assert!(host.memory.unwrap_or(0) > 0 && host.nano_cpus.unwrap_or(0) > 0 && host.pids_limit.unwrap_or(0) > 0);
-    assert_eq!(host.network_mode.as_deref(), Some(w.stack.network.as_str()));
+    assert_eq!(host.network_mode.as_deref(), Some(w.stack.network()));
     let root_write = docker_cli(&["exec", "--user", "root", &container, "touch", "/planted"]).unwrap_err();
     assert!(
         root_write.contains("Read-only file system"),
@@ -181,17 +166,13 @@ async fn a_cut_preview_catches_up_and_a_killed_one_fails_its_session() {
     let (killed_session, killed) = running_session(&w.one, &w.token, w.project).await;
     converge(&w.one, &w.token, w.project, &[cut.clone(), killed.clone()]).await;
 
-    let docker = &w.stack.docker;
-    let network = w.stack.network.as_str();
-    let away = NetworkDisconnectRequest { container: cut.clone(), force: Some(true) };
-    docker.disconnect_network(network, away).await.expect("disconnect the preview");
+    w.stack.disconnect(&cut).await.expect("disconnect the preview");
     for n in 0..3 {
         write(&w.one, &w.token, w.project, &format!("while-cut/{n}.txt"), "written while it was away").await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!container_tree(&cut).unwrap().contains_key("while-cut/0.txt"), "nothing reaches it while it is cut");
-    let back = NetworkConnectRequest { container: cut.clone(), endpoint_config: Some(EndpointSettings::default()) };
-    docker.connect_network(network, back).await.expect("reconnect the preview");
+    w.stack.reconnect(&cut).await.expect("reconnect the preview");
     converge(&w.one, &w.token, w.project, &[cut.clone(), killed.clone()]).await;
 
     docker_cli(&["kill", &killed]).expect("kill the preview container");
