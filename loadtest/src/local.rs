@@ -10,6 +10,7 @@ use anyhow::Context;
 use fsync_client::{Api, Transport};
 use fsync_protocol::jwt::Secret;
 use fsync_reference::config::{anon_key, service_role_key, DEV_JWT_SECRET};
+use fsync_reference::orchestrator::docker::INSTANCE_LABEL;
 use fsync_reference::orchestrator::{DockerConfig, DockerLauncher, OrchestratorConfig, ProcessLauncher};
 use fsync_reference::pg::bootstrap::{self, Database};
 use fsync_reference::realtime::RealtimeConfig;
@@ -20,6 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The instance whose agents are containers (`--launcher docker`), as its containers' label says.
+pub const CONTAINERS_INSTANCE: &str = "kpi-containers";
 
 /// The database a KPI run creates afresh (and drops when it ends).
 pub const DATABASE: &str = "fsync_kpi";
@@ -73,9 +77,12 @@ impl Local {
         let secret = Secret::new(DEV_JWT_SECRET);
         let mut launchers = vec![("fast", true, launcher.clone()), ("legacy", false, launcher)];
         if let Some(image) = container_image {
-            let docker = DockerLauncher::connect(DockerConfig::new(image, "host"))
-                .await
-                .map_err(|e| anyhow::anyhow!("the Docker launcher: {e}"))?;
+            // The host's network: the instance listens on loopback (a measurement here, not a
+            // deployment: see FSYNC_PREVIEW_NETWORK).
+            let mut config = DockerConfig::new(image, "host");
+            config.labels.insert(INSTANCE_LABEL.to_owned(), CONTAINERS_INSTANCE.to_owned());
+            let docker =
+                DockerLauncher::connect(config).await.map_err(|e| anyhow::anyhow!("the Docker launcher: {e}"))?;
             launchers.push(("containers", true, Arc::new(docker)));
         }
         let mut instances = Vec::new();

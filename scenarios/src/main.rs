@@ -55,12 +55,13 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    let mut failed = 0;
+    let (mut failed, mut skipped) = (0, 0);
     for case in &cases {
         let problems = match &shared {
             Some((services, own)) => match containers::cannot_run(case) {
                 Some(why) => {
                     println!("skip {} on the containers stack: {why}", case.name);
+                    skipped += 1;
                     continue;
                 }
                 None => runtime.block_on(async {
@@ -79,7 +80,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("{} of {} cases passed", cases.len() - failed, cases.len());
+    println!("{} of {} cases passed ({skipped} skipped)", cases.len() - failed - skipped, cases.len());
     if failed == 0 {
         ExitCode::SUCCESS
     } else {

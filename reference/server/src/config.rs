@@ -185,7 +185,12 @@ impl Settings {
             Some("docker") => {
                 let image =
                     self.preview_image.clone().ok_or("FSYNC_AGENT_LAUNCHER=docker needs FSYNC_PREVIEW_IMAGE")?;
-                let network = self.preview_network.clone().unwrap_or_else(|| "host".to_owned());
+                // No default: `host` would give previews (which run the project's own code) this
+                // machine's loopback, and whatever listens there (a trust-auth PostgreSQL).
+                let network = self.preview_network.clone().ok_or(
+                    "FSYNC_AGENT_LAUNCHER=docker needs FSYNC_PREVIEW_NETWORK: a Docker network that reaches the API \
+                     and nothing else (or `host`, which shares this machine's loopback with the previews)",
+                )?;
                 Ok(LauncherChoice::Docker(DockerConfig::new(image, network)))
             }
             Some(other) => Err(format!("FSYNC_AGENT_LAUNCHER is `process` or `docker`, not `{other}`")),
@@ -311,8 +316,15 @@ mod tests {
             Settings::from_lookup(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned()))
         };
         assert_eq!(settings(&[("FSYNC_AGENT_LAUNCHER", "process")]).launcher_choice(), Ok(LauncherChoice::Process));
-        let docker = settings(&[("FSYNC_AGENT_LAUNCHER", "docker"), ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1")]);
+        let docker = settings(&[
+            ("FSYNC_AGENT_LAUNCHER", "docker"),
+            ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1"),
+            ("FSYNC_PREVIEW_NETWORK", "host"),
+        ]);
         assert_eq!(docker.launcher_choice(), Ok(LauncherChoice::Docker(DockerConfig::new("fsync/preview:1", "host"))));
+        let no_network = settings(&[("FSYNC_AGENT_LAUNCHER", "docker"), ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1")]);
+        let no_network = no_network.launcher_choice().unwrap_err();
+        assert!(no_network.contains("FSYNC_PREVIEW_NETWORK") && no_network.contains("loopback"), "{no_network}");
         let on_a_network = settings(&[
             ("FSYNC_AGENT_LAUNCHER", "docker"),
             ("FSYNC_PREVIEW_IMAGE", "fsync/preview:1"),

@@ -7,7 +7,7 @@
 //! ended and its last log line; then the container is removed, and an instance started again
 //! removes the containers of the sessions it failed.
 
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig};
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
@@ -103,6 +103,14 @@ impl DockerLauncher {
             pids_limit: Some(config.pids_limit),
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([("/tmp".to_owned(), format!("rw,nosuid,nodev,size={}", config.tmp_bytes))])),
+            // A chatty dev server cannot fill the engine's disk with its log.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_owned()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "2".to_owned()),
+                ])),
+            }),
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             network_mode: Some(config.network.clone()),
@@ -161,17 +169,23 @@ impl Launcher for DockerLauncher {
         format!("docker containers of {} on network {}", self.config.image, self.config.network)
     }
 
+    /// Removes the containers of `sessions`, and every container labelled with this launcher's
+    /// instance (a freshly started instance watches none: one its last run could not remove,
+    /// such as one killed as it shut down, goes too).
     fn remove_leftovers<'a>(&'a self, sessions: &'a [Uuid]) -> BoxFuture<'a, Result<(), BoxError>> {
         Box::pin(async move {
             let wanted: BTreeSet<String> = sessions.iter().map(Uuid::to_string).collect();
+            let instance = self.config.labels.get(INSTANCE_LABEL);
             let filters = HashMap::from([("label".to_owned(), vec![SESSION_LABEL.to_owned()])]);
             let options =
                 ListContainersOptions { all: true, filters: Some(filters), ..ListContainersOptions::default() };
             let containers =
                 self.docker.list_containers(Some(options)).await.map_err(|e| format!("list containers: {e}"))?;
             for container in containers {
-                let session = container.labels.as_ref().and_then(|labels| labels.get(SESSION_LABEL));
-                if let (Some(id), true) = (&container.id, session.is_some_and(|s| wanted.contains(s))) {
+                let label = |name: &str| container.labels.as_ref().and_then(|labels| labels.get(name));
+                let session = label(SESSION_LABEL);
+                let ours = instance.is_some() && label(INSTANCE_LABEL) == instance;
+                if let (Some(id), true) = (&container.id, ours || session.is_some_and(|s| wanted.contains(s))) {
                     tracing::info!(container = %id, session = ?session, "removing a failed session's container");
                     remove(&self.docker, id).await;
                 }
@@ -182,7 +196,8 @@ impl Launcher for DockerLauncher {
 }
 
 /// Waits until the container has exited, then reads how from the engine (its exit code, whether
-/// it ran out of memory) and its last log line.
+/// it ran out of memory) and its last log line. An engine that does not answer is asked again
+/// each second; a container the engine no longer has has ended.
 async fn ended(docker: &Docker, name: &str) -> AgentExit {
     loop {
         // A wait cut short (the engine restarting) is asked again while the container runs.
@@ -210,7 +225,14 @@ async fn ended(docker: &Docker, name: &str) -> AgentExit {
                 };
                 return AgentExit { how, last_words };
             }
-            Err(e) => return AgentExit { how: format!("its container is gone ({e})"), last_words: None },
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message }) => {
+                return AgentExit { how: format!("its container is gone ({message})"), last_words: None }
+            }
+            // The engine did not answer (restarting): ask again.
+            Err(e) => {
+                tracing::warn!(container = name, error = %e, "could not inspect the container; asking again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     }
 }

@@ -145,9 +145,9 @@ impl Orchestrator {
         let failed = self.data.fail_sessions_of(&self.config.instance, RESTARTED, self.sources.wall_s()).await?;
         if !failed.is_empty() {
             tracing::warn!(failed = failed.len(), instance = %self.config.instance, "failed the sessions of this instance's last run");
-            if let Err(e) = self.config.launcher.remove_leftovers(&failed).await {
-                tracing::warn!(error = %e, "could not remove what is left of those sessions' agents");
-            }
+        }
+        if let Err(e) = self.config.launcher.remove_leftovers(&failed).await {
+            tracing::warn!(error = %e, "could not remove what is left of this instance's last run's agents");
         }
         Ok(failed)
     }

@@ -66,6 +66,10 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
         s.control = Some(control);
     });
     orchestrator.persist(id).await;
+    // Stopped while the agent was starting (a container takes a while): its watcher stops it.
+    if orchestrator.with(id, |s| s.view.status == SessionStatus::Stopped).unwrap_or(false) {
+        orchestrator.with(id, |s| s.stop.notify_one());
+    }
     tokio::spawn(watch_agent(platform.clone(), id, launched.exit, exited).in_current_span());
     Ok(())
 }

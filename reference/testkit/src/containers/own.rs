@@ -1,6 +1,8 @@
 //! The project's own images, the preview (the agent) and the server, built from the binaries this
 //! test program was built with (`ci/images/build --binaries DIR`, tagged by their hash, so a
-//! second build of the same code reuses them): a container test always runs the code under test.
+//! second build of the same code reuses them): a container test runs the binaries its build made
+//! (`cargo test --workspace` builds them; `cargo test -p fsync-testkit` alone does not rebuild
+//! them).
 //! `FSYNC_IMAGE_PREVIEW` and `FSYNC_IMAGE_SERVER`, when both are set, name other images instead.
 
 use super::{skipped, Images};

@@ -1,18 +1,20 @@
-//! The whole stack on a private Docker network (issue 22): PostgreSQL and the S3 server
-//! ([`Services`], which several stacks may share, one after another), and server containers of
-//! the code under test ([`Stack`], with a fresh database and secret), each starting every
-//! session's agent as a preview container on the same network through the engine's socket (the
-//! Docker launcher). Agents reach a stack's servers under one network alias ([`Stack::api_host`],
+//! The whole stack on private Docker networks (issue 22): PostgreSQL and the S3 server on a
+//! backend network ([`Services`], which several stacks may share, one after another), and
+//! server containers of the code under test ([`Stack`], with a fresh database and secret) on it
+//! and on a second network, the previews', where each server starts every session's agent as a
+//! preview container through the engine's socket (the Docker launcher): a preview reaches the
+//! servers and nothing else. Agents reach a stack's servers under one alias ([`Stack::api_host`],
 //! whichever answers) or each its own server ([`ServerSettings::own_url`]); the test reaches each
 //! server on its own 127.0.0.1 port, and the database through PostgreSQL's. Dropping a stack
 //! removes its servers and their preview containers; dropping the services removes everything on
-//! the network, and the network.
+//! both networks, and the networks.
 
 use super::{OnNetwork, OwnImages, PostgresContainer, S3Container};
 use crate::TestDb;
 use anyhow::Context;
 use fsync_client::transport::Transport;
 use fsync_protocol::jwt::{self, Secret};
+use fsync_reference::orchestrator::docker::INSTANCE_LABEL;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testcontainers::bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest, NetworkCreateRequest,
-    NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+    NetworkDisconnectRequest,
 };
 use testcontainers::bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
@@ -33,12 +35,13 @@ use uuid::Uuid;
 const SERVER_PORT: u16 = 54321;
 /// The engine's socket, which servers get to start preview containers.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
-/// The label the Docker launcher gives its containers: the instance that started them.
-const INSTANCE_LABEL: &str = "fsync.instance";
 
-/// PostgreSQL and the S3 server on a network of their own.
+/// PostgreSQL and the S3 server on a network of their own, and the previews' network.
 pub struct Services {
+    /// The backend network: PostgreSQL, S3 and the servers.
     pub network: String,
+    /// The previews' network: the servers and the preview containers.
+    pub previews: String,
     pub docker: Docker,
     postgres: OnNetwork,
     s3: (OnNetwork, S3Container),
@@ -46,28 +49,61 @@ pub struct Services {
 }
 
 impl Services {
-    /// A network, PostgreSQL and the S3 server (one bucket) on it.
+    /// The two networks, PostgreSQL and the S3 server (one bucket) on the backend one.
     pub async fn start(images: &super::Images) -> anyhow::Result<Services> {
         let docker = Docker::connect_with_local_defaults()?.negotiate_version().await.context("reach the engine")?;
         let network = format!("fsync-stack-{}", &crate::new_id().simple().to_string()[..12]);
-        let request =
-            NetworkCreateRequest { name: network.clone(), driver: Some("bridge".into()), ..Default::default() };
-        docker.create_network(request).await.with_context(|| format!("create the network {network}"))?;
+        let previews = format!("{network}-previews");
+        for name in [&network, &previews] {
+            let request =
+                NetworkCreateRequest { name: name.clone(), driver: Some("bridge".into()), ..Default::default() };
+            docker.create_network(request).await.with_context(|| format!("create the network {name}"))?;
+        }
+        // Until they are handed over, a failure takes the networks down with what is on them.
+        let services = Services::start_on(images, docker, network.clone(), previews.clone()).await;
+        if services.is_err() {
+            take_down(&[&network, &previews]);
+        }
+        services
+    }
+
+    async fn start_on(
+        images: &super::Images,
+        docker: Docker,
+        network: String,
+        previews: String,
+    ) -> anyhow::Result<Services> {
         let on = |role: &str| OnNetwork { network: network.clone(), name: format!("{network}-{role}") };
         let postgres = on("postgres");
         let pg = PostgresContainer::start_on(images, Some(&postgres)).await?;
         let s3_at = on("s3");
         let s3 = S3Container::start_on(images, "fsync", Some(&s3_at)).await?;
-        Ok(Services { network, docker, postgres, s3: (s3_at, s3), pg })
+        Ok(Services { network, previews, docker, postgres, s3: (s3_at, s3), pg })
+    }
+
+    /// PostgreSQL's host name on the backend network.
+    pub fn postgres_host(&self) -> &str {
+        &self.postgres.name
     }
 }
 
 impl Drop for Services {
     fn drop(&mut self) {
-        let on_network = docker_cli(&["ps", "-aq", "--filter", &format!("network={}", self.network)]);
-        let removed = on_network.and_then(|ids| remove_containers(&ids));
-        if let Err(e) = removed.and_then(|_| docker_cli(&["network", "rm", &self.network])) {
-            eprintln!("could not take the services down: {e}");
+        take_down(&[&self.network, &self.previews]);
+    }
+}
+
+/// Removes every container on `networks`, then the networks.
+fn take_down(networks: &[&str]) {
+    for network in networks {
+        let on_network = docker_cli(&["ps", "-aq", "--filter", &format!("network={network}")]);
+        if let Err(e) = on_network.and_then(|ids| remove_containers(&ids)) {
+            eprintln!("could not empty the network {network}: {e}");
+        }
+    }
+    for network in networks {
+        if let Err(e) = docker_cli(&["network", "rm", network]) {
+            eprintln!("could not remove the network {network}: {e}");
         }
     }
 }
@@ -147,9 +183,9 @@ impl Stack {
         format!("{}-api", self.prefix)
     }
 
-    /// The network the stack runs on.
-    pub fn network(&self) -> &str {
-        &self.services.network
+    /// The network the preview containers run on.
+    pub fn preview_network(&self) -> &str {
+        &self.services.previews
     }
 
     /// Starts server `name` with the defaults of [`ServerSettings::new`].
@@ -167,6 +203,14 @@ impl Stack {
         if !self.instances.contains(&container) {
             self.instances.push(container.clone());
         }
+        // The previews' network too, where its previews reach it (API 1.41 joins one network at
+        // creation).
+        let aliases = Some(vec![self.api_host(), container.clone()]);
+        let join = NetworkConnectRequest {
+            container: container.clone(),
+            endpoint_config: Some(EndpointSettings { aliases, ..Default::default() }),
+        };
+        self.docker.connect_network(self.preview_network(), join).await.context("join the previews' network")?;
         self.docker.start_container(&container, None).await.context("start a server")?;
         let inspect = self.docker.inspect_container(&container, None).await?;
         let port: u16 = inspect
@@ -199,7 +243,7 @@ impl Stack {
             ("FSYNC_INSTANCE_ID", container.to_owned()),
             ("FSYNC_AGENT_LAUNCHER", "docker".to_owned()),
             ("FSYNC_PREVIEW_IMAGE", self.own.preview.clone()),
-            ("FSYNC_PREVIEW_NETWORK", self.services.network.clone()),
+            ("FSYNC_PREVIEW_NETWORK", self.services.previews.clone()),
             ("FSYNC_PUBLIC_URL", format!("http://{host}:{SERVER_PORT}")),
             ("FSYNC_USE_SNAPSHOT_HYDRATION", on_off(settings.snapshot_hydration)),
             ("FSYNC_KEEP_CLIENT_BROADCAST", on_off(settings.client_broadcast)),
@@ -208,22 +252,17 @@ impl Stack {
             env.push(("FSYNC_CONTAINER_TOKEN_TTL_S", ttl.to_string()));
         }
         let socket_group = std::fs::metadata(DOCKER_SOCKET).with_context(|| format!("stat {DOCKER_SOCKET}"))?.gid();
-        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
-        let host_config = HostConfig {
-            port_bindings: Some(HashMap::from([(format!("{SERVER_PORT}/tcp"), Some(vec![binding]))])),
+        let mut host_config = HostConfig {
             binds: Some(vec![format!("{DOCKER_SOCKET}:{DOCKER_SOCKET}")]),
             group_add: Some(vec![socket_group.to_string()]),
             network_mode: Some(self.services.network.clone()),
             ..Default::default()
         };
-        let endpoint = EndpointSettings { aliases: Some(vec![self.api_host()]), ..Default::default() };
+        super::loopback_only(SERVER_PORT)(&mut host_config);
         Ok(ContainerCreateBody {
             image: Some(self.own.server.clone()),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(self.services.network.clone(), endpoint)])),
-            }),
             ..Default::default()
         })
     }
@@ -291,7 +330,10 @@ impl Stack {
     /// Takes `container` off the stack's network (its connections drop; nothing reaches it).
     pub async fn disconnect(&self, container: &str) -> anyhow::Result<()> {
         let away = NetworkDisconnectRequest { container: container.to_owned(), force: Some(true) };
-        self.docker.disconnect_network(self.network(), away).await.with_context(|| format!("disconnect {container}"))
+        self.docker
+            .disconnect_network(self.preview_network(), away)
+            .await
+            .with_context(|| format!("disconnect {container}"))
     }
 
     /// Puts `container` back on the stack's network.
@@ -300,7 +342,10 @@ impl Stack {
             container: container.to_owned(),
             endpoint_config: Some(EndpointSettings::default()),
         };
-        self.docker.connect_network(self.network(), back).await.with_context(|| format!("reconnect {container}"))
+        self.docker
+            .connect_network(self.preview_network(), back)
+            .await
+            .with_context(|| format!("reconnect {container}"))
     }
 
     /// The API of `server`, as a client of the test reaches it.

@@ -137,7 +137,13 @@ async fn a_preview_container_holds_five_variables_runs_confined_and_follows_the_
     assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
     assert_eq!(host.security_opt, Some(vec!["no-new-privileges".to_owned()]));
     assert!(host.memory.unwrap_or(0) > 0 && host.nano_cpus.unwrap_or(0) > 0 && host.pids_limit.unwrap_or(0) > 0);
-    assert_eq!(host.network_mode.as_deref(), Some(w.stack.network()));
+    assert_eq!(host.network_mode.as_deref(), Some(w.stack.preview_network()));
+    // It reaches the servers, and not the database (it runs the project's own code).
+    let api = format!("exec 3<>/dev/tcp/{}/54321", w.stack.api_host());
+    docker_cli(&["exec", &container, "bash", "-c", &api]).expect("a preview reaches the API");
+    let database = format!("exec 3<>/dev/tcp/{}/5432", w.stack.services.postgres_host());
+    let reached = docker_cli(&["exec", &container, "bash", "-c", &database]);
+    assert!(reached.is_err(), "a preview cannot reach PostgreSQL: {reached:?}");
     let root_write = docker_cli(&["exec", "--user", "root", &container, "touch", "/planted"]).unwrap_err();
     assert!(
         root_write.contains("Read-only file system"),
