@@ -194,3 +194,39 @@ async fn a_private_cluster_starts_from_the_installed_binaries_and_stops_on_drop(
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the cluster stopped when dropped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` with the Docker launcher refuses to listen, with the reason, when its settings or
+/// its engine cannot give it one: no network named, an unknown launcher, an image that is not
+/// there (or no engine at all), a token lifetime out of bounds.
+#[tokio::test]
+async fn serve_refuses_a_docker_launcher_it_cannot_have() {
+    let (url, name) = missing_database_url();
+    let refused = |env: &[(&str, &str)]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_fsync-reference"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("DATABASE_URL", &url)
+            .env("FSYNC_STATE_DIR", std::env::temp_dir().join(format!("fsync-serve-{name}")))
+            .envs(env.iter().copied())
+            .output()
+            .expect("run serve");
+        assert!(!output.status.success(), "serve refuses {env:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let no_network = refused(&[("FSYNC_AGENT_LAUNCHER", "docker"), ("FSYNC_PREVIEW_IMAGE", "fsync/preview:x")]);
+    assert!(no_network.contains("needs FSYNC_PREVIEW_NETWORK"), "{no_network}");
+    let unknown = refused(&[("FSYNC_AGENT_LAUNCHER", "vm")]);
+    assert!(unknown.contains("`process` or `docker`, not `vm`"), "{unknown}");
+    let missing = refused(&[
+        ("FSYNC_AGENT_LAUNCHER", "docker"),
+        ("FSYNC_PREVIEW_IMAGE", "fsync/no-such-image:0"),
+        ("FSYNC_PREVIEW_NETWORK", "bridge"),
+    ]);
+    assert!(
+        missing.contains("the preview image fsync/no-such-image:0 is not here")
+            || missing.contains("no Docker engine answers"),
+        "{missing}"
+    );
+    let ttl = refused(&[("FSYNC_CONTAINER_TOKEN_TTL_S", "3600")]);
+    assert!(ttl.contains("FSYNC_CONTAINER_TOKEN_TTL_S is whole seconds from 1 to 900, not `3600`"), "{ttl}");
+    drop_database(&name).await;
+}

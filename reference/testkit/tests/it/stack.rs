@@ -125,6 +125,11 @@ async fn a_preview_container_holds_five_variables_runs_confined_and_follows_the_
     assert_eq!(added, five.into_iter().collect(), "exactly the five variables besides the image's: {env:?}");
     assert!(env.contains(&format!("SESSION_ID={session}")) && env.contains(&format!("PROJECT_ID={}", w.project)));
     assert!(env.contains(&format!("FSYNC_API_URL=http://{}:54321", w.stack.api_host())), "{env:?}");
+    let banner = docker_cli(&["logs", &w.one_container]).unwrap();
+    assert!(
+        banner.contains(&format!("docker containers of {}", w.stack.own.preview)),
+        "serve names its launcher: {banner}"
+    );
     let whole = serde_json::to_string(&inspect).unwrap();
     assert!(!whole.contains(&w.stack.service_key()), "no service-role key anywhere in the container");
     let labels = config.labels.unwrap_or_default();
