@@ -92,7 +92,7 @@ fn platform_routes(platform: Arc<Platform>) -> Router {
 /// `GET /metrics`: the instance's metrics in Prometheus' text format, for the service role (a
 /// scrape job sends its key as `apikey` or Bearer).
 async fn metrics<S: Store>(State(state): State<AppState<S>>, headers: axum::http::HeaderMap) -> Response {
-    let caller = match crate::auth::authenticate(&headers, &state.secret, state.sources.wall_s()) {
+    let caller = match crate::auth::scraper(&headers, &state.secret, state.sources.wall_s()) {
         Ok(caller) => caller,
         Err(refused) => return refused.into_response(),
     };

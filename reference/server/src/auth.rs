@@ -22,6 +22,16 @@ pub fn authenticate(headers: &HeaderMap, secret: &Secret, now_s: u64) -> Result<
     verify_token(secret, bearer_or(headers, apikey)?, now_s)
 }
 
+/// A `/metrics` scraper: as [`authenticate`] when an `apikey` header is sent, or by its Bearer
+/// token alone (Prometheus sends only `Authorization: Bearer`; nothing else takes a request
+/// without an `apikey`).
+pub fn scraper(headers: &HeaderMap, secret: &Secret, now_s: u64) -> Result<RequestAuth, ApiError> {
+    if headers.contains_key("apikey") || !headers.contains_key(header::AUTHORIZATION) {
+        return authenticate(headers, secret, now_s);
+    }
+    verify_token(secret, bearer_or(headers, "")?, now_s)
+}
+
 /// The claims of the token a preview agent renews itself with: checked as [`authenticate`]
 /// checks a request's, signature and all, except that it may have expired. Only the
 /// orchestrator's token refresh takes it, and only for a session whose record is live.

@@ -7,12 +7,14 @@
 //! test cheap. `TEST_LOG=1` switches server logs on. [`MemoryNet`] joins servers and clients
 //! with in-process streams instead of sockets; [`FaultProxy`] sits between two parts of the real
 //! stack and cuts, resets, delays, throttles or blackholes their connections. [`containers`] runs
-//! the images `ci/images/build` made (PostgreSQL in a container), or says why it cannot here.
+//! the images `ci/images/build` made (PostgreSQL in a container), or says why it cannot here;
+//! [`prometheus`] runs a real Prometheus that scrapes a test's servers.
 
 mod app;
 pub mod containers;
 mod db;
 pub mod memnet;
+pub mod prometheus;
 pub mod proxy;
 
 pub use app::{claims, metric, spawn_app, AppOptions, PlatformOptions, TestApp};

@@ -26,6 +26,23 @@ async fn only_the_service_role_scrapes() {
     let scraped = get(Some(f.app.service_key.clone())).await;
     assert_eq!(scraped.status, 200);
     assert_eq!(scraped.headers["content-type"], "text/plain; version=0.0.4");
+
+    // As Prometheus scrapes: a Bearer token and no apikey. The service role's key only.
+    let bearer_only = |token: String| {
+        let api = api.clone();
+        async move {
+            let authorization = [("authorization", format!("Bearer {token}"))];
+            let headers: Vec<(&str, &str)> = authorization.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            api.send(axum::http::Method::GET, "/metrics", &headers, Vec::<u8>::new()).await.unwrap()
+        }
+    };
+    let scraped = bearer_only(f.app.service_key.clone()).await;
+    assert_eq!(scraped.status, 200, "the service-role key as a Bearer token alone");
+    let text = String::from_utf8_lossy(&scraped.bytes);
+    assert!(text.contains("fsync_websocket_connections"), "{text}");
+    assert_eq!(bearer_only(f.app.anon_key.clone()).await.status, 403, "the anon key as a Bearer token");
+    assert_eq!(bearer_only(f.owner_token.clone()).await.status, 403, "a member's token");
+    assert_eq!(bearer_only("not-a-token".into()).await.status, 401, "a forged token");
 }
 
 #[tokio::test]
@@ -68,4 +85,29 @@ async fn a_scrape_shows_rpcs_throttling_sockets_joins_and_delivery_lag() {
         assert!(fsync_testkit::now() < deadline, "the closed socket is no longer counted");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A real Prometheus scrapes `/metrics` as it scrapes anything, with the service-role key as its
+/// Bearer token (it sends no other header): the target is up and the instance's series are
+/// queryable; the same scrape with the anon key is refused (the target is down).
+#[tokio::test]
+async fn a_real_prometheus_scrapes_with_the_service_role_key_as_its_bearer_token() {
+    use fsync_testkit::prometheus::{self, Job, Prometheus};
+    if prometheus::available("a real Prometheus scraping /metrics").is_none() {
+        return;
+    }
+    let f = fixture().await;
+    let target = f.app.addr.to_string();
+    let job =
+        |name: &str, bearer: &str| Job { name: name.into(), targets: vec![target.clone()], bearer: bearer.into() };
+    let jobs = [job("fsync", &f.app.service_key), job("anon", &f.app.anon_key)];
+    let prometheus = Prometheus::start(&jobs, Duration::from_millis(500)).await.expect("Prometheus starts");
+    let within = Duration::from_secs(30);
+    prometheus.until(r#"up{job="fsync"}"#, |up| up == 1.0, within).await.expect("the service role's scrape");
+    // An RPC after the first scrape: its labelled series appears, and counts it.
+    f.app.rpc(Some(&f.owner_token), "list_current_files", json!({"project_uuid": f.project})).await;
+    let rpcs = r#"fsync_rpc_duration_seconds_count{job="fsync",function="list_current_files"}"#;
+    prometheus.until(rpcs, |count| count >= 1.0, within).await.expect("the RPC's series");
+    prometheus.until(r#"up{job="anon"}"#, |up| up == 0.0, within).await.expect("the anon key's scrape is refused");
+    prometheus.stop().await;
 }
