@@ -5,6 +5,7 @@
 
 use anyhow::Context;
 use serde_json::Value;
+use std::path::Path;
 use std::time::Duration;
 
 /// One scrape job: a name, its targets (`host:port`) and the Bearer token it sends.
@@ -40,12 +41,17 @@ pub fn available(what: &str) -> Option<()> {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `jobs` every `every` (its rule files none), and waits until it
-    /// is ready.
-    pub async fn start(jobs: &[Job], every: Duration) -> anyhow::Result<Prometheus> {
+    /// Starts Prometheus scraping `jobs` every `every`, evaluating the rule files `rules` as
+    /// often, and waits until it is ready.
+    pub async fn start(jobs: &[Job], every: Duration, rules: &[&Path]) -> anyhow::Result<Prometheus> {
         let dir = tempfile::tempdir().context("a directory for Prometheus")?;
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(&config, config_text(jobs, every)).context("write prometheus.yml")?;
+        let rules: Vec<String> = rules
+            .iter()
+            .map(|r| std::path::absolute(r).unwrap_or(r.to_path_buf()))
+            .map(|r| r.display().to_string())
+            .collect();
+        std::fs::write(&config, config_text(jobs, every, &rules)).context("write prometheus.yml")?;
         let port = free_port()?;
         let child = tokio::process::Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
@@ -104,7 +110,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// `prometheus.yml` for `jobs` (JSON is YAML: no escaping of our own).
-fn config_text(jobs: &[Job], every: Duration) -> String {
+fn config_text(jobs: &[Job], every: Duration, rules: &[String]) -> String {
     let interval = format!("{}ms", every.as_millis());
     let scrape_configs: Vec<Value> = jobs
         .iter()
@@ -119,6 +125,7 @@ fn config_text(jobs: &[Job], every: Duration) -> String {
             })
         })
         .collect();
-    let global = serde_json::json!({"scrape_interval": interval, "scrape_timeout": interval});
-    serde_json::json!({"global": global, "scrape_configs": scrape_configs}).to_string()
+    let global =
+        serde_json::json!({"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval});
+    serde_json::json!({"global": global, "rule_files": rules, "scrape_configs": scrape_configs}).to_string()
 }

@@ -101,7 +101,8 @@ async fn a_real_prometheus_scrapes_with_the_service_role_key_as_its_bearer_token
     let job =
         |name: &str, bearer: &str| Job { name: name.into(), targets: vec![target.clone()], bearer: bearer.into() };
     let jobs = [job("fsync", &f.app.service_key), job("anon", &f.app.anon_key)];
-    let prometheus = Prometheus::start(&jobs, Duration::from_millis(500)).await.expect("Prometheus starts");
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/prometheus/rules.yml");
+    let prometheus = Prometheus::start(&jobs, Duration::from_millis(500), &[&rules]).await.expect("Prometheus starts");
     let within = Duration::from_secs(30);
     prometheus.until(r#"up{job="fsync"}"#, |up| up == 1.0, within).await.expect("the service role's scrape");
     // An RPC after the first scrape: its labelled series appears, and counts it.
@@ -109,5 +110,35 @@ async fn a_real_prometheus_scrapes_with_the_service_role_key_as_its_bearer_token
     let rpcs = r#"fsync_rpc_duration_seconds_count{job="fsync",function="list_current_files"}"#;
     prometheus.until(rpcs, |count| count >= 1.0, within).await.expect("the RPC's series");
     prometheus.until(r#"up{job="anon"}"#, |up| up == 0.0, within).await.expect("the anon key's scrape is refused");
+    // ops/prometheus's recording rules evaluate over what it scraped: with calls going on (a
+    // rate needs two samples that differ), no call failed.
+    let calls = {
+        let (api, token, project) = (f.app.api(), f.owner_token.clone(), f.project);
+        tokio::spawn(async move {
+            for _ in 0..300 {
+                let _ = api.rpc(Some(&token), "list_current_files", json!({"project_uuid": project})).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let ratio = r#"fsync:rpc_error_ratio{function="list_current_files"}"#;
+    prometheus.until(ratio, |ratio| ratio == 0.0, within).await.expect("the RPC error ratio, recorded");
+    calls.abort();
+    prometheus.until("fsync:websocket_connections", |n| n >= 0.0, within).await.expect("the sockets, recorded");
     prometheus.stop().await;
+}
+
+/// `ops/prometheus/rules.yml` checks, and its unit tests (`tests.yml`: each alert fires when its
+/// budget is missed for its `for`, and not before; the recorded figures' values) pass.
+#[test]
+fn the_prometheus_rules_check_and_their_unit_tests_pass() {
+    if fsync_testkit::prometheus::available("promtool on ops/prometheus").is_none() {
+        return;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/prometheus");
+    for args in [["check", "rules", "rules.yml"], ["test", "rules", "tests.yml"]] {
+        let out = std::process::Command::new("promtool").args(args).current_dir(&dir).output().expect("run promtool");
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "promtool {}: {said}", args.join(" "));
+    }
 }
