@@ -1,7 +1,9 @@
 //! What an instance has done, for `GET /metrics` (Prometheus text format 0.0.4; DESIGN §12):
 //! RPC durations by function and outcome, snapshot builds and sizes, session start phases, event
 //! lag by stage (commit → delivered here; commit → applied as agents report it), open
-//! WebSockets, channel joins by outcome, and what each surface throttled.
+//! WebSockets, channel joins by outcome, what each surface throttled, the sessions this instance
+//! ran that ended (stopped or failed), snapshot builds that failed, and the times its `LISTEN`
+//! feed was lost and caught up (resyncs).
 //!
 //! Every label takes its values from a fixed set, whatever callers send: an unknown function or
 //! phase is counted as `other`, so no caller can make the instance hold an unbounded number of
@@ -12,8 +14,11 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
-/// Upper bounds of the duration buckets, in seconds: 0.5 ms to 30 s.
-const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Upper bounds of the duration buckets, in seconds: 0.5 ms to 30 s, with a bound at each budget
+/// of DESIGN §11 (2 ms, 10 ms and 500 ms for an edit; 600 ms, 1.5 s and 15 s for a start).
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.6, 1.0, 1.5, 2.5, 5.0, 10.0, 15.0, 30.0,
+];
 /// Upper bounds of the size buckets, in bytes: 1 KiB to 1 GiB, by fours.
 const BYTES: &[f64] = &[
     1024.0,
@@ -144,6 +149,9 @@ struct Recorded {
     event_lag: BTreeMap<Stage, Histogram>,
     joins: BTreeMap<&'static str, u64>,
     rate_limited: BTreeMap<Surface, u64>,
+    sessions_ended: BTreeMap<&'static str, u64>,
+    snapshot_failures: u64,
+    resyncs: u64,
 }
 
 /// One instance's metrics.
@@ -205,6 +213,22 @@ impl Metrics {
         self.record(|r| *r.rate_limited.entry(surface).or_default() += 1);
     }
 
+    /// A session this instance ran ended `stopped` or `failed` (any other status is `other`).
+    pub fn session_ended(&self, status: &str) {
+        let status = ["stopped", "failed"].into_iter().find(|s| *s == status).unwrap_or("other");
+        self.record(|r| *r.sessions_ended.entry(status).or_default() += 1);
+    }
+
+    /// A snapshot build failed (a server-side error, not a missing project).
+    pub fn snapshot_build_failed(&self) {
+        self.record(|r| r.snapshot_failures += 1);
+    }
+
+    /// The `LISTEN` feed was lost and caught up again.
+    pub fn resync(&self) {
+        self.record(|r| r.resyncs += 1);
+    }
+
     /// Everything, in Prometheus' text format.
     pub fn render(&self) -> String {
         let r = self.record(|r| r.clone());
@@ -244,6 +268,15 @@ impl Metrics {
         for (surface, n) in &r.rate_limited {
             let _ = writeln!(out, "fsync_rate_limited_total{{surface=\"{}\"}} {n}", surface.label());
         }
+        family(&mut out, "fsync_sessions_ended_total", "counter", "Sessions this instance ran that ended, by status.");
+        for status in ["stopped", "failed"] {
+            let n = r.sessions_ended.get(status).copied().unwrap_or(0);
+            let _ = writeln!(out, "fsync_sessions_ended_total{{status=\"{status}\"}} {n}");
+        }
+        family(&mut out, "fsync_snapshot_build_failures_total", "counter", "Snapshot builds that failed.");
+        let _ = writeln!(out, "fsync_snapshot_build_failures_total {}", r.snapshot_failures);
+        family(&mut out, "fsync_realtime_resyncs_total", "counter", "Times the LISTEN feed was lost and caught up.");
+        let _ = writeln!(out, "fsync_realtime_resyncs_total {}", r.resyncs);
         out
     }
 }
@@ -274,6 +307,10 @@ mod tests {
         metrics.join("ok");
         metrics.join("denied");
         metrics.rate_limited(Surface::RealtimeJoins);
+        metrics.session_ended("failed");
+        metrics.session_ended("made-up");
+        metrics.snapshot_build_failed();
+        metrics.resync();
         let text = metrics.render();
         let line = |prefix: &str| text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned);
         let ok = "fsync_rpc_duration_seconds_bucket{function=\"upsert_project_file\",outcome=\"200\",";
@@ -291,6 +328,10 @@ mod tests {
         assert!(text.contains("fsync_channel_joins_total{outcome=\"denied\"} 1"), "{text}");
         assert!(text.contains("fsync_rate_limited_total{surface=\"rpc\"} 1"), "a 429 counts as throttled");
         assert!(text.contains("fsync_rate_limited_total{surface=\"realtime_joins\"} 1"), "{text}");
+        assert!(text.contains("fsync_sessions_ended_total{status=\"failed\"} 1"), "{text}");
+        assert!(text.contains("fsync_sessions_ended_total{status=\"stopped\"} 0"), "present from the start: {text}");
+        assert!(text.contains("fsync_snapshot_build_failures_total 1"), "{text}");
+        assert!(text.contains("fsync_realtime_resyncs_total 1"), "{text}");
         for family in [
             "fsync_rpc_duration_seconds",
             "fsync_snapshot_build_seconds",
@@ -300,6 +341,9 @@ mod tests {
             "fsync_websocket_connections",
             "fsync_channel_joins_total",
             "fsync_rate_limited_total",
+            "fsync_sessions_ended_total",
+            "fsync_snapshot_build_failures_total",
+            "fsync_realtime_resyncs_total",
         ] {
             assert!(text.contains(&format!("# TYPE {family} ")), "{family}");
         }

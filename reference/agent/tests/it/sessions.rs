@@ -90,6 +90,10 @@ async fn starts_follows_and_stops(app: &TestApp) {
     assert_eq!(stopped.status, SessionStatus::Stopped);
     assert!(agent_gone(pid), "the agent is gone");
     assert!(!dir.exists(), "the session directory is removed");
+    let text = app.scrape().await;
+    assert_eq!(metric(&text, "fsync_sessions_ended_total{status=\"stopped\"}"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "fsync_sessions_ended_total{status=\"failed\"}"), Some(0.0), "{text}");
+    assert_eq!(metric(&text, "fsync_snapshot_build_failures_total"), Some(0.0), "{text}");
 }
 
 #[tokio::test]

@@ -310,6 +310,7 @@ impl Orchestrator {
             s.view.status = status;
             if status.is_final() {
                 s.ended = Some((self.sources.now(), self.sources.wall_s()));
+                self.metrics.session_ended(status.as_str());
             }
             if reason.is_some() {
                 s.view.reason = reason;

@@ -332,6 +332,7 @@ impl Hub {
                 }
                 Delivery::Resync if self.ignore_resync => {}
                 Delivery::Resync => {
+                    self.metrics.resync();
                     self.close_all();
                     tell(SessionNews::Resync);
                 }

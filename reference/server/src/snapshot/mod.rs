@@ -91,7 +91,11 @@ pub async fn build_and_sign(
     ttl_s: u64,
 ) -> Result<(Manifest, bool, String), ApiError> {
     for _ in 0..3 {
-        let (manifest, reused) = build_or_reuse(platform, project).await?;
+        let (manifest, reused) = build_or_reuse(platform, project).await.inspect_err(|e| {
+            if e.status.is_server_error() {
+                platform.metrics.snapshot_build_failed();
+            }
+        })?;
         if let Some(url) = prune::signed_zip_url(platform, &manifest, ttl_s).await? {
             if !reused {
                 // A new snapshot supersedes the project's last one: a moment to sweep.
