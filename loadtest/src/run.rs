@@ -281,11 +281,29 @@ pub async fn scrape_into(api: &fsync_client::Api, service_key: &str, figures: &m
     let answer = api.request(http::Method::GET, "/metrics", Some(service_key), &[], Vec::<u8>::new()).await;
     match answer {
         Ok(answer) if answer.status == 200 => {
-            figures.scrape = Some(String::from_utf8_lossy(&answer.bytes).into_owned())
+            let text = String::from_utf8_lossy(&answer.bytes).into_owned();
+            figures.notes.extend(throttled(&text));
+            figures.scrape = Some(text);
         }
         Ok(answer) => figures.notes.push(format!("GET /metrics answered HTTP {}: no scrape", answer.status)),
         Err(e) => figures.notes.push(format!("GET /metrics failed ({e}): no scrape")),
     }
+}
+
+/// What the deployment refused as over its rates, by surface, as its scrape counts it: a note
+/// each (a run whose traffic was throttled measured the limit, not the system).
+pub fn throttled(scrape: &str) -> Vec<String> {
+    scrape
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("fsync_rate_limited_total{surface=\"")?;
+            let (surface, count) = rest.split_once("\"} ")?;
+            let count: f64 = count.trim().parse().ok()?;
+            (count > 0.0).then(|| {
+                format!("the deployment refused {count} {surface} requests as over its rate (fsync_rate_limited_total)")
+            })
+        })
+        .collect()
 }
 
 /// The edits of `plan` to the agents following `project` in `dirs`, with a progress bar.
@@ -369,3 +387,16 @@ pub const UPSERT_P99_MS: f64 = 50.0;
 
 /// Containers run and exited for the container floor.
 const CONTAINER_FLOOR_SAMPLES: usize = 5;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_scrape_names_what_was_throttled() {
+        let scrape = "# TYPE fsync_rate_limited_total counter\n\
+                      fsync_rate_limited_total{surface=\"rpc\"} 551\n\
+                      fsync_rate_limited_total{surface=\"realtime_joins\"} 0\n";
+        let notes = super::throttled(scrape);
+        assert_eq!(notes, ["the deployment refused 551 rpc requests as over its rate (fsync_rate_limited_total)"]);
+        assert!(super::throttled("fsync_websocket_connections 3\n").is_empty());
+    }
+}

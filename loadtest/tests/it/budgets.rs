@@ -32,6 +32,8 @@ fn the_plan_gates_and_our_targets_are_judged() {
     let good = report(&[
         ("start_small_p50_ms", 80.0),
         ("delta_p50_ms", 3.0),
+        ("delta_applied_fraction", 1.0),
+        ("delta_failed_edits", 0.0),
         ("delivered_p50_ms", 0.5),
         ("floor_notify_p50_ms", 0.2),
     ]);
@@ -43,8 +45,25 @@ fn the_plan_gates_and_our_targets_are_judged() {
     assert_eq!(target("delivered_p50_ms").threshold, Some(0.4));
     assert_eq!(target("upserts_per_s").met, None, "not measured");
 
-    let slow = report(&[("start_small_p50_ms", 16_000.0), ("delta_p50_ms", 3.0)]);
+    let slow = report(&[
+        ("start_small_p50_ms", 16_000.0),
+        ("delta_p50_ms", 3.0),
+        ("delta_applied_fraction", 1.0),
+        ("delta_failed_edits", 0.0),
+    ]);
     assert!(!budgets::gate_passes(&budgets.judge(&slow)), "16 s misses the plan's 15 s");
+    // Fast edits, but most of them refused (a rate limit): the plan's acceptance is that edits
+    // persist and apply.
+    let lossy = report(&[
+        ("start_small_p50_ms", 80.0),
+        ("delta_p50_ms", 3.0),
+        ("delta_applied_fraction", 0.449),
+        ("delta_failed_edits", 551.0),
+    ]);
+    let verdicts = budgets.judge(&lossy);
+    assert!(!budgets::gate_passes(&verdicts), "failed edits fail the gate: {verdicts:#?}");
+    let gate = |kpi: &str| verdicts.iter().find(|v| v.kind == "gate" && v.kpi == kpi).unwrap().met;
+    assert_eq!((gate("delta_applied_fraction"), gate("delta_failed_edits")), (Some(false), Some(false)));
     let unmeasured = report(&[("start_small_p50_ms", 80.0)]);
     assert!(!budgets::gate_passes(&budgets.judge(&unmeasured)), "a gate with no figure fails");
 }
@@ -77,10 +96,20 @@ fn the_gate_command_exits_non_zero_on_a_missed_budget() {
             .expect("run the gate");
         (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
     };
-    let (code, out) = run(&[("start_small_p50_ms", 90.0), ("delta_p50_ms", 4.0)]);
+    let all_applied = [("delta_applied_fraction", 1.0), ("delta_failed_edits", 0.0)];
+    let (code, out) = run(&[&[("start_small_p50_ms", 90.0), ("delta_p50_ms", 4.0)][..], &all_applied].concat());
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("gate: passed"), "{out}");
-    let (code, out) = run(&[("start_small_p50_ms", 90.0), ("delta_p50_ms", 700.0)]);
+    let (code, out) = run(&[&[("start_small_p50_ms", 90.0), ("delta_p50_ms", 700.0)][..], &all_applied].concat());
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("gate missed: delta_p50_ms"), "{out}");
+    let lost = [
+        ("start_small_p50_ms", 90.0),
+        ("delta_p50_ms", 4.0),
+        ("delta_applied_fraction", 0.449),
+        ("delta_failed_edits", 551.0),
+    ];
+    let (code, out) = run(&lost);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("gate missed: delta_applied_fraction") && out.contains("delta_failed_edits"), "{out}");
 }
