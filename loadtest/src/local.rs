@@ -22,8 +22,11 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// The instance whose agents are containers (`--launcher docker`), as its containers' label says.
-pub const CONTAINERS_INSTANCE: &str = "kpi-containers";
+/// The name of the run's instance `name` (`fast`, `legacy`, `containers`) in the session records
+/// and, for `containers`, its preview containers' label.
+pub fn instance_of(name: &str) -> String {
+    format!("kpi-{name}")
+}
 
 /// The database a KPI run creates afresh (and drops when it ends).
 pub const DATABASE: &str = "fsync_kpi";
@@ -80,7 +83,7 @@ impl Local {
             // The host's network: the instance listens on loopback (a measurement here, not a
             // deployment: see FSYNC_PREVIEW_NETWORK).
             let mut config = DockerConfig::new(image, "host");
-            config.labels.insert(INSTANCE_LABEL.to_owned(), CONTAINERS_INSTANCE.to_owned());
+            config.labels.insert(INSTANCE_LABEL.to_owned(), instance_of("containers"));
             let docker =
                 DockerLauncher::connect(config).await.map_err(|e| anyhow::anyhow!("the Docker launcher: {e}"))?;
             launchers.push(("containers", true, Arc::new(docker)));
@@ -94,7 +97,7 @@ impl Local {
                 agent_exec: None,
                 token_ttl_s: fsync_protocol::snapshot::CONTAINER_TOKEN_MAX_TTL_S,
                 max_sessions_per_user: usize::MAX,
-                instance: format!("kpi-{name}"),
+                instance: instance_of(name),
             };
             instances.push(start_instance(&database_url, &storage_url, &secret, orchestrator).await?);
         }

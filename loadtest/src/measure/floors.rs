@@ -85,7 +85,7 @@ pub async fn spawn_and_round_trip_ms(program: &Path, args: &[String], api: &Api)
 /// does (each container is removed afterwards, untimed: a session start does not remove one).
 pub async fn container_run_ms(image: &str, n: usize) -> anyhow::Result<Vec<f64>> {
     use bollard::models::{ContainerCreateBody, HostConfig};
-    use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptions};
+    use bollard::query_parameters::CreateContainerOptions;
     use futures_util::StreamExt;
     let docker =
         bollard::Docker::connect_with_local_defaults()?.negotiate_version().await.context("reach the engine")?;
@@ -109,8 +109,7 @@ pub async fn container_run_ms(image: &str, n: usize) -> anyhow::Result<Vec<f64>>
         }
         .await;
         samples.push(clock::ms_since(started));
-        let remove = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
-        let _ = docker.remove_container(&name, Some(remove)).await;
+        let _ = fsync_reference::orchestrator::docker::remove_container(&docker, &name).await;
         ran.with_context(|| format!("run a container of {image}"))?;
     }
     Ok(samples)

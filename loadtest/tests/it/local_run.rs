@@ -117,7 +117,7 @@ async fn a_local_run_with_the_docker_launcher_times_container_starts_beside_a_co
     assert_eq!(report.parameters["container_image"], own.preview.as_str());
     // The container starts were the Docker launcher's: the agent reported its own phases.
     assert!(report.series.start_phases_ms["small_container"].contains_key("download"));
-    let ours = format!("label=fsync.instance={}", fsync_loadtest::local::CONTAINERS_INSTANCE);
+    let ours = format!("label=fsync.instance={}", fsync_loadtest::local::instance_of("containers"));
     let left = fsync_testkit::containers::docker_cli(&["ps", "-aq", "--filter", &ours]).unwrap();
     assert_eq!(left.trim(), "", "every session's container was removed");
 }

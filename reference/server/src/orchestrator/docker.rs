@@ -253,10 +253,16 @@ async fn last_log_line(docker: &Docker, name: &str) -> Option<String> {
 
 /// Removes a container and its anonymous volumes, whatever its state.
 async fn remove(docker: &Docker, name: &str) {
-    let options = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
-    if let Err(e) = docker.remove_container(name, Some(options)).await {
+    if let Err(e) = remove_container(docker, name).await {
         tracing::warn!(container = name, error = %e, "could not remove the container");
     }
+}
+
+/// Removes a container and its anonymous volumes, whatever its state (what every user of the
+/// engine here does with a container it is done with).
+pub async fn remove_container(docker: &Docker, name: &str) -> Result<(), bollard::errors::Error> {
+    let options = RemoveContainerOptions { force: true, v: true, ..RemoveContainerOptions::default() };
+    docker.remove_container(name, Some(options)).await
 }
 
 /// Removes the container when its exit was never read (the instance stopped watching it), as a

@@ -13,7 +13,7 @@ mod stack;
 
 pub use own::{own_images, OwnImages};
 pub use services::{OnNetwork, PostgresContainer, S3Container};
-pub use stack::{docker_cli, files_in, hashes_in, ServerContainer, ServerSettings, Services, Stack};
+pub use stack::{docker_cli, hashes_in, ServerContainer, ServerSettings, Services, Stack};
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -83,10 +83,12 @@ fn tag(name: &str) -> anyhow::Result<String> {
     let tags = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/images/tags.env");
     let text = std::fs::read_to_string(&tags)
         .with_context(|| format!("{name} is not set and {} is missing (run `bash ci/images/build`)", tags.display()))?;
-    text.lines()
-        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
-        .map(str::to_owned)
-        .with_context(|| format!("{} names no {name}", tags.display()))
+    assignment(&text, name).with_context(|| format!("{} names no {name}", tags.display()))
+}
+
+/// The value of the line `NAME=value` in `text` (what `ci/images/build` writes and prints).
+pub(crate) fn assignment(text: &str, name: &str) -> Option<String> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix('=')).map(str::to_owned)
 }
 
 /// A container's port published on 127.0.0.1 only (and no other).

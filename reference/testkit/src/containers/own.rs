@@ -5,7 +5,7 @@
 //! them).
 //! `FSYNC_IMAGE_PREVIEW` and `FSYNC_IMAGE_SERVER`, when both are set, name other images instead.
 
-use super::{skipped, Images};
+use super::{assignment, skipped, Images};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 use tokio::sync::OnceCell;
@@ -51,13 +51,7 @@ async fn build() -> anyhow::Result<OwnImages> {
         binaries.display(),
         String::from_utf8_lossy(&output.stderr).trim()
     );
-    let tag = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
-            .map(str::to_owned)
-            .with_context(|| format!("ci/images/build printed no {name}"))
-    };
+    let tag = |name: &str| assignment(&stdout, name).with_context(|| format!("ci/images/build printed no {name}"));
     Ok(OwnImages { preview: tag("FSYNC_IMAGE_PREVIEW")?, server: tag("FSYNC_IMAGE_SERVER")? })
 }
 

@@ -14,7 +14,7 @@ use crate::TestDb;
 use anyhow::Context;
 use fsync_client::transport::Transport;
 use fsync_protocol::jwt::{self, Secret};
-use fsync_reference::orchestrator::docker::INSTANCE_LABEL;
+use fsync_reference::orchestrator::docker::{remove_container, INSTANCE_LABEL};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -26,7 +26,7 @@ use testcontainers::bollard::models::{
     NetworkDisconnectRequest,
 };
 use testcontainers::bollard::query_parameters::{
-    CreateContainerOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, KillContainerOptions, ListContainersOptions, StopContainerOptions,
 };
 use testcontainers::bollard::Docker;
 use uuid::Uuid;
@@ -308,8 +308,7 @@ impl Stack {
     }
 
     async fn remove(&self, container: &str) -> anyhow::Result<()> {
-        let remove = RemoveContainerOptions { force: true, v: true, ..Default::default() };
-        self.docker.remove_container(container, Some(remove)).await.with_context(|| format!("remove {container}"))
+        remove_container(&self.docker, container).await.with_context(|| format!("remove {container}"))
     }
 
     /// The preview containers this stack's servers started and that are still there.
@@ -395,28 +394,6 @@ impl Drop for Stack {
             eprintln!("could not take the stack down: {e}");
         }
     }
-}
-
-/// The files under `dir` in `container`, path (relative, `/`-separated) → bytes, copied out with
-/// `docker cp`.
-pub fn files_in(container: &str, dir: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    let out = tempfile::tempdir().map_err(|e| format!("a directory to copy into: {e}"))?;
-    docker_cli(&["cp", &format!("{container}:{dir}"), &out.path().join("copy").display().to_string()])?;
-    let mut files = BTreeMap::new();
-    let mut pending = vec![out.path().join("copy")];
-    while let Some(at) = pending.pop() {
-        for entry in std::fs::read_dir(&at).map_err(|e| format!("read {}: {e}", at.display()))? {
-            let path = entry.map_err(|e| e.to_string())?.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else {
-                let relative = path.strip_prefix(out.path().join("copy")).map_err(|e| e.to_string())?;
-                let bytes = std::fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))?;
-                files.insert(relative.to_string_lossy().into_owned(), bytes);
-            }
-        }
-    }
-    Ok(files)
 }
 
 /// The files under `dir` in `container`, path (relative) → hex SHA-256, hashed in the container

@@ -3,10 +3,11 @@
 //! launcher. Each test says what it shows in its name.
 
 use fsync_client::Api;
+use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::SessionStatus;
 use fsync_reference::orchestrator::docker::{container_name, INSTANCE_LABEL, PROJECT_LABEL, SESSION_LABEL};
 use fsync_store::SystemClock;
-use fsync_testkit::containers::{docker_cli, files_in, own_images, Stack};
+use fsync_testkit::containers::{docker_cli, hashes_in, own_images, Stack};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -63,17 +64,18 @@ async fn project_tree(api: &Api, token: &str, project: Uuid) -> BTreeMap<String,
         .collect()
 }
 
-/// The files in a preview container's project directory, path → content.
+/// The files in a preview container's project directory, path → content hash (read there).
 fn container_tree(container: &str) -> Result<BTreeMap<String, String>, String> {
-    let files = files_in(container, "/app/project")?;
-    Ok(files.into_iter().map(|(path, bytes)| (path, String::from_utf8_lossy(&bytes).into_owned())).collect())
+    hashes_in(container, "/app/project")
 }
 
 /// Waits until every container's tree is the project's (read through `api`).
 async fn converge(api: &Api, token: &str, project: Uuid, containers: &[String]) {
     let deadline = fsync_testkit::now() + PATIENCE;
     loop {
-        let expected = project_tree(api, token, project).await;
+        let files = project_tree(api, token, project).await;
+        let expected: BTreeMap<String, String> =
+            files.into_iter().map(|(path, content)| (path, hex_sha256(content.as_bytes()))).collect();
         let trees: Vec<_> = containers.iter().map(|c| container_tree(c)).collect();
         if trees.iter().all(|tree| tree.as_ref() == Ok(&expected)) {
             return;
