@@ -3,7 +3,6 @@
 //! absolute `max` or `min` in the figure's unit, or `max_ratio` to another figure of the same
 //! run (`of`, a floor).
 
-use crate::report::Report;
 use crate::table::Bound;
 use anyhow::Context;
 use serde::Deserialize;
@@ -51,10 +50,10 @@ impl Budgets {
         Ok(budgets)
     }
 
-    /// Every limit applied to `report`, gates first.
-    pub fn judge(&self, report: &Report) -> Vec<Verdict> {
-        let gates = self.gate.iter().map(|(kpi, limit)| limit.judge(kpi, "gate", report));
-        let targets = self.target.iter().map(|(kpi, limit)| limit.judge(kpi, "target", report));
+    /// Every limit applied to the figures `kpis` (a report's, or read live), gates first.
+    pub fn judge(&self, kpis: &BTreeMap<String, f64>) -> Vec<Verdict> {
+        let gates = self.gate.iter().map(|(kpi, limit)| limit.judge(kpi, "gate", kpis));
+        let targets = self.target.iter().map(|(kpi, limit)| limit.judge(kpi, "target", kpis));
         gates.chain(targets).collect()
     }
 }
@@ -67,13 +66,13 @@ impl Limit {
         Ok(())
     }
 
-    fn judge(&self, kpi: &str, kind: &'static str, report: &Report) -> Verdict {
-        let value = report.kpis.get(kpi).copied();
+    fn judge(&self, kpi: &str, kind: &'static str, kpis: &BTreeMap<String, f64>) -> Verdict {
+        let value = kpis.get(kpi).copied();
         let (text, threshold, met) = match (self.max, self.min, self.max_ratio, &self.of) {
             (Some(max), _, _, _) => (format!("≤ {max}"), Some(max), value.map(|v| v <= max)),
             (_, Some(min), _, _) => (format!("≥ {min}"), Some(min), value.map(|v| v >= min)),
             (_, _, Some(ratio), Some(of)) => {
-                let floor = report.kpis.get(of).copied();
+                let floor = kpis.get(of).copied();
                 let threshold = floor.map(|f| f * ratio);
                 (format!("≤ {ratio}× {of}"), threshold, value.zip(threshold).map(|(v, t)| v <= t))
             }

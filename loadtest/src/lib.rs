@@ -12,6 +12,7 @@ pub mod clock;
 pub mod figures;
 pub mod fleet;
 pub mod html;
+pub mod live;
 pub mod local;
 pub mod machine;
 pub mod measure;

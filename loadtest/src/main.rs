@@ -1,12 +1,14 @@
 //! `fsync-loadtest kpi [--quick] [--out DIR] [--budgets FILE] [--phases P,..] [--work-dir DIR] [--launcher process|docker [--preview-image TAG]] [--api URL --anon-key K --service-key K [--jwt-secret S]]`
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
-//! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget;
+//! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget, and
+//! `fsync-loadtest gate --prometheus URL [--window 10m]` holds live metrics to the same budgets;
 //! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
 //! spawns for each session when no `fsync-agent` binary sits beside this one).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use fsync_loadtest::budgets::{self, Budgets};
+use fsync_loadtest::live::{self, LiveFigure, Window};
 use fsync_loadtest::plan::{Phase, Plan};
 use fsync_loadtest::report::Report;
 use fsync_loadtest::{html, remote, run, table};
@@ -71,10 +73,19 @@ enum Command {
         #[arg(long, requires = "api")]
         jwt_secret: Option<String>,
     },
-    /// Hold a report to the budgets: exit 1 when a gate is missed or unmeasured.
+    /// Hold a report, or live metrics, to the budgets: exit 1 when a gate is missed or unmeasured.
+    #[command(group = clap::ArgGroup::new("figures").required(true).args(["report", "prometheus"]))]
     Gate {
+        /// A KPI run's report.json.
         #[arg(long)]
-        report: PathBuf,
+        report: Option<PathBuf>,
+        /// A Prometheus (http://host:port) scraping every instance's /metrics: the budgets'
+        /// figures are read live, by PromQL over the window.
+        #[arg(long)]
+        prometheus: Option<String>,
+        /// How far back the live figures look (a Prometheus duration).
+        #[arg(long, default_value = "10m", value_parser = Window::parse, requires = "prometheus")]
+        window: Window,
         #[arg(long, default_value = "ci/kpi-budgets.toml")]
         budgets: PathBuf,
     },
@@ -90,7 +101,9 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
-        Command::Gate { report, budgets } => exit(gate(&report, &budgets)),
+        Command::Gate { report: Some(report), budgets, .. } => exit(gate(&report, &budgets)),
+        Command::Gate { prometheus: Some(url), window, budgets, .. } => exit(gate_live(&url, &window, &budgets)),
+        Command::Gate { .. } => unreachable!("clap requires --report or --prometheus"),
         Command::Kpi {
             quick,
             out,
@@ -167,7 +180,7 @@ fn kpi(
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let budgets = Budgets::read(budgets_file);
     let verdicts = match &budgets {
-        Ok(budgets) => budgets.judge(&report),
+        Ok(budgets) => budgets.judge(&report.kpis),
         Err(e) => {
             eprintln!("(no budgets shown: {e:#})");
             Vec::new()
@@ -189,8 +202,29 @@ fn kpi(
 fn gate(report: &Path, budgets_file: &Path) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(report).with_context(|| format!("read {}", report.display()))?;
     let report = Report::from_json(&text).with_context(|| format!("parse {}", report.display()))?;
-    let verdicts = Budgets::read(budgets_file)?.judge(&report);
+    let verdicts = Budgets::read(budgets_file)?.judge(&report.kpis);
     println!("{}", table::terminal(&report, &budgets::bounds(&verdicts)));
+    Ok(verdict(&verdicts))
+}
+
+/// The budgets' gates, and the targets with a live reading, held to what Prometheus scraped over
+/// the last `window`.
+fn gate_live(url: &str, window: &Window, budgets_file: &Path) -> anyhow::Result<bool> {
+    let budgets = Budgets::read(budgets_file)?;
+    let prometheus = live::Prometheus::new(url)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
+    let kpis = runtime.block_on(live::measure(&prometheus, window))?;
+    let verdicts: Vec<_> =
+        budgets.judge(&kpis).into_iter().filter(|v| v.kind == "gate" || LiveFigure::named(&v.kpi).is_some()).collect();
+    println!("live figures over the last {window}, from {url}:");
+    println!("{}", table::figures_table(&kpis, &Default::default(), &budgets::bounds(&verdicts)));
+    let judged = |kpi: &str| verdicts.iter().any(|v| v.kpi == kpi);
+    for figure in live::FIGURES.iter().filter(|f| judged(f.kpi)) {
+        println!("{}: {}", figure.kpi, figure.means);
+    }
+    for verdict in verdicts.iter().filter(|v| LiveFigure::named(&v.kpi).is_none()) {
+        println!("{}: no live reading (a KPI run measures it)", verdict.kpi);
+    }
     Ok(verdict(&verdicts))
 }
 

@@ -6,6 +6,7 @@
 //! hands its verdicts to both renderers without either knowing how budgets are written.
 
 use crate::report::Report;
+use std::collections::BTreeMap;
 
 /// One budget or target applied to one figure, already judged.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,8 +78,12 @@ const GROUPS: &[&str] =
 
 /// Every figure of `report`, and every figure a bound names even if the run did not measure it
 /// (a gate on a missing figure must show).
-pub(crate) fn rows<'a>(report: &'a Report, bounds: &'a [Bound]) -> Vec<Row<'a>> {
-    let mut names: Vec<&str> = report.kpis.keys().map(String::as_str).collect();
+pub(crate) fn rows<'a>(
+    kpis: &'a BTreeMap<String, f64>,
+    floors: &'a BTreeMap<String, String>,
+    bounds: &'a [Bound],
+) -> Vec<Row<'a>> {
+    let mut names: Vec<&str> = kpis.keys().map(String::as_str).collect();
     for bound in bounds {
         if !names.contains(&bound.kpi.as_str()) {
             names.push(&bound.kpi);
@@ -92,8 +97,8 @@ pub(crate) fn rows<'a>(report: &'a Report, bounds: &'a [Bound]) -> Vec<Row<'a>> 
     names
         .into_iter()
         .map(|kpi| {
-            let value = report.kpis.get(kpi).copied();
-            let floor = report.floors.get(kpi).map(|f| (f.as_str(), report.kpis.get(f).copied()));
+            let value = kpis.get(kpi).copied();
+            let floor = floors.get(kpi).map(|f| (f.as_str(), kpis.get(f).copied()));
             let ratio = match (value, floor) {
                 (Some(v), Some((_, Some(f)))) if f > 0.0 => Some(v / f),
                 _ => None,
@@ -209,11 +214,16 @@ pub(crate) fn describe(kpi: &str) -> Option<&'static str> {
 /// The figures as an aligned plain-text table, one line per figure under a header line and a
 /// rule: figure, value, floor, ratio, gate and target (each with `met` or `missed`).
 pub fn terminal(report: &Report, bounds: &[Bound]) -> String {
+    figures_table(&report.kpis, &report.floors, bounds)
+}
+
+/// The table of `kpis` (each beside its floor in `floors`) and `bounds`, as [`terminal`].
+pub fn figures_table(kpis: &BTreeMap<String, f64>, floors: &BTreeMap<String, String>, bounds: &[Bound]) -> String {
     let header = ["figure", "value", "floor", "ratio", "gate", "target"].map(String::from);
     let judged =
         |bs: &[&Bound]| bs.iter().map(|b| format!("{} {}", bound_text(b), b.verdict())).collect::<Vec<_>>().join("; ");
     let mut lines: Vec<[String; 6]> = vec![header];
-    for row in rows(report, bounds) {
+    for row in rows(kpis, floors, bounds) {
         let floor = match row.floor {
             Some((name, Some(v))) => with_unit(name, v),
             Some((_, None)) => "not measured".into(),

@@ -132,7 +132,7 @@ fn figures(report: &Report, bounds: &[Bound]) -> String {
         "<h2>Figures</h2><table class=\"figures\"><thead><tr><th>figure</th><th>value</th><th>floor</th>\
          <th>ratio</th><th>gate (the plan's budget)</th><th>target (ours)</th></tr></thead><tbody>",
     );
-    for row in rows(report, bounds) {
+    for row in rows(&report.kpis, &report.floors, bounds) {
         html.push_str(&figure_row(&row));
     }
     html.push_str("</tbody></table>");

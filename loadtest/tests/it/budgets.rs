@@ -37,7 +37,7 @@ fn the_plan_gates_and_our_targets_are_judged() {
         ("delivered_p50_ms", 0.5),
         ("floor_notify_p50_ms", 0.2),
     ]);
-    let verdicts = budgets.judge(&good);
+    let verdicts = budgets.judge(&good.kpis);
     assert!(budgets::gate_passes(&verdicts), "{verdicts:#?}");
     let target = |kpi: &str| verdicts.iter().find(|v| v.kind == "target" && v.kpi == kpi).unwrap().clone();
     assert_eq!(target("start_small_p50_ms").met, Some(false), "80 ms misses the 50 ms target");
@@ -51,7 +51,7 @@ fn the_plan_gates_and_our_targets_are_judged() {
         ("delta_applied_fraction", 1.0),
         ("delta_failed_edits", 0.0),
     ]);
-    assert!(!budgets::gate_passes(&budgets.judge(&slow)), "16 s misses the plan's 15 s");
+    assert!(!budgets::gate_passes(&budgets.judge(&slow.kpis)), "16 s misses the plan's 15 s");
     // Fast edits, but most of them refused (a rate limit): the plan's acceptance is that edits
     // persist and apply.
     let lossy = report(&[
@@ -60,12 +60,12 @@ fn the_plan_gates_and_our_targets_are_judged() {
         ("delta_applied_fraction", 0.449),
         ("delta_failed_edits", 551.0),
     ]);
-    let verdicts = budgets.judge(&lossy);
+    let verdicts = budgets.judge(&lossy.kpis);
     assert!(!budgets::gate_passes(&verdicts), "failed edits fail the gate: {verdicts:#?}");
     let gate = |kpi: &str| verdicts.iter().find(|v| v.kind == "gate" && v.kpi == kpi).unwrap().met;
     assert_eq!((gate("delta_applied_fraction"), gate("delta_failed_edits")), (Some(false), Some(false)));
     let unmeasured = report(&[("start_small_p50_ms", 80.0)]);
-    assert!(!budgets::gate_passes(&budgets.judge(&unmeasured)), "a gate with no figure fails");
+    assert!(!budgets::gate_passes(&budgets.judge(&unmeasured.kpis)), "a gate with no figure fails");
 }
 
 #[test]

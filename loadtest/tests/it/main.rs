@@ -2,6 +2,7 @@
 //! and the HTML report in a real browser.
 
 mod budgets;
+mod live_gate;
 mod local_run;
 mod remote_run;
 mod report_html;

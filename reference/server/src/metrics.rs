@@ -1,8 +1,9 @@
 //! What an instance has done, for `GET /metrics` (Prometheus text format 0.0.4; DESIGN §12):
 //! RPC durations by function and outcome, snapshot builds and sizes, session start phases, event
 //! lag by stage (commit → delivered here; commit → applied as agents report it), open
-//! WebSockets, channel joins by outcome, what each surface throttled, the sessions this instance
-//! ran that ended (stopped or failed), snapshot builds that failed, and the times its `LISTEN`
+//! WebSockets, channel joins by outcome, what each surface throttled, the live sessions this
+//! instance runs by status (a preview whose agent stopped following reads `behind`), the sessions
+//! it ran that ended (stopped or failed), snapshot builds that failed, and the times its `LISTEN`
 //! feed was lost and caught up (resyncs).
 //!
 //! Every label takes its values from a fixed set, whatever callers send: an unknown function or
@@ -66,6 +67,9 @@ const PHASES: &[&str] = &[
     "total",
 ];
 
+/// The live session statuses `fsync_sessions` counts (a final one leaves the count).
+const LIVE_STATUSES: &[&str] = &["starting", "hydrating", "running", "behind"];
+
 /// A surface that refuses what is over its rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Surface {
@@ -80,6 +84,8 @@ pub enum Surface {
 }
 
 impl Surface {
+    const ALL: [Surface; 4] = [Surface::Rpc, Surface::RealtimeMessages, Surface::RealtimeJoins, Surface::Sessions];
+
     fn label(self) -> &'static str {
         match self {
             Surface::Rpc => "rpc",
@@ -150,6 +156,8 @@ struct Recorded {
     joins: BTreeMap<&'static str, u64>,
     rate_limited: BTreeMap<Surface, u64>,
     sessions_ended: BTreeMap<&'static str, u64>,
+    /// Live sessions by status.
+    sessions: BTreeMap<&'static str, i64>,
     snapshot_failures: u64,
     resyncs: u64,
 }
@@ -219,6 +227,20 @@ impl Metrics {
         self.record(|r| *r.sessions_ended.entry(status).or_default() += 1);
     }
 
+    /// A session of this instance moved `from` one status (`None`: it is new) `to` another; a
+    /// final status (or one not known) is not counted.
+    pub fn session_status(&self, from: Option<&str>, to: &str) {
+        let live = |status: &str| LIVE_STATUSES.iter().find(|s| **s == status).copied();
+        self.record(|r| {
+            if let Some(from) = from.and_then(live) {
+                *r.sessions.entry(from).or_default() -= 1;
+            }
+            if let Some(to) = live(to) {
+                *r.sessions.entry(to).or_default() += 1;
+            }
+        });
+    }
+
     /// A snapshot build failed (a server-side error, not a missing project).
     pub fn snapshot_build_failed(&self) {
         self.record(|r| r.snapshot_failures += 1);
@@ -247,16 +269,18 @@ impl Metrics {
         family(&mut out, "fsync_snapshot_bytes", "histogram", "Sizes of the snapshot zips built.");
         r.snapshot_bytes.unwrap_or_else(|| Histogram::new(BYTES)).render(&mut out, "fsync_snapshot_bytes", "");
         family(&mut out, "fsync_session_start_seconds", "histogram", "Phases of the sessions that reached running.");
-        for (phase, h) in &r.session_start {
+        // Every known phase and stage from the start (zero until observed), so that the first
+        // observations count in a rate: a series that appears with them reads as no increase.
+        let empty = Histogram::new(SECONDS);
+        let phases = PHASES.iter().copied().chain(r.session_start.contains_key("other").then_some("other"));
+        for phase in phases {
+            let h = r.session_start.get(phase).unwrap_or(&empty);
             h.render(&mut out, "fsync_session_start_seconds", &format!("phase=\"{phase}\""));
         }
         family(&mut out, "fsync_event_lag_seconds", "histogram", "From a write's transaction to each stage.");
-        for (stage, h) in &r.event_lag {
-            let stage = match stage {
-                Stage::Delivered => "delivered",
-                Stage::Applied => "applied",
-            };
-            h.render(&mut out, "fsync_event_lag_seconds", &format!("stage=\"{stage}\""));
+        for (stage, label) in [(Stage::Delivered, "delivered"), (Stage::Applied, "applied")] {
+            let h = r.event_lag.get(&stage).unwrap_or(&empty);
+            h.render(&mut out, "fsync_event_lag_seconds", &format!("stage=\"{label}\""));
         }
         family(&mut out, "fsync_websocket_connections", "gauge", "Open Realtime WebSockets.");
         let _ = writeln!(out, "fsync_websocket_connections {}", self.websockets.load(Ordering::Relaxed));
@@ -265,8 +289,14 @@ impl Metrics {
             let _ = writeln!(out, "fsync_channel_joins_total{{outcome=\"{outcome}\"}} {n}");
         }
         family(&mut out, "fsync_rate_limited_total", "counter", "What each surface refused as over its rate.");
-        for (surface, n) in &r.rate_limited {
+        for surface in Surface::ALL {
+            let n = r.rate_limited.get(&surface).copied().unwrap_or(0);
             let _ = writeln!(out, "fsync_rate_limited_total{{surface=\"{}\"}} {n}", surface.label());
+        }
+        family(&mut out, "fsync_sessions", "gauge", "Live sessions this instance runs, by status.");
+        for status in LIVE_STATUSES {
+            let n = r.sessions.get(status).copied().unwrap_or(0);
+            let _ = writeln!(out, "fsync_sessions{{status=\"{status}\"}} {n}");
         }
         family(&mut out, "fsync_sessions_ended_total", "counter", "Sessions this instance ran that ended, by status.");
         for status in ["stopped", "failed"] {
@@ -309,6 +339,12 @@ mod tests {
         metrics.rate_limited(Surface::RealtimeJoins);
         metrics.session_ended("failed");
         metrics.session_ended("made-up");
+        for (from, to) in [(None, "starting"), (Some("starting"), "running"), (Some("running"), "behind")] {
+            metrics.session_status(from, to);
+        }
+        metrics.session_status(None, "starting");
+        metrics.session_status(Some("starting"), "failed");
+        metrics.session_status(None, "made-up");
         metrics.snapshot_build_failed();
         metrics.resync();
         let text = metrics.render();
@@ -324,10 +360,20 @@ mod tests {
         assert!(text.contains("fsync_session_start_seconds_sum{phase=\"download\"} 0.012"), "{text}");
         assert!(text.contains("fsync_session_start_seconds_count{phase=\"other\"} 1"), "{text}");
         assert!(text.contains("fsync_event_lag_seconds_bucket{stage=\"delivered\",le=\"0.001\"} 1"), "{text}");
+        assert!(text.contains("fsync_event_lag_seconds_count{stage=\"applied\"} 0"), "present from the start: {text}");
+        assert!(
+            text.contains("fsync_session_start_seconds_count{phase=\"total\"} 0"),
+            "present from the start: {text}"
+        );
         assert!(text.contains("fsync_websocket_connections 1"), "{text}");
         assert!(text.contains("fsync_channel_joins_total{outcome=\"denied\"} 1"), "{text}");
         assert!(text.contains("fsync_rate_limited_total{surface=\"rpc\"} 1"), "a 429 counts as throttled");
         assert!(text.contains("fsync_rate_limited_total{surface=\"realtime_joins\"} 1"), "{text}");
+        assert!(text.contains("fsync_rate_limited_total{surface=\"sessions\"} 0"), "present from the start: {text}");
+        assert!(text.contains("fsync_sessions{status=\"behind\"} 1"), "{text}");
+        assert!(text.contains("fsync_sessions{status=\"running\"} 0"), "it moved on: {text}");
+        assert!(text.contains("fsync_sessions{status=\"starting\"} 0"), "one moved on, one failed: {text}");
+        assert!(!text.contains("made-up"), "an unknown status is not counted");
         assert!(text.contains("fsync_sessions_ended_total{status=\"failed\"} 1"), "{text}");
         assert!(text.contains("fsync_sessions_ended_total{status=\"stopped\"} 0"), "present from the start: {text}");
         assert!(text.contains("fsync_snapshot_build_failures_total 1"), "{text}");
@@ -342,6 +388,7 @@ mod tests {
             "fsync_channel_joins_total",
             "fsync_rate_limited_total",
             "fsync_sessions_ended_total",
+            "fsync_sessions",
             "fsync_snapshot_build_failures_total",
             "fsync_realtime_resyncs_total",
         ] {

@@ -97,6 +97,19 @@ impl Prometheus {
         }
     }
 
+    /// Waits until `promql` returns no series (an alert no longer firing).
+    pub async fn until_empty(&self, promql: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = crate::now() + within;
+        loop {
+            let series = self.query(promql).await?;
+            if series.is_empty() {
+                return Ok(());
+            }
+            anyhow::ensure!(crate::now() < deadline, "{promql} still returned {series:?} after {within:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Stops it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;

@@ -85,6 +85,8 @@ async fn starts_follows_and_stops(app: &TestApp) {
     ] {
         assert_eq!(metric(&text, series), Some(1.0), "{series} in\n{text}");
     }
+    assert_eq!(metric(&text, "fsync_sessions{status=\"running\"}"), Some(1.0), "the live session: {text}");
+    assert_eq!(metric(&text, "fsync_sessions{status=\"starting\"}"), Some(0.0), "{text}");
 
     let stopped = stop_session(app, &seeded.token, id).await;
     assert_eq!(stopped.status, SessionStatus::Stopped);
@@ -92,6 +94,7 @@ async fn starts_follows_and_stops(app: &TestApp) {
     assert!(!dir.exists(), "the session directory is removed");
     let text = app.scrape().await;
     assert_eq!(metric(&text, "fsync_sessions_ended_total{status=\"stopped\"}"), Some(1.0), "{text}");
+    assert_eq!(metric(&text, "fsync_sessions{status=\"running\"}"), Some(0.0), "no live session: {text}");
     assert_eq!(metric(&text, "fsync_sessions_ended_total{status=\"failed\"}"), Some(0.0), "{text}");
     assert_eq!(metric(&text, "fsync_snapshot_build_failures_total"), Some(0.0), "{text}");
 }

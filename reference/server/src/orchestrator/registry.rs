@@ -263,6 +263,7 @@ impl Orchestrator {
                 format!("a member runs at most {max} sessions at once; stop one to start another"),
             ));
         }
+        self.metrics.session_status(None, session.view.status.as_str());
         self.lock().insert(id, session);
         Ok(())
     }
@@ -306,6 +307,9 @@ impl Orchestrator {
         self.with(id, |s| {
             if s.view.status.is_final() {
                 return;
+            }
+            if s.view.status != status {
+                self.metrics.session_status(Some(s.view.status.as_str()), status.as_str());
             }
             s.view.status = status;
             if status.is_final() {
