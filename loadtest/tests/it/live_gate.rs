@@ -191,12 +191,25 @@ fn dashboard_queries() -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(root().join("ops/grafana/fsync-dashboard.json"))?;
     let dashboard: Value = serde_json::from_str(&text)?;
     let window = format!("{}ms", 5 * 60 * 1000 / WINDOWS_SHORTER);
+    anyhow::ensure!(dashboard["uid"].is_string() && dashboard["schemaVersion"].is_u64(), "an importable dashboard");
     let panels = dashboard["panels"].as_array().cloned().unwrap_or_default();
     anyhow::ensure!(!panels.is_empty(), "the dashboard has panels");
+    let ids: std::collections::BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+    anyhow::ensure!(ids.len() == panels.len(), "every panel has an id of its own");
+    // A figure a rollout is gated on live is named on the dashboard as the KPI report names it.
+    let descriptions: Vec<&str> = panels.iter().filter_map(|p| p["description"].as_str()).collect();
+    for figure in fsync_loadtest::live::FIGURES {
+        anyhow::ensure!(descriptions.iter().any(|d| d.contains(figure.kpi)), "a panel shows {}", figure.kpi);
+    }
     let mut queries = Vec::new();
     for panel in &panels {
         let targets = panel["targets"].as_array().cloned().unwrap_or_default();
         anyhow::ensure!(!targets.is_empty(), "panel {} queries something", panel["title"]);
+        anyhow::ensure!(
+            panel["gridPos"]["w"].is_u64() && panel["type"].is_string(),
+            "panel {} is placed",
+            panel["title"]
+        );
         for target in targets {
             let expr = target["expr"].as_str().ok_or_else(|| anyhow::anyhow!("a target's expr: {target}"))?;
             queries.push(expr.replace("$__rate_interval", &window));

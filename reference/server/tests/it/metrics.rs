@@ -129,16 +129,25 @@ async fn a_real_prometheus_scrapes_with_the_service_role_key_as_its_bearer_token
 }
 
 /// `ops/prometheus/rules.yml` checks, and its unit tests (`tests.yml`: each alert fires when its
-/// budget is missed for its `for`, and not before; the recorded figures' values) pass.
+/// budget is missed for its `for`, and not before; the recorded figures' values) pass; the
+/// example `prometheus.yml` checks once its key file exists.
 #[test]
 fn the_prometheus_rules_check_and_their_unit_tests_pass() {
     if fsync_testkit::prometheus::available("promtool on ops/prometheus").is_none() {
         return;
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops/prometheus");
-    for args in [["check", "rules", "rules.yml"], ["test", "rules", "tests.yml"]] {
-        let out = std::process::Command::new("promtool").args(args).current_dir(&dir).output().expect("run promtool");
+    let promtool = |args: [&str; 3], dir: &std::path::Path| {
+        let out = std::process::Command::new("promtool").args(args).current_dir(dir).output().expect("run promtool");
         let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "promtool {}: {said}", args.join(" "));
+    };
+    promtool(["check", "rules", "rules.yml"], &dir);
+    promtool(["test", "rules", "tests.yml"], &dir);
+    let deployed = tempfile::tempdir().unwrap();
+    for file in ["prometheus.yml", "rules.yml"] {
+        std::fs::copy(dir.join(file), deployed.path().join(file)).unwrap();
     }
+    std::fs::write(deployed.path().join("fsync-service-role.key"), "the service-role key").unwrap();
+    promtool(["check", "config", "prometheus.yml"], deployed.path());
 }
