@@ -3,6 +3,7 @@
 //! every instance's `GET /metrics`. A figure with no live reading (a floor, a capacity sweep,
 //! a start by project size) is not measured, so a gate on it fails.
 
+use crate::budgets::Verdict;
 use anyhow::{bail, Context};
 use fsync_client::transport::{self, Transport};
 use serde_json::Value;
@@ -14,12 +15,11 @@ const QUERY_WITHIN: Duration = Duration::from_secs(30);
 /// The most a query's answer may hold.
 const ANSWER_LIMIT: usize = 1 << 20;
 
-/// The write calls an edit is made of (a table write on `legacy_project_files` included).
-const WRITES: &str =
-    "upsert_project_file|delete_project_file|bulk_upsert_project_files|upsert_project_binary|legacy_project_files";
+/// How many points a subquery looks at across its window.
+const SUBQUERY_POINTS: u64 = 240;
 
-/// One figure read live: its name in the budgets, its PromQL (`$window` is the window) and
-/// what it means there, when that differs from a KPI run's figure.
+/// One figure read live: its name in the budgets, its PromQL (`$window` is the window, `$step`
+/// a subquery's step across it) and what it means there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveFigure {
     pub kpi: &'static str,
@@ -46,13 +46,13 @@ pub const FIGURES: &[LiveFigure] = &[
     },
     LiveFigure {
         kpi: "delta_applied_fraction",
-        promql: r#"1 - max_over_time((sum(fsync_sessions{status="behind"}) / sum(fsync_sessions{status=~"running|behind"}))[$window:])"#,
+        promql: r#"1 - max_over_time((sum(fsync_sessions{status="behind"}) / sum(fsync_sessions{status=~"running|behind"}))[$window:$step])"#,
         means: "the least fraction of the live previews applying edits at any moment of the window (the others' agents went silent or lost their feed)",
     },
     LiveFigure {
         kpi: "delta_failed_edits",
-        promql: r#"sum(increase(fsync_rpc_duration_seconds_count{function=~"$writes",outcome=~"5..|429"}[$window])) or vector(0)"#,
-        means: "write calls the deployment failed (5xx) or throttled (429) in the window (none answered so: 0)",
+        promql: r#"sum(increase(fsync_write_failures_total[$window]))"#,
+        means: "write calls (edits) the deployment answered 5xx or 429 in the window",
     },
     LiveFigure {
         kpi: "upserts_p99_ms",
@@ -69,38 +69,64 @@ impl LiveFigure {
 
     /// Its PromQL over `window` (a checked [`Window`]).
     pub fn query(&self, window: &Window) -> String {
-        self.promql.replace("$window", &window.0).replace("$writes", WRITES)
+        self.promql.replace("$window", &window.text).replace("$step", &window.step())
     }
 }
 
-/// A PromQL range (`10m`, `1h30m`, `90s`): digits and units only, so it cannot change a query.
+/// A PromQL range (`10m`, `1h30m`, `90s`): a positive Prometheus duration, its units from the
+/// largest down, each once — digits and units only, so it cannot change a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window(String);
+pub struct Window {
+    text: String,
+    ms: u64,
+}
 
 impl Window {
     pub fn parse(text: &str) -> Result<Window, String> {
         let refused = || format!("a window is a Prometheus duration such as 10m or 1h30m, not {text:?}");
-        // Longest unit first: `ms` before `m`.
-        let units = ["ms", "s", "m", "h", "d", "w", "y"];
-        let mut rest = text;
-        if rest.is_empty() {
-            return Err(refused());
-        }
+        // From the largest down: a window names each at most once, in this order.
+        const UNITS: [(&str, u64); 7] = [
+            ("y", 365 * 86_400_000),
+            ("w", 7 * 86_400_000),
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+            ("ms", 1),
+        ];
+        let (mut rest, mut ms, mut next) = (text, 0u64, 0);
         while !rest.is_empty() {
             let after = rest.trim_start_matches(|c: char| c.is_ascii_digit());
-            let unit = units.iter().find(|u| after.starts_with(**u)).ok_or_else(refused)?;
-            if after.len() == rest.len() {
+            let number: u64 = rest[..rest.len() - after.len()].parse().map_err(|_| refused())?;
+            // The longest unit that matches (`ms`, not `m`).
+            let (index, (unit, size)) = UNITS
+                .iter()
+                .enumerate()
+                .filter(|(_, (u, _))| after.starts_with(u))
+                .max_by_key(|(_, (u, _))| u.len())
+                .ok_or_else(refused)?;
+            if index < next {
                 return Err(refused());
             }
+            next = index + 1;
+            ms = number.checked_mul(*size).and_then(|n| ms.checked_add(n)).ok_or_else(refused)?;
             rest = &after[unit.len()..];
         }
-        Ok(Window(text.to_owned()))
+        if ms == 0 {
+            return Err(refused());
+        }
+        Ok(Window { text: text.to_owned(), ms })
+    }
+
+    /// A subquery's step: [`SUBQUERY_POINTS`] points across the window (at least 1 ms).
+    pub fn step(&self) -> String {
+        format!("{}ms", (self.ms / SUBQUERY_POINTS).max(1))
     }
 }
 
 impl std::fmt::Display for Window {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -132,14 +158,43 @@ impl Prometheus {
         let body: Value = serde_json::from_slice(&answer.body)
             .with_context(|| format!("Prometheus answered HTTP {}: {}", answer.status, answer.text()))?;
         if body["status"] != "success" {
-            bail!("Prometheus refused {promql}: {} {}", body["errorType"], body["error"]);
+            let why = |field: &str| body[field].as_str().unwrap_or("?").to_owned();
+            bail!("Prometheus refused the query ({}: {})", why("errorType"), why("error"));
         }
         let series = body["data"]["result"].as_array().cloned().unwrap_or_default();
         if series.len() > 1 {
-            bail!("{promql} returned {} series, not one", series.len());
+            bail!("the query returned {} series, not one", series.len());
         }
         let value = series.first().and_then(|s| s["value"][1].as_str()).and_then(|v| v.parse::<f64>().ok());
         Ok(value.filter(|v| v.is_finite()))
+    }
+}
+
+/// The least share of its scrapes that any instance answered over the window (an instance that
+/// exposed fsync's metrics in it): below 1, an instance was down or unreachable for a while, and
+/// what its clients met is in no figure. `None`: no instance was scraped.
+pub async fn scrapes_answered(prometheus: &Prometheus, window: &Window) -> anyhow::Result<Option<f64>> {
+    let query = scrapes_query(window);
+    prometheus.value(&query).await.with_context(|| format!("the instances' scrapes: {query}"))
+}
+
+/// The PromQL of [`scrapes_answered`].
+pub fn scrapes_query(window: &Window) -> String {
+    let w = &window.text;
+    format!("min(avg_over_time(up[{w}]) and on (job, instance) last_over_time(fsync_websocket_connections[{w}]))")
+}
+
+/// The live gate's own figure: the least share of scrapes an instance answered.
+pub const SCRAPES_ANSWERED: &str = "scrapes_answered_fraction";
+
+/// The live gate's own gate: every instance answered every scrape of the window.
+pub fn scrapes_verdict(answered: Option<f64>) -> Verdict {
+    Verdict {
+        kpi: SCRAPES_ANSWERED.to_owned(),
+        kind: "gate",
+        text: "≥ 1 (live only)".to_owned(),
+        threshold: Some(1.0),
+        met: answered.map(|a| a >= 1.0),
     }
 }
 
@@ -162,12 +217,29 @@ mod tests {
 
     #[test]
     fn a_window_is_a_duration_and_nothing_else() {
-        for ok in ["10m", "1h30m", "90s", "500ms", "2d", "1w"] {
-            assert_eq!(Window::parse(ok).map(|w| w.to_string()), Ok(ok.to_owned()));
+        for (ok, ms) in
+            [("10m", 600_000), ("1h30m", 5_400_000), ("90s", 90_000), ("500ms", 500), ("1m30s500ms", 90_500)]
+        {
+            let window = Window::parse(ok).unwrap();
+            assert_eq!((window.to_string(), window.ms), (ok.to_owned(), ms));
         }
-        for bad in ["", "10", "m", "10 m", "10m]", "5m) or vector(1", "1x", "10mss"] {
+        for bad in [
+            "",
+            "10",
+            "m",
+            "10 m",
+            "10m]",
+            "5m) or vector(1",
+            "1x",
+            "10mss",
+            "1m1h",
+            "5m5m",
+            "0s",
+            "99999999999999999999s",
+        ] {
             assert!(Window::parse(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(Window::parse("10m").unwrap().step(), "2500ms", "240 points across the window");
     }
 
     #[test]
@@ -177,8 +249,8 @@ mod tests {
             let query = figure.query(&window);
             assert!(query.contains("[10m") && !query.contains('$'), "{query}");
         }
-        let failed = LiveFigure::named("delta_failed_edits").unwrap().query(&window);
-        assert!(failed.contains("upsert_project_file|delete_project_file"), "{failed}");
+        let applied = LiveFigure::named("delta_applied_fraction").unwrap().query(&window);
+        assert!(applied.contains("[10m:2500ms]"), "{applied}");
         assert!(LiveFigure::named("start_large_warm_p50_ms").is_none(), "no live reading by size");
     }
 }

@@ -213,19 +213,33 @@ fn gate_live(url: &str, window: &Window, budgets_file: &Path) -> anyhow::Result<
     let budgets = Budgets::read(budgets_file)?;
     let prometheus = live::Prometheus::new(url)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("start the runtime")?;
-    let kpis = runtime.block_on(live::measure(&prometheus, window))?;
-    let verdicts: Vec<_> =
+    let (mut kpis, answered) = runtime.block_on(async {
+        anyhow::Ok((live::measure(&prometheus, window).await?, live::scrapes_answered(&prometheus, window).await?))
+    })?;
+    let mut verdicts: Vec<_> =
         budgets.judge(&kpis).into_iter().filter(|v| v.kind == "gate" || LiveFigure::named(&v.kpi).is_some()).collect();
+    // Live only: an instance that missed scrapes hides what its clients met.
+    if let Some(answered) = answered {
+        kpis.insert(live::SCRAPES_ANSWERED.to_owned(), answered);
+    }
+    verdicts.push(live::scrapes_verdict(answered));
     println!("live figures over the last {window}, from {url}:");
     println!("{}", table::figures_table(&kpis, &Default::default(), &budgets::bounds(&verdicts)));
+    explain_live(&verdicts);
+    Ok(verdict(&verdicts))
+}
+
+/// What each live figure judged means, and which gates have no live reading.
+fn explain_live(verdicts: &[budgets::Verdict]) {
     let judged = |kpi: &str| verdicts.iter().any(|v| v.kpi == kpi);
     for figure in live::FIGURES.iter().filter(|f| judged(f.kpi)) {
         println!("{}: {}", figure.kpi, figure.means);
     }
-    for verdict in verdicts.iter().filter(|v| LiveFigure::named(&v.kpi).is_none()) {
+    let scrapes = live::SCRAPES_ANSWERED;
+    println!("{scrapes}: the least share of its scrapes any instance answered (below 1: one was down or unreachable)");
+    for verdict in verdicts.iter().filter(|v| LiveFigure::named(&v.kpi).is_none() && v.kpi != scrapes) {
         println!("{}: no live reading (a KPI run measures it)", verdict.kpi);
     }
-    Ok(verdict(&verdicts))
 }
 
 /// Prints each gate missed or not measured and the outcome; whether the gate passes.

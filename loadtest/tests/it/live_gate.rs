@@ -9,7 +9,7 @@
 
 use fsync_fixtures::Size;
 use fsync_loadtest::budgets::Budgets;
-use fsync_loadtest::live::{LiveFigure, Window};
+use fsync_loadtest::live::{self, LiveFigure, Window};
 use fsync_loadtest::local::Local;
 use fsync_loadtest::measure::start::start_one;
 use fsync_loadtest::seed;
@@ -29,6 +29,8 @@ const FOR_SHORTER: u64 = 100;
 /// outweighs what they applied before.
 const PAUSED_FOR: Duration = Duration::from_secs(12);
 const WITHIN: Duration = Duration::from_secs(45);
+/// The live gate's window: the whole run (the session starts at its beginning count in it).
+const GATE_WINDOW: &str = "5m";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -76,43 +78,69 @@ async fn exercise(stack: &Local) -> anyhow::Result<()> {
     }
     let editing = Arc::new(AtomicBool::new(true));
     let edits = {
-        let (apis, owner, editing) = ([stack.fast.api.clone(), stack.legacy.api.clone()], owner, editing.clone());
+        let apis = [stack.fast.api.clone(), stack.legacy.api.clone()];
+        let (token, editing) = (owner.token.clone(), editing.clone());
         tokio::spawn(async move {
-            // 20 edits a second, for at most five minutes.
+            // Up to 20 edits a second, for at most five minutes; refused ones (429) are counted.
+            let mut refused = 0;
             for i in 0..6000usize {
                 if !editing.load(Ordering::Relaxed) {
                     break;
                 }
-                let content = format!("export const edit = {i};\n");
-                seed::touch(&apis[i % 2], &owner, project, "src/live.ts", content).await?;
+                let args = serde_json::json!({"project_uuid": project, "p_file_path": "src/live.ts",
+                    "p_content": format!("export const edit = {i};\n"), "p_file_type": "typescript"});
+                let reply = apis[i % 2].rpc(Some(&token), "upsert_project_file", args).await?;
+                match reply.status {
+                    200 => {}
+                    429 => refused += 1,
+                    status => anyhow::bail!("edit {i}: HTTP {status} {}", reply.body),
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            anyhow::Ok(())
+            anyhow::Ok(refused)
         })
     };
     let checked = under_load(&prometheus, &agents).await;
+    let refusing = match checked {
+        Ok(()) => refused_edits_fail_the_gate(stack, &prometheus).await,
+        Err(e) => Err(e),
+    };
     editing.store(false, Ordering::Relaxed);
     for pid in &agents {
         signal("CONT", *pid);
     }
-    edits.await??;
+    let refused = edits.await??;
     prometheus.stop().await;
-    checked
+    refusing?;
+    anyhow::ensure!(refused > 0, "the write limit refused edits");
+    Ok(())
+}
+
+/// With the write rate limit back (one edit now and then), edits are refused: the live gate fails
+/// on `delta_failed_edits`, however fast the edits that landed were applied.
+async fn refused_edits_fail_the_gate(stack: &Local, prometheus: &Prometheus) -> anyhow::Result<()> {
+    let limit = "INSERT INTO fsync.rate_limits (name, burst, per_second) VALUES ('writes', 1, 0.001)";
+    fsync_loadtest::local::connect(&stack.database_url).await?.execute(limit, &[]).await?;
+    prometheus
+        .until(r#"sum(increase(fsync_write_failures_total{reason="throttled"}[1m]))"#, |n| n > 0.0, WITHIN)
+        .await?;
+    let (passed, said) = gate(&prometheus.url, GATE_WINDOW);
+    anyhow::ensure!(!passed && said.contains("gate missed: delta_failed_edits"), "refused edits fail it:\n{said}");
+    Ok(())
 }
 
 async fn under_load(prometheus: &Prometheus, agents: &[u32]) -> anyhow::Result<()> {
+    // Every recorded figure and every panel has a value while sessions start and edits flow (the
+    // starts count for a scaled window, 10 s, after them).
     for record in recorded_names(&std::fs::read_to_string(root().join("ops/prometheus/rules.yml"))?) {
-        prometheus.until(&record, |_| true, WITHIN).await?;
+        prometheus.until(&record, f64::is_finite, WITHIN).await?;
+    }
+    for query in dashboard_queries()? {
+        prometheus.until(&query, f64::is_finite, WITHIN).await?;
     }
     prometheus.until(r#"fsync:sessions{status="running"}"#, |n| n == 4.0, WITHIN).await?;
-    // The agents have reported lags (each second): the gate has every figure to judge.
-    prometheus.until(r#"fsync:event_lag_seconds:p50{stage="applied"}"#, f64::is_finite, WITHIN).await?;
-    for query in dashboard_queries()? {
-        prometheus.until(&query, |_| true, WITHIN).await?;
-    }
-    let (passed, said) = gate(&prometheus.url, "1m");
+    let (passed, said) = gate(&prometheus.url, GATE_WINDOW);
     anyhow::ensure!(passed, "the live gate passes while every preview follows:\n{said}");
-    anyhow::ensure!(said.contains("delta_applied_fraction") && said.contains("gate: passed"), "{said}");
     argo_template_matches_the_live_gate(prometheus).await?;
 
     for pid in agents {
@@ -122,7 +150,7 @@ async fn under_load(prometheus: &Prometheus, agents: &[u32]) -> anyhow::Result<(
     let behind = r#"ALERTS{alertname="FsyncPreviewsBehind",alertstate="firing"}"#;
     prometheus.until(behind, |_| true, WITHIN).await?;
     prometheus.until(r#"fsync:sessions{status="behind"}"#, |n| n == 4.0, WITHIN).await?;
-    let (passed, said) = gate(&prometheus.url, "1m");
+    let (passed, said) = gate(&prometheus.url, GATE_WINDOW);
     anyhow::ensure!(!passed, "the live gate fails while previews are behind:\n{said}");
     anyhow::ensure!(said.contains("gate missed: delta_applied_fraction"), "{said}");
     tokio::time::sleep((paused + PAUSED_FOR).saturating_duration_since(fsync_testkit::now())).await;
@@ -161,29 +189,37 @@ async fn argo_template_matches_the_live_gate(prometheus: &Prometheus) -> anyhow:
     let named: Vec<String> = metrics.iter().map(|m| m["name"].as_str().unwrap_or("").replace('-', "_")).collect();
     let mut sorted = named.clone();
     sorted.sort();
-    let gates: Vec<String> = budgets.gate.keys().cloned().collect();
+    let mut gates: Vec<String> = budgets.gate.keys().cloned().collect();
+    gates.push(live::SCRAPES_ANSWERED.to_owned());
+    gates.sort();
     anyhow::ensure!(sorted == gates, "the template's metrics {named:?}, the gates {gates:?}");
-    let window = Window::parse("1m").map_err(anyhow::Error::msg)?;
+    let window = Window::parse(GATE_WINDOW).map_err(anyhow::Error::msg)?;
     for (metric, kpi) in metrics.iter().zip(&named) {
-        let query =
-            metric["provider"]["prometheus"]["query"].as_str().unwrap_or("").trim().replace("{{args.window}}", "1m");
-        let live = LiveFigure::named(kpi).ok_or_else(|| anyhow::anyhow!("{kpi} has no live reading"))?;
-        anyhow::ensure!(
-            query == live.query(&window),
-            "{kpi}: the template's\n{query}\nthe gate's\n{}",
-            live.query(&window)
-        );
+        let query = metric["provider"]["prometheus"]["query"].as_str().unwrap_or("").trim();
+        let query = query.replace("{{args.window}}", &window.to_string()).replace("{{args.step}}", &window.step());
+        let (expected, limit) = match LiveFigure::named(kpi) {
+            Some(live) => (live.query(&window), budgets.gate[kpi].clone()),
+            None if kpi == live::SCRAPES_ANSWERED => (live::scrapes_query(&window), at_least_one()),
+            None => anyhow::bail!("{kpi} has no live reading"),
+        };
+        anyhow::ensure!(query == expected, "{kpi}: the template's\n{query}\nthe gate's\n{expected}");
         let condition = metric["successCondition"].as_str().unwrap_or("");
-        let limit = &budgets.gate[kpi];
-        let expected = match (limit.max, limit.min) {
+        let threshold = match (limit.max, limit.min) {
             (Some(max), _) => format!("result[0] <= {max}"),
             (_, Some(min)) => format!("result[0] >= {min}"),
             _ => anyhow::bail!("{kpi}: a gate is a max or a min"),
         };
-        anyhow::ensure!(condition.ends_with(&expected), "{kpi}: {condition:?} ends with {expected:?}");
-        prometheus.until(&query, |_| true, WITHIN).await?;
+        let guarded = format!("len(result) > 0 && !isNaN(result[0]) && {threshold}");
+        anyhow::ensure!(condition == guarded, "{kpi}: {condition:?}, not {guarded:?}");
+        anyhow::ensure!(metric["count"] == 1, "{kpi} is measured once, as a step");
+        prometheus.until(&query, f64::is_finite, WITHIN).await?;
     }
     Ok(())
+}
+
+/// The live-only gate's limit.
+fn at_least_one() -> fsync_loadtest::budgets::Limit {
+    fsync_loadtest::budgets::Limit { max: None, min: Some(1.0), max_ratio: None, of: None }
 }
 
 /// Every `expr` of the dashboard's panels, `$__rate_interval` made the scaled rate window.

@@ -3,8 +3,9 @@
 //! lag by stage (commit → delivered here; commit → applied as agents report it), open
 //! WebSockets, channel joins by outcome, what each surface throttled, the live sessions this
 //! instance runs by status (a preview whose agent stopped following reads `behind`), the sessions
-//! it ran that ended (stopped or failed), snapshot builds that failed, and the times its `LISTEN`
-//! feed was lost and caught up (resyncs).
+//! it ran that ended (stopped or failed), write calls that failed or were throttled (edits that
+//! did not persist), snapshot builds that failed, and the times its `LISTEN` feed was lost and
+//! caught up (resyncs).
 //!
 //! Every label takes its values from a fixed set, whatever callers send: an unknown function or
 //! phase is counted as `other`, so no caller can make the instance hold an unbounded number of
@@ -51,6 +52,17 @@ const FUNCTIONS: &[&str] = &[
     "remove_project_member",
     "list_project_members",
 ];
+/// The functions that write a project's files: an edit is one of these calls.
+const WRITES: &[&str] = &[
+    fsync_store::data::WRITABLE_RELATION,
+    "upsert_project_file",
+    "delete_project_file",
+    "bulk_upsert_project_files",
+    "upsert_project_binary",
+];
+/// Why a write call failed, as `fsync_write_failures_total` counts it.
+const WRITE_FAILURES: &[&str] = &["server_error", "throttled"];
+
 /// The session start phases counted by name (the orchestrator's and the agent's); any other is
 /// `other`.
 const PHASES: &[&str] = &[
@@ -156,6 +168,8 @@ struct Recorded {
     joins: BTreeMap<&'static str, u64>,
     rate_limited: BTreeMap<Surface, u64>,
     sessions_ended: BTreeMap<&'static str, u64>,
+    /// Write calls answered 5xx (`server_error`) or 429 (`throttled`).
+    write_failures: BTreeMap<&'static str, u64>,
     /// Live sessions by status.
     sessions: BTreeMap<&'static str, i64>,
     snapshot_failures: u64,
@@ -180,6 +194,14 @@ impl Metrics {
         self.record(|r| r.rpc.entry((function, status)).or_insert_with(|| Histogram::new(SECONDS)).observe(seconds));
         if status == 429 {
             self.rate_limited(Surface::Rpc);
+        }
+        let failure = match status {
+            429 => Some("throttled"),
+            500.. => Some("server_error"),
+            _ => None,
+        };
+        if let Some(reason) = failure.filter(|_| WRITES.contains(&function)) {
+            self.record(|r| *r.write_failures.entry(reason).or_default() += 1);
         }
     }
 
@@ -303,6 +325,12 @@ impl Metrics {
             let n = r.sessions_ended.get(status).copied().unwrap_or(0);
             let _ = writeln!(out, "fsync_sessions_ended_total{{status=\"{status}\"}} {n}");
         }
+        let help = "Write calls (edits) answered 5xx (server_error) or 429 (throttled): edits that did not persist.";
+        family(&mut out, "fsync_write_failures_total", "counter", help);
+        for reason in WRITE_FAILURES {
+            let n = r.write_failures.get(reason).copied().unwrap_or(0);
+            let _ = writeln!(out, "fsync_write_failures_total{{reason=\"{reason}\"}} {n}");
+        }
         family(&mut out, "fsync_snapshot_build_failures_total", "counter", "Snapshot builds that failed.");
         let _ = writeln!(out, "fsync_snapshot_build_failures_total {}", r.snapshot_failures);
         family(&mut out, "fsync_realtime_resyncs_total", "counter", "Times the LISTEN feed was lost and caught up.");
@@ -326,6 +354,8 @@ mod tests {
         metrics.rpc("upsert_project_file", 200, 0.002);
         metrics.rpc("upsert_project_file", 200, 0.2);
         metrics.rpc("upsert_project_file", 429, 0.001);
+        metrics.rpc("list_current_files", 429, 0.001);
+        metrics.rpc("list_current_files", 503, 0.001);
         metrics.rpc("made_up_function_1", 404, 0.001);
         metrics.rpc("made_up_function_2", 404, 0.001);
         metrics.snapshot_built(0.05, 5000);
@@ -367,7 +397,9 @@ mod tests {
         );
         assert!(text.contains("fsync_websocket_connections 1"), "{text}");
         assert!(text.contains("fsync_channel_joins_total{outcome=\"denied\"} 1"), "{text}");
-        assert!(text.contains("fsync_rate_limited_total{surface=\"rpc\"} 1"), "a 429 counts as throttled");
+        assert!(text.contains("fsync_rate_limited_total{surface=\"rpc\"} 2"), "a 429 counts as throttled");
+        assert!(text.contains("fsync_write_failures_total{reason=\"throttled\"} 1"), "a write refused: {text}");
+        assert!(text.contains("fsync_write_failures_total{reason=\"server_error\"} 0"), "a read is no edit: {text}");
         assert!(text.contains("fsync_rate_limited_total{surface=\"realtime_joins\"} 1"), "{text}");
         assert!(text.contains("fsync_rate_limited_total{surface=\"sessions\"} 0"), "present from the start: {text}");
         assert!(text.contains("fsync_sessions{status=\"behind\"} 1"), "{text}");
@@ -389,6 +421,7 @@ mod tests {
             "fsync_rate_limited_total",
             "fsync_sessions_ended_total",
             "fsync_sessions",
+            "fsync_write_failures_total",
             "fsync_snapshot_build_failures_total",
             "fsync_realtime_resyncs_total",
         ] {

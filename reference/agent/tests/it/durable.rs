@@ -45,6 +45,9 @@ async fn an_instance_started_again_fails_the_sessions_it_no_longer_watches() {
     let failed = again.api().session_view(&seeded.token, id).await.unwrap();
     assert_eq!(failed.status, SessionStatus::Failed);
     assert_eq!(failed.reason.as_deref(), Some(RESTARTED));
+    let scraped = again.scrape().await;
+    let failures = fsync_testkit::metric(&scraped, "fsync_sessions_ended_total{status=\"failed\"}");
+    assert_eq!(failures, Some(1.0), "the instance counts the session it failed: {scraped}");
     // The old process notices at its next look and stops the agent it still had.
     let pid = running.agent_pid.expect("a pid");
     eventually("the orphaned agent's stop", async || agent_gone(pid)).await;

@@ -146,6 +146,10 @@ impl Orchestrator {
         if !failed.is_empty() {
             tracing::warn!(failed = failed.len(), instance = %self.config.instance, "failed the sessions of this instance's last run");
         }
+        // They failed, though the run that started them can no longer count it.
+        for _ in &failed {
+            self.metrics.session_ended(SessionStatus::Failed.as_str());
+        }
         if let Err(e) = self.config.launcher.remove_leftovers(&failed).await {
             tracing::warn!(error = %e, "could not remove what is left of this instance's last run's agents");
         }
