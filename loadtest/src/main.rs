@@ -2,7 +2,7 @@
 //! measures the plan's KPIs and writes `DIR/report.json` and `DIR/report.html`;
 //! `fsync-loadtest gate --report FILE --budgets FILE` exits non-zero on a missed budget, and
 //! `fsync-loadtest gate --prometheus URL [--window 10m]` holds live metrics to the same budgets;
-//! `fsync-loadtest agent --dir DIR [--exec CMD]` is the container agent itself (what a local run
+//! `fsync-loadtest agent --dir DIR [--exec CMD ...]` is the container agent itself (what a local run
 //! spawns for each session when no `fsync-agent` binary sits beside this one).
 
 use anyhow::Context;
@@ -90,17 +90,12 @@ enum Command {
         budgets: PathBuf,
     },
     /// The container agent (`fsync-agent`), as a subcommand.
-    Agent {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long)]
-        exec: Option<String>,
-    },
+    Agent(fsync_agent::process::AgentArgs),
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Agent { dir, exec } => fsync_agent::process::main(dir, exec),
+        Command::Agent(args) => fsync_agent::process::main(args),
         Command::Gate { report: Some(report), budgets, .. } => exit(gate(&report, &budgets)),
         Command::Gate { prometheus: Some(url), window, budgets, .. } => exit(gate_live(&url, &window, &budgets)),
         Command::Gate { .. } => unreachable!("clap requires --report or --prometheus"),

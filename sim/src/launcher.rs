@@ -107,7 +107,9 @@ impl Launcher for SimLauncher {
         self.queue.ready.notify_one();
         let exit =
             async move { exit_rx.await.unwrap_or(AgentExit { how: "its host is gone".into(), last_words: None }) };
-        Box::pin(async move { Ok(Launched { pid: None, control: Box::new(Stop(stop_tx)), exit: Box::pin(exit) }) })
+        Box::pin(async move {
+            Ok(Launched { pid: None, control: Box::new(Stop(stop_tx)), exit: Box::pin(exit), preview_url: None })
+        })
     }
 
     fn describe(&self) -> String {
@@ -202,6 +204,7 @@ impl AgentHost {
             api_url: launch.api_url,
             dir: launch.project_dir,
             exec: None,
+            preview: None,
             limits: ExtractLimits::default(),
             sources: self.sources.clone(),
             transport,

@@ -1,5 +1,6 @@
 //! What the agent is told: the five variables of DESIGN §8 (checked, with what is missing or
-//! malformed named), `--dir` and `--exec`, and what it runs on (sources and transport).
+//! malformed named), `--dir`, `--exec` and where that command's dev server listens
+//! (`--preview-host`, `--preview-port`), and what it runs on (sources and transport).
 
 use fsync_client::Transport;
 use fsync_protocol::snapshot::ExtractLimits;
@@ -18,6 +19,8 @@ pub struct AgentConfig {
     pub api_url: String,
     pub dir: PathBuf,
     pub exec: Option<String>,
+    /// Where `exec`'s dev server listens: the session runs once it answers there.
+    pub preview: Option<Preview>,
     pub limits: ExtractLimits,
     /// Where time and ids come from (the system unless given).
     pub sources: Sources,
@@ -55,10 +58,21 @@ impl AgentConfig {
             api_url,
             dir,
             exec,
+            preview: None,
             limits: ExtractLimits::default(),
             sources: Sources::system(),
             transport: Transport::tcp(),
             plant: None,
         })
     }
+}
+
+/// Where the preview's dev server listens, as the launcher chose: `exec` gets them as `HOST` and
+/// `PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    /// The address it binds (`127.0.0.1` for a process; `0.0.0.0` in a container, whose port is
+    /// published).
+    pub host: String,
+    pub port: u16,
 }

@@ -38,6 +38,7 @@ impl Launcher for InProcessLauncher {
             api_url: launch.api_url.trim_end_matches('/').to_owned(),
             dir: launch.project_dir,
             exec: launch.exec,
+            preview: None,
             limits: self.limits,
             sources: self.sources.clone(),
             transport: self.transport.clone(),
@@ -59,7 +60,7 @@ impl Launcher for InProcessLauncher {
                     Err(e) => AgentExit { how: "panicked".into(), last_words: Some(e.to_string()) },
                 }
             };
-            Ok(Launched { pid: None, control: Box::new(control), exit: Box::pin(exit) })
+            Ok(Launched { pid: None, control: Box::new(control), exit: Box::pin(exit), preview_url: None })
         })
     }
 

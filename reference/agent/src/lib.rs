@@ -3,12 +3,14 @@
 //!
 //! [`apply::ProjectDir`] applies batches atomically; [`extract`] checks and extracts snapshot
 //! zips; [`session`] is the agent's life from join to shutdown (its HTTP calls in `api`,
-//! hydration in `hydrate`, following in `follow`); [`launcher::InProcessLauncher`] runs it as a
+//! hydration in `hydrate`, following in `follow`, the dev server in [`exec`]);
+//! [`launcher::InProcessLauncher`] runs it as a
 //! task for the orchestrator; [`process::main`] runs it as a process (the `fsync-agent` binary).
 
 mod api;
 pub mod apply;
 pub mod config;
+pub mod exec;
 pub mod extract;
 mod follow;
 mod hydrate;

@@ -15,7 +15,7 @@
 //! [`crate::follow`] step 4.
 
 use crate::api::Api;
-use crate::{follow, hydrate};
+use crate::{exec, follow, hydrate};
 use anyhow::Context;
 use fsync_client::realtime::{FeedConfig, ProjectFeed};
 use fsync_protocol::snapshot::SessionStatus;
@@ -98,17 +98,13 @@ async fn run_inner(
         None => None,
         Some(command) => {
             let step = api.now();
-            let child = tokio::process::Command::new("/bin/sh")
-                .arg("-c")
-                .arg(command)
-                .current_dir(dir.root())
-                .env_clear()
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-                .env("PROJECT_DIR", dir.root())
-                .kill_on_drop(true)
-                .spawn()
-                .with_context(|| format!("start --exec {command:?}"))?;
+            let mut child = exec::start(command, dir.root(), config.preview.as_ref())?;
             timings.insert("exec".into(), api.ms(step));
+            if let Some(preview) = &config.preview {
+                let step = api.now();
+                exec::until_ready(&mut child, preview).await?;
+                timings.insert("dev_server".into(), api.ms(step));
+            }
             Some(child)
         }
     };

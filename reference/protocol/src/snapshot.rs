@@ -167,6 +167,10 @@ pub struct SessionView {
     pub timings_ms: BTreeMap<String, f64>,
     /// Whether the agent hydrates from the snapshot (`FSYNC_USE_SNAPSHOT_HYDRATION`).
     pub snapshot_hydration: bool,
+    /// Where a browser sees the preview: the session's dev server (`--exec`), as its launcher
+    /// publishes it; absent when the session runs none. It answers once the session runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_url: Option<String>,
 }
 
 impl SessionView {
@@ -182,6 +186,7 @@ impl SessionView {
             snapshot_id: None,
             timings_ms: BTreeMap::new(),
             snapshot_hydration,
+            preview_url: None,
         }
     }
 }

@@ -33,6 +33,7 @@ pub const VARIABLES: &[&str] = &[
     "FSYNC_SESSIONS_DIR",
     "FSYNC_AGENT_BIN",
     "FSYNC_AGENT_EXEC",
+    "FSYNC_PREVIEW_DEPS",
     "FSYNC_AGENT_LAUNCHER",
     "FSYNC_PREVIEW_IMAGE",
     "FSYNC_PREVIEW_NETWORK",
@@ -79,8 +80,11 @@ pub struct Settings {
     pub sessions_dir: Option<PathBuf>,
     /// `FSYNC_AGENT_BIN`.
     pub agent_bin: Option<PathBuf>,
-    /// `FSYNC_AGENT_EXEC`.
+    /// `FSYNC_AGENT_EXEC`: the command agents start once hydrated (the preview's dev server).
     pub agent_exec: Option<String>,
+    /// `FSYNC_PREVIEW_DEPS`: a directory whose `node_modules` every process-launched preview
+    /// shares (linked beside its project; `ci/preview-deps/install` makes one).
+    pub preview_deps: Option<PathBuf>,
     /// `FSYNC_AGENT_LAUNCHER`: `process` (the default) or `docker`.
     pub agent_launcher: Option<String>,
     /// `FSYNC_PREVIEW_IMAGE`: the image of the Docker launcher's containers.
@@ -121,8 +125,10 @@ impl Settings {
             storage_url: var("FSYNC_STORAGE_URL"),
             aws: AWS_VARIABLES.iter().filter_map(|name| var(name).map(|v| ((*name).to_owned(), v))).collect(),
             sessions_dir: var("FSYNC_SESSIONS_DIR").map(PathBuf::from),
-            agent_bin: var("FSYNC_AGENT_BIN").map(PathBuf::from),
+            // Agents start in their session's directory: a relative path is the caller's.
+            agent_bin: var("FSYNC_AGENT_BIN").map(|bin| absolute(Path::new(&bin))),
             agent_exec: var("FSYNC_AGENT_EXEC"),
+            preview_deps: var("FSYNC_PREVIEW_DEPS").map(|dir| absolute(Path::new(&dir))),
             agent_launcher: var("FSYNC_AGENT_LAUNCHER"),
             preview_image: var("FSYNC_PREVIEW_IMAGE"),
             preview_network: var("FSYNC_PREVIEW_NETWORK"),
@@ -159,12 +165,40 @@ impl Settings {
         OrchestratorConfig {
             instance,
             sessions_dir,
-            launcher: Arc::new(ProcessLauncher::new(self.agent_bin.clone().unwrap_or_else(default_agent_bin))),
+            launcher: Arc::new(self.process_launcher()),
             snapshot_hydration: self.snapshot_hydration,
             agent_exec: self.agent_exec.clone(),
             token_ttl_s: CONTAINER_TOKEN_MAX_TTL_S,
             max_sessions_per_user: crate::orchestrator::MAX_SESSIONS_PER_USER,
         }
+    }
+}
+
+impl Settings {
+    /// Agents as child processes of `FSYNC_AGENT_BIN`, sharing `FSYNC_PREVIEW_DEPS`.
+    fn process_launcher(&self) -> ProcessLauncher {
+        let launcher = ProcessLauncher::new(self.agent_bin.clone().unwrap_or_else(default_agent_bin));
+        match &self.preview_deps {
+            Some(deps) => launcher.with_preview_deps(deps),
+            None => launcher,
+        }
+    }
+
+    /// Whether `FSYNC_PREVIEW_DEPS` names dependencies the process launcher can share (the Docker
+    /// launcher does not read it: the preview image holds its own, at `/node_modules`).
+    fn check_preview_deps(&self, choice: &LauncherChoice) -> Result<(), String> {
+        let Some(deps) = &self.preview_deps else { return Ok(()) };
+        if let LauncherChoice::Docker(_) = choice {
+            return Ok(());
+        }
+        if !deps.join("node_modules").is_dir() {
+            return Err(format!(
+                "FSYNC_PREVIEW_DEPS={} holds no node_modules (install one: ci/preview-deps/install {})",
+                deps.display(),
+                deps.display()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -215,7 +249,9 @@ impl Settings {
     pub async fn orchestrator_launching(&self) -> Result<OrchestratorConfig, Box<dyn std::error::Error + Send + Sync>> {
         let mut config = self.orchestrator();
         config.token_ttl_s = self.token_ttl_s()?;
-        if let LauncherChoice::Docker(mut docker) = self.launcher_choice()? {
+        let choice = self.launcher_choice()?;
+        self.check_preview_deps(&choice)?;
+        if let LauncherChoice::Docker(mut docker) = choice {
             docker.labels.insert(crate::orchestrator::docker::INSTANCE_LABEL.to_owned(), config.instance.clone());
             config.launcher = Arc::new(DockerLauncher::connect(docker).await?) as Arc<dyn Launcher>;
         }
@@ -308,6 +344,26 @@ mod tests {
         assert!(settings.realtime().keep_client_broadcast);
         assert_eq!(settings.launcher_choice(), Ok(LauncherChoice::Process));
         assert_eq!(settings.aws.keys().collect::<Vec<_>>(), ["AWS_REGION"], "empty values are unset");
+    }
+
+    #[test]
+    fn preview_dependencies_are_shared_by_the_process_launcher_and_must_be_installed() {
+        let deps = tempfile::tempdir().unwrap();
+        let dir = deps.path().display().to_string();
+        let settings = Settings::from_lookup(|name| (name == "FSYNC_PREVIEW_DEPS").then(|| dir.clone()));
+        let missing = settings.check_preview_deps(&LauncherChoice::Process).unwrap_err();
+        assert!(missing.contains("holds no node_modules") && missing.contains("ci/preview-deps/install"), "{missing}");
+        std::fs::create_dir(deps.path().join("node_modules")).unwrap();
+        assert_eq!(settings.check_preview_deps(&LauncherChoice::Process), Ok(()));
+        let shared = format!(", previews sharing {}/node_modules", deps.path().display());
+        assert!(
+            settings.orchestrator().launcher.describe().ends_with(&shared),
+            "{}",
+            settings.orchestrator().launcher.describe()
+        );
+        let missing = Settings::from_lookup(|name| (name == "FSYNC_PREVIEW_DEPS").then(|| "/no/such/dir".to_owned()));
+        let docker = LauncherChoice::Docker(DockerConfig::new("fsync/preview:1", "previews"));
+        assert_eq!(missing.check_preview_deps(&docker), Ok(()), "the preview image holds its own");
     }
 
     #[test]

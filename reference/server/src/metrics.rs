@@ -75,6 +75,7 @@ const PHASES: &[&str] = &[
     "extract",
     "catch_up",
     "exec",
+    "dev_server",
     "hydrate",
     "total",
 ];

@@ -24,7 +24,8 @@ pub struct AgentLaunch {
     pub project_dir: PathBuf,
     /// The session's own directory (the project directory and the agent's log are inside).
     pub session_dir: PathBuf,
-    /// The command started after hydration (`--exec`).
+    /// The command started after hydration (`--exec`): the preview's dev server, which the
+    /// launcher gives a port to listen on (`PORT`, `HOST`) and publishes as [`Launched::preview_url`].
     pub exec: Option<String>,
 }
 
@@ -65,6 +66,9 @@ pub struct Launched {
     pub control: Box<dyn AgentControl>,
     /// Resolves when the agent has ended, however it ended.
     pub exit: BoxFuture<'static, AgentExit>,
+    /// Where a browser reaches the session's dev server (`http://127.0.0.1:PORT/`), when it runs
+    /// one (`exec`) and the launcher publishes it.
+    pub preview_url: Option<String>,
 }
 
 /// Starts agents.

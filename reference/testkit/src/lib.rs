@@ -14,6 +14,7 @@ mod app;
 pub mod containers;
 mod db;
 pub mod memnet;
+pub mod preview;
 pub mod prometheus;
 pub mod proxy;
 

@@ -6,5 +6,6 @@ mod durable;
 mod failures;
 mod lifecycle;
 mod on_model;
+mod preview;
 mod sessions;
 mod support;

@@ -259,22 +259,32 @@ async fn the_agent_refreshes_its_token_and_keeps_following() {
 
 #[tokio::test]
 async fn the_exec_command_starts_after_hydration() {
-    let app = spawn(PlatformOptions {
-        agent_exec: Some("cat index.html > started.txt; sleep 600".into()),
-        ..Default::default()
-    })
-    .await;
+    // A dev server that needs the hydrated files, serves on the port it is given, and answers
+    // only after a while: the session runs once it answers, not before.
+    let server = r#"cat index.html > started.txt; sleep 1; exec node -e 'require("http").createServer((q, r) => r.end("served")).listen(+process.env.PORT, process.env.HOST)'"#;
+    let app = spawn(PlatformOptions { agent_exec: Some(server.into()), ..Default::default() }).await;
     let seeded = seed(&app, FILES).await;
     let id = start_session(&app, &seeded).await;
     let view = wait_for(&app, &seeded.token, id, SessionStatus::Running).await;
     assert!(view.timings_ms.contains_key("exec"));
+    assert!(view.timings_ms["dev_server"] >= 1000.0, "running waited for it to serve: {:?}", view.timings_ms);
     let dir = PathBuf::from(&view.project_dir);
-    let deadline = fsync_testkit::now() + Duration::from_secs(5);
-    while !dir.join("started.txt").exists() {
-        assert!(fsync_testkit::now() < deadline, "the command never ran");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(dir.join("started.txt").exists(), "it ran in the hydrated directory");
+    let url = view.preview_url.clone().expect("its URL");
+    assert_eq!(reqwest::get(&url).await.unwrap().text().await.unwrap(), "served");
     stop_session(&app, &seeded.token, id).await;
+}
+
+#[tokio::test]
+async fn a_dev_server_that_exits_before_it_serves_fails_its_session() {
+    let app =
+        spawn(PlatformOptions { agent_exec: Some("echo no server here; exit 3".into()), ..Default::default() }).await;
+    let seeded = seed(&app, FILES).await;
+    let id = start_session(&app, &seeded).await;
+    let failed = wait_for(&app, &seeded.token, id, SessionStatus::Failed).await;
+    assert_eq!(failed.status, SessionStatus::Failed);
+    let reason = failed.reason.unwrap_or_default();
+    assert!(reason.contains("exited (exit status: 3) before its dev server answered"), "{reason}");
 }
 
 #[tokio::test]

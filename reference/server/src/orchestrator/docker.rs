@@ -7,7 +7,7 @@
 //! ended and its last log line; then the container is removed, and an instance started again
 //! removes the containers of the sessions it failed.
 
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig};
+use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
@@ -23,6 +23,9 @@ use uuid::Uuid;
 
 /// Where the preview image keeps the project (its `/app` is a volume, writable).
 pub const PROJECT_DIR: &str = "/app/project";
+/// The port a session's dev server listens on inside its container (published on the host's
+/// 127.0.0.1 at a port the engine picks; on the `host` network, a free port of the host's).
+pub const PREVIEW_PORT: u16 = 5173;
 /// The label naming a preview container's session (and its project, and the instance that
 /// started it).
 pub const SESSION_LABEL: &str = "fsync.session";
@@ -87,12 +90,26 @@ impl DockerLauncher {
     }
 
     /// The container of `launch`'s session, as the engine is asked to make it.
-    pub fn container_for(&self, launch: &AgentLaunch) -> ContainerCreateBody {
+    pub fn container_for(&self, launch: &AgentLaunch, preview_port: Option<u16>) -> ContainerCreateBody {
         let mut cmd = vec!["--dir".to_owned(), PROJECT_DIR.to_owned()];
-        if let Some(exec) = &launch.exec {
+        let config = &self.config;
+        let mut exposed = None;
+        let mut published = None;
+        if let (Some(exec), Some(port)) = (&launch.exec, preview_port) {
+            // On the host's network the container binds the host's loopback itself; elsewhere,
+            // every address of its own, published on the host's loopback only.
+            let host = if config.network == "host" { "127.0.0.1" } else { "0.0.0.0" };
+            let port = port.to_string();
+            cmd.extend(["--exec", exec, "--preview-port", &port, "--preview-host", host].map(str::to_owned));
+            if config.network != "host" {
+                let key = format!("{port}/tcp");
+                let binding = PortBinding { host_ip: Some("127.0.0.1".to_owned()), host_port: Some(String::new()) };
+                exposed = Some(vec![key.clone()]);
+                published = Some(HashMap::from([(key, Some(vec![binding]))]));
+            }
+        } else if let Some(exec) = &launch.exec {
             cmd.extend(["--exec".to_owned(), exec.clone()]);
         }
-        let config = &self.config;
         let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
         labels.insert(SESSION_LABEL.to_owned(), launch.session_id.to_string());
         labels.insert(PROJECT_LABEL.to_owned(), launch.project_id.to_string());
@@ -114,6 +131,7 @@ impl DockerLauncher {
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             network_mode: Some(config.network.clone()),
+            port_bindings: published,
             init: Some(true),
             ..HostConfig::default()
         };
@@ -123,23 +141,54 @@ impl DockerLauncher {
             cmd: Some(cmd),
             labels: Some(labels),
             host_config: Some(host_config),
+            exposed_ports: exposed,
             ..ContainerCreateBody::default()
         }
     }
 
-    /// Creates and starts the container of `launch`'s session; its name.
-    async fn start(&self, launch: &AgentLaunch) -> Result<String, BoxError> {
+    /// Creates and starts the container of `launch`'s session: its name, and where a browser
+    /// reaches its dev server (when it runs one).
+    async fn start(&self, launch: &AgentLaunch) -> Result<(String, Option<String>), BoxError> {
         let name = container_name(launch.session_id);
+        let on_host = self.config.network == "host";
+        let preview_port = match (&launch.exec, on_host) {
+            (None, _) => None,
+            (Some(_), false) => Some(PREVIEW_PORT),
+            (Some(_), true) => {
+                Some(super::process::free_port().map_err(|e| format!("a port for the dev server: {e}"))?)
+            }
+        };
         let options = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
         self.docker
-            .create_container(Some(options), self.container_for(launch))
+            .create_container(Some(options), self.container_for(launch, preview_port))
             .await
             .map_err(|e| format!("create the container {name} of {}: {e}", self.config.image))?;
         if let Err(e) = self.docker.start_container(&name, None).await {
             remove(&self.docker, &name).await;
             return Err(format!("start the container {name}: {e}").into());
         }
-        Ok(name)
+        let url = match preview_port {
+            Some(port) if on_host => Some(format!("http://127.0.0.1:{port}/")),
+            Some(port) => match self.published(&name, port).await {
+                Ok(host_port) => Some(format!("http://127.0.0.1:{host_port}/")),
+                Err(e) => {
+                    remove(&self.docker, &name).await;
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        Ok((name, url))
+    }
+
+    /// The host port the engine published container `name`'s `port` on.
+    async fn published(&self, name: &str, port: u16) -> Result<String, BoxError> {
+        let inspected = self.docker.inspect_container(name, None).await.map_err(|e| format!("inspect {name}: {e}"))?;
+        let ports = inspected.network_settings.and_then(|n| n.ports).unwrap_or_default();
+        let bindings = ports.get(&format!("{port}/tcp")).cloned().flatten().unwrap_or_default();
+        let host_port = bindings.into_iter().find_map(|b| b.host_port.filter(|p| !p.is_empty()));
+        host_port
+            .ok_or_else(|| format!("the engine published no host port for {name}'s dev server ({port}/tcp)").into())
     }
 }
 
@@ -151,7 +200,7 @@ pub fn container_name(session: Uuid) -> String {
 impl Launcher for DockerLauncher {
     fn launch(&self, launch: AgentLaunch) -> BoxFuture<'_, Result<Launched, BoxError>> {
         Box::pin(async move {
-            let name = self.start(&launch).await?;
+            let (name, preview_url) = self.start(&launch).await?;
             let guard = RemoveOnDrop { docker: self.docker.clone(), name: Some(name.clone()) };
             let control = Control { docker: self.docker.clone(), name: name.clone() };
             let docker = self.docker.clone();
@@ -161,7 +210,7 @@ impl Launcher for DockerLauncher {
                 guard.disarm();
                 exit
             };
-            Ok(Launched { pid: None, control: Box::new(control), exit: Box::pin(exit) })
+            Ok(Launched { pid: None, control: Box::new(control), exit: Box::pin(exit), preview_url })
         })
     }
 

@@ -1,6 +1,10 @@
 //! Agents as child processes (what `serve` does): a cleared environment holding exactly the five
 //! variables, `--dir` and `--exec`, stdout discarded, stderr kept in the session's `agent.log`.
-//! SIGTERM asks the agent to stop; SIGKILL stops it. Dropping the exit future kills the child.
+//! A session that runs a dev server (`--exec`) gets a free loopback port for it
+//! (`--preview-port`, published as `http://127.0.0.1:PORT/`) and, when the launcher has shared
+//! dependencies, `node_modules` beside its project directory: a link to them, never a copy. Each
+//! agent leads a process group of its own, so SIGTERM asks it and its dev server to stop, and
+//! SIGKILL stops both. Dropping the exit future kills both.
 
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch, Launched, Launcher};
 use fsync_store::platform::BoxFuture;
@@ -15,11 +19,32 @@ pub struct ProcessLauncher {
     pub agent_bin: PathBuf,
     /// Arguments before the agent's own (`agent` when the agent is a subcommand of the binary).
     pub leading_args: Vec<String>,
+    /// A directory holding the previews' `node_modules` (`FSYNC_PREVIEW_DEPS`), linked beside
+    /// each session's project directory.
+    pub preview_deps: Option<PathBuf>,
 }
 
 impl ProcessLauncher {
     pub fn new(agent_bin: impl Into<PathBuf>) -> ProcessLauncher {
-        ProcessLauncher { agent_bin: agent_bin.into(), leading_args: Vec::new() }
+        ProcessLauncher { agent_bin: agent_bin.into(), leading_args: Vec::new(), preview_deps: None }
+    }
+
+    /// Shares `dir`'s `node_modules` with every session's dev server.
+    pub fn with_preview_deps(mut self, dir: impl Into<PathBuf>) -> ProcessLauncher {
+        self.preview_deps = Some(dir.into());
+        self
+    }
+
+    /// The dev server's port and dependencies for a session that runs one: its URL.
+    fn prepare_preview(&self, launch: &AgentLaunch, command: &mut tokio::process::Command) -> Result<String, String> {
+        if let Some(deps) = &self.preview_deps {
+            let link = launch.session_dir.join("node_modules");
+            std::os::unix::fs::symlink(deps.join("node_modules"), &link)
+                .map_err(|e| format!("link {} to {}: {e}", link.display(), deps.display()))?;
+        }
+        let port = free_port().map_err(|e| format!("a port for the dev server: {e}"))?;
+        command.arg("--preview-port").arg(port.to_string()).arg("--preview-host").arg("127.0.0.1");
+        Ok(format!("http://127.0.0.1:{port}/"))
     }
 
     /// Starts `bin ARGS... --dir DIR`: for a binary that carries the agent as a subcommand.
@@ -46,14 +71,20 @@ impl Launcher for ProcessLauncher {
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
                 .kill_on_drop(true);
+            let mut preview_url = None;
             if let Some(exec) = &launch.exec {
                 command.arg("--exec").arg(exec);
+                preview_url = Some(self.prepare_preview(&launch, &mut command)?);
             }
+            command.process_group(0);
             let mut child = command.spawn().map_err(|e| format!("spawn {}: {e}", self.agent_bin.display()))?;
             let pid = child.id();
             let ended = Arc::new(AtomicBool::new(false));
             let control = Signals { pid, ended: ended.clone() };
+            // Dropped unfinished (the server stops without stopping it): the whole group goes.
+            let on_drop = KillOnDrop(Signals { pid, ended: ended.clone() });
             let exit = async move {
+                let _on_drop = on_drop;
                 let status = child.wait().await;
                 ended.store(true, Ordering::SeqCst);
                 let how = match status {
@@ -62,13 +93,17 @@ impl Launcher for ProcessLauncher {
                 };
                 AgentExit { how, last_words: last_line(&log_path) }
             };
-            Ok(Launched { pid, control: Box::new(control), exit: Box::pin(exit) })
+            Ok(Launched { pid, control: Box::new(control), exit: Box::pin(exit), preview_url })
         })
     }
 
     fn describe(&self) -> String {
         let args: String = self.leading_args.iter().map(|a| format!(" {a}")).collect();
-        format!("agent {}{args}", self.agent_bin.display())
+        let deps = match &self.preview_deps {
+            Some(deps) => format!(", previews sharing {}", deps.join("node_modules").display()),
+            None => String::new(),
+        };
+        format!("agent {}{args}{deps}", self.agent_bin.display())
     }
 }
 
@@ -82,8 +117,9 @@ impl Signals {
     fn send(&self, signal: libc::c_int) {
         let Some(pid) = self.pid.and_then(|p| libc::pid_t::try_from(p).ok()) else { return };
         if !self.ended.load(Ordering::SeqCst) {
-            // SAFETY: kill(2) on a child this instance spawned and has not reaped yet.
-            unsafe { libc::kill(pid, signal) };
+            // SAFETY: kill(2) on the process group of a child this instance spawned (its leader)
+            // and has not reaped yet: the agent and its dev server.
+            unsafe { libc::kill(-pid, signal) };
         }
     }
 }
@@ -96,6 +132,21 @@ impl AgentControl for Signals {
     fn kill(&self) {
         self.send(libc::SIGKILL);
     }
+}
+
+/// Kills an agent's process group (it and its dev server) when dropped before it ended.
+struct KillOnDrop(Signals);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+/// A loopback port free a moment ago (the dev server binds it with `--strictPort`: a port taken
+/// meanwhile fails the session with that reason, never another session's server).
+pub(super) fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The last non-empty line of the agent's log.

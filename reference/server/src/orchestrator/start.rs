@@ -63,6 +63,7 @@ async fn launch(platform: &Arc<Platform>, id: Uuid, exited: watch::Sender<bool>)
     let control: Arc<dyn AgentControl> = Arc::from(launched.control);
     orchestrator.with(id, |s| {
         s.view.agent_pid = launched.pid;
+        s.view.preview_url = launched.preview_url;
         s.control = Some(control);
     });
     orchestrator.persist(id).await;

@@ -119,6 +119,8 @@ pub struct ServerSettings {
     pub token_ttl_s: Option<u64>,
     /// Its agents reach it under its own name; otherwise under the stack's API alias.
     pub own_url: bool,
+    /// `FSYNC_AGENT_EXEC`: the previews' dev server (their port published on 127.0.0.1).
+    pub agent_exec: Option<String>,
 }
 
 impl ServerSettings {
@@ -130,6 +132,7 @@ impl ServerSettings {
             client_broadcast: false,
             token_ttl_s: None,
             own_url: false,
+            agent_exec: None,
         }
     }
 }
@@ -250,6 +253,9 @@ impl Stack {
         ];
         if let Some(ttl) = settings.token_ttl_s {
             env.push(("FSYNC_CONTAINER_TOKEN_TTL_S", ttl.to_string()));
+        }
+        if let Some(exec) = &settings.agent_exec {
+            env.push(("FSYNC_AGENT_EXEC", exec.clone()));
         }
         let socket_group = std::fs::metadata(DOCKER_SOCKET).with_context(|| format!("stat {DOCKER_SOCKET}"))?.gid();
         let mut host_config = HostConfig {

@@ -7,7 +7,8 @@ use fsync_protocol::hash::hex_sha256;
 use fsync_protocol::snapshot::SessionStatus;
 use fsync_reference::orchestrator::docker::{container_name, INSTANCE_LABEL, PROJECT_LABEL, SESSION_LABEL};
 use fsync_store::SystemClock;
-use fsync_testkit::containers::{docker_cli, hashes_in, own_images, Stack};
+use fsync_testkit::containers::{docker_cli, hashes_in, own_images, ServerSettings, Stack};
+use fsync_testkit::preview::DEV_SERVER;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -241,4 +242,49 @@ async fn killing_a_server_mid_edit_loses_no_acknowledged_write_and_agents_follow
         assert!(reason.contains("restarted"), "{reason}");
         removed(&w.stack, container).await;
     }
+}
+
+/// The preview's dev server runs in its container (issue 23): the `small` fixture's Vite app,
+/// loaded through the public API, served with the image's shared dependencies and reached from
+/// here through the port the engine published on 127.0.0.1; the session runs once it answers,
+/// an edit is what it serves next, and the session's stop removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preview_containers_dev_server_is_reached_on_its_published_port() {
+    let Some((images, own)) = own_images("a dev server in a preview container").await else { return };
+    let mut stack = Stack::start(&images, own).await.expect("the stack");
+    let settings = ServerSettings { agent_exec: Some(DEV_SERVER.into()), ..ServerSettings::new("one") };
+    let server = stack.start_server_with(settings).await.expect("server one");
+    let api = stack.api(&server);
+    let (_, token) = stack.create_user().await.unwrap();
+    let created = api.rpc(Some(&token), "create_project", json!({"p_name": "dev server"})).await.unwrap();
+    let project = created.uuid("id").expect("a project");
+    let fixture = fsync_fixtures::generate(fsync_fixtures::Size::Small, 5);
+    fsync_fixtures::load::files(&api, &token, project, &fixture).await.expect("load the fixture");
+
+    let (id, container) = running_session(&api, &token, project).await;
+    let view = api.session_view(&token, id).await.expect("the session");
+    assert!(view.timings_ms.contains_key("dev_server"), "{:?}", view.timings_ms);
+    let url = view.preview_url.expect("a preview URL");
+    assert!(url.starts_with("http://127.0.0.1:"), "published on the host's loopback: {url}");
+    let get = |path: String| async move {
+        let answer = reqwest::get(&path).await.unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        (answer.status().as_u16(), answer.text().await.unwrap_or_default())
+    };
+    let (status, page) = get(url.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("<title>{}</title>", fixture.name)), "{page}");
+
+    let app_tsx = fixture.files["src/App.tsx"].text().expect("App.tsx is text");
+    let edited = app_tsx.replacen("return (", "const marker = \"Edited in a container\";\n  return (", 1);
+    write(&api, &token, project, "src/App.tsx", &edited).await.expect("the edit");
+    let deadline = fsync_testkit::now() + PATIENCE;
+    while !get(format!("{url}src/App.tsx")).await.1.contains("Edited in a container") {
+        assert!(fsync_testkit::now() < deadline, "the edit was never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let stopped = api.stop_session(&token, id).await.unwrap();
+    assert_eq!(stopped.status, 200, "{}", stopped.body);
+    removed(&stack, &container).await;
+    assert!(reqwest::get(&url).await.is_err(), "nothing serves {url} once the session stopped");
 }
