@@ -2,8 +2,8 @@
 // preview phase, and a command of its own. Debian's Chromium opens a running preview; each edit
 // replaces the text of the page's footer, and the page's MutationObserver stamps the moment the
 // new text is in the DOM. Times are epoch milliseconds, in Node (performance.timeOrigin + now)
-// and in the page alike: one clock, the system's (the offset between the two is measured and
-// printed). Interleaved with the edits through the API, the floor: the same edit written
+// and in the page alike: one clock, the system's (the offset between the two, measured by a round
+// trip, is taken off the page's times and printed). Interleaved with the edits through the API, the floor: the same edit written
 // straight into the dev server's directory (Vite's own HMR). Also session request → first
 // contentful paint of the preview.
 //
@@ -31,6 +31,8 @@ const project = env('FSYNC_PROJECT_ID');
 const edits = Number(env('FSYNC_EDITS', '50'));
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Between one edit being seen and the next being sent. */
+const PACE_MS = 150;
 
 /** Starts a session and waits until it runs: the request's time and the running view. */
 async function startSession() {
@@ -40,11 +42,11 @@ async function startSession() {
   });
   const session = await created.json();
   if (created.status !== 201) throw new Error(`create a session: ${created.status} ${JSON.stringify(session)}`);
-  for (let i = 0; i < 12000; i++) {
+  for (let i = 0; i < 3000; i++) {
     const view = await (await fetch(`${api}/orchestrator/v1/sessions/${session.id}`, { headers })).json();
     if (view.status === 'running') return { requested, view };
     if (view.status === 'failed' || view.status === 'stopped') throw new Error(`the session ended: ${JSON.stringify(view)}`);
-    await sleep(5);
+    await sleep(20);
   }
   throw new Error('the session never ran');
 }
@@ -64,20 +66,23 @@ async function readApp() {
   return files.find((f) => f.file_path === 'src/App.tsx').content;
 }
 
-/** In the page: resolves with the epoch time at which the footer first reads `text`. */
-function seen(text) {
-  return new Promise((resolve) => {
-    const stamp = () => performance.timeOrigin + performance.now();
-    const footer = () => document.querySelector('footer.app-footer');
-    if (footer()?.textContent === text) return resolve(stamp());
-    const observer = new MutationObserver(() => {
-      if (footer()?.textContent === text) {
-        observer.disconnect();
-        resolve(stamp());
-      }
-    });
-    observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+/** In the page: sets `window.fsyncSeenAt` to the epoch time at which the footer first reads
+ * `text` (the observer is in place when this returns). */
+function watch(text) {
+  window.fsyncSeenAt = undefined;
+  const stamp = () => performance.timeOrigin + performance.now();
+  const footer = () => document.querySelector('footer.app-footer');
+  if (footer()?.textContent === text) {
+    window.fsyncSeenAt = stamp();
+    return;
+  }
+  const observer = new MutationObserver(() => {
+    if (footer()?.textContent === text) {
+      window.fsyncSeenAt = stamp();
+      observer.disconnect();
+    }
   });
+  observer.observe(document.body, { subtree: true, childList: true, characterData: true });
 }
 
 async function main() {
@@ -104,11 +109,13 @@ async function main() {
     const shots = {};
     if (process.env.FSYNC_SCREENSHOTS === '1') shots.before = (await page.screenshot()).toString('base64');
     for (let i = 0; i < edits * 2; i++) {
+      // A person's pace, not a burst: the dev server's watcher sees each replacement on its own.
+      await sleep(PACE_MS);
       const direct = i % 2 === 1;
       const text = `${direct ? 'Written directly' : 'Edited through fsync'} ${i}`;
       const content = withFooter(app, text);
-      const waiting = page.evaluate(seen, text);
-      await sleep(20); // the observer is in place
+      // The observer is in place before the edit is sent.
+      await page.evaluate(watch, text);
       const sent = now();
       if (direct) {
         // Staged beside the project (the same filesystem), as the agent stages: one rename.
@@ -121,7 +128,10 @@ async function main() {
         });
         if (!answer.ok) throw new Error(`edit ${i}: ${answer.status} ${await answer.text()}`);
       }
-      const visible = await waiting;
+      const seenAt = await page
+        .waitForFunction(() => window.fsyncSeenAt, null, { timeout: 30_000 })
+        .catch((e) => { throw new Error(`edit ${i} (${text}) never seen: ${e.message}`); });
+      const visible = (await seenAt.jsonValue()) - offset;
       (direct ? samples.floor : samples.api).push(visible - sent);
       if (i === 0 && process.env.FSYNC_SCREENSHOTS === '1') shots.after = (await page.screenshot()).toString('base64');
     }
@@ -129,7 +139,7 @@ async function main() {
     process.stdout.write(`${JSON.stringify({
       session_id: view.id,
       snapshot_hydration: view.snapshot_hydration,
-      first_paint_ms: paint === null ? null : paint - requested,
+      first_paint_ms: paint === null ? null : paint - offset - requested,
       edit_visible_ms: samples.api,
       floor_hmr_ms: samples.floor,
       clock_offset_ms: offset,

@@ -10,8 +10,9 @@ for b in fsync-reference fsync-agent; do
   [ -x "$bin/$b" ] || { echo "e2e: no $bin/$b (cargo build -p fsync-reference -p fsync-agent)" >&2; exit 1; }
 done
 psql "${FSYNC_E2E_ADMIN_URL:?}" -qc "DROP DATABASE IF EXISTS fsync_e2e WITH (FORCE)" >/dev/null
-# The run's files (storage, sessions) where the last run's were: every run starts afresh.
-state="$PWD/e2e/.state"
+# The run's files (storage, sessions) where the last run's were: every run starts afresh. Under
+# target/, not e2e/: nothing a preview resolves may come from the test's own node_modules.
+state="$PWD/target/e2e-state"
 rm -rf "$state" && mkdir -p "$state"
 export DATABASE_URL="${FSYNC_E2E_ADMIN_URL%/*}/fsync_e2e"
 export FSYNC_STATE_DIR="$state"

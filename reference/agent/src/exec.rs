@@ -55,12 +55,14 @@ pub async fn until_ready(child: &mut Child, preview: &Preview) -> anyhow::Result
     let answered = async {
         loop {
             let request = transport::request(http::Method::GET, &url, &[], Vec::<u8>::new())?;
-            // An answer's head is enough: it serves.
-            if let Ok(Ok(_)) = tokio::time::timeout(ASK_WITHIN, transport.send(request)).await {
-                return Ok(());
-            }
+            // An answer's head is enough: it serves (if the command still runs: a command that
+            // failed to bind must not pass for whatever answers on that port).
+            let answered = matches!(tokio::time::timeout(ASK_WITHIN, transport.send(request)).await, Ok(Ok(_)));
             if let Some(status) = child.try_wait().context("look at the --exec command")? {
                 bail!("the --exec command exited ({status}) before its dev server answered on {url}");
+            }
+            if answered {
+                return Ok(());
             }
             tokio::time::sleep(READY_EVERY).await;
         }

@@ -7,6 +7,7 @@
 //! ended and its last log line; then the container is removed, and an instance started again
 //! removes the containers of the sessions it failed.
 
+use super::ports::{PortLease, PreviewPorts};
 use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -18,6 +19,7 @@ use fsync_store::platform::BoxFuture;
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -75,6 +77,8 @@ impl DockerConfig {
 pub struct DockerLauncher {
     docker: Docker,
     pub config: DockerConfig,
+    /// The host's ports its dev servers hold on the `host` network.
+    ports: Arc<PreviewPorts>,
 }
 
 impl DockerLauncher {
@@ -86,7 +90,7 @@ impl DockerLauncher {
         docker.inspect_image(&config.image).await.map_err(|e| {
             format!("the preview image {} is not here (build it with ci/images/build): {e}", config.image)
         })?;
-        Ok(DockerLauncher { docker, config })
+        Ok(DockerLauncher { docker, config, ports: Arc::default() })
     }
 
     /// The container of `launch`'s session, as the engine is asked to make it.
@@ -146,16 +150,17 @@ impl DockerLauncher {
         }
     }
 
-    /// Creates and starts the container of `launch`'s session: its name, and where a browser
-    /// reaches its dev server (when it runs one).
-    async fn start(&self, launch: &AgentLaunch) -> Result<(String, Option<String>), BoxError> {
+    /// Creates and starts the container of `launch`'s session: its name, where a browser reaches
+    /// its dev server (when it runs one) and the host port it holds (on the `host` network).
+    async fn start(&self, launch: &AgentLaunch) -> Result<(String, Option<String>, Option<PortLease>), BoxError> {
         let name = container_name(launch.session_id);
         let on_host = self.config.network == "host";
-        let preview_port = match (&launch.exec, on_host) {
-            (None, _) => None,
-            (Some(_), false) => Some(PREVIEW_PORT),
+        let (preview_port, lease) = match (&launch.exec, on_host) {
+            (None, _) => (None, None),
+            (Some(_), false) => (Some(PREVIEW_PORT), None),
             (Some(_), true) => {
-                Some(super::process::free_port().map_err(|e| format!("a port for the dev server: {e}"))?)
+                let lease = self.ports.take().map_err(|e| format!("a port for the dev server: {e}"))?;
+                (Some(lease.port), Some(lease))
             }
         };
         let options = CreateContainerOptions { name: Some(name.clone()), ..CreateContainerOptions::default() };
@@ -178,7 +183,7 @@ impl DockerLauncher {
             },
             None => None,
         };
-        Ok((name, url))
+        Ok((name, url, lease))
     }
 
     /// The host port the engine published container `name`'s `port` on.
@@ -200,11 +205,12 @@ pub fn container_name(session: Uuid) -> String {
 impl Launcher for DockerLauncher {
     fn launch(&self, launch: AgentLaunch) -> BoxFuture<'_, Result<Launched, BoxError>> {
         Box::pin(async move {
-            let (name, preview_url) = self.start(&launch).await?;
+            let (name, preview_url, lease) = self.start(&launch).await?;
             let guard = RemoveOnDrop { docker: self.docker.clone(), name: Some(name.clone()) };
             let control = Control { docker: self.docker.clone(), name: name.clone() };
             let docker = self.docker.clone();
             let exit = async move {
+                let _lease = lease;
                 let exit = ended(&docker, &name).await;
                 remove(&docker, &name).await;
                 guard.disarm();

@@ -22,6 +22,7 @@
 pub mod docker;
 pub mod http;
 pub mod lifecycle;
+pub mod ports;
 mod process;
 pub mod registry;
 mod start;

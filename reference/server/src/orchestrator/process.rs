@@ -1,11 +1,15 @@
 //! Agents as child processes (what `serve` does): a cleared environment holding exactly the five
 //! variables, `--dir` and `--exec`, stdout discarded, stderr kept in the session's `agent.log`.
-//! A session that runs a dev server (`--exec`) gets a free loopback port for it
-//! (`--preview-port`, published as `http://127.0.0.1:PORT/`) and, when the launcher has shared
+//! A session that runs a dev server (`--exec`) gets a loopback port of its own for it
+//! (`--preview-port`, published as `http://127.0.0.1:PORT/`; see `ports`) and, when the launcher has shared
 //! dependencies, `node_modules` beside its project directory: a link to them, never a copy. Each
 //! agent leads a process group of its own, so SIGTERM asks it and its dev server to stop, and
-//! SIGKILL stops both. Dropping the exit future kills both.
+//! SIGKILL stops both; once the agent has ended, whatever is left of its group is killed too.
+//! Dropping the exit future kills both. The dev server runs the project's own code as this
+//! server's user: the process launcher is for code the operator trusts (the Docker launcher
+//! confines it).
 
+use super::ports::{PortLease, PreviewPorts};
 use fsync_store::launch::{AgentControl, AgentExit, AgentLaunch, Launched, Launcher};
 use fsync_store::platform::BoxFuture;
 use std::error::Error;
@@ -22,11 +26,18 @@ pub struct ProcessLauncher {
     /// A directory holding the previews' `node_modules` (`FSYNC_PREVIEW_DEPS`), linked beside
     /// each session's project directory.
     pub preview_deps: Option<PathBuf>,
+    /// The ports its sessions' dev servers hold.
+    ports: Arc<PreviewPorts>,
 }
 
 impl ProcessLauncher {
     pub fn new(agent_bin: impl Into<PathBuf>) -> ProcessLauncher {
-        ProcessLauncher { agent_bin: agent_bin.into(), leading_args: Vec::new(), preview_deps: None }
+        ProcessLauncher {
+            agent_bin: agent_bin.into(),
+            leading_args: Vec::new(),
+            preview_deps: None,
+            ports: Arc::default(),
+        }
     }
 
     /// Shares `dir`'s `node_modules` with every session's dev server.
@@ -35,16 +46,19 @@ impl ProcessLauncher {
         self
     }
 
-    /// The dev server's port and dependencies for a session that runs one: its URL.
-    fn prepare_preview(&self, launch: &AgentLaunch, command: &mut tokio::process::Command) -> Result<String, String> {
+    /// The dev server's port and dependencies for a session that runs one: its URL, and the port
+    /// it holds until its agent has ended.
+    fn prepare_preview(
+        &self,
+        launch: &AgentLaunch,
+        command: &mut tokio::process::Command,
+    ) -> Result<(String, PortLease), String> {
         if let Some(deps) = &self.preview_deps {
-            let link = launch.session_dir.join("node_modules");
-            std::os::unix::fs::symlink(deps.join("node_modules"), &link)
-                .map_err(|e| format!("link {} to {}: {e}", link.display(), deps.display()))?;
+            link_deps(&deps.join("node_modules"), &launch.session_dir.join("node_modules"))?;
         }
-        let port = free_port().map_err(|e| format!("a port for the dev server: {e}"))?;
-        command.arg("--preview-port").arg(port.to_string()).arg("--preview-host").arg("127.0.0.1");
-        Ok(format!("http://127.0.0.1:{port}/"))
+        let lease = self.ports.take().map_err(|e| format!("a port for the dev server: {e}"))?;
+        command.arg("--preview-port").arg(lease.port.to_string()).arg("--preview-host").arg("127.0.0.1");
+        Ok((format!("http://127.0.0.1:{}/", lease.port), lease))
     }
 
     /// Starts `bin ARGS... --dir DIR`: for a binary that carries the agent as a subcommand.
@@ -71,10 +85,11 @@ impl Launcher for ProcessLauncher {
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
                 .kill_on_drop(true);
-            let mut preview_url = None;
+            let (mut preview_url, mut lease) = (None, None);
             if let Some(exec) = &launch.exec {
                 command.arg("--exec").arg(exec);
-                preview_url = Some(self.prepare_preview(&launch, &mut command)?);
+                let (url, held) = self.prepare_preview(&launch, &mut command)?;
+                (preview_url, lease) = (Some(url), Some(held));
             }
             command.process_group(0);
             let mut child = command.spawn().map_err(|e| format!("spawn {}: {e}", self.agent_bin.display()))?;
@@ -85,7 +100,10 @@ impl Launcher for ProcessLauncher {
             let on_drop = KillOnDrop(Signals { pid, ended: ended.clone() });
             let exit = async move {
                 let _on_drop = on_drop;
+                let _lease = lease;
                 let status = child.wait().await;
+                // What is left of its group (a dev server whose agent died alone) goes with it.
+                Signals { pid, ended: ended.clone() }.kill();
                 ended.store(true, Ordering::SeqCst);
                 let how = match status {
                     Ok(status) => status.to_string(),
@@ -143,10 +161,17 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A loopback port free a moment ago (the dev server binds it with `--strictPort`: a port taken
-/// meanwhile fails the session with that reason, never another session's server).
-pub(super) fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// Links the shared `deps` as `link` (a link already there to the same place is kept).
+fn link_deps(deps: &Path, link: &Path) -> Result<(), String> {
+    match std::os::unix::fs::symlink(deps, link) {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::AlreadyExists && std::fs::read_link(link).is_ok_and(|to| to == deps) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(format!("link {} to {}: {e}", link.display(), deps.display())),
+    }
 }
 
 /// The last non-empty line of the agent's log.
