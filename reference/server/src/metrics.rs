@@ -36,14 +36,17 @@ const BYTES: &[f64] = &[
     1073741824.0,
 ];
 
-/// The functions counted by name (the SQL API's, and the table writes of unmigrated clients on
-/// `legacy_project_files`); any other is `other`.
-const FUNCTIONS: &[&str] = &[
+/// The functions that write a project's files (the SQL API's, and the table writes of
+/// unmigrated clients on `legacy_project_files`): an edit is one of these calls.
+const WRITES: &[&str] = &[
     fsync_store::data::WRITABLE_RELATION,
     "upsert_project_file",
     "delete_project_file",
     "bulk_upsert_project_files",
     "upsert_project_binary",
+];
+/// The other functions counted by name; any function in neither list is `other`.
+const OTHER_FUNCTIONS: &[&str] = &[
     "list_current_files",
     "list_changes_since",
     "create_project",
@@ -51,14 +54,6 @@ const FUNCTIONS: &[&str] = &[
     "add_project_member",
     "remove_project_member",
     "list_project_members",
-];
-/// The functions that write a project's files: an edit is one of these calls.
-const WRITES: &[&str] = &[
-    fsync_store::data::WRITABLE_RELATION,
-    "upsert_project_file",
-    "delete_project_file",
-    "bulk_upsert_project_files",
-    "upsert_project_binary",
 ];
 /// Why a write call failed, as `fsync_write_failures_total` counts it.
 const WRITE_FAILURES: &[&str] = &["server_error", "throttled"];
@@ -80,6 +75,8 @@ const PHASES: &[&str] = &[
     "total",
 ];
 
+/// The final session statuses `fsync_sessions_ended_total` counts (any other is `other`).
+const ENDED_STATUSES: &[&str] = &["stopped", "failed"];
 /// The live session statuses `fsync_sessions` counts (a final one leaves the count).
 const LIVE_STATUSES: &[&str] = &["starting", "hydrating", "running", "behind"];
 
@@ -191,7 +188,7 @@ impl Metrics {
 
     /// An RPC answered with `status` after `seconds`.
     pub fn rpc(&self, function: &str, status: u16, seconds: f64) {
-        let function = FUNCTIONS.iter().find(|f| **f == function).copied().unwrap_or("other");
+        let function = WRITES.iter().chain(OTHER_FUNCTIONS).find(|f| **f == function).copied().unwrap_or("other");
         self.record(|r| r.rpc.entry((function, status)).or_insert_with(|| Histogram::new(SECONDS)).observe(seconds));
         if status == 429 {
             self.rate_limited(Surface::Rpc);
@@ -246,7 +243,7 @@ impl Metrics {
 
     /// A session this instance ran ended `stopped` or `failed` (any other status is `other`).
     pub fn session_ended(&self, status: &str) {
-        let status = ["stopped", "failed"].into_iter().find(|s| *s == status).unwrap_or("other");
+        let status = ENDED_STATUSES.iter().find(|s| **s == status).copied().unwrap_or("other");
         self.record(|r| *r.sessions_ended.entry(status).or_default() += 1);
     }
 
@@ -312,32 +309,42 @@ impl Metrics {
             let _ = writeln!(out, "fsync_channel_joins_total{{outcome=\"{outcome}\"}} {n}");
         }
         family(&mut out, "fsync_rate_limited_total", "counter", "What each surface refused as over its rate.");
-        for surface in Surface::ALL {
-            let n = r.rate_limited.get(&surface).copied().unwrap_or(0);
-            let _ = writeln!(out, "fsync_rate_limited_total{{surface=\"{}\"}} {n}", surface.label());
-        }
+        let limited = Surface::ALL.map(|s| (s.label(), r.rate_limited.get(&s).copied().unwrap_or(0)));
+        samples(&mut out, "fsync_rate_limited_total", "surface", limited);
         family(&mut out, "fsync_sessions", "gauge", "Live sessions this instance runs, by status.");
-        for status in LIVE_STATUSES {
-            let n = r.sessions.get(status).copied().unwrap_or(0);
-            let _ = writeln!(out, "fsync_sessions{{status=\"{status}\"}} {n}");
-        }
+        samples(&mut out, "fsync_sessions", "status", from_zero(LIVE_STATUSES, &r.sessions));
         family(&mut out, "fsync_sessions_ended_total", "counter", "Sessions this instance ran that ended, by status.");
-        for status in ["stopped", "failed"] {
-            let n = r.sessions_ended.get(status).copied().unwrap_or(0);
-            let _ = writeln!(out, "fsync_sessions_ended_total{{status=\"{status}\"}} {n}");
-        }
+        samples(&mut out, "fsync_sessions_ended_total", "status", from_zero(ENDED_STATUSES, &r.sessions_ended));
         let help = "Write calls (edits) answered 5xx (server_error) or 429 (throttled): edits that did not persist.";
         family(&mut out, "fsync_write_failures_total", "counter", help);
-        for reason in WRITE_FAILURES {
-            let n = r.write_failures.get(reason).copied().unwrap_or(0);
-            let _ = writeln!(out, "fsync_write_failures_total{{reason=\"{reason}\"}} {n}");
-        }
+        samples(&mut out, "fsync_write_failures_total", "reason", from_zero(WRITE_FAILURES, &r.write_failures));
         family(&mut out, "fsync_snapshot_build_failures_total", "counter", "Snapshot builds that failed.");
         let _ = writeln!(out, "fsync_snapshot_build_failures_total {}", r.snapshot_failures);
         family(&mut out, "fsync_realtime_resyncs_total", "counter", "Times the LISTEN feed was lost and caught up.");
         let _ = writeln!(out, "fsync_realtime_resyncs_total {}", r.resyncs);
         out
     }
+}
+
+/// One sample of `name` per `(value, n)`, labelled `label="value"`.
+fn samples<N: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, N)>,
+) {
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
+/// Every value of `known` with its count in `counted` (0 when it has none yet: present from the
+/// start, so that its first observations count in a rate).
+fn from_zero<'a, N: Copy + Default>(
+    known: &'a [&'static str],
+    counted: &'a BTreeMap<&'static str, N>,
+) -> impl Iterator<Item = (&'static str, N)> + 'a {
+    known.iter().map(|value| (*value, counted.get(value).copied().unwrap_or_default()))
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

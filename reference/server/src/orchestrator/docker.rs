@@ -8,7 +8,9 @@
 //! removes the containers of the sessions it failed.
 
 use super::ports::{PortLease, PreviewPorts};
-use bollard::models::{ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, HostConfigLogConfig, PortBinding, PortMap,
+};
 use bollard::query_parameters::{
     CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
     StopContainerOptions,
@@ -97,22 +99,17 @@ impl DockerLauncher {
     pub fn container_for(&self, launch: &AgentLaunch, preview_port: Option<u16>) -> ContainerCreateBody {
         let mut cmd = vec!["--dir".to_owned(), PROJECT_DIR.to_owned()];
         let config = &self.config;
-        let mut exposed = None;
+        let on_host = config.network == "host";
         let mut published = None;
-        if let (Some(exec), Some(port)) = (&launch.exec, preview_port) {
+        if let Some(exec) = &launch.exec {
+            cmd.extend(["--exec".to_owned(), exec.clone()]);
+        }
+        if let (Some(_), Some(port)) = (&launch.exec, preview_port) {
             // On the host's network the container binds the host's loopback itself; elsewhere,
             // every address of its own, published on the host's loopback only.
-            let host = if config.network == "host" { "127.0.0.1" } else { "0.0.0.0" };
-            let port = port.to_string();
-            cmd.extend(["--exec", exec, "--preview-port", &port, "--preview-host", host].map(str::to_owned));
-            if config.network != "host" {
-                let key = format!("{port}/tcp");
-                let binding = PortBinding { host_ip: Some("127.0.0.1".to_owned()), host_port: Some(String::new()) };
-                exposed = Some(vec![key.clone()]);
-                published = Some(HashMap::from([(key, Some(vec![binding]))]));
-            }
-        } else if let Some(exec) = &launch.exec {
-            cmd.extend(["--exec".to_owned(), exec.clone()]);
+            let host = if on_host { "127.0.0.1" } else { "0.0.0.0" };
+            cmd.extend(["--preview-port".to_owned(), port.to_string(), "--preview-host".to_owned(), host.to_owned()]);
+            published = (!on_host).then(|| loopback_published(port));
         }
         let mut labels: HashMap<String, String> = config.labels.clone().into_iter().collect();
         labels.insert(SESSION_LABEL.to_owned(), launch.session_id.to_string());
@@ -135,7 +132,7 @@ impl DockerLauncher {
             cap_drop: Some(vec!["ALL".to_owned()]),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             network_mode: Some(config.network.clone()),
-            port_bindings: published,
+            port_bindings: published.clone(),
             init: Some(true),
             ..HostConfig::default()
         };
@@ -145,7 +142,7 @@ impl DockerLauncher {
             cmd: Some(cmd),
             labels: Some(labels),
             host_config: Some(host_config),
-            exposed_ports: exposed,
+            exposed_ports: published.map(|ports| ports.into_keys().collect()),
             ..ContainerCreateBody::default()
         }
     }
@@ -174,7 +171,7 @@ impl DockerLauncher {
         }
         let url = match preview_port {
             Some(port) if on_host => Some(format!("http://127.0.0.1:{port}/")),
-            Some(port) => match self.published(&name, port).await {
+            Some(port) => match published_port(&self.docker, &name, port).await {
                 Ok(host_port) => Some(format!("http://127.0.0.1:{host_port}/")),
                 Err(e) => {
                     remove(&self.docker, &name).await;
@@ -185,16 +182,21 @@ impl DockerLauncher {
         };
         Ok((name, url, lease))
     }
+}
 
-    /// The host port the engine published container `name`'s `port` on.
-    async fn published(&self, name: &str, port: u16) -> Result<String, BoxError> {
-        let inspected = self.docker.inspect_container(name, None).await.map_err(|e| format!("inspect {name}: {e}"))?;
-        let ports = inspected.network_settings.and_then(|n| n.ports).unwrap_or_default();
-        let bindings = ports.get(&format!("{port}/tcp")).cloned().flatten().unwrap_or_default();
-        let host_port = bindings.into_iter().find_map(|b| b.host_port.filter(|p| !p.is_empty()));
-        host_port
-            .ok_or_else(|| format!("the engine published no host port for {name}'s dev server ({port}/tcp)").into())
-    }
+/// `port`/tcp published on the host's 127.0.0.1 only, at a port the engine picks.
+pub fn loopback_published(port: u16) -> PortMap {
+    let binding = PortBinding { host_ip: Some("127.0.0.1".to_owned()), host_port: Some(String::new()) };
+    HashMap::from([(format!("{port}/tcp"), Some(vec![binding]))])
+}
+
+/// The host port the engine published container `name`'s `port` on.
+pub async fn published_port(docker: &Docker, name: &str, port: u16) -> Result<u16, BoxError> {
+    let inspected = docker.inspect_container(name, None).await.map_err(|e| format!("inspect {name}: {e}"))?;
+    let ports = inspected.network_settings.and_then(|n| n.ports).unwrap_or_default();
+    let bindings = ports.get(&format!("{port}/tcp")).cloned().flatten().unwrap_or_default();
+    let host_port = bindings.into_iter().find_map(|b| b.host_port.and_then(|p| p.parse().ok()));
+    host_port.ok_or_else(|| format!("the engine published no host port for {name}'s {port}/tcp").into())
 }
 
 /// A session's container's name.

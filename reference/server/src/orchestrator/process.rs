@@ -97,13 +97,12 @@ impl Launcher for ProcessLauncher {
             let ended = Arc::new(AtomicBool::new(false));
             let control = Signals { pid, ended: ended.clone() };
             // Dropped unfinished (the server stops without stopping it): the whole group goes.
-            let on_drop = KillOnDrop(Signals { pid, ended: ended.clone() });
+            let on_drop = KillOnDrop(control.clone());
             let exit = async move {
-                let _on_drop = on_drop;
                 let _lease = lease;
                 let status = child.wait().await;
                 // What is left of its group (a dev server whose agent died alone) goes with it.
-                Signals { pid, ended: ended.clone() }.kill();
+                on_drop.0.kill();
                 ended.store(true, Ordering::SeqCst);
                 let how = match status {
                     Ok(status) => status.to_string(),
@@ -126,6 +125,7 @@ impl Launcher for ProcessLauncher {
 }
 
 /// Signals an agent process until it has ended (never a recycled pid).
+#[derive(Clone)]
 struct Signals {
     pid: Option<u32>,
     ended: Arc<AtomicBool>,

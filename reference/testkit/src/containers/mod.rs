@@ -17,7 +17,7 @@ pub use stack::{docker_cli, hashes_in, ServerContainer, ServerSettings, Services
 
 use anyhow::Context;
 use std::path::PathBuf;
-use testcontainers::bollard::models::{HostConfig, PortBinding};
+use testcontainers::bollard::models::HostConfig;
 
 /// What the container tests need, if this machine has it; `None` (after saying why) when it does
 /// not and `FSYNC_REQUIRE_DOCKER` is unset. With it set, a missing part panics.
@@ -95,7 +95,6 @@ pub(crate) fn assignment(text: &str, name: &str) -> Option<String> {
 pub(crate) fn loopback_only(port: u16) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
     move |config: &mut HostConfig| {
         config.publish_all_ports = Some(false);
-        let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
-        config.port_bindings = Some([(format!("{port}/tcp"), Some(vec![binding]))].into_iter().collect());
+        config.port_bindings = Some(fsync_reference::orchestrator::docker::loopback_published(port));
     }
 }

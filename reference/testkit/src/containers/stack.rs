@@ -14,7 +14,7 @@ use crate::TestDb;
 use anyhow::Context;
 use fsync_client::transport::Transport;
 use fsync_protocol::jwt::{self, Secret};
-use fsync_reference::orchestrator::docker::{remove_container, INSTANCE_LABEL};
+use fsync_reference::orchestrator::docker::{published_port, remove_container, INSTANCE_LABEL};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -215,14 +215,9 @@ impl Stack {
         };
         self.docker.connect_network(self.preview_network(), join).await.context("join the previews' network")?;
         self.docker.start_container(&container, None).await.context("start a server")?;
-        let inspect = self.docker.inspect_container(&container, None).await?;
-        let port: u16 = inspect
-            .network_settings
-            .and_then(|n| n.ports)
-            .and_then(|ports| ports.get(&format!("{SERVER_PORT}/tcp")).cloned().flatten())
-            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
-            .and_then(|port| port.parse().ok())
-            .context("the server's published port")?;
+        let port = published_port(&self.docker, &container, SERVER_PORT)
+            .await
+            .map_err(|e| anyhow::anyhow!("the server's published port: {e}"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let server = ServerContainer { name: settings.name, container, addr, url: format!("http://{addr}") };
         self.wait_healthy(&server).await?;
